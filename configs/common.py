@@ -1,0 +1,122 @@
+"""Defaults shared by every experiment config; each experiment file overrides what it needs."""
+
+import ml_collections
+
+# Mesh axes, outermost first. Sizes come from config.mesh; -1 fills the remaining devices.
+MESH_AXES = ("data", "fsdp", "expert", "tensor")
+
+# Logical parameter / activation axis -> mesh axes. First match wins; None = replicated.
+SHARDING_RULES = (
+    ("batch", ("data", "fsdp", "expert")),
+    ("embed", "fsdp"),
+    ("vision_embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("vocab", "tensor"),
+    ("exp", "expert"),
+    ("kb", None),
+    ("kb_embed", None),
+    ("levels", None),
+    ("patch", None),
+    ("channels", None),
+    ("position", None),
+    ("length", None),
+)
+
+
+def base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.mesh = ml_collections.ConfigDict({axis: 1 for axis in MESH_AXES})
+    config.mesh.data = -1
+    config.sharding_rules = SHARDING_RULES
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "rs_synth"  # "rs_synth" | "folder"
+    config.data.data_dir = ""  # TFDS data dir for rs_synth; "" = <workdir>/data
+    config.data.root = ""  # folder dataset: <root>/<split>/<class>/*.jpg|png|tif
+    config.data.train_split = "train"
+    config.data.eval_split = "test"
+    config.data.image_size = 32
+    config.data.num_train = 6000  # rs_synth only
+    config.data.num_test = 300  # rs_synth only
+    config.data.tasks = ("scene", "presence", "count", "comparison", "rural_urban")
+    config.data.tokenizer = ""  # "" = train a WordPiece tokenizer on the task corpus
+    config.data.max_prompt_len = 24
+    config.data.max_answer_len = 8
+    config.data.batch_size = 32  # global, across all hosts
+    config.data.worker_count = 0
+    config.data.allow_skips = False  # folder dataset: skip unreadable images (counted)
+
+    config.model = ml_collections.ConfigDict()
+    config.model.baseline = False
+    config.model.dtype = "float32"
+    config.model.vision = ml_collections.ConfigDict(
+        dict(patch_size=4, width=96, depth=4, num_heads=4, mlp_dim=192)
+    )
+    # Semantic levels, coarse to fine: which ViT block feeds each and its pooling grid.
+    config.model.levels = ml_collections.ConfigDict()
+    config.model.levels.scene = ml_collections.ConfigDict(dict(block=3, grid=1))
+    config.model.levels.landcover = ml_collections.ConfigDict(dict(block=2, grid=2))
+    config.model.levels.object = ml_collections.ConfigDict(dict(block=1, grid=4))
+    config.model.kb = ml_collections.ConfigDict(
+        dict(dim=64, top_k=3, approx=False, recall_target=0.95, retrieval_loss_weight=0.1)
+    )
+    config.model.augment = ml_collections.ConfigDict(dict(num_heads=4))
+    config.model.experts = ml_collections.ConfigDict(
+        dict(
+            experts_per_level=2,
+            shared_experts=1,
+            top_k=1,
+            capacity_factor=1.5,
+            mlp_dim=192,
+            balance_loss_weight=0.01,
+            z_loss_weight=1e-3,
+        )
+    )
+    config.model.llm = ml_collections.ConfigDict(
+        dict(
+            width=128,
+            depth=2,
+            num_heads=4,
+            num_kv_heads=2,
+            mlp_dim=256,
+            rope_theta=10_000.0,
+            qkv_bias=False,
+            tie_embeddings=True,
+        )
+    )
+
+    config.train = ml_collections.ConfigDict()
+    config.train.steps = 2500
+    config.train.learning_rate = 1e-3
+    config.train.warmup_steps = 100
+    config.train.weight_decay = 0.01
+    config.train.grad_clip = 1.0
+    config.train.log_every = 50
+    config.train.checkpoint_every = 500
+    config.train.keep_checkpoints = 2
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.batch_size = 100
+    config.eval.max_new_tokens = 6
+    config.eval.num_examples = -1  # -1 = the whole eval split
+    return config
+
+
+def make_baseline(config: ml_collections.ConfigDict) -> None:
+    """Plain LLaVA-1.5: every patch token of the last block, MLP projector, no KB, no experts."""
+    config.model.baseline = True
+
+
+def parse_variants(arg: str | None, allowed: tuple[str, ...]) -> set[str]:
+    variants = {v.strip() for v in (arg or "").split(",") if v.strip()}
+    unknown = variants - set(allowed)
+    if unknown:
+        raise ValueError(
+            f"Unknown config variant(s) {sorted(unknown)}; allowed: {', '.join(allowed)}"
+        )
+    return variants

@@ -1,0 +1,139 @@
+"""``rs-jax`` command line: train and evaluate from a config file.
+
+  rs-jax train --config configs/demo.py[:arg] --workdir runs/demo [--config.KEY=VALUE ...]
+  rs-jax eval  --config configs/demo.py --workdir runs/demo
+  rs-jax config --config configs/demo.py --config.train.steps=10   # print the result
+
+Overrides use the type of the value they replace: ``--config.train.steps=10``,
+``--config.model.baseline=true``, ``--config.data.tasks=scene,count``,
+``--config.mesh.data=2`` (``--config.KEY VALUE`` works too).
+
+Simulating N devices on a CPU: set ``RS_JAX_CPU_DEVICES=N`` (e.g. 8). The CLI reads it
+before jax is imported and sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
+and, unless already set, ``JAX_PLATFORMS=cpu``; then ``--config.mesh.*`` can describe
+any mesh of N devices. Set ``RS_JAX_TRACEBACK=1`` to see full tracebacks of errors
+that are otherwise reported in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+CONFIG_PREFIX = "--config."
+
+
+def _simulate_cpu_devices() -> None:
+    count = os.environ.get("RS_JAX_CPU_DEVICES", "").strip()
+    if not count:
+        return
+    if not count.isdigit() or int(count) < 1:
+        raise ValueError(f"RS_JAX_CPU_DEVICES must be a positive integer, got {count!r}")
+    if "jax" in sys.modules:
+        # The device count is fixed when jax's backend starts; too late to change it.
+        print("rs-jax: warning: jax already imported; RS_JAX_CPU_DEVICES ignored", file=sys.stderr)
+        return
+    flag = f"--xla_force_host_platform_device_count={int(count)}"
+    flags = re.sub(
+        r"--xla_force_host_platform_device_count=\S*", "", os.environ.get("XLA_FLAGS", "")
+    )
+    os.environ["XLA_FLAGS"] = f"{flags.strip()} {flag}".strip()
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def _split_overrides(extra: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Pull ``--config.k=v`` / ``--config.k v`` out of argparse's leftovers."""
+    overrides, unknown = [], []
+    i = 0
+    while i < len(extra):
+        arg = extra[i]
+        if arg.startswith(CONFIG_PREFIX):
+            body = arg[len(CONFIG_PREFIX) :]
+            if "=" not in body:
+                if i + 1 >= len(extra):
+                    raise ValueError(f"{arg} needs a value: {arg}=VALUE")
+                body = f"{body}={extra[i + 1]}"
+                i += 1
+            overrides.append(body)
+        else:
+            unknown.append(arg)
+        i += 1
+    return overrides, unknown
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rs-jax",
+        description="Semantic-augmented multi-level remote-sensing VLMs in JAX.",
+        epilog="Config overrides: --config.KEY.PATH=VALUE (any number, after the subcommand).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, workdir: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--config",
+            required=True,
+            metavar="FILE.py[:ARG]",
+            help="config file, e.g. configs/demo.py",
+        )
+        if workdir:
+            sub.add_argument(
+                "--workdir", required=True, help="checkpoints, logs and data cache go here"
+            )
+        return sub
+
+    add("train", "Train (resumes from the latest checkpoint in --workdir).")
+    add("eval", "Evaluate the latest checkpoint in --workdir.")
+    add("config", "Print the resolved config and exit.", workdir=False)
+    return parser
+
+
+def _cmd_train(config: object, workdir: str) -> None:
+    from rs_jax.train import trainer
+
+    trainer.train(config, workdir)
+
+
+def _cmd_eval(config: object, workdir: str) -> None:
+    from rs_jax.eval import evaluate
+
+    evaluate.evaluate(config, workdir)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the process exit code."""
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)
+    try:
+        overrides, unknown = _split_overrides(extra)
+    except ValueError as e:
+        parser.error(str(e))
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+
+    try:
+        _simulate_cpu_devices()
+        from rs_jax.config import load_config
+
+        config = load_config(args.config, overrides)
+        if args.command == "config":
+            print(config)
+        elif args.command == "train":
+            _cmd_train(config, args.workdir)
+        elif args.command == "eval":
+            _cmd_eval(config, args.workdir)
+    except (ValueError, FileNotFoundError) as e:
+        if os.environ.get("RS_JAX_TRACEBACK"):
+            raise
+        # Config, mesh and checkpoint problems are the user's to fix: one line, no stack.
+        print(f"rs-jax: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Load experiment configs: ``path/to/file.py[:arg]`` plus ``key.path=value`` overrides.
+
+A config file defines ``get_config(arg)`` returning an ``ml_collections.ConfigDict``
+(the same convention as ``ml_collections.config_flags``). Overrides are parsed with the
+type of the value they replace, so ``train.steps=10`` stays an int and
+``data.tasks=scene,count`` stays a tuple. The returned config is locked: a later typo
+in code (``config.trian``) raises instead of silently adding a field.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+
+
+class ConfigError(ValueError):
+    """A config file, override or value is wrong; the message says which and why."""
+
+
+def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """Load ``file.py[:arg]``, apply ``key.path=value`` overrides, validate and lock."""
+    path, arg = split_spec(spec)
+    config = _call_get_config(path, arg)
+    apply_overrides(config, overrides)
+    validate_config(config)
+    config.lock()
+    return config
+
+
+def split_spec(spec: str) -> tuple[Path, str | None]:
+    """``configs/demo.py:baseline`` -> (Path('configs/demo.py'), 'baseline')."""
+    # Split on the last ':' that follows '.py' so Windows drive letters and args
+    # containing ':' both survive.
+    idx = spec.find(".py:")
+    if idx >= 0:
+        return Path(spec[: idx + 3]), spec[idx + 4 :]
+    return Path(spec), None
+
+
+def _import_config_module(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"Config file '{path}' not found")
+    path = path.resolve()
+    # Config files import shared defaults as `from configs import common`: make the
+    # directory that contains `configs/` importable, then the repo root as a fallback.
+    if str(path.parent.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent.parent))
+    repo_root = str(Path(__file__).resolve().parent.parent)
+    if repo_root not in sys.path:
+        sys.path.append(repo_root)
+    module_name = f"_rs_jax_config_{abs(hash(str(path)))}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ConfigError(f"Config file '{path}' cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:
+        raise ConfigError(f"Importing config file '{path}' failed: {type(e).__name__}: {e}") from e
+    if not callable(getattr(module, "get_config", None)):
+        raise ConfigError(f"Config file '{path}' does not define get_config(arg)")
+    return module
+
+
+def _call_get_config(path: Path, arg: str | None) -> ml_collections.ConfigDict:
+    get_config = _import_config_module(path).get_config
+    takes_arg = bool(inspect.signature(get_config).parameters)
+    if arg is not None and not takes_arg:
+        raise ConfigError(f"Config file '{path}' takes no argument but got ':{arg}'")
+    call = f"get_config({arg!r})"
+    try:
+        config = get_config(arg) if takes_arg else get_config()
+    except Exception as e:
+        raise ConfigError(f"{call} in '{path}' failed: {e}") from e
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(
+            f"{call} in '{path}' returned {type(config).__name__}, expected a ConfigDict"
+        )
+    return config
+
+
+def _all_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in config.items():
+        full = f"{prefix}{key}"
+        keys.append(full)
+        if isinstance(value, ml_collections.ConfigDict):
+            keys.extend(_all_keys(value, f"{full}."))
+    return keys
+
+
+def _unknown_key(config: ml_collections.ConfigDict, key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, _all_keys(config), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return ConfigError(f"Unknown config key '{key}'{hint}")
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str]) -> None:
+    """Apply ``key.path=value`` strings in place, typed by the value they replace."""
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"Config override '{override}' is not of the form key.path=value")
+        *parents, leaf = key.split(".")
+        node = config
+        for i, part in enumerate(parents):
+            child = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+            if not isinstance(child, ml_collections.ConfigDict):
+                if part in node:
+                    raise ConfigError(
+                        f"config.{'.'.join(parents[: i + 1])} is a value, not a group; "
+                        f"cannot set '{key}'"
+                    )
+                raise _unknown_key(config, key)
+            node = child
+        if leaf not in node:
+            raise _unknown_key(config, key)
+        old = node[leaf]
+        if isinstance(old, ml_collections.ConfigDict):
+            raise ConfigError(
+                f"config.{key} is a group; set one of its fields, e.g. "
+                f"'{key}.{next(iter(old.keys()), '...')}=...'"
+            )
+        new = parse_value(raw, old, name=f"config.{key}")
+        with node.unlocked():
+            # Replace the field rather than assign: ConfigDict refuses type changes
+            # such as None -> str, which an override of an unset field needs.
+            if old is None:
+                del node[leaf]
+            node[leaf] = new
+
+
+def parse_value(raw: str, old: Any, name: str = "value") -> Any:
+    """Parse ``raw`` into the type of ``old``; ``name`` is used in error messages."""
+    text = raw.strip()
+
+    def bad(kind: str) -> ConfigError:
+        return ConfigError(f"{name} expects {kind}, got {raw!r}")
+
+    if isinstance(old, bool):  # before int: bool is an int subclass
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise bad("bool (true/false/1/0)")
+    if isinstance(old, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise bad("int") from None
+    if isinstance(old, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise bad("float") from None
+    if isinstance(old, str):
+        return raw
+    if isinstance(old, (tuple, list)):
+        return _parse_sequence(text, old, bad)
+    if old is None:
+        # No type to go by: a Python literal if it is one, else the string itself.
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return raw
+    raise ConfigError(f"{name} has type {type(old).__name__}, which cannot be set from the CLI")
+
+
+def _parse_sequence(text: str, old: Sequence[Any], bad: Any) -> Any:
+    nested = any(isinstance(x, (tuple, list)) for x in old)
+    if nested or text[:1] in "([":
+        # Nested structures (e.g. sharding_rules) and explicit literals go through
+        # literal_eval; `(a,b)` with bare words is not a literal, so fall back.
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            if nested:
+                raise bad("a Python tuple literal") from None
+            value = None
+        if value is not None:
+            if not isinstance(value, (tuple, list)):
+                value = (value,)
+            return type(old)(value)
+        text = text[1:-1] if text[-1:] in ")]" else text[1:]
+    items = [t.strip() for t in text.split(",")]
+    items = [t for t in items if t]
+    element = next((x for x in old if x is not None), "")
+    try:
+        values = [parse_value(t, element) for t in items]
+    except ConfigError:
+        raise bad(f"a comma-separated list of {type(element).__name__}") from None
+    return type(old)(values)
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Cheap sanity checks that need no devices; mesh/device checks live in partitioning."""
+    train = config.get("train")
+    if train is not None:
+        for key in ("steps", "log_every", "checkpoint_every"):
+            if key in train and train[key] <= 0:
+                raise ConfigError(f"config.train.{key} must be positive, got {train[key]}")
+        if "warmup_steps" in train and train.warmup_steps < 0:
+            raise ConfigError(f"config.train.warmup_steps must be >= 0, got {train.warmup_steps}")
+    data = config.get("data")
+    if data is not None and "batch_size" in data and data.batch_size <= 0:
+        raise ConfigError(f"config.data.batch_size must be positive, got {data.batch_size}")

@@ -1,0 +1,448 @@
+"""Grain input pipeline: datasets + tokenizer -> padded numpy batches for the trainer.
+
+Batch contract (numpy, B = per-host batch):
+  image        uint8  [B, S, S, 3]
+  prompt_ids   int32  [B, Tp]  LEFT-padded with pad_id; the first real token is bos
+  prompt_mask  int32  [B, Tp]  1 on real tokens (bos + question)
+  answer_ids   int32  [B, Ta]  RIGHT-padded; answer tokens then eos
+  answer_mask  int32  [B, Ta]  1 on answer tokens and eos
+  task_id      int32  [B]      index into DataBundle.tasks
+  kb_labels    int32  [B, 3, 8] KB ids present per level (scene, landcover, object), -1 padded
+  valid        int32  [B]      0 on eval padding rows
+  answer_text, question_text   object [B] (eval batches only; "" on padding rows)
+Tp = config.data.max_prompt_len, Ta = config.data.max_answer_len; texts that do
+not fit raise ValueError (never truncated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+from rs_jax.data import synth
+from rs_jax.data import tasks as tasks_lib
+from rs_jax.data import tokenizer as tokenizer_lib
+from rs_jax.data.folder import FolderDataset
+from rs_jax.data.rs_synth import prepare_rs_synth
+
+log = logging.getLogger(__name__)
+
+LEVEL_NAMES: tuple[str, ...] = ("scene", "landcover", "object")
+MAX_LABELS_PER_LEVEL = 8
+TOKENIZER_VOCAB_SIZE = 1000
+
+
+# ----------------------------------------------------------------------------- text encoding
+
+
+class TextEncoder:
+    """Tokenises prompts/answers to fixed-length id/mask rows (cached per distinct text)."""
+
+    def __init__(self, tokenizer: Any, max_prompt_len: int, max_answer_len: int):
+        ids = tokenizer_lib.special_ids(tokenizer)
+        self.tokenizer = tokenizer
+        self.pad_id, self.bos_id, self.eos_id = ids["pad"], ids["bos"], ids["eos"]
+        self.max_prompt_len, self.max_answer_len = int(max_prompt_len), int(max_answer_len)
+        self._cache: dict[str, list[int]] = {}
+
+    def tokens(self, text: str) -> list[int]:
+        ids = self._cache.get(text)
+        if ids is None:
+            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            self._cache[text] = ids
+        return ids
+
+    def prompt(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """[bos, question...] left-padded to max_prompt_len -> (ids, mask) int32 [Tp]."""
+        ids = [self.bos_id, *self.tokens(text)]
+        n, t = len(ids), self.max_prompt_len
+        if n > t:
+            raise ValueError(
+                f"Prompt {text!r} needs {n} tokens (with bos) but config.data.max_prompt_len "
+                f"is {t}; raise the limit (texts are never truncated)"
+            )
+        out = np.full(t, self.pad_id, np.int32)
+        mask = np.zeros(t, np.int32)
+        out[t - n :], mask[t - n :] = ids, 1
+        return out, mask
+
+    def answer(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """[answer..., eos] right-padded to max_answer_len -> (ids, mask) int32 [Ta]."""
+        ids = [*self.tokens(text), self.eos_id]
+        n, t = len(ids), self.max_answer_len
+        if n > t:
+            raise ValueError(
+                f"Answer {text!r} needs {n} tokens (with eos) but config.data.max_answer_len "
+                f"is {t}; raise the limit (texts are never truncated)"
+            )
+        out = np.full(t, self.pad_id, np.int32)
+        mask = np.zeros(t, np.int32)
+        out[:n], mask[:n] = ids, 1
+        return out, mask
+
+
+# ----------------------------------------------------------------------------- record sources
+
+
+def _kb_row(ids: Sequence[int]) -> np.ndarray:
+    if len(ids) > MAX_LABELS_PER_LEVEL:
+        raise ValueError(f"{len(ids)} KB labels exceed the {MAX_LABELS_PER_LEVEL} per level")
+    row = np.full(MAX_LABELS_PER_LEVEL, -1, np.int32)
+    row[: len(ids)] = ids
+    return row
+
+
+class SynthRecords:
+    """rs_synth split as records {"image", "qas": [QA], "kb_labels": int32 [3, 8]}."""
+
+    def __init__(self, builder: Any, split: str):
+        self._source = builder.as_data_source(split)
+        self.split = split
+        cfg = builder.builder_config
+        self._reopen_args = (
+            os.fspath(builder.data_dir_root),
+            cfg.image_size,
+            cfg.num_train,
+            cfg.num_test,
+            cfg.seed,
+        )
+
+    def __reduce__(self):
+        # Grain workers unpickle this; reopening through prepare_rs_synth (files exist,
+        # nothing is regenerated) avoids TFDS re-validating a pickled builder.
+        return _reopen_synth_records, (self._reopen_args, self.split)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict:
+        ex = self._source[int(index)]
+        qa = ex["qa"]
+        qas = [
+            tasks_lib.QA(_str(q), _str(a), _str(t))
+            for q, a, t in zip(qa["question"], qa["answer"], qa["task"], strict=True)
+        ]
+        landcover = np.asarray(ex["landcover"])
+        counts = np.asarray(ex["counts"])
+        kb = np.stack(
+            [
+                _kb_row([synth.kb_id("scene", synth.SCENES[int(ex["scene"])])]),
+                _kb_row(
+                    [
+                        synth.kb_id("landcover", n)
+                        for n, m in zip(synth.LANDCOVERS, landcover, strict=True)
+                        if m
+                    ]
+                ),
+                _kb_row(
+                    [
+                        synth.kb_id("object", n)
+                        for n, c in zip(synth.OBJECTS, counts, strict=True)
+                        if c > 0
+                    ]
+                ),
+            ]
+        )
+        return {"image": np.asarray(ex["image"], np.uint8), "qas": qas, "kb_labels": kb}
+
+    def qas(self, index: int) -> list[tasks_lib.QA]:
+        return self[index]["qas"]
+
+
+def _reopen_synth_records(args: tuple, split: str) -> SynthRecords:
+    return SynthRecords(prepare_rs_synth(*args), split)
+
+
+class FolderRecords:
+    """Folder split as records; the QA is the classification prompt -> readable class name."""
+
+    def __init__(self, dataset: FolderDataset, class_names: Sequence[str], train: bool):
+        self.dataset = dataset
+        self.class_names = tuple(class_names)
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.dataset[int(index)]
+        label = int(item["label"])
+        kb = np.stack([_kb_row([label]), _kb_row([]), _kb_row([])])
+        return {"image": item["image"], "qas": self.qas(index), "kb_labels": kb}
+
+    def qas(self, index: int) -> list[tasks_lib.QA]:
+        """Questions without decoding the image."""
+        name = self.class_names[self.dataset.labels[int(index)]]
+        # Training varies the phrasing; eval sees only the fixed first prompt.
+        prompts = tasks_lib.CLASSIFY_PROMPTS if self.train else tasks_lib.CLASSIFY_PROMPTS[:1]
+        return [tasks_lib.QA(p, name, "scene") for p in prompts]
+
+
+def _str(x: Any) -> str:
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+# ----------------------------------------------------------------------------- examples
+
+
+def _make_example(record: dict, qa: tasks_lib.QA, task_id: int, enc: TextEncoder) -> dict:
+    prompt_ids, prompt_mask = enc.prompt(qa.question)
+    answer_ids, answer_mask = enc.answer(qa.answer)
+    return {
+        "image": record["image"],
+        "prompt_ids": prompt_ids,
+        "prompt_mask": prompt_mask,
+        "answer_ids": answer_ids,
+        "answer_mask": answer_mask,
+        "task_id": np.int32(task_id),
+        "kb_labels": record["kb_labels"],
+        "valid": np.int32(1),
+    }
+
+
+class _RandomQuestion(grain.transforms.RandomMap):
+    """Picks one question per visit: a task uniformly among those the image has, then a
+    question of that task. The rng comes from Grain (seed + position): deterministic."""
+
+    def __init__(self, tasks: tuple[str, ...], encoder: TextEncoder):
+        self.tasks = tasks
+        self.encoder = encoder
+
+    def random_map(self, record: dict, rng: np.random.Generator) -> dict:
+        by_task: dict[str, list[tasks_lib.QA]] = {}
+        for qa in record["qas"]:
+            if qa.task in self.tasks:
+                by_task.setdefault(qa.task, []).append(qa)
+        if not by_task:
+            raise ValueError(f"Record has no question for tasks {self.tasks}")
+        names = sorted(by_task, key=self.tasks.index)
+        task = names[int(rng.integers(len(names)))]
+        qa = by_task[task][int(rng.integers(len(by_task[task])))]
+        return _make_example(record, qa, self.tasks.index(task), self.encoder)
+
+
+# ----------------------------------------------------------------------------- bundle
+
+
+@dataclasses.dataclass
+class DataBundle:
+    """Everything the trainer needs from the data side.
+
+    tasks: task names (task_id indexes it). rs_synth: config.data.tasks in config
+    order; folder datasets: ("scene",) (classification is the only task).
+    kb_entries: the KB (index = KB id); kb_labels in batches refer to it.
+    """
+
+    tokenizer: Any
+    pad_id: int
+    bos_id: int
+    eos_id: int
+    vocab_size: int
+    tasks: tuple[str, ...]
+    kb_entries: list[synth.KBEntry]
+    level_names: tuple[str, ...]
+    image_size: int
+    global_batch_size: int
+    worker_count: int
+    encoder: TextEncoder = dataclasses.field(repr=False)
+    train_records: Any = dataclasses.field(repr=False)
+    eval_records: Any = dataclasses.field(repr=False)
+    eval_pairs: list[tuple[int, int]] = dataclasses.field(repr=False)
+
+    @property
+    def num_train_images(self) -> int:
+        return len(self.train_records)
+
+    @property
+    def num_eval_examples(self) -> int:
+        return len(self.eval_pairs)
+
+    def per_host_batch_size(self, global_batch_size: int) -> int:
+        n = jax.process_count()
+        if global_batch_size % n:
+            raise ValueError(
+                f"Batch size {global_batch_size} is not divisible by the {n} processes"
+            )
+        return global_batch_size // n
+
+    def train_iterator(self, seed: int) -> grain.DatasetIterator:
+        """Infinite, per-epoch shuffled, per-host batches; checkpointable via get/set_state."""
+        per_host = self.per_host_batch_size(self.global_batch_size)
+        ds = grain.MapDataset.source(self.train_records)
+        ds = ds[jax.process_index() :: jax.process_count()]
+        if len(ds) < per_host:
+            raise ValueError(
+                f"Train split has {len(ds)} images on this host, fewer than one batch ({per_host})"
+            )
+        ds = ds.seed(seed).shuffle().repeat(None)
+        # After repeat: every visit of an image draws a fresh (but reproducible) question.
+        ds = ds.random_map(_RandomQuestion(self.tasks, self.encoder))
+        ds = ds.to_iter_dataset(
+            grain.ReadOptions(num_threads=min(8, os.cpu_count() or 1), prefetch_buffer_size=64)
+        )
+        ds = ds.batch(per_host, drop_remainder=True)
+        if self.worker_count > 0:
+            _ensure_absl_flags_parsed()
+            ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.worker_count))
+        return iter(ds)
+
+    def eval_batches(self, batch_size: int, num_examples: int = -1) -> Iterator[dict]:
+        """Every (image, question) pair of the eval split, in a fixed order.
+
+        batch_size is global; each host gets rows host_index::process_count of the
+        pair list, in batches of batch_size // process_count, and every host yields
+        the same number of batches (the last padded with valid=0 rows).
+        """
+        per_host = self.per_host_batch_size(batch_size)
+        pairs = self.eval_pairs if num_examples < 0 else self.eval_pairs[:num_examples]
+        if not pairs:
+            return
+        n_proc = jax.process_count()
+        mine = pairs[jax.process_index() :: n_proc]
+        num_batches = math.ceil(math.ceil(len(pairs) / n_proc) / per_host)
+        filler = None
+        cached: tuple[int, dict] | None = None
+        for b in range(num_batches):
+            rows, questions, answers = [], [], []
+            for rec_idx, qa_idx in mine[b * per_host : (b + 1) * per_host]:
+                if cached is None or cached[0] != rec_idx:
+                    cached = (rec_idx, self.eval_records[rec_idx])
+                record = cached[1]
+                qa = record["qas"][qa_idx]
+                rows.append(_make_example(record, qa, self.tasks.index(qa.task), self.encoder))
+                questions.append(qa.question)
+                answers.append(qa.answer)
+            if len(rows) < per_host:
+                if filler is None:
+                    filler = self._filler_example(pairs[0])
+                rows += [filler] * (per_host - len(rows))
+                questions += [""] * (per_host - len(questions))
+                answers += [""] * (per_host - len(answers))
+            batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+            batch["question_text"] = np.array(questions, dtype=object)
+            batch["answer_text"] = np.array(answers, dtype=object)
+            yield batch
+
+    def _filler_example(self, pair: tuple[int, int]) -> dict:
+        # A real example marked invalid keeps padding rows numerically ordinary for the model.
+        record = self.eval_records[pair[0]]
+        qa = record["qas"][pair[1]]
+        ex = _make_example(record, qa, self.tasks.index(qa.task), self.encoder)
+        ex["valid"] = np.int32(0)
+        return ex
+
+
+def _ensure_absl_flags_parsed() -> None:
+    # Grain worker processes read absl flags; unparsed flags raise inside the workers.
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+def _primary_then_all(fn: Callable[[], Any], tag: str) -> Any:
+    """Run an idempotent preparation on process 0 first, then everywhere (reusing its output)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        if jax.process_index() == 0:
+            fn()
+        multihost_utils.sync_global_devices(tag)
+    return fn()
+
+
+def _prepare_tokenizer(spec: str, data_dir: str, corpus: list[str]) -> Any:
+    if spec:
+        return tokenizer_lib.load_tokenizer(spec)
+    path = os.path.join(data_dir, "tokenizer")
+    want = tokenizer_lib.corpus_hash(corpus, TOKENIZER_VOCAB_SIZE)
+
+    def ensure() -> None:
+        have = tokenizer_lib.stored_corpus_hash(path)
+        if have == want:
+            return
+        if have is not None:
+            log.warning("Tokenizer at %s was trained on another corpus; retraining", path)
+        tokenizer_lib.train_tokenizer(corpus, path, TOKENIZER_VOCAB_SIZE)
+
+    _primary_then_all(ensure, "rs_jax_tokenizer")
+    return tokenizer_lib.load_tokenizer(path)
+
+
+def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
+    """Prepare dataset and tokenizer from ``config.data``; see the module docstring for batches."""
+    dc = config.data
+    data_dir = dc.data_dir or os.path.join(workdir, "data")
+    size = int(dc.image_size)
+    if dc.name == "rs_synth":
+        task_names = tuple(dc.tasks)
+        unknown = [t for t in task_names if t not in tasks_lib.TASKS]
+        if unknown or not task_names:
+            raise ValueError(f"Unknown tasks {unknown}; choose from {tasks_lib.TASKS}")
+        builder = _primary_then_all(
+            # The data seed is not config.seed: changing the training seed keeps the data.
+            lambda: prepare_rs_synth(
+                data_dir, size, dc.num_train, dc.num_test, int(dc.get("seed", 0))
+            ),
+            "rs_jax_rs_synth",
+        )
+        train_records = SynthRecords(builder, dc.train_split)
+        eval_records = SynthRecords(builder, dc.eval_split)
+        kb = synth.kb_entries()
+        corpus = tasks_lib.corpus_texts()
+    elif dc.name == "folder":
+        task_names = ("scene",)
+        train_ds = FolderDataset(dc.root, dc.train_split, size, allow_skips=dc.allow_skips)
+        eval_ds = FolderDataset(
+            dc.root, dc.eval_split, size, classes=train_ds.classes, allow_skips=dc.allow_skips
+        )
+        names = [tasks_lib.class_display_name(c) for c in train_ds.classes]
+        train_records = FolderRecords(train_ds, names, train=True)
+        eval_records = FolderRecords(eval_ds, names, train=False)
+        kb = [
+            synth.KBEntry("scene", n, f"a remote sensing image of {n}", (c,))
+            for n, c in zip(names, train_ds.classes, strict=True)
+        ] + [e for e in synth.kb_entries() if e.level != "scene"]
+        corpus = list(tasks_lib.CLASSIFY_PROMPTS) + names
+    else:
+        raise ValueError(f"Unknown config.data.name {dc.name!r}; expected 'rs_synth' or 'folder'")
+
+    tok = _prepare_tokenizer(dc.tokenizer, data_dir, corpus)
+    encoder = TextEncoder(tok, dc.max_prompt_len, dc.max_answer_len)
+    ids = tokenizer_lib.special_ids(tok)
+
+    # Index every eval (image, question) pair once; encoding them here also reports
+    # texts that exceed the length limits before training starts.
+    eval_pairs = []
+    for i in range(len(eval_records)):
+        for j, qa in enumerate(eval_records.qas(i)):
+            if qa.task in task_names:
+                encoder.prompt(qa.question)
+                encoder.answer(qa.answer)
+                eval_pairs.append((i, j))
+    return DataBundle(
+        tokenizer=tok,
+        pad_id=ids["pad"],
+        bos_id=ids["bos"],
+        eos_id=ids["eos"],
+        vocab_size=len(tok),
+        tasks=task_names,
+        kb_entries=kb,
+        level_names=LEVEL_NAMES,
+        image_size=size,
+        global_batch_size=int(dc.batch_size),
+        worker_count=int(dc.worker_count),
+        encoder=encoder,
+        train_records=train_records,
+        eval_records=eval_records,
+        eval_pairs=eval_pairs,
+    )

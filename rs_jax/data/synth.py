@@ -1,0 +1,657 @@
+"""Procedural synthetic aerial scenes with object, land-cover and scene labels.
+
+Every image is rendered from a seed alone (numpy only), at any size. Sizes of
+objects scale with ``image_size / 32`` so that at 32 px an object is a few
+pixels wide: large enough for a tiny ViT to recognise and count.
+
+A scene is built from a recipe (one per scene class), but its label is then
+*derived from the rendered content* by fixed rules (``derive_scene``); a recipe
+whose outcome does not derive back to the intended scene is re-drawn, so the
+label always agrees with what is in the picture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+SCENES: tuple[str, ...] = (
+    "airport",
+    "harbor",
+    "residential",
+    "industrial",
+    "farmland",
+    "forest",
+    "lake",
+    "river",
+    "desert",
+)
+LANDCOVERS: tuple[str, ...] = (
+    "water",
+    "forest",
+    "cropland",
+    "grassland",
+    "bare land",
+    "impervious surface",
+)
+OBJECTS: tuple[str, ...] = (
+    "building",
+    "road",
+    "vehicle",
+    "ship",
+    "airplane",
+    "storage tank",
+    "tree",
+    "runway",
+)
+OBJECT_PLURALS: dict[str, str] = {
+    "building": "buildings",
+    "road": "roads",
+    "vehicle": "vehicles",
+    "ship": "ships",
+    "airplane": "airplanes",
+    "storage tank": "storage tanks",
+    "tree": "trees",
+    "runway": "runways",
+}
+RURAL_URBAN: tuple[str, ...] = ("rural", "urban")
+MAX_COUNT = 4
+# A land-cover class is "present" when it covers at least this share of the pixels.
+LANDCOVER_MIN_FRACTION = 0.05
+URBAN_MIN_IMPERVIOUS = 0.25
+
+_WATER, _FOREST, _CROP, _GRASS, _BARE, _IMPERVIOUS = range(len(LANDCOVERS))
+
+
+@dataclasses.dataclass(frozen=True)
+class KBEntry:
+    """One knowledge-base entry: a class at one semantic level and how it looks from above."""
+
+    level: str  # "scene" | "landcover" | "object"
+    name: str
+    description: str
+    aliases: tuple[str, ...] = ()
+
+
+_SCENE_DESCRIPTIONS = {
+    "airport": "a long dark runway with a dashed white centre line and white cross-shaped "
+    "airplanes parked on a grey apron",
+    "harbor": "open blue water beside a grey paved dock, white elongated ships moored on the water",
+    "residential": "small buildings with red or orange roofs along grey roads, with trees "
+    "and parked cars",
+    "industrial": "large grey paved lots with round white storage tanks and big flat-roofed "
+    "warehouses",
+    "farmland": "a patchwork of striped crop fields in yellow, green and brown parcels",
+    "forest": "dense, dark green, blotchy tree canopy covering most of the image",
+    "lake": "a rounded body of blue water surrounded by land",
+    "river": "a winding band of blue water crossing the image",
+    "desert": "bare sandy land with faint dune ripples and few or no structures",
+}
+_LANDCOVER_DESCRIPTIONS = {
+    "water": "smooth dark blue surface with little texture",
+    "forest": "dark green rough canopy texture with shadows between crowns",
+    "cropland": "parallel stripes of crop rows in rectangular parcels",
+    "grassland": "light green, fairly uniform vegetation",
+    "bare land": "beige sandy or rocky ground with soft ripples",
+    "impervious surface": "grey paved or built-up ground: concrete, asphalt and rooftops",
+}
+_OBJECT_DESCRIPTIONS = {
+    "building": "a small solid rectangle with a red, orange or grey roof and a dark shadow on "
+    "one side",
+    "road": "a narrow straight grey line running across the image",
+    "vehicle": "a tiny brightly coloured rectangle on a road or paved area",
+    "ship": "a white elongated hull with a pointed bow, always on water",
+    "airplane": "a white cross shape: a long fuselage with wings and a tail, near a runway",
+    "storage tank": "a bright white circle with a grey rim, often in groups at industrial sites",
+    "tree": "a small round dark green crown with a shadow, standing alone",
+    "runway": "a wide dark strip across the image with a dashed white centre line",
+}
+
+
+def kb_entries() -> list[KBEntry]:
+    """The global KB list: scene entries, then landcover, then object; index = KB id."""
+    entries = [KBEntry("scene", n, _SCENE_DESCRIPTIONS[n]) for n in SCENES]
+    entries += [KBEntry("landcover", n, _LANDCOVER_DESCRIPTIONS[n]) for n in LANDCOVERS]
+    entries += [
+        KBEntry("object", n, _OBJECT_DESCRIPTIONS[n], (OBJECT_PLURALS[n],)) for n in OBJECTS
+    ]
+    return entries
+
+
+def kb_id(level: str, name: str) -> int:
+    """KB id (index into ``kb_entries()``) of a synthetic class."""
+    if level == "scene":
+        return SCENES.index(name)
+    if level == "landcover":
+        return len(SCENES) + LANDCOVERS.index(name)
+    if level == "object":
+        return len(SCENES) + len(LANDCOVERS) + OBJECTS.index(name)
+    raise ValueError(f"Unknown KB level {level!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneSample:
+    """A rendered scene and its labels.
+
+    image: uint8 [S, S, 3]; landcover_map: int8 [S, S] (index into LANDCOVERS);
+    objects: (name, row, col) centre of every counted object, in pixels.
+    """
+
+    image: np.ndarray
+    landcover_map: np.ndarray
+    scene: str
+    landcover_fractions: dict[str, float]
+    counts: dict[str, int]
+    objects: tuple[tuple[str, float, float], ...]
+    rural_urban: str
+    water_shape: str  # "none" | "blob" | "band" | "edge"
+    seed: int
+
+    @property
+    def landcovers(self) -> tuple[str, ...]:
+        """Land-cover classes present (>= LANDCOVER_MIN_FRACTION), in LANDCOVERS order."""
+        return tuple(n for n in LANDCOVERS if self.landcover_fractions[n] >= LANDCOVER_MIN_FRACTION)
+
+    @property
+    def present_objects(self) -> tuple[str, ...]:
+        return tuple(n for n in OBJECTS if self.counts[n] > 0)
+
+
+def derive_scene(
+    fractions: dict[str, float], counts: dict[str, int], water_shape: str
+) -> str | None:
+    """Scene label from content; first matching rule wins. None = no rule matches."""
+    if counts["runway"] > 0 and counts["airplane"] > 0:
+        return "airport"
+    if counts["ship"] > 0 and fractions["water"] >= 0.2 and fractions["impervious surface"] >= 0.2:
+        return "harbor"
+    if counts["storage tank"] > 0 and fractions["impervious surface"] >= 0.3:
+        return "industrial"
+    if counts["building"] >= 2 and (fractions["impervious surface"] >= 0.3 or counts["road"] > 0):
+        return "residential"
+    if fractions["water"] >= 0.1 and water_shape in ("blob", "band"):
+        return "river" if water_shape == "band" else "lake"
+    if fractions["cropland"] >= 0.4:
+        return "farmland"
+    if fractions["forest"] >= 0.4:
+        return "forest"
+    if fractions["bare land"] >= 0.4:
+        return "desert"
+    return None
+
+
+def derive_rural_urban(fractions: dict[str, float]) -> str:
+    return "urban" if fractions["impervious surface"] >= URBAN_MIN_IMPERVIOUS else "rural"
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+class _Canvas:
+    """Mutable rendering state in the canonical orientation (before the final flip/rotate)."""
+
+    def __init__(self, size: int, rng: np.random.Generator):
+        self.size = size
+        self.s = size / 32.0  # object scale: 1 at 32 px
+        self.rng = rng
+        self.yy, self.xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+        self.lc = np.full((size, size), _GRASS, np.int8)
+        self.img = np.zeros((size, size, 3), np.float32)
+        self.occupied = np.zeros((size, size), bool)
+        self.road = np.zeros((size, size), bool)
+        self.objects: list[tuple[str, float, float]] = []
+        self.water_shape = "none"
+        self.industrial_roofs = 0.0  # probability that a building gets a large grey roof
+
+    def px(self, units: float) -> int:
+        """A length given in 32-px units, in pixels (at least 1)."""
+        return max(1, int(round(units * self.s)))
+
+    # --- land cover layout
+    def fill(self, lc: int) -> None:
+        self.lc[:] = lc
+
+    def half_plane(self, lc: int, frac: float, angle_jitter: float = 0.35) -> np.ndarray:
+        """Paint the top ``frac`` of the image (boundary tilted by up to angle_jitter rad)."""
+        angle = self.rng.uniform(-angle_jitter, angle_jitter)
+        cx = self.rng.uniform(0.3, 0.7) * self.size
+        boundary = frac * self.size + (self.xx - cx) * np.tan(angle)
+        mask = self.yy < boundary
+        self.lc[mask] = lc
+        return mask
+
+    def blob(self, lc: int, area: float) -> np.ndarray:
+        """A wobbly ellipse centred near the middle covering about ``area`` of the image."""
+        n = self.size
+        cy, cx = self.rng.uniform(0.4, 0.6, size=2) * n
+        aspect = self.rng.uniform(0.7, 1.4)
+        r = np.sqrt(area / np.pi) * n
+        ry, rx = r * np.sqrt(aspect), r / np.sqrt(aspect)
+        theta = np.arctan2(self.yy - cy, self.xx - cx)
+        wobble = 1.0 + 0.12 * np.sin(3 * theta + self.rng.uniform(0, 2 * np.pi))
+        d = ((self.yy - cy) / ry) ** 2 + ((self.xx - cx) / rx) ** 2
+        mask = d < wobble**2
+        self.lc[mask] = lc
+        return mask
+
+    def band(self, lc: int, width: float) -> np.ndarray:
+        """A sinuous band across the image (a river), ``width`` as a fraction of the size."""
+        n = self.size
+        centre = self.rng.uniform(0.35, 0.65) * n
+        amp = self.rng.uniform(0.05, 0.15) * n
+        phase = self.rng.uniform(0, 2 * np.pi)
+        freq = self.rng.uniform(0.6, 1.4)
+        line = centre + amp * np.sin(2 * np.pi * freq * self.xx / n + phase)
+        mask = np.abs(self.yy - line) < width * n / 2
+        self.lc[mask] = lc
+        return mask
+
+    # --- texturing
+    def _smooth_noise(self, cells: int) -> np.ndarray:
+        n = self.size
+        grid = self.rng.normal(size=(cells + 1, cells + 1)).astype(np.float32)
+        t = (np.arange(n, dtype=np.float32) + 0.5) * cells / n
+        i0 = np.minimum(t.astype(int), cells - 1)
+        f = t - i0
+        rows = grid[i0] * (1 - f)[:, None] + grid[i0 + 1] * f[:, None]
+        return rows[:, i0] * (1 - f)[None, :] + rows[:, i0 + 1] * f[None, :]
+
+    def _texture(self, lc: int) -> np.ndarray:
+        n, rng = self.size, self.rng
+        fine = rng.normal(size=(n, n)).astype(np.float32)
+        coarse = self._smooth_noise(4)
+        if lc == _WATER:
+            base = np.array([28, 66, 125], np.float32) * rng.uniform(0.85, 1.15)
+            tex = base + (6 * coarse + 3 * fine)[..., None]
+        elif lc == _FOREST:
+            base = np.array([34, 84, 38], np.float32) * rng.uniform(0.85, 1.15)
+            blotch = self._smooth_noise(max(4, n // 3))
+            tex = base * (1 + 0.22 * blotch + 0.12 * fine)[..., None]
+        elif lc == _CROP:
+            tex = self._cropland()
+        elif lc == _GRASS:
+            base = np.array([122, 162, 84], np.float32) * rng.uniform(0.9, 1.1)
+            tex = base + (8 * coarse + 3 * fine)[..., None]
+        elif lc == _BARE:
+            base = np.array([206, 184, 142], np.float32) * rng.uniform(0.9, 1.08)
+            angle = rng.uniform(0, np.pi)
+            period = 9 * self.s
+            proj = self.xx * np.cos(angle) + self.yy * np.sin(angle)
+            dunes = np.sin(2 * np.pi * proj / period + 2 * coarse)
+            tex = base * (1 + 0.06 * dunes + 0.03 * fine)[..., None]
+        else:  # impervious: grey with a faint block grid
+            base = np.array([138, 138, 136], np.float32) * rng.uniform(0.9, 1.1)
+            step = self.px(8)
+            off = rng.integers(0, step)
+            grid = ((self.yy.astype(int) + off) % step == 0) | (
+                (self.xx.astype(int) + off) % step == 0
+            )
+            tex = base * (1 + 0.05 * fine - 0.12 * grid)[..., None] + (4 * coarse)[..., None]
+        return tex
+
+    def _cropland(self) -> np.ndarray:
+        """2-4 rectangular parcels, each with its own colour and stripe direction."""
+        n, rng = self.size, self.rng
+        palette = np.array(
+            [[176, 164, 82], [108, 152, 58], [142, 110, 68], [150, 176, 70]], np.float32
+        )
+        cut_y = int(rng.uniform(0.3, 0.7) * n)
+        cut_x = int(rng.uniform(0.3, 0.7) * n)
+        tex = np.empty((n, n, 3), np.float32)
+        period = 3 * self.s
+        for y0, y1 in ((0, cut_y), (cut_y, n)):
+            for x0, x1 in ((0, cut_x), (cut_x, n)):
+                colour = palette[rng.integers(len(palette))] * rng.uniform(0.9, 1.1)
+                angle = rng.choice([0.0, np.pi / 2, np.pi / 4, 3 * np.pi / 4])
+                yy, xx = self.yy[y0:y1, x0:x1], self.xx[y0:y1, x0:x1]
+                rows = np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
+                tex[y0:y1, x0:x1] = colour * (1 + 0.12 * np.sign(rows))[..., None]
+        # A thin dark boundary between parcels reads as field edges.
+        tex[max(cut_y - 1, 0), :] *= 0.8
+        tex[:, max(cut_x - 1, 0)] *= 0.8
+        return tex
+
+    def paint_landcover(self) -> None:
+        for lc in np.unique(self.lc):
+            mask = self.lc == lc
+            self.img[mask] = self._texture(int(lc))[mask]
+
+    # --- objects
+    def free(self, y0: int, x0: int, h: int, w: int, allowed: np.ndarray, margin: int) -> bool:
+        n = self.size
+        if y0 < 0 or x0 < 0 or y0 + h > n or x0 + w > n:
+            return False
+        if not allowed[y0 : y0 + h, x0 : x0 + w].all():
+            return False
+        m0y, m0x = max(y0 - margin, 0), max(x0 - margin, 0)
+        return not self.occupied[m0y : y0 + h + margin, m0x : x0 + w + margin].any()
+
+    def find_spot(
+        self, h: int, w: int, allowed: np.ndarray, margin: int = 1
+    ) -> tuple[int, int] | None:
+        """Top-left corner of a free h x w box fully inside ``allowed``; None after many tries."""
+        candidates = np.flatnonzero(allowed)
+        if candidates.size == 0:
+            return None
+        for idx in self.rng.choice(candidates, size=min(80, candidates.size), replace=False):
+            y0, x0 = divmod(int(idx), self.size)
+            y0, x0 = y0 - h // 2, x0 - w // 2
+            if self.free(y0, x0, h, w, allowed, margin):
+                return y0, x0
+        return None
+
+    def place(self, name: str, count: int, allowed: np.ndarray) -> int:
+        """Draw up to ``count`` objects of one class; returns how many fitted."""
+        if name != "vehicle":  # only vehicles may sit on a road
+            allowed = allowed & ~self.road
+        placed = 0
+        for _ in range(count):
+            placed += self._draw_one(name, allowed)
+        return placed
+
+    def _draw_one(self, name: str, allowed: np.ndarray) -> bool:
+        rng, px = self.rng, self.px
+        if name == "building":
+            industrial = rng.random() < self.industrial_roofs
+            h, w = (
+                (px(rng.uniform(5, 7)), px(rng.uniform(5, 7)))
+                if industrial
+                else (px(rng.uniform(3.5, 5)), px(rng.uniform(3.5, 5)))
+            )
+            shadow = px(1)
+            spot = self.find_spot(h + shadow, w + shadow, allowed)
+            if spot is None:
+                return False
+            y0, x0 = spot
+            if industrial:
+                roof = np.array([[168, 178, 196], [112, 130, 160]][rng.integers(2)], np.float32)
+            else:
+                roof = np.array(
+                    [[184, 70, 50], [206, 112, 60], [152, 58, 62]][rng.integers(3)], np.float32
+                )
+            self.img[y0 + shadow : y0 + h + shadow, x0 + shadow : x0 + w + shadow] *= 0.45
+            self.img[y0 : y0 + h, x0 : x0 + w] = roof * rng.uniform(0.92, 1.08)
+            self._mark(name, y0, x0, h + shadow, w + shadow)
+            return True
+        if name == "storage tank":
+            r = 2.0 * self.s * rng.uniform(0.9, 1.2)
+            d = int(np.ceil(2 * r)) + 1
+            spot = self.find_spot(d + px(1), d + px(1), allowed)
+            if spot is None:
+                return False
+            y0, x0 = spot
+            cy, cx = y0 + d / 2, x0 + d / 2
+            dist = np.hypot(self.yy - cy, self.xx - cx)
+            shadow = np.hypot(self.yy - cy - px(1), self.xx - cx - px(1)) < r
+            self.img[shadow] *= 0.5
+            self.img[dist < r] = (150, 150, 148)
+            self.img[dist < r - max(0.8, 0.6 * self.s)] = (232, 232, 226)
+            self._mark(name, y0, x0, d + px(1), d + px(1))
+            return True
+        if name == "tree":
+            r = 1.6 * self.s * rng.uniform(0.9, 1.15)
+            d = int(np.ceil(2 * r)) + 1
+            spot = self.find_spot(d + 1, d + 1, allowed)
+            if spot is None:
+                return False
+            y0, x0 = spot
+            cy, cx = y0 + d / 2, x0 + d / 2
+            shadow = np.hypot(self.yy - cy - 1, self.xx - cx - 1) < r
+            self.img[shadow] *= 0.4
+            self.img[np.hypot(self.yy - cy, self.xx - cx) < r] = (18, 62, 22)
+            self._mark(name, y0, x0, d + 1, d + 1)
+            return True
+        if name == "vehicle":
+            h, w = px(1.5), px(3)
+            if rng.random() < 0.5:
+                h, w = w, h
+            spot = self.find_spot(h, w, allowed, margin=1)
+            if spot is None:
+                return False
+            y0, x0 = spot
+            colours = [[246, 222, 40], [60, 204, 232], [224, 40, 128], [40, 70, 226]]
+            self.img[y0 : y0 + h, x0 : x0 + w] = colours[rng.integers(len(colours))]
+            self._mark(name, y0, x0, h, w)
+            return True
+        if name == "ship":
+            length, width = px(rng.uniform(6, 7.5)), px(2)
+            vertical = rng.random() < 0.5
+            h, w = (length, width) if vertical else (width, length)
+            spot = self.find_spot(h + 2, w + 2, allowed)
+            if spot is None:
+                return False
+            y0, x0 = spot[0] + 1, spot[1] + 1
+            along = self.yy - y0 if vertical else self.xx - x0
+            across = (self.xx - x0 if vertical else self.yy - y0) - width / 2
+            # Hull tapers to a bow over its last ``width`` pixels.
+            half = np.minimum(width / 2, (length - along) * 0.5 + 0.25)
+            hull = (along >= 0) & (along < length) & (np.abs(across) <= half)
+            self.img[hull] = (236, 236, 232)
+            self._mark(name, y0 - 1, x0 - 1, h + 2, w + 2)
+            return True
+        if name == "airplane":
+            span = px(rng.uniform(7, 8))
+            spot = self.find_spot(span, span, allowed)
+            if spot is None:
+                return False
+            y0, x0 = spot
+            t = px(1)
+            c = y0 + span // 2 - t // 2, x0 + span // 2 - t // 2
+            body = np.zeros((self.size, self.size), bool)
+            body[y0 : y0 + span, c[1] : c[1] + t] = True  # fuselage
+            wing_row = y0 + int(span * 0.35)
+            body[wing_row : wing_row + t, x0 : x0 + span] = True  # wings
+            tail = px(3)
+            body[y0 + span - t : y0 + span, c[1] - tail // 2 : c[1] + t + tail // 2] = True
+            if rng.random() < 0.5:  # nose up or down; the final dihedral adds the rest
+                body[y0 : y0 + span] = body[y0 : y0 + span][::-1]
+            self.img[body] = (232, 234, 240)
+            self._mark(name, y0, x0, span, span)
+            return True
+        raise ValueError(f"Object {name!r} is not placed with _draw_one")
+
+    def _mark(self, name: str, y0: int, x0: int, h: int, w: int) -> None:
+        self.occupied[max(y0, 0) : y0 + h, max(x0, 0) : x0 + w] = True
+        self.objects.append((name, y0 + h / 2, x0 + w / 2))
+
+    def roads(self, count: int, allowed: np.ndarray) -> int:
+        """Straight roads spanning the image (horizontal or vertical), drawn only on ``allowed``."""
+        n, width = self.size, self.px(2)
+        used: list[tuple[bool, int]] = []
+        for _ in range(count):
+            for _try in range(20):
+                vertical = bool(self.rng.random() < 0.5)
+                pos = int(self.rng.uniform(0.15, 0.85) * n)
+                if all(v != vertical or abs(p - pos) > self.px(7) for v, p in used):
+                    break
+            else:
+                continue
+            line = np.zeros((n, n), bool)
+            if vertical:
+                line[:, pos : pos + width] = True
+            else:
+                line[pos : pos + width, :] = True
+            line &= allowed
+            if line.sum() < n * width // 2:
+                continue
+            used.append((vertical, pos))
+            self.img[line] = (86, 86, 90)
+            self.road |= line
+            self.objects.append(("road", *np.argwhere(line).mean(0).tolist()))
+        return len(used)
+
+    def runway(self) -> np.ndarray:
+        """A horizontal runway across the image; returns its mask."""
+        n, width = self.size, self.px(4)
+        pos = int(self.rng.uniform(0.12, 0.25) * n)
+        strip = np.zeros((n, n), bool)
+        strip[pos : pos + width] = True
+        self.img[strip] = (66, 66, 72)
+        dash = self.px(3)
+        centre = pos + width // 2
+        cols = (np.arange(n) // dash) % 2 == 0
+        self.img[centre, cols] = (236, 236, 236)
+        self.occupied[max(pos - 1, 0) : pos + width + 1] = True
+        self.lc[strip] = _IMPERVIOUS
+        self.objects.append(("runway", pos + width / 2, n / 2))
+        return strip
+
+
+def _recipe(c: _Canvas, scene: str) -> None:
+    """Lay out land cover and objects for an intended scene (canonical orientation)."""
+    rng = c.rng
+    k = lambda lo, hi: int(rng.integers(lo, hi + 1))  # inclusive count range
+    if scene == "airport":
+        c.fill(_IMPERVIOUS)
+        c.half_plane(_GRASS, rng.uniform(0.25, 0.4), angle_jitter=0.0)
+        c.paint_landcover()
+        strip = c.runway()
+        apron = (c.lc == _IMPERVIOUS) & ~strip
+        c.place("airplane", k(1, 4), apron)
+        c.industrial_roofs = 1.0
+        c.place("building", k(0, 2), apron)
+        c.place("vehicle", k(0, 2), apron)
+        return
+    if scene == "harbor":
+        c.fill(_IMPERVIOUS)
+        c.half_plane(_WATER, rng.uniform(0.35, 0.6))
+        c.water_shape = "edge"
+        c.paint_landcover()
+        land = c.lc == _IMPERVIOUS
+        c.roads(k(0, 1), land)
+        c.place("ship", k(1, 4), c.lc == _WATER)
+        c.industrial_roofs = 0.7
+        c.place("storage tank", k(0, 2), land)
+        c.place("building", k(0, 2), land)
+        c.place("vehicle", k(0, 2), land)
+        return
+    if scene == "residential":
+        rural = rng.random() < 0.35
+        if rural:
+            c.fill(_GRASS)
+            if rng.random() < 0.5:
+                c.half_plane(_CROP, rng.uniform(0.2, 0.35))
+        else:
+            c.fill(_IMPERVIOUS)
+            if rng.random() < 0.6:
+                c.half_plane(_GRASS, rng.uniform(0.15, 0.35))
+        c.paint_landcover()
+        land = c.lc != _WATER
+        c.roads(k(1, 2), land)
+        c.place("building", k(2, 4), land & (c.lc != _CROP))
+        c.place("tree", k(0, 4), land & (c.lc != _CROP))
+        c.place("vehicle", k(0, 3), c.road | (c.lc == _IMPERVIOUS))
+        return
+    if scene == "industrial":
+        c.fill(_IMPERVIOUS)
+        if rng.random() < 0.4:
+            c.half_plane(_BARE, rng.uniform(0.2, 0.4))
+        c.paint_landcover()
+        c.roads(k(0, 1), np.ones_like(c.occupied))
+        paved = c.lc == _IMPERVIOUS
+        c.place("storage tank", k(1, 4), paved)
+        c.industrial_roofs = 1.0
+        c.place("building", k(0, 3), paved)
+        c.place("vehicle", k(0, 3), paved | c.road)
+        return
+    if scene == "farmland":
+        c.fill(_CROP)
+        if rng.random() < 0.5:
+            c.half_plane(rng.choice([_GRASS, _FOREST]), rng.uniform(0.15, 0.35))
+        c.paint_landcover()
+        c.roads(k(0, 1), np.ones_like(c.occupied))
+        c.place("building", k(0, 1), c.lc != _FOREST)
+        c.place("tree", k(0, 3), c.lc != _FOREST)
+        c.place("vehicle", k(0, 1), c.road)
+        return
+    if scene == "forest":
+        c.fill(_FOREST)
+        if rng.random() < 0.5:
+            c.half_plane(rng.choice([_GRASS, _BARE]), rng.uniform(0.15, 0.35))
+        c.paint_landcover()
+        c.roads(k(0, 1), np.ones_like(c.occupied))
+        c.place("tree", k(0, 3), (c.lc != _FOREST) & ~c.road)
+        return
+    if scene in ("lake", "river"):
+        c.fill(int(rng.choice([_GRASS, _FOREST, _CROP, _BARE])))
+        if rng.random() < 0.4:
+            c.half_plane(int(rng.choice([_GRASS, _FOREST, _CROP])), rng.uniform(0.2, 0.4))
+        if scene == "lake":
+            c.blob(_WATER, rng.uniform(0.15, 0.35))
+            c.water_shape = "blob"
+        else:
+            c.band(_WATER, rng.uniform(0.16, 0.26))
+            c.water_shape = "band"
+        c.paint_landcover()
+        land = (c.lc != _WATER) & (c.lc != _FOREST)
+        c.place("ship", k(0, 1), c.lc == _WATER)
+        c.place("tree", k(0, 3), land)
+        c.place("building", k(0, 1), land)
+        return
+    if scene == "desert":
+        c.fill(_BARE)
+        c.paint_landcover()
+        c.roads(k(0, 1), np.ones_like(c.occupied))
+        c.place("vehicle", k(0, 2), c.road)
+        c.place("building", k(0, 1), ~c.road)
+        return
+    raise ValueError(f"Unknown scene {scene!r}; expected one of {SCENES}")
+
+
+def render_scene(seed: int, image_size: int = 32, scene: str | None = None) -> SceneSample:
+    """Render one scene deterministically from ``seed``.
+
+    scene: the intended scene class; None draws one uniformly from SCENES.
+    Returns a SceneSample whose labels describe exactly what was drawn.
+    """
+    if image_size < 16:
+        raise ValueError(f"image_size must be >= 16, got {image_size}")
+    rng = np.random.default_rng(seed)
+    intended = scene if scene is not None else SCENES[int(rng.integers(len(SCENES)))]
+    for _attempt in range(20):
+        c = _Canvas(image_size, rng)
+        _recipe(c, intended)
+        counts = {n: 0 for n in OBJECTS}
+        for name, _, _ in c.objects:
+            counts[name] += 1
+        if max(counts.values()) > MAX_COUNT:
+            continue
+        fractions = {n: float(np.mean(c.lc == i)) for i, n in enumerate(LANDCOVERS)}
+        if derive_scene(fractions, counts, c.water_shape) == intended:
+            break
+    else:
+        raise RuntimeError(f"Could not render a consistent {intended!r} scene for seed {seed}")
+
+    # Global lighting jitter and sensor noise, then a random flip/rotation (label-preserving).
+    img = c.img * rng.uniform(0.9, 1.1) + rng.normal(0, 2.0, size=c.img.shape)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    lc = c.lc
+    n = image_size
+    objects = list(c.objects)
+    k_rot = int(rng.integers(4))
+    flip = bool(rng.random() < 0.5)
+    if flip:
+        img, lc = img[:, ::-1], lc[:, ::-1]
+        objects = [(name, r, n - col) for name, r, col in objects]
+    for _ in range(k_rot):
+        # np.rot90 (counter-clockwise): new (row, col) = (n - col, row)
+        img, lc = np.rot90(img), np.rot90(lc)
+        objects = [(name, n - col, r) for name, r, col in objects]
+    return SceneSample(
+        image=np.ascontiguousarray(img),
+        landcover_map=np.ascontiguousarray(lc),
+        scene=intended,
+        landcover_fractions=fractions,
+        counts=counts,
+        objects=tuple(objects),
+        rural_urban=derive_rural_urban(fractions),
+        water_shape=c.water_shape,
+        seed=seed,
+    )
+
+
+def example_seed(base_seed: int, split: str, index: int) -> int:
+    """Per-example seed so that splits and indices never share a random stream."""
+    split_id = {"train": 0, "test": 1, "validation": 2}.get(split, 3)
+    return int(np.random.SeedSequence([base_seed, split_id, index]).generate_state(1)[0])

@@ -1,0 +1,227 @@
+"""Question/answer generation (RSVQA-style task kinds) and answer normalisation.
+
+Tasks: "scene", "presence", "count", "comparison", "rural_urban", "caption" for
+synthetic scenes, and a classification prompt (task "scene") for folder datasets.
+Answers are short canonical strings; ``normalize_answer`` maps free-form model
+output onto the same canonical form before exact-match scoring.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from rs_jax.data import synth
+
+TASKS: tuple[str, ...] = ("scene", "presence", "count", "comparison", "rural_urban", "caption")
+
+SCENE_TEMPLATES = (
+    "What type of scene is this?",
+    "What kind of area is shown in this image?",
+    "Which scene category does this image show?",
+    "What is the main scene in this aerial image?",
+)
+PRESENCE_TEMPLATES = (
+    "Is there {a_obj} in the image?",
+    "Is {a_obj} present?",
+    "Can you see {a_obj} in this image?",
+    "Does the image contain {a_obj}?",
+)
+COUNT_TEMPLATES = (
+    "How many {objs} are there?",
+    "How many {objs} are in the image?",
+    "What is the number of {objs}?",
+    "Count the {objs} in the image.",
+)
+COMPARISON_TEMPLATES = (
+    "Are there more {objs_a} than {objs_b}?",
+    "Is the number of {objs_a} greater than the number of {objs_b}?",
+    "Are {objs_a} more numerous than {objs_b}?",
+)
+RURAL_URBAN_TEMPLATES = (
+    "Is this a rural or an urban area?",
+    "Is this area rural or urban?",
+    "Is the image of an urban or a rural area?",
+)
+CAPTION_TEMPLATES = (
+    "Describe the image.",
+    "Describe this aerial image.",
+    "Write a short caption for this image.",
+)
+CLASSIFY_PROMPTS = (
+    "What is the land use class of this image?",
+    "Classify this remote sensing image.",
+    "Which scene category does this image belong to?",
+    "What type of scene is this?",
+)
+
+# fmt: off
+_NUMBER_WORDS = (
+    "zero", "one", "two", "three", "four", "five", "six",
+    "seven", "eight", "nine", "ten", "eleven", "twelve",
+)
+# fmt: on
+_WORD_TO_DIGIT = {w: str(i) for i, w in enumerate(_NUMBER_WORDS)}
+
+
+class QA(NamedTuple):
+    question: str
+    answer: str
+    task: str
+
+
+def normalize_answer(text: str) -> str:
+    """Canonical answer form: lowercase, no punctuation, single spaces, numbers as digits."""
+    text = text.lower().strip()
+    text = re.sub(r"[^\w\s]|_", " ", text)
+    return " ".join(_WORD_TO_DIGIT.get(word, word) for word in text.split())
+
+
+def count_answer(n: int) -> str:
+    """Counts are answered with digits (``normalize_answer`` maps number words to digits too)."""
+    return str(int(n))
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
+def _plural(noun: str) -> str:
+    return synth.OBJECT_PLURALS[noun]
+
+
+def caption_from_labels(scene: str, counts: Mapping[str, int], landcovers: Sequence[str]) -> str:
+    """Template caption, e.g. "a harbor scene with 2 ships and 1 building over water."."""
+    parts = [
+        f"{n} {obj if n == 1 else _plural(obj)}"
+        for obj in synth.OBJECTS
+        if (n := counts.get(obj, 0)) > 0
+    ]
+    text = f"{_a(scene)} scene"
+    if parts:
+        listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        text += f" with {listed}"
+    if landcovers:
+        lcs = list(landcovers)
+        listed = lcs[0] if len(lcs) == 1 else ", ".join(lcs[:-1]) + " and " + lcs[-1]
+        text += f" over {listed}"
+    return text + "."
+
+
+def generate_qas(sample: synth.SceneSample, rng: np.random.Generator) -> list[QA]:
+    """Every task's questions for one scene.
+
+    presence and comparison get one "yes" and one "no" question where the scene
+    allows, which keeps yes/no balanced overall; count asks about one present
+    class and one class drawn at random (so 0 stays a possible answer).
+    """
+    counts = sample.counts
+    pick = lambda seq: seq[int(rng.integers(len(seq)))]
+    present = [o for o in synth.OBJECTS if counts[o] > 0]
+    absent = [o for o in synth.OBJECTS if counts[o] == 0]
+    qas = [QA(pick(SCENE_TEMPLATES), sample.scene, "scene")]
+
+    for pool, answer in ((present, "yes"), (absent, "no")):
+        if pool:
+            q = pick(PRESENCE_TEMPLATES).format(a_obj=_a(pick(pool)))
+            qas.append(QA(q, answer, "presence"))
+
+    count_objs = ([pick(present)] if present else []) + [pick(synth.OBJECTS)]
+    for obj in count_objs:
+        q = pick(COUNT_TEMPLATES).format(objs=_plural(obj))
+        qas.append(QA(q, count_answer(counts[obj]), "count"))
+
+    pairs = list(itertools.permutations(synth.OBJECTS, 2))
+    more = [(a, b) for a, b in pairs if counts[a] > counts[b]]
+    # "no" pairs where at least one side is present are more informative than 0-vs-0.
+    not_more = [(a, b) for a, b in pairs if counts[a] <= counts[b] and counts[b] > 0]
+    not_more = not_more or [(a, b) for a, b in pairs if counts[a] <= counts[b]]
+    for pool, answer in ((more, "yes"), (not_more, "no")):
+        if pool:
+            a, b = pick(pool)
+            q = pick(COMPARISON_TEMPLATES).format(objs_a=_plural(a), objs_b=_plural(b))
+            qas.append(QA(q, answer, "comparison"))
+
+    qas.append(QA(pick(RURAL_URBAN_TEMPLATES), sample.rural_urban, "rural_urban"))
+    caption = caption_from_labels(sample.scene, counts, sample.landcovers)
+    qas.append(QA(pick(CAPTION_TEMPLATES), caption, "caption"))
+    return qas
+
+
+# Lower-case compound folder names (UC Merced style) split with this word list.
+# fmt: off
+_CLASS_WORDS = frozenset((
+    "agricultural", "airplane", "airport", "annual", "bare", "baseball", "basketball", "beach",
+    "bridge", "buildings", "center", "chaparral", "church", "circular", "cloud", "commercial",
+    "course", "court", "crop", "dense", "desert", "diamond", "farmland", "field", "forest",
+    "freeway", "golf", "ground", "harbor", "herbaceous", "highway", "home", "ice", "industrial",
+    "intersection", "island", "lake", "land", "lot", "meadow", "medium", "mobile", "mountain",
+    "overpass", "palace", "park", "parking", "pasture", "permanent", "playground", "pond",
+    "port", "power", "railway", "rectangular", "residential", "resort", "river", "road",
+    "runway", "school", "sea", "shrub", "snowberg", "sparse", "square", "stadium", "station",
+    "storage", "tank", "tanks", "tennis", "terrace", "thermal", "track", "vegetation",
+    "viaduct", "wetland",
+))
+# fmt: on
+
+
+def _split_compound(word: str) -> list[str] | None:
+    """Split e.g. "denseresidential" into known words (fewest pieces); None if impossible."""
+    best: list[list[str] | None] = [None] * (len(word) + 1)
+    best[0] = []
+    for end in range(1, len(word) + 1):
+        for start in range(end):
+            prev = best[start]
+            if prev is not None and word[start:end] in _CLASS_WORDS:
+                cand = [*prev, word[start:end]]
+                if best[end] is None or len(cand) < len(best[end]):
+                    best[end] = cand
+    return best[-1]
+
+
+def class_display_name(folder_name: str) -> str:
+    """Readable lower-case class name: "AnnualCrop" -> "annual crop", "storage_tanks" ->
+    "storage tanks", "denseresidential" -> "dense residential"."""
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", folder_name)
+    words = []
+    for word in re.split(r"[\s_\-]+", text.lower()):
+        if not word:
+            continue
+        split = None if word in _CLASS_WORDS else _split_compound(word)
+        words.extend(split or [word])
+    return " ".join(words)
+
+
+def classification_qa(class_name: str, rng: np.random.Generator | None = None) -> QA:
+    """Classification prompt for a folder dataset; rng=None gives the fixed eval prompt."""
+    prompt = (
+        CLASSIFY_PROMPTS[0]
+        if rng is None
+        else CLASSIFY_PROMPTS[int(rng.integers(len(CLASSIFY_PROMPTS)))]
+    )
+    return QA(prompt, class_name, "scene")
+
+
+def corpus_texts(extra_answers: Iterable[str] = ()) -> list[str]:
+    """Every prompt/answer the generators can produce (captions: one per scene/object/count),
+    in a fixed order; the tokenizer is trained on it."""
+    texts: list[str] = []
+    texts += SCENE_TEMPLATES + RURAL_URBAN_TEMPLATES + CAPTION_TEMPLATES + CLASSIFY_PROMPTS
+    for obj in synth.OBJECTS:
+        texts += [t.format(a_obj=_a(obj)) for t in PRESENCE_TEMPLATES]
+        texts += [t.format(objs=_plural(obj)) for t in COUNT_TEMPLATES]
+    for a, b in itertools.permutations(synth.OBJECTS, 2):
+        texts += [t.format(objs_a=_plural(a), objs_b=_plural(b)) for t in COMPARISON_TEMPLATES]
+    texts += list(synth.SCENES) + list(synth.LANDCOVERS) + list(synth.OBJECTS)
+    texts += list(synth.OBJECT_PLURALS.values()) + list(synth.RURAL_URBAN) + ["yes", "no"]
+    texts += [count_answer(n) for n in range(synth.MAX_COUNT + 1)]
+    for scene in synth.SCENES:
+        for obj in synth.OBJECTS:
+            for n in (1, 2):
+                texts.append(caption_from_labels(scene, {obj: n}, synth.LANDCOVERS[:2]))
+    texts += list(extra_answers)
+    return texts

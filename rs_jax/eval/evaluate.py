@@ -1,0 +1,138 @@
+"""Evaluation of the latest checkpoint: generated answers per task, retrieval hit rates per
+level and expert usage per level, printed as a table and written to <workdir>/eval.json."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from rs_jax.eval.generation import greedy_generate
+from rs_jax.eval.metrics import TaskAccuracy, format_table
+from rs_jax.eval.plots import expert_usage_figure
+from rs_jax.models.retrieval import hits_at_k
+from rs_jax.train import experiment as experiment_lib
+from rs_jax.train.checkpointing import Checkpointer
+from rs_jax.train.progress import ProgressLine
+
+
+def make_eval_step(exp: experiment_lib.Experiment):
+    """Jitted (params, batch) -> answers, per-level hits and expert counts."""
+    graphdef, data, config = exp.graphdef, exp.data, exp.config
+
+    def eval_step(params, batch):
+        model = nnx.merge(graphdef, params)
+        answers = greedy_generate(
+            model,
+            batch["image"],
+            batch["prompt_ids"],
+            batch["prompt_mask"],
+            max_new_tokens=config.eval.max_new_tokens,
+            eos_id=data.eos_id,
+            pad_id=data.pad_id,
+        )
+        visual = model.encode(batch["image"], batch["prompt_ids"], batch["prompt_mask"])
+        out = {"answers": answers}
+        for level, found in enumerate(visual.retrieved):
+            labels = batch["kb_labels"][:, level]
+            out[f"hit@1/{level}"] = hits_at_k(found.ids[:, :1], labels)
+            out[f"hit@k/{level}"] = hits_at_k(found.ids, labels)
+            out[f"labelled/{level}"] = (labels >= 0).any(-1)
+        if visual.routing is not None:
+            out["expert_counts"] = visual.routing.expert_counts
+        return out
+
+    return jax.jit(eval_step, in_shardings=(exp.state_shardings["params"], None))
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    exp = experiment_lib.setup(config, workdir)
+    checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
+    step = checkpointer.latest_step()
+    if step is None:
+        raise FileNotFoundError(
+            f"No checkpoint in {checkpointer.directory}; run `rs-jax train` with this workdir first"
+        )
+    params = checkpointer.restore(step, exp.abstract_state())["params"]
+    checkpointer.close()
+
+    eval_step = make_eval_step(exp)
+    accuracy = TaskAccuracy()
+    level_names = list(config.model.levels.keys()) if not config.model.baseline else []
+    hits = {name: np.zeros(3) for name in level_names}  # hit@1, hit@k, labelled
+    expert_counts = 0.0
+    samples = []
+    batches = list(exp.data.eval_batches(config.eval.batch_size, config.eval.num_examples))
+    progress = ProgressLine(len(batches), 0, max(len(batches) // 5, 1))
+    tokenizer = exp.data.tokenizer
+    with jax.set_mesh(exp.mesh):
+        for i, batch in enumerate(batches, start=1):
+            out = jax.device_get(eval_step(params, exp.shard_batch(batch)))
+            texts = tokenizer.batch_decode(out["answers"], skip_special_tokens=True)
+            valid = batch["valid"] > 0
+            for row in np.flatnonzero(valid):
+                task = exp.data.tasks[batch["task_id"][row]]
+                hit = accuracy.add(task, texts[row], str(batch["answer_text"][row]))
+                if len(samples) < 12:
+                    samples.append(
+                        {
+                            "task": task,
+                            "question": str(batch["question_text"][row]),
+                            "answer": str(batch["answer_text"][row]),
+                            "prediction": texts[row],
+                            "correct": bool(hit),
+                        }
+                    )
+            for level, name in enumerate(level_names):
+                labelled = out[f"labelled/{level}"] & valid
+                hits[name] += [
+                    (out[f"hit@1/{level}"] & labelled).sum(),
+                    (out[f"hit@k/{level}"] & labelled).sum(),
+                    labelled.sum(),
+                ]
+            # Padded rows of the last batch are routed too; their share is at most one batch.
+            expert_counts = expert_counts + out.get("expert_counts", 0.0)
+            progress.update(i, {}, int(valid.sum()))
+
+    summary = accuracy.summary()
+    results: dict[str, Any] = {
+        "step": step,
+        "model": "baseline" if config.model.baseline else "full",
+    }
+    results |= summary
+    results["retrieval"] = {
+        name: {
+            "hit@1": float(h[0] / h[2]),
+            f"hit@{config.model.kb.top_k}": float(h[1] / h[2]),
+            "labelled": int(h[2]),
+        }
+        for name, h in hits.items()
+        if h[2] > 0
+    }
+    if level_names:
+        counts = np.asarray(expert_counts)
+        usage = counts / np.maximum(counts.sum(-1, keepdims=True), 1)
+        results["expert_usage"] = {name: usage[i].tolist() for i, name in enumerate(level_names)}
+        fig = expert_usage_figure(results["expert_usage"])
+        fig.savefig(Path(workdir) / "expert_usage.png", dpi=100)
+    results["samples"] = samples
+
+    (Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
+    _print_report(results, config)
+    return results
+
+
+def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) -> None:
+    print(f"\nEvaluation at step {results['step']} ({results['model']} model)")
+    print(format_table(results))
+    for name, r in results.get("retrieval", {}).items():
+        print(
+            f"retrieval {name:<10} "
+            + "  ".join(f"{k} {v:.3f}" for k, v in r.items() if k != "labelled")
+        )
+    for name, usage in results.get("expert_usage", {}).items():
+        print(f"experts   {name:<10} " + " ".join(f"{u:.2f}" for u in usage))
+    print(f"(written to eval.json{'' if config.model.baseline else ' and expert_usage.png'})")

@@ -1,0 +1,35 @@
+"""Pictures people would rather look at than read: expert usage and training curves."""
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: files and notebooks, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def expert_usage_figure(usage: Mapping[str, Sequence[float]]) -> plt.Figure:
+    """Bar chart per level of the fraction of its tokens sent to each of its experts."""
+    fig, axes = plt.subplots(1, len(usage), figsize=(3 * len(usage), 2.6), squeeze=False)
+    for ax, (level, fractions) in zip(axes[0], usage.items(), strict=True):
+        ax.bar(np.arange(len(fractions)), fractions, color="tab:blue")
+        ax.axhline(1 / len(fractions), color="grey", linestyle="--", linewidth=1)
+        ax.set_title(level)
+        ax.set_xlabel("expert")
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("share of tokens")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves_figure(scalars: Mapping[str, Sequence[tuple[int, float]]]) -> plt.Figure:
+    """One panel per scalar series [(step, value), ...]."""
+    fig, axes = plt.subplots(1, len(scalars), figsize=(3.2 * len(scalars), 2.6), squeeze=False)
+    for ax, (tag, points) in zip(axes[0], scalars.items(), strict=True):
+        steps, values = zip(*points, strict=True) if points else ((), ())
+        ax.plot(steps, values)
+        ax.set_title(tag)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    return fig

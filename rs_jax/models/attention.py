@@ -1,0 +1,126 @@
+"""Multi-head attention serving all towers: ViT self-attention, the Semantic Augmentation
+cross-attention and the decoder's causal grouped-query attention with RoPE and a KV cache."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rs_jax.models.layers import default_kernel_init
+
+
+class KVCache(NamedTuple):
+    """Keys/values of one decoder layer for every slot: [B, S, kv_heads, head_dim]."""
+
+    key: jax.Array
+    value: jax.Array
+
+    @classmethod
+    def zeros(cls, batch: int, length: int, num_kv_heads: int, head_dim: int, dtype) -> "KVCache":
+        shape = (batch, length, num_kv_heads, head_dim)
+        return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+
+def rotary_embedding(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+    """Rotate pairs of channels of x [B, T, N, H] by angles positions [B, T] * freq."""
+    half = x.shape[-1] // 2
+    freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angle = positions[..., None].astype(jnp.float32) * freq  # [B, T, H/2]
+    sin, cos = jnp.sin(angle)[:, :, None, :], jnp.cos(angle)[:, :, None, :]
+    x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+    rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return rotated.astype(x.dtype)
+
+
+def _projection(
+    spec: str, shape: tuple[int, ...], axes: tuple[str, ...], use_bias: bool, rngs: nnx.Rngs
+) -> nnx.Einsum:
+    bias_shape = shape[1:] if use_bias else None
+    return nnx.Einsum(
+        spec,
+        shape,
+        bias_shape,
+        kernel_init=nnx.with_partitioning(default_kernel_init, axes),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), axes[1:]),
+        rngs=rngs,
+    )
+
+
+class Attention(nnx.Module):
+    """Attention of queries x [B, T, D] over context [B, S, Dc] (x itself by default).
+
+    num_kv_heads < num_heads gives grouped-query attention; rope_theta enables RoPE.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        num_heads: int,
+        *,
+        num_kv_heads: int | None = None,
+        context_width: int | None = None,
+        use_bias: bool = True,
+        rope_theta: float | None = None,
+        rngs: nnx.Rngs,
+    ):
+        num_kv_heads = num_kv_heads or num_heads
+        if width % num_heads or num_heads % num_kv_heads:
+            raise ValueError(
+                f"attention: width {width} must divide into num_heads {num_heads}, and "
+                f"num_heads into num_kv_heads {num_kv_heads}"
+            )
+        head_dim = width // num_heads
+        context_width = context_width or width
+        self.num_kv_heads, self.head_dim, self.rope_theta = num_kv_heads, head_dim, rope_theta
+        self.query = _projection(
+            "btd,dnh->btnh",
+            (width, num_heads, head_dim),
+            ("embed", "heads", "head_dim"),
+            use_bias,
+            rngs,
+        )
+        kv_shape = (context_width, num_kv_heads, head_dim)
+        kv_axes = ("embed", "kv_heads", "head_dim")
+        self.key = _projection("bsd,dkh->bskh", kv_shape, kv_axes, use_bias, rngs)
+        self.value = _projection("bsd,dkh->bskh", kv_shape, kv_axes, use_bias, rngs)
+        self.out = nnx.Einsum(
+            "btnh,nhd->btd",
+            (num_heads, head_dim, width),
+            (width,) if use_bias else None,
+            kernel_init=nnx.with_partitioning(default_kernel_init, ("heads", "head_dim", "embed")),
+            bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
+            rngs=rngs,
+        )
+
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        context: jax.Array | None = None,
+        mask: jax.Array | None = None,
+        positions: jax.Array | None = None,
+        cache: KVCache | None = None,
+        cache_index: jax.Array | int = 0,
+    ) -> tuple[jax.Array, KVCache | None]:
+        """mask [B, T, S] (True = may attend); positions [B, T] for RoPE.
+
+        With a cache, the new keys/values are written at slots [cache_index, cache_index + T)
+        and the queries attend over all S cache slots (mask covers them).
+        """
+        context = x if context is None else context
+        query, key, value = self.query(x), self.key(context), self.value(context)
+        if self.rope_theta is not None:
+            query = rotary_embedding(query, positions, self.rope_theta)
+            key = rotary_embedding(key, positions, self.rope_theta)
+        if cache is not None:
+            start = (0, cache_index, 0, 0)
+            cache = KVCache(
+                jax.lax.dynamic_update_slice(cache.key, key.astype(cache.key.dtype), start),
+                jax.lax.dynamic_update_slice(cache.value, value.astype(cache.value.dtype), start),
+            )
+            key, value = cache.key, cache.value
+        if mask is not None:
+            mask = mask[:, None]  # broadcast over heads
+        out = jax.nn.dot_product_attention(query, key, value, mask=mask)
+        return self.out(out), cache

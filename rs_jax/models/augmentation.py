@@ -1,0 +1,55 @@
+"""Semantic Augmentation: a level's tokens attend over retrieved KB cues and the prompt."""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rs_jax.models.attention import Attention
+from rs_jax.models.layers import layer_norm, linear, masked_mean
+from rs_jax.models.retrieval import KnowledgeBase, Retrieved
+
+
+class SemanticAugmentation(nnx.Module):
+    """One level: tokens [B, n, D] + prompt [B, Tp, Dl] -> augmented tokens [B, n, D].
+
+    query = f(mean of level tokens, mean of prompt) -> top-k cues of that level, then
+    tokens += CrossAttention(tokens, [cues; prompt]).
+    """
+
+    def __init__(
+        self, width: int, prompt_width: int, kb_dim: int, num_heads: int, *, rngs: nnx.Rngs
+    ):
+        self.prompt_proj = linear(prompt_width, width, ("embed", "mlp"), rngs=rngs)
+        self.query_proj = linear(2 * width, kb_dim, ("embed", "kb_embed"), rngs=rngs)
+        self.cue_proj = linear(kb_dim, width, ("kb_embed", "embed"), rngs=rngs)
+        self.norm = layer_norm(width, rngs=rngs)
+        self.cross_attn = Attention(width, num_heads, rngs=rngs)
+
+    def __call__(
+        self,
+        tokens: jax.Array,
+        prompt_embeds: jax.Array,
+        prompt_mask: jax.Array,
+        kb: KnowledgeBase,
+        level: int,
+        top_k: int,
+        approx: bool = False,
+        recall_target: float = 0.95,
+    ) -> tuple[jax.Array, Retrieved]:
+        prompt = self.prompt_proj(prompt_embeds)
+        query = self.query_proj(
+            jnp.concatenate([tokens.mean(1), masked_mean(prompt, prompt_mask)], axis=-1)
+        )
+        retrieved = kb.retrieve(query, level, top_k, approx, recall_target)
+        # Weighting cues by their retrieval probability lets the answer loss reach the query.
+        weights = top_k * jax.nn.softmax(retrieved.scores, axis=-1)
+        cues = self.cue_proj(kb.lookup(retrieved.ids)) * weights[..., None]
+        context = jnp.concatenate([cues, prompt], axis=1)
+        context_mask = jnp.concatenate(
+            [jnp.ones(cues.shape[:2], bool), prompt_mask.astype(bool)], axis=1
+        )
+        mask = jnp.broadcast_to(
+            context_mask[:, None, :], (tokens.shape[0], tokens.shape[1], context.shape[1])
+        )
+        attended, _ = self.cross_attn(self.norm(tokens), context=context, mask=mask)
+        return tokens + attended, retrieved

@@ -1,0 +1,130 @@
+"""Semantic experts: a level-grouped mixture-of-experts FFN.
+
+Experts are laid out level by level: experts [l * E_l, (l + 1) * E_l) belong to level l.
+A token of level l is routed (fp32 router, top-k) among its level's experts only; shared
+experts see every token. Dispatch is GShard-style: one-hot dispatch/combine tensors and
+einsums, with a per-expert capacity derived from that level's token count.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from rs_jax.models.layers import SwiGLU, default_kernel_init, linear, rms_norm
+
+
+class RoutingStats(NamedTuple):
+    balance_loss: jax.Array  # scalar: load-balance loss averaged over levels
+    z_loss: jax.Array  # scalar: router z-loss
+    expert_counts: jax.Array  # [L, E_l] token assignments per level and expert (pre-capacity)
+    dropped_fraction: jax.Array  # scalar: assignments over capacity / all assignments
+
+
+class SemanticExperts(nnx.Module):
+    """x [B, S, D] with token_levels [S] (static) -> y [B, S, D], RoutingStats."""
+
+    def __init__(
+        self,
+        width: int,
+        num_levels: int,
+        experts_per_level: int,
+        shared_experts: int,
+        top_k: int,
+        capacity_factor: float,
+        mlp_dim: int,
+        *,
+        rngs: nnx.Rngs,
+    ):
+        if top_k > experts_per_level:
+            raise ValueError(
+                f"config.model.experts.top_k={top_k} exceeds experts_per_level="
+                f"{experts_per_level}: a token is routed within its level's group"
+            )
+        self.num_levels, self.experts_per_level = num_levels, experts_per_level
+        self.top_k, self.capacity_factor = top_k, capacity_factor
+        num_experts = num_levels * experts_per_level
+        self.norm = rms_norm(width, rngs=rngs)
+        self.router = linear(
+            width,
+            num_experts,
+            ("embed", "exp"),
+            use_bias=False,
+            kernel_init=nnx.initializers.normal(0.02),
+            rngs=rngs,
+        )
+
+        def expert_weights(shape, axes):
+            return nnx.Param(default_kernel_init(rngs.params(), shape), out_sharding=axes)
+
+        self.wi_gate = expert_weights((num_experts, width, mlp_dim), ("exp", "embed", "mlp"))
+        self.wi_up = expert_weights((num_experts, width, mlp_dim), ("exp", "embed", "mlp"))
+        self.wo = expert_weights((num_experts, mlp_dim, width), ("exp", "mlp", "embed"))
+        self.shared = SwiGLU(width, mlp_dim * shared_experts, rngs=rngs) if shared_experts else None
+
+    def capacities(self, token_levels: np.ndarray) -> np.ndarray:
+        """Per-expert capacity [E] for one batch row: its level's fair share times the factor."""
+        tokens_per_level = np.bincount(token_levels, minlength=self.num_levels)
+        per_level = np.ceil(
+            self.capacity_factor * self.top_k * tokens_per_level / self.experts_per_level
+        ).astype(np.int32)
+        return np.repeat(np.maximum(per_level, 1), self.experts_per_level)
+
+    def __call__(self, x: jax.Array, token_levels: np.ndarray) -> tuple[jax.Array, RoutingStats]:
+        token_levels = np.asarray(token_levels)
+        expert_levels = np.repeat(np.arange(self.num_levels), self.experts_per_level)
+        in_group = jnp.asarray(token_levels[:, None] == expert_levels[None, :])  # [S, E]
+        capacity = self.capacities(token_levels)
+        max_capacity = int(capacity.max())
+
+        h = self.norm(x)
+        logits = self.router(h.astype(jnp.float32))  # [B, S, E]
+        logits = jnp.where(in_group, logits, -jnp.inf)
+        probs = jax.nn.softmax(logits, axis=-1)
+        gates, choice = jax.lax.top_k(probs, self.top_k)  # [B, S, K]
+        gates = gates / gates.sum(-1, keepdims=True)
+        assigned = jax.nn.one_hot(choice, probs.shape[-1], dtype=jnp.int32)  # [B, S, K, E]
+
+        # First choices of all tokens claim capacity before any second choice (GShard order).
+        b, s, k, e = assigned.shape
+        k_major = assigned.transpose(0, 2, 1, 3).reshape(b, k * s, e)
+        slot = (jnp.cumsum(k_major, axis=1) - 1).reshape(b, k, s, e).transpose(0, 2, 1, 3)
+        kept = assigned * (slot < jnp.asarray(capacity))  # [B, S, K, E]
+        slot_one_hot = jax.nn.one_hot(jnp.where(kept > 0, slot, -1), max_capacity)  # [B,S,K,E,C]
+        dispatch = slot_one_hot.sum(2)  # [B, S, E, C]
+        combine = jnp.einsum("bskec,bsk->bsec", slot_one_hot, gates)
+
+        expert_in = jnp.einsum("bsec,bsd->ebcd", dispatch, h)
+        hidden = jax.nn.silu(jnp.einsum("ebcd,edf->ebcf", expert_in, self.wi_gate[...]))
+        hidden = hidden * jnp.einsum("ebcd,edf->ebcf", expert_in, self.wi_up[...])
+        expert_out = jnp.einsum("ebcf,efd->ebcd", hidden, self.wo[...])
+        y = jnp.einsum("bsec,ebcd->bsd", combine.astype(x.dtype), expert_out)
+        if self.shared is not None:
+            y = y + self.shared(h)
+
+        stats = self._routing_stats(logits, probs, assigned, kept, token_levels)
+        return x + y, stats
+
+    def _routing_stats(self, logits, probs, assigned, kept, token_levels) -> RoutingStats:
+        level_one_hot = jax.nn.one_hot(jnp.asarray(token_levels), self.num_levels)  # [S, L]
+        tokens_per_level = jnp.maximum(level_one_hot.sum(0), 1.0) * probs.shape[0]
+        grouped = (self.num_levels, self.experts_per_level)
+        # Per level: fraction of the level's assignments that went to each of its experts
+        # and the level's mean router probability per expert (Switch-style balance loss).
+        assignments = assigned.sum(2).astype(jnp.float32)  # [B, S, E]
+        counts = jnp.einsum("bse,sl->le", assignments, level_one_hot)
+        counts = _own_group(counts, grouped)
+        mean_prob = jnp.einsum("bse,sl->le", probs, level_one_hot) / tokens_per_level[:, None]
+        mean_prob = _own_group(mean_prob, grouped)
+        fraction = counts / jnp.maximum(counts.sum(-1, keepdims=True), 1.0)
+        balance = self.experts_per_level * (fraction * mean_prob).sum(-1).mean()
+        z_loss = jnp.mean(jax.nn.logsumexp(logits, axis=-1) ** 2)
+        dropped = 1.0 - kept.sum() / jnp.maximum(assigned.sum(), 1)
+        return RoutingStats(balance, z_loss, counts, dropped)
+
+
+def _own_group(per_level: jax.Array, grouped: tuple[int, int]) -> jax.Array:
+    """[L, E] statistics of each level over all experts -> [L, E_l] over its own group."""
+    return jnp.einsum("llg->lg", per_level.reshape(per_level.shape[0], *grouped))

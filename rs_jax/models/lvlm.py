@@ -1,0 +1,175 @@
+"""The RS vision-language model. Reads top to bottom like its data flow:
+
+pixels -> ViT (every block) -> levels, coarse to fine (block + pooling grid)
+       -> per level: retrieve top-k KB cues with the prompt, cross-attend [cues; prompt]
+       -> semantic experts (level-grouped MoE) -> projector + level embeddings
+[visual; prompt; answer] -> decoder LLM -> next-token logits.
+
+`baseline=True` is plain LLaVA-1.5: last-block patch tokens, MLP projector, no KB, no experts.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from rs_jax.models.augmentation import SemanticAugmentation
+from rs_jax.models.experts import RoutingStats, SemanticExperts
+from rs_jax.models.layers import Mlp
+from rs_jax.models.llm import Decoder
+from rs_jax.models.retrieval import KnowledgeBase, Retrieved
+from rs_jax.models.vision import VisionEncoder, pool_to_grid
+
+
+class VisualOutput(NamedTuple):
+    tokens: jax.Array  # [B, V, D_llm] visual tokens for the decoder
+    retrieved: tuple[Retrieved, ...]  # one per level, coarse to fine (empty for the baseline)
+    routing: RoutingStats | None
+
+
+class RSVLM(nnx.Module):
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        image_size: int,
+        vocab_size: int,
+        kb_entry_levels: np.ndarray,
+        *,
+        rngs: nnx.Rngs,
+    ):
+        vision, llm, model = config.vision, config.llm, config
+        self.baseline = bool(model.baseline)
+        self.level_names = tuple(model.levels.keys())
+        self.levels = tuple((lv.block, lv.grid) for lv in model.levels.values())
+        self.kb_config = (model.kb.top_k, model.kb.approx, model.kb.recall_target)
+        _check_levels(model, vision.depth, kb_entry_levels)
+
+        self.vision = VisionEncoder(
+            image_size,
+            vision.patch_size,
+            vision.width,
+            vision.depth,
+            vision.num_heads,
+            vision.mlp_dim,
+            rngs=rngs,
+        )
+        self.llm = Decoder(
+            vocab_size,
+            llm.width,
+            llm.depth,
+            llm.num_heads,
+            llm.num_kv_heads,
+            llm.mlp_dim,
+            llm.rope_theta,
+            llm.qkv_bias,
+            llm.tie_embeddings,
+            rngs=rngs,
+        )
+        self.projector = Mlp(vision.width, llm.width, llm.width, rngs=rngs)
+        if self.baseline:
+            return
+        self.kb = KnowledgeBase(kb_entry_levels, model.kb.dim, rngs=rngs)
+        self.augment = nnx.List(
+            [
+                SemanticAugmentation(
+                    vision.width, llm.width, model.kb.dim, model.augment.num_heads, rngs=rngs
+                )
+                for _ in self.levels
+            ]
+        )
+        num_levels = len(self.levels)
+        self.vision_level_embed = nnx.Param(
+            0.02 * jax.random.normal(rngs.params(), (num_levels, vision.width)),
+            out_sharding=("levels", "embed"),
+        )
+        experts = model.experts
+        self.experts = SemanticExperts(
+            vision.width,
+            num_levels,
+            experts.experts_per_level,
+            experts.shared_experts,
+            experts.top_k,
+            experts.capacity_factor,
+            experts.mlp_dim,
+            rngs=rngs,
+        )
+        self.llm_level_embed = nnx.Param(
+            0.02 * jax.random.normal(rngs.params(), (num_levels, llm.width)),
+            out_sharding=("levels", "embed"),
+        )
+
+    def token_levels(self) -> np.ndarray:
+        """Level id [V] of each visual token, coarse to fine."""
+        return np.concatenate([np.full(grid * grid, i) for i, (_, grid) in enumerate(self.levels)])
+
+    def encode(
+        self, image: jax.Array, prompt_ids: jax.Array, prompt_mask: jax.Array
+    ) -> VisualOutput:
+        """image uint8 [B, H, W, 3], prompt [B, Tp] -> visual tokens [B, V, D_llm]."""
+        pixels = image.astype(jnp.float32) / 127.5 - 1.0
+        hidden = self.vision(pixels)  # [depth, B, N, D]
+        if self.baseline:
+            return VisualOutput(self.projector(hidden[-1]), (), None)
+
+        prompt_embeds = self.llm.embed(prompt_ids)
+        top_k, approx, recall_target = self.kb_config
+        level_tokens, retrieved = [], []
+        for level, ((block, grid), augment) in enumerate(
+            zip(self.levels, self.augment, strict=True)
+        ):
+            tokens = pool_to_grid(hidden[block], grid)
+            tokens, found = augment(
+                tokens, prompt_embeds, prompt_mask, self.kb, level, top_k, approx, recall_target
+            )
+            level_tokens.append(tokens)
+            retrieved.append(found)
+
+        token_levels = self.token_levels()
+        tokens = jnp.concatenate(level_tokens, axis=1) + self.vision_level_embed[token_levels]
+        tokens, routing = self.experts(tokens, token_levels)
+        visual = self.projector(tokens) + self.llm_level_embed[token_levels]
+        return VisualOutput(visual, tuple(retrieved), routing)
+
+    def __call__(self, batch: dict[str, jax.Array]) -> tuple[jax.Array, VisualOutput]:
+        """Teacher-forced answer logits [B, Ta, vocab] for [visual; prompt; answer]."""
+        visual = self.encode(batch["image"], batch["prompt_ids"], batch["prompt_mask"])
+        b, v, _ = visual.tokens.shape
+        text_ids = jnp.concatenate([batch["prompt_ids"], batch["answer_ids"]], axis=1)
+        embeds = jnp.concatenate([visual.tokens, self.llm.embed(text_ids)], axis=1)
+        token_mask = jnp.concatenate(
+            [jnp.ones((b, v), bool), batch["prompt_mask"] > 0, batch["answer_mask"] > 0], axis=1
+        )
+        logits, _ = self.llm(embeds, token_mask)
+        # The token before each answer token predicts it.
+        prefix = v + batch["prompt_ids"].shape[1]
+        answer_len = batch["answer_ids"].shape[1]
+        return logits[:, prefix - 1 : prefix - 1 + answer_len], visual
+
+
+def _check_levels(model: ml_collections.ConfigDict, depth: int, kb_entry_levels) -> None:
+    if model.baseline:
+        return
+    for i, (name, level) in enumerate(model.levels.items()):
+        if not -depth <= level.block < depth:
+            raise ValueError(
+                f"config.model.levels.{name}.block={level.block} is outside the ViT's "
+                f"{depth} blocks"
+            )
+        entries = int((np.asarray(kb_entry_levels) == i).sum())
+        if entries == 0:
+            raise ValueError(
+                f"the knowledge base has no entries for level '{name}' "
+                f"(config.model.levels lists it)"
+            )
+        if model.kb.top_k > entries:
+            raise ValueError(
+                f"config.model.kb.top_k={model.kb.top_k} exceeds the {entries} knowledge-base "
+                f"entries of level '{name}'"
+            )
+        if level.grid < 1:
+            raise ValueError(f"config.model.levels.{name}.grid must be >= 1, got {level.grid}")
+    if model.kb.top_k < 1:
+        raise ValueError(f"config.model.kb.top_k must be >= 1, got {model.kb.top_k}")

@@ -1,0 +1,85 @@
+"""The knowledge-base table inside the model and on-device top-k retrieval per level."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+class Retrieved(NamedTuple):
+    """Top-k entries of one level: ids and scores [B, k]; scores over all entries [B, N]."""
+
+    ids: jax.Array
+    scores: jax.Array
+    all_scores: jax.Array
+
+
+class KnowledgeBase(nnx.Module):
+    """Entry embeddings [N, Dk] on the `kb` logical axis, each entry tagged with a level.
+
+    Retrieval scores are scaled cosine similarities; entries of other levels are masked out,
+    so one table serves every level and can be sharded along `kb` as a whole.
+    """
+
+    def __init__(self, entry_levels: np.ndarray, dim: int, *, rngs: nnx.Rngs):
+        self.entry_levels = tuple(int(level) for level in entry_levels)
+        self.embeddings = nnx.Param(
+            jax.random.normal(rngs.params(), (len(self.entry_levels), dim)),
+            out_sharding=("kb", "kb_embed"),
+        )
+        self.logit_scale = nnx.Param(jnp.asarray(np.log(10.0), jnp.float32))
+
+    def num_entries(self, level: int) -> int:
+        return sum(entry_level == level for entry_level in self.entry_levels)
+
+    def scores(self, query: jax.Array, level: int) -> jax.Array:
+        """query [B, Dk] -> scores [B, N], -inf outside `level`."""
+        keys = _normalize(self.embeddings[...])
+        scores = jnp.einsum("bd,nd->bn", _normalize(query), keys) * jnp.exp(self.logit_scale[...])
+        in_level = jnp.asarray(self.entry_levels) == level
+        return jnp.where(in_level[None, :], scores, -jnp.inf)
+
+    def retrieve(
+        self,
+        query: jax.Array,
+        level: int,
+        k: int,
+        approx: bool = False,
+        recall_target: float = 0.95,
+    ) -> Retrieved:
+        all_scores = self.scores(query, level)
+        if approx:
+            scores, ids = jax.lax.approx_max_k(all_scores, k, recall_target=recall_target)
+        else:
+            scores, ids = jax.lax.top_k(all_scores, k)
+        return Retrieved(ids, scores, all_scores)
+
+    def lookup(self, ids: jax.Array) -> jax.Array:
+        """ids [B, k] -> embeddings [B, k, Dk]."""
+        return jnp.take(self.embeddings[...], ids, axis=0)
+
+
+def _normalize(x: jax.Array) -> jax.Array:
+    return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + 1e-6)
+
+
+def retrieval_loss(all_scores: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean cross-entropy of the ground-truth entries under the level's softmax.
+
+    all_scores [B, N] (-inf outside the level); labels [B, M] entry ids, -1 = none.
+    Examples without labels at this level do not count.
+    """
+    log_probs = jax.nn.log_softmax(all_scores, axis=-1)
+    valid = labels >= 0
+    picked = jnp.take_along_axis(log_probs, jnp.maximum(labels, 0), axis=-1)
+    per_example = -(jnp.where(valid, picked, 0.0).sum(-1)) / jnp.maximum(valid.sum(-1), 1)
+    has_label = valid.any(-1)
+    return (per_example * has_label).sum() / jnp.maximum(has_label.sum(), 1)
+
+
+def hits_at_k(ids: jax.Array, labels: jax.Array) -> jax.Array:
+    """Whether any of the retrieved ids [B, k] is a ground-truth entry in labels [B, M]."""
+    match = (ids[:, :, None] == labels[:, None, :]) & (labels[:, None, :] >= 0)
+    return match.any(axis=(1, 2))

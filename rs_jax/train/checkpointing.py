@@ -1,0 +1,130 @@
+"""Orbax checkpoints of the train state together with the grain data-iterator position.
+
+Layout: ``<workdir>/checkpoints/<step>/{state,data_iter}``. Saving the iterator with
+the weights makes a resumed run see exactly the examples it would have seen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+STATE = "state"
+DATA_ITER = "data_iter"
+# Substrings of orbax errors that mean "valid checkpoint, different model".
+_MISMATCH_MARKERS = (
+    "is not compatible with the stored shape",
+    "Structure mismatch",
+    "tree structures do not match",
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be read; the message names the step directory."""
+
+
+class Checkpointer:
+    """Async, rotating checkpoints of ``state`` (a pytree of arrays) and a data iterator."""
+
+    def __init__(self, workdir: str | Path, keep: int = 2, async_save: bool = True) -> None:
+        self.directory = Path(workdir).absolute() / "checkpoints"
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            item_handlers={
+                STATE: ocp.StandardCheckpointHandler(),
+                DATA_ITER: grain.checkpoint.CheckpointHandler(),
+            },
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep,
+                save_interval_steps=1,
+                enable_async_checkpointing=async_save,
+                create=True,
+            ),
+        )
+
+    def step_dir(self, step: int) -> Path:
+        """Directory of one saved step."""
+        return self.directory / str(step)
+
+    def all_steps(self) -> list[int]:
+        """Steps with a finalised checkpoint, ascending."""
+        return sorted(self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        """Newest finalised step, or None if there is none."""
+        return self._manager.latest_step()
+
+    def reached_preemption(self, step: int) -> bool:
+        """True when the cluster signalled preemption: save now and exit."""
+        return self._manager.reached_preemption(step)
+
+    def save(self, step: int, state: Any, data_iterator: Any | None = None) -> bool:
+        """Start saving ``state`` (and the iterator's position) at ``step``.
+
+        Returns False if ``step`` is already saved (e.g. the final step coincides with
+        a periodic save). The iterator state is captured before this returns, so the
+        caller may keep iterating while the arrays are written in the background.
+        """
+        if step in self._manager.all_steps():
+            return False
+        items: dict[str, Any] = {STATE: ocp.args.StandardSave(state)}
+        if data_iterator is not None:
+            items[DATA_ITER] = grain.checkpoint.CheckpointSave(data_iterator)
+        return self._manager.save(step, args=ocp.args.Composite(**items))
+
+    def restore(self, step: int, abstract_state: Any, data_iterator: Any | None = None) -> Any:
+        """Restore ``step`` into ``abstract_state`` and set ``data_iterator``'s position.
+
+        ``abstract_state`` is a pytree of ``jax.ShapeDtypeStruct`` (with ``sharding``) or
+        of arrays; arrays come back with those shardings.
+        """
+        abstract_state = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+        items: dict[str, Any] = {STATE: ocp.args.StandardRestore(abstract_state)}
+        if data_iterator is not None:
+            items[DATA_ITER] = grain.checkpoint.CheckpointRestore(data_iterator)
+        step_dir = self.step_dir(step)
+        if not step_dir.is_dir():
+            raise CheckpointError(
+                f"No checkpoint for step {step} in {self.directory} "
+                f"(available: {self.all_steps() or 'none'})"
+            )
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as e:
+            # Orbax/tensorstore errors are deep and cryptic; say which directory is bad
+            # and what to do. A config change must not be mistaken for corruption: the
+            # advice to delete would then throw away a good checkpoint.
+            detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            detail = f"{type(e).__name__}: {detail[:300]}"
+            if any(marker in str(e) for marker in _MISMATCH_MARKERS):
+                raise CheckpointError(
+                    f"Checkpoint {step_dir} does not match the state being restored "
+                    f"({detail}). The config (model sizes, levels, optimizer) probably "
+                    f"differs from the run that wrote it: use that config, or a fresh workdir."
+                ) from e
+            raise CheckpointError(
+                f"Checkpoint {step_dir} could not be restored ({detail}). It is probably "
+                f"truncated or corrupt (e.g. the run was killed while saving). Delete that "
+                f"directory to resume from the previous checkpoint, or start with a fresh "
+                f"workdir."
+            ) from e
+        return restored[STATE]
+
+    def wait(self) -> None:
+        """Block until pending async saves are on disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Wait for pending saves and release the manager's resources."""
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

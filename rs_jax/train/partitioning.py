@@ -1,0 +1,197 @@
+"""Device mesh, logical-axis sharding rules, and sharding of batches and model state.
+
+Parameters carry logical axis names (``nnx.Param(x, out_sharding=("embed", "mlp"))``);
+``config.sharding_rules`` maps them to the mesh axes ``MESH_AXES``. A single device is a
+mesh whose axes all have size 1, so there is no separate unsharded code path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+from flax.linen import spmd as linen_spmd
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+# Outermost first: 'data' spans hosts/slices (cheap all-reduce of grads only),
+# 'tensor' innermost so its frequent collectives stay on the fastest links.
+MESH_AXES = ("data", "fsdp", "expert", "tensor")
+
+Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
+
+
+def _format_mesh(sizes: Mapping[str, int]) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in sizes.items()) + "}"
+
+
+def mesh_shape(mesh_config: Mapping[str, int], num_devices: int) -> dict[str, int]:
+    """Resolve axis sizes (at most one -1, which fills) against ``num_devices``."""
+    unknown = [k for k in mesh_config if k not in MESH_AXES]
+    if unknown:
+        raise ValueError(
+            f"Unknown mesh axis {unknown[0]!r} in mesh {_format_mesh(mesh_config)}; "
+            f"mesh axes are {', '.join(MESH_AXES)}"
+        )
+    sizes = {axis: int(mesh_config.get(axis, 1)) for axis in MESH_AXES}
+    shown = _format_mesh(sizes)
+    fill = [axis for axis, size in sizes.items() if size == -1]
+    if len(fill) > 1:
+        raise ValueError(f"mesh {shown}: only one axis may be -1 (fill), got {fill}")
+    bad = [axis for axis, size in sizes.items() if size == 0 or size < -1]
+    if bad:
+        raise ValueError(f"mesh {shown}: axis {bad[0]!r} must be a positive size or -1 (fill)")
+    fixed = math.prod(size for size in sizes.values() if size != -1)
+    if fill:
+        if num_devices % fixed:
+            raise ValueError(
+                f"mesh {shown}: cannot fill {fill[0]!r}, {num_devices} devices are not "
+                f"divisible by the other axes' product {fixed}"
+            )
+        sizes[fill[0]] = num_devices // fixed
+    elif fixed != num_devices:
+        raise ValueError(f"mesh {shown} needs {fixed} devices but {num_devices} are available")
+    return sizes
+
+
+def make_mesh(mesh_config: Mapping[str, int], devices: Sequence[Any] | None = None) -> Mesh:
+    """Build the ('data', 'fsdp', 'expert', 'tensor') mesh from config sizes.
+
+    Axes are ``Auto``: the compiler propagates shardings from annotated params and
+    batches; ``jax.make_mesh`` alone would default to ``Explicit``.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    sizes = mesh_shape(dict(mesh_config), len(devices))
+    return jax.make_mesh(
+        tuple(sizes.values()),
+        MESH_AXES,
+        axis_types=(AxisType.Auto,) * len(MESH_AXES),
+        devices=devices,
+    )
+
+
+@contextlib.contextmanager
+def sharding_context(mesh: Mesh, rules: Rules) -> Iterator[None]:
+    """Mesh + logical rules in scope: create (or ``nnx.eval_shape``) models inside it.
+
+    Variables with ``out_sharding`` metadata are placed eagerly at creation, which
+    needs both the mesh and the rules that resolve their logical names.
+    """
+    with jax.set_mesh(mesh), nnx.logical_axis_rules(_dedupe(rules)):
+        yield
+
+
+def _check_known(rules: Rules, logical_axes: Sequence[str | None], what: str) -> None:
+    known = {name for name, _ in rules}
+    for axis in logical_axes:
+        if isinstance(axis, str) and axis not in known:
+            raise ValueError(
+                f"Logical axis {axis!r} of {what} has no entry in sharding_rules "
+                f"(known: {', '.join(sorted(known))})"
+            )
+
+
+def logical_to_mesh(rules: Rules, logical_axes: Sequence[str | None]) -> PartitionSpec:
+    """Map logical axis names to a PartitionSpec; first matching rule wins.
+
+    A rule whose mesh axes are already used by an earlier dimension is skipped, so an
+    activation ('batch', 'length', 'embed') with batch over fsdp leaves embed replicated.
+    """
+    _check_known(rules, logical_axes, f"{tuple(logical_axes)}")
+    return linen_spmd.logical_to_mesh_axes(tuple(logical_axes), tuple(rules))
+
+
+def named_sharding(mesh: Mesh, rules: Rules, logical_axes: Sequence[str | None]) -> NamedSharding:
+    """NamedSharding on ``mesh`` for an array with the given logical axes."""
+    return NamedSharding(mesh, logical_to_mesh(rules, logical_axes))
+
+
+def batch_sharding(mesh: Mesh, rules: Rules, ndim: int) -> NamedSharding:
+    """Leading axis on the 'batch' rule, the rest replicated."""
+    return named_sharding(mesh, rules, ("batch",) + (None,) * (ndim - 1))
+
+
+def batch_divisor(mesh: Mesh, rules: Rules) -> int:
+    """How many shards the batch axis is split into (the global batch must divide it)."""
+    spec = logical_to_mesh(rules, ("batch",))[0]
+    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+    return math.prod(mesh.shape[a] for a in axes)
+
+
+def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh, rules: Rules) -> dict[str, jax.Array]:
+    """Host-local numpy batch -> global arrays sharded along 'batch'.
+
+    Each process passes its own slice; the global batch is the concatenation over
+    processes. Strings/objects (ids, raw answers) stay on the host and are dropped.
+    """
+    out = {}
+    for key, value in batch.items():
+        value = np.asarray(value)
+        if value.dtype.kind in "OUSV":
+            continue
+        if value.ndim == 0:
+            raise ValueError(f"batch[{key!r}] is a scalar; every batch entry needs a batch axis")
+        sharding = batch_sharding(mesh, rules, value.ndim)
+        try:
+            out[key] = jax.make_array_from_process_local_data(sharding, value)
+        except ValueError as e:
+            raise ValueError(
+                f"batch[{key!r}] with shape {value.shape} cannot be sharded as "
+                f"{sharding.spec} over mesh {dict(mesh.shape)}: {e}"
+            ) from e
+    return out
+
+
+def _dedupe(rules: Rules) -> tuple[tuple[str, Any], ...]:
+    # flax resolves Variable metadata through a dict (last duplicate wins); keep the
+    # first so both entry points agree on "first match wins".
+    seen: dict[str, Any] = {}
+    for name, mesh_axes in rules:
+        seen.setdefault(name, mesh_axes)
+    return tuple(seen.items())
+
+
+def state_partition_specs(abstract_state: Any, rules: Rules) -> Any:
+    """PartitionSpec tree for an NNX State/graph whose Variables carry ``out_sharding``."""
+    rules = _dedupe(rules)
+
+    def check(path: Any, var: Any) -> None:
+        if isinstance(var, nnx.Variable):
+            names = var.get_metadata().get("out_sharding") or ()
+            _check_known(rules, names, f"parameter {jax.tree_util.keystr(path)}")
+
+    jax.tree_util.tree_map_with_path(
+        check, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable)
+    )
+    with nnx.logical_axis_rules(rules):
+        return nnx.get_partition_spec(abstract_state)
+
+
+def state_shardings(abstract_state: Any, mesh: Mesh, rules: Rules) -> Any:
+    """NamedSharding tree (same structure as ``abstract_state``) from logical metadata."""
+    specs = state_partition_specs(abstract_state, rules)
+
+    def to_sharding(path: Any, spec: PartitionSpec) -> NamedSharding:
+        used = [a for p in spec if p is not None for a in ((p,) if isinstance(p, str) else p)]
+        if len(used) != len(set(used)):
+            name = jax.tree_util.keystr(path).removesuffix(".value")
+            raise ValueError(
+                f"Parameter {name} maps two dimensions to the same "
+                f"mesh axis: {spec}; change its logical axes or sharding_rules"
+            )
+        return NamedSharding(mesh, spec)
+
+    return jax.tree_util.tree_map_with_path(
+        to_sharding, specs, is_leaf=lambda x: isinstance(x, PartitionSpec)
+    )
+
+
+def abstract_with_shardings(abstract_state: Any, shardings: Any) -> Any:
+    """ShapeDtypeStructs carrying shardings: the target for sharded checkpoint restore."""
+    return jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings
+    )

@@ -1,0 +1,214 @@
+"""Grain pipeline: batch contract, checkpointable iterator, eval padding, host slicing."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs.common import base_config
+from rs_jax.data import pipeline, synth
+from rs_jax.data.pipeline import build_data
+
+TP, TA = 24, 8
+
+
+def _config(data_dir, **data):
+    config = base_config()
+    config.data.update(dict(num_train=64, num_test=10, batch_size=8, data_dir=str(data_dir)))
+    config.data.update(data)
+    return config
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return build_data(_config(tmp_path_factory.mktemp("data")), "/nonexistent-workdir")
+
+
+def _check_batch(b, bundle, batch_size, size=32):
+    assert b["image"].shape == (batch_size, size, size, 3) and b["image"].dtype == np.uint8
+    for key, shape in [
+        ("prompt_ids", (batch_size, TP)),
+        ("prompt_mask", (batch_size, TP)),
+        ("answer_ids", (batch_size, TA)),
+        ("answer_mask", (batch_size, TA)),
+        ("task_id", (batch_size,)),
+        ("valid", (batch_size,)),
+        ("kb_labels", (batch_size, 3, 8)),
+    ]:
+        assert b[key].shape == shape and b[key].dtype == np.int32, key
+    pm, am = b["prompt_mask"].astype(bool), b["answer_mask"].astype(bool)
+    # Left padding: the mask is 0...0 1...1, the first real token is bos.
+    assert (np.diff(b["prompt_mask"], axis=1) >= 0).all()
+    first = TP - pm.sum(1)
+    assert (b["prompt_ids"][np.arange(batch_size), first] == bundle.bos_id).all()
+    assert (b["prompt_ids"][~pm] == bundle.pad_id).all()
+    # Right padding: 1...1 0...0, last real token is eos.
+    assert (np.diff(b["answer_mask"], axis=1) <= 0).all()
+    last = am.sum(1) - 1
+    assert (last >= 1).all()
+    assert (b["answer_ids"][np.arange(batch_size), last] == bundle.eos_id).all()
+    assert (b["answer_ids"][~am] == bundle.pad_id).all()
+    assert ((b["task_id"] >= 0) & (b["task_id"] < len(bundle.tasks))).all()
+    kb = b["kb_labels"]
+    assert ((kb >= -1) & (kb < len(bundle.kb_entries))).all()
+    # Each level's ids point at entries of that level.
+    for level, name in enumerate(bundle.level_names):
+        for kb_id in kb[:, level][kb[:, level] >= 0]:
+            assert bundle.kb_entries[kb_id].level == name
+
+
+def _valid_pairs(batches):
+    return [
+        (q, a)
+        for b in batches
+        for q, a, v in zip(b["question_text"], b["answer_text"], b["valid"], strict=True)
+        if v
+    ]
+
+
+def test_bundle_fields(bundle):
+    assert bundle.tasks == ("scene", "presence", "count", "comparison", "rural_urban")
+    assert bundle.level_names == ("scene", "landcover", "object")
+    assert bundle.vocab_size == len(bundle.tokenizer)
+    assert (bundle.pad_id, bundle.bos_id, bundle.eos_id) == (0, 2, 3)
+    assert bundle.kb_entries == synth.kb_entries()
+
+
+def test_train_batches(bundle):
+    it = bundle.train_iterator(seed=0)
+    batches = [next(it) for _ in range(10)]  # > 1 epoch of 64 images: repeats forever
+    for b in batches:
+        _check_batch(b, bundle, 8)
+        assert (b["valid"] == 1).all() and (b["kb_labels"][:, 0, 0] >= 0).all()
+    assert len({int(t) for b in batches for t in b["task_id"]}) == len(bundle.tasks)
+    # Answers decode to what the task expects.
+    tok = bundle.tokenizer
+    b = batches[0]
+    for i in range(8):
+        ans = tok.decode(b["answer_ids"][i][b["answer_mask"][i] == 1][:-1])
+        task = bundle.tasks[b["task_id"][i]]
+        if task in ("presence", "comparison"):
+            assert ans in ("yes", "no")
+        elif task == "count":
+            assert ans in {"0", "1", "2", "3", "4"}
+        elif task == "scene":
+            assert ans in synth.SCENES
+
+
+def test_train_iterator_deterministic_and_seeded(bundle):
+    a, b, c = (next(bundle.train_iterator(s)) for s in (1, 1, 2))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(a["image"], c["image"])
+
+
+def test_iterator_checkpoint_restores_stream(bundle):
+    it = bundle.train_iterator(seed=5)
+    for _ in range(3):
+        next(it)
+    state = it.get_state()
+    expected = [next(it) for _ in range(2)]
+    fresh = bundle.train_iterator(seed=5)
+    fresh.set_state(state)
+    for want, got in zip(expected, [next(fresh) for _ in range(2)], strict=True):
+        for k in want:
+            np.testing.assert_array_equal(want[k], got[k])
+
+
+def test_eval_batches_cover_every_pair_in_order(bundle):
+    batches = list(bundle.eval_batches(batch_size=16))
+    n = bundle.num_eval_examples
+    assert len(batches) == -(-n // 16)
+    for b in batches:
+        _check_batch(b, bundle, 16)
+        assert b["question_text"].dtype == object and b["answer_text"].shape == (16,)
+    valid = np.concatenate([b["valid"] for b in batches])
+    assert valid.sum() == n and (valid[:n] == 1).all() and (valid[n:] == 0).all()
+    assert len(_valid_pairs(batches)) == n
+    again = [q for b in bundle.eval_batches(16) for q in b["question_text"]]
+    assert again == [q for b in batches for q in b["question_text"]]
+    limited = list(bundle.eval_batches(16, num_examples=5))
+    assert len(limited) == 1 and limited[0]["valid"].sum() == 5
+
+
+def test_multi_host_slicing(bundle, monkeypatch):
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    per_host = {}
+    for host in (0, 1):
+        monkeypatch.setattr(jax, "process_index", lambda host=host: host)
+        per_host[host] = list(bundle.eval_batches(batch_size=16))
+        assert next(bundle.train_iterator(0))["image"].shape[0] == 4
+    assert len(per_host[0]) == len(per_host[1])
+    texts = [_valid_pairs(per_host[h]) for h in (0, 1)]
+    monkeypatch.undo()
+    everything = _valid_pairs(bundle.eval_batches(16))
+    assert texts[0] == everything[0::2] and texts[1] == everything[1::2]
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(ValueError, match="divisible"):
+        list(bundle.eval_batches(batch_size=15))
+
+
+def test_too_long_text_raises(bundle):
+    enc = pipeline.TextEncoder(bundle.tokenizer, max_prompt_len=4, max_answer_len=2)
+    with pytest.raises(ValueError, match=r"How many storage tanks.*max_prompt_len is 4"):
+        enc.prompt("How many storage tanks are there?")
+    with pytest.raises(ValueError, match=r"dense residential.*max_answer_len is 2"):
+        enc.answer("dense residential")
+
+
+def test_tokenizer_is_reused(bundle, tmp_path):
+    config = _config(tmp_path, num_train=16, num_test=4)
+    build_data(config, "/unused")
+    path = os.path.join(str(tmp_path), "tokenizer", "tokenizer.json")
+    mtime = os.path.getmtime(path)
+    again = build_data(config, "/unused")
+    assert os.path.getmtime(path) == mtime and again.vocab_size == bundle.vocab_size
+
+
+def test_folder_pipeline(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "folder"
+    for split, n in (("train", 6), ("test", 3)):
+        for cls in ("AnnualCrop", "SeaLake"):
+            os.makedirs(root / split / cls)
+            for i in range(n):
+                arr = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(root / split / cls / f"{i}.png")
+    config = _config(tmp_path / "d", name="folder", root=str(root), batch_size=4)
+    bundle = build_data(config, "/unused")
+    assert bundle.tasks == ("scene",)
+    assert [e.name for e in bundle.kb_entries[:2]] == ["annual crop", "sea lake"]
+    assert [e.level for e in bundle.kb_entries].count("scene") == 2
+    b = next(bundle.train_iterator(0))
+    _check_batch(b, bundle, 4)
+    assert (b["kb_labels"][:, 1:] == -1).all() and (b["task_id"] == 0).all()
+    evals = list(bundle.eval_batches(4))
+    assert len(evals) == 2 and evals[-1]["valid"].tolist() == [1, 1, 0, 0]
+    answers = [a for _, a in _valid_pairs(evals)]
+    assert answers == ["annual crop"] * 3 + ["sea lake"] * 3
+    assert set(evals[0]["question_text"]) == {"What is the land use class of this image?"}
+
+
+def test_worker_processes_match_in_process_stream(bundle):
+    expected = bundle.train_iterator(seed=9)
+    for _ in range(2):
+        next(expected)
+    want = next(expected)
+    bundle.worker_count = 1
+    try:
+        it = bundle.train_iterator(seed=9)
+        got = [next(it) for _ in range(3)][2]
+        for k in want:
+            np.testing.assert_array_equal(want[k], got[k])
+        resumed = bundle.train_iterator(seed=9)
+        resumed.set_state(it.get_state())
+        after = next(resumed)
+        next_in_process = next(expected)
+        for k in after:
+            np.testing.assert_array_equal(after[k], next_in_process[k])
+        it.close()
+        resumed.close()
+    finally:
+        bundle.worker_count = 0

@@ -1,0 +1,81 @@
+"""Synthetic renderer: determinism, sizes, and labels that agree with the pixels."""
+
+import numpy as np
+import pytest
+
+from rs_jax.data import synth
+
+
+@pytest.fixture(scope="module")
+def samples() -> list[synth.SceneSample]:
+    return [synth.render_scene(seed, 32) for seed in range(270)]
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_deterministic_by_seed(size):
+    a, b = synth.render_scene(7, size), synth.render_scene(7, size)
+    assert a.image.shape == (size, size, 3) and a.image.dtype == np.uint8
+    np.testing.assert_array_equal(a.image, b.image)
+    assert (a.scene, a.counts, a.landcover_fractions) == (b.scene, b.counts, b.landcover_fractions)
+    assert not np.array_equal(a.image, synth.render_scene(8, size).image)
+
+
+def test_every_scene_is_rendered_with_requested_label():
+    for scene in synth.SCENES:
+        for seed in range(3):
+            s = synth.render_scene(seed, 32, scene=scene)
+            assert s.scene == scene
+
+
+def test_labels_follow_from_content(samples):
+    seen = {s.scene for s in samples}
+    assert seen == set(synth.SCENES)
+    for s in samples:
+        # The label is exactly what the derivation rules say about the drawn content.
+        assert synth.derive_scene(s.landcover_fractions, s.counts, s.water_shape) == s.scene
+        assert s.rural_urban == synth.derive_rural_urban(s.landcover_fractions)
+        assert all(0 <= c <= synth.MAX_COUNT for c in s.counts.values())
+        drawn = {n: 0 for n in synth.OBJECTS}
+        for name, _, _ in s.objects:
+            drawn[name] += 1
+        assert drawn == s.counts
+        assert abs(sum(s.landcover_fractions.values()) - 1.0) < 1e-6
+        for i, name in enumerate(synth.LANDCOVERS):
+            assert s.landcover_fractions[name] == pytest.approx(np.mean(s.landcover_map == i))
+        assert s.landcovers and all(
+            s.landcover_fractions[n] >= synth.LANDCOVER_MIN_FRACTION for n in s.landcovers
+        )
+
+
+def test_objects_sit_where_they_belong(samples):
+    water = synth.LANDCOVERS.index("water")
+    for s in samples:
+        if s.counts["airplane"] or s.counts["runway"]:
+            assert s.scene == "airport"
+        for name, row, col in s.objects:
+            if name == "ship":  # ships only on water
+                r, c = int(row), int(col)
+                assert s.landcover_map[min(r, 31), min(c, 31)] == water
+    assert sum(s.counts["ship"] for s in samples) > 0
+    harbors = [s for s in samples if s.scene == "harbor"]
+    assert harbors and all(s.counts["ship"] >= 1 for s in harbors)
+    assert all(s.rural_urban == "urban" for s in samples if s.scene == "industrial")
+    assert {s.rural_urban for s in samples} == {"rural", "urban"}
+
+
+def test_objects_are_visible():
+    # Each object changes pixels: the same seed with nothing placed would look different.
+    s = synth.render_scene(3, 32, scene="industrial")
+    tank_pixels = (s.image.min(-1) > 200).sum()
+    assert s.counts["storage tank"] >= 1 and tank_pixels >= 4 * s.counts["storage tank"]
+
+
+def test_kb_entries_order_and_ids():
+    entries = synth.kb_entries()
+    levels = [e.level for e in entries]
+    n_s, n_l = len(synth.SCENES), len(synth.LANDCOVERS)
+    assert levels == ["scene"] * n_s + ["landcover"] * n_l + ["object"] * len(synth.OBJECTS)
+    assert [e.name for e in entries] == [*synth.SCENES, *synth.LANDCOVERS, *synth.OBJECTS]
+    assert all(e.description for e in entries)
+    for e in entries:
+        assert entries[synth.kb_id(e.level, e.name)] == e

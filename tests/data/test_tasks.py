@@ -1,0 +1,120 @@
+"""Question generation: answers agree with the rendered scene; yes/no balance."""
+
+import re
+
+import numpy as np
+import pytest
+
+from rs_jax.data import synth, tasks
+
+
+@pytest.fixture(scope="module")
+def annotated():
+    out = []
+    for seed in range(300):
+        s = synth.render_scene(seed, 32)
+        out.append((s, tasks.generate_qas(s, np.random.default_rng(seed))))
+    return out
+
+
+def _object_from(question: str) -> str:
+    for obj in sorted(synth.OBJECTS, key=len, reverse=True):
+        if re.search(rf"\b({obj}|{synth.OBJECT_PLURALS[obj]})\b", question):
+            return obj
+    raise AssertionError(question)
+
+
+def test_every_task_is_asked(annotated):
+    for _, qas in annotated:
+        assert {"scene", "count", "rural_urban", "caption"} <= {q.task for q in qas}
+        assert set(q.task for q in qas) <= set(tasks.TASKS)
+
+
+def test_answers_match_scene(annotated):
+    for s, qas in annotated:
+        for q in qas:
+            if q.task == "scene":
+                assert q.answer == s.scene
+            elif q.task == "rural_urban":
+                assert q.answer == s.rural_urban
+            elif q.task == "count":
+                assert q.answer == str(s.counts[_object_from(q.question)])
+            elif q.task == "presence":
+                assert q.answer == ("yes" if s.counts[_object_from(q.question)] else "no")
+            elif q.task == "comparison":
+                a_text, b_text = q.question.split(" than ")
+                a, b = _object_from(a_text), _object_from(b_text)
+                assert q.answer == ("yes" if s.counts[a] > s.counts[b] else "no")
+            elif q.task == "caption":
+                assert q.answer.startswith(("a ", "an ")) and s.scene in q.answer
+
+
+@pytest.mark.parametrize("task", ["presence", "comparison"])
+def test_yes_no_balanced(annotated, task):
+    answers = [q.answer for _, qas in annotated for q in qas if q.task == task]
+    yes = answers.count("yes") / len(answers)
+    assert set(answers) == {"yes", "no"} and 0.4 <= yes <= 0.6, yes
+
+
+def test_count_answers_spread(annotated):
+    answers = {q.answer for _, qas in annotated for q in qas if q.task == "count"}
+    assert answers == {"0", "1", "2", "3", "4"}
+
+
+def test_several_phrasings(annotated):
+    for task in ("scene", "presence", "count", "comparison", "rural_urban", "caption"):
+        phrasings = {
+            re.sub(r"\b[a-z ]+s\b", "", q.question)[:12]
+            for _, qas in annotated
+            for q in qas
+            if q.task == task
+        }
+        assert len(phrasings) >= 2, task
+
+
+def test_corpus_covers_questions(annotated):
+    corpus = set(tasks.corpus_texts())
+    for _, qas in annotated:
+        for q in qas:
+            assert q.question in corpus
+            if q.task != "caption":
+                assert q.answer in corpus
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("  Yes. ", "yes"),
+        ("Three", "3"),
+        ("3", "3"),
+        ("two storage-tanks!", "2 storage tanks"),
+        ("Dense   Residential", "dense residential"),
+        ("an AIRPORT,", "an airport"),
+    ],
+)
+def test_normalize_answer(raw, expected):
+    assert tasks.normalize_answer(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "folder, name",
+    [
+        ("AnnualCrop", "annual crop"),
+        ("SeaLake", "sea lake"),
+        ("HerbaceousVegetation", "herbaceous vegetation"),
+        ("denseresidential", "dense residential"),
+        ("storage_tanks", "storage tanks"),
+        ("mobilehomepark", "mobile home park"),
+        ("Forest", "forest"),
+        ("qwerty", "qwerty"),
+    ],
+)
+def test_class_display_name(folder, name):
+    assert tasks.class_display_name(folder) == name
+
+
+def test_classification_qa():
+    assert tasks.classification_qa("forest").question == tasks.CLASSIFY_PROMPTS[0]
+    rng = np.random.default_rng(0)
+    prompts = {tasks.classification_qa("forest", rng).question for _ in range(40)}
+    assert prompts == set(tasks.CLASSIFY_PROMPTS)

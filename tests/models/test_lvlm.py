@@ -1,0 +1,109 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from rs_jax.models import build_model
+from rs_jax.train.losses import compute_loss
+from tests.models.conftest import KB_LEVELS, VOCAB, random_batch, tiny_config
+
+
+@pytest.mark.parametrize("baseline", [False, True])
+def test_output_shapes(baseline, single_device_mesh):
+    config = tiny_config(baseline)
+    model = build_model(config, VOCAB, KB_LEVELS, single_device_mesh)
+    batch = jax.tree.map(jnp.asarray, random_batch())
+    logits, visual = model(batch)
+    assert logits.shape == (8, 4, VOCAB)
+    if baseline:
+        # LLaVA-1.5: every patch of a 16 px image with 4 px patches, no KB, no experts.
+        assert visual.tokens.shape == (8, 16, 32)
+        assert visual.retrieved == () and visual.routing is None
+    else:
+        assert visual.tokens.shape == (8, 1 + 4 + 16, 32)  # scene 1x1, landcover 2x2, object 4x4
+        assert [r.ids.shape for r in visual.retrieved] == [(8, 2)] * 3
+        assert visual.routing.expert_counts.shape == (3, 2)
+        # Every visual token is routed exactly top_k times, to its own level's experts.
+        assert float(visual.routing.expert_counts.sum()) == 8 * 21 * config.model.experts.top_k
+
+
+@pytest.mark.parametrize("baseline", [False, True])
+def test_few_steps_on_fixed_batch_lower_the_loss(baseline, single_device_mesh):
+    config = tiny_config(baseline)
+    model = build_model(config, VOCAB, KB_LEVELS, single_device_mesh)
+    batch = jax.tree.map(jnp.asarray, random_batch())
+    graphdef, params = nnx.split(model)
+    tx = optax.adam(3e-3)
+    opt_state = tx.init(params)
+
+    @jax.jit
+    def step(params, opt_state):
+        def loss_fn(p):
+            return compute_loss(nnx.merge(graphdef, p), batch, config.model)
+
+        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    losses = []
+    for _ in range(25):
+        params, opt_state, loss = step(params, opt_state)
+        losses.append(float(loss))
+    assert np.isfinite(losses).all()
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_sharded_forward_and_grads_equal_single_device(single_device_mesh, multi_device_mesh):
+    config = tiny_config()
+    batch = random_batch()
+
+    def loss_and_grads(mesh):
+        model = build_model(config, VOCAB, KB_LEVELS, mesh)
+        graphdef, params = nnx.split(model)
+        with jax.set_mesh(mesh):
+            sharded = {k: jax.device_put(v, jax.NamedSharding(mesh, jax.P(("data", "fsdp"))))
+                       for k, v in batch.items()}
+
+            @jax.jit
+            def f(params, batch):
+                def loss_fn(p):
+                    return compute_loss(nnx.merge(graphdef, p), batch, config.model)[0]
+
+                return jax.value_and_grad(loss_fn)(params)
+
+            loss, grads = f(params, sharded)
+        return loss, grads, params
+
+    loss1, grads1, _ = loss_and_grads(single_device_mesh)
+    loss8, grads8, params8 = loss_and_grads(multi_device_mesh)
+    # Parameters really are spread over the 8-device mesh.
+    embedding = params8["llm"]["embedding"]["embedding"]
+    assert len(embedding[...].sharding.device_set) == 8
+    np.testing.assert_allclose(loss1, loss8, rtol=1e-5)
+    for g1, g8 in zip(jax.tree.leaves(grads1), jax.tree.leaves(grads8), strict=True):
+        np.testing.assert_allclose(g1, g8, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (lambda c: c.model.experts.update(top_k=3), "top_k=3 exceeds experts_per_level=2"),
+        (lambda c: c.model.levels.scene.update(block=7), "levels.scene.block=7"),
+        (lambda c: c.model.levels.object.update(grid=3), "grid 3 must divide"),
+        (lambda c: c.model.kb.update(top_k=4), "exceeds the 3 knowledge-base entries"),
+        (lambda c: c.model.vision.update(patch_size=5), "patch_size=5 must divide"),
+    ],
+)
+def test_model_config_errors_are_clear(override, message, single_device_mesh):
+    config = tiny_config()
+    override(config)
+    with pytest.raises(ValueError, match=message):
+        model = build_model(config, VOCAB, KB_LEVELS, single_device_mesh)
+        model(jax.tree.map(jnp.asarray, random_batch()))
+
+
+def test_missing_kb_level_is_a_clear_error(single_device_mesh):
+    with pytest.raises(ValueError, match="no entries for level 'object'"):
+        build_model(tiny_config(), VOCAB, KB_LEVELS[KB_LEVELS < 2], single_device_mesh)

@@ -1,0 +1,126 @@
+"""Config loading: file:arg specs, typed overrides, clear errors, locking."""
+
+import textwrap
+
+import pytest
+
+from rs_jax.config import ConfigError, load_config, parse_value, split_spec
+
+DEMO = "configs/demo.py"
+
+
+def test_demo_loads_with_arg_and_overrides():
+    config = load_config(
+        f"{DEMO}:baseline",
+        [
+            "train.steps=10",
+            "train.learning_rate=3e-4",
+            "model.baseline=false",
+            "data.tasks=scene,count",
+            "data.tokenizer=vocab.txt",
+            "mesh.data=-1",
+        ],
+    )
+    assert config.train.steps == 10 and isinstance(config.train.steps, int)
+    assert config.train.learning_rate == pytest.approx(3e-4)
+    assert config.model.baseline is False
+    assert config.data.tasks == ("scene", "count")
+    assert config.data.tokenizer == "vocab.txt"
+    assert config.mesh.data == -1
+
+
+def test_no_arg_passes_none_and_baseline_arg_applies():
+    assert load_config(DEMO).model.baseline is False
+    assert load_config(f"{DEMO}:baseline").model.baseline is True
+
+
+def test_config_is_locked():
+    config = load_config(DEMO)
+    with pytest.raises(AttributeError):
+        config.train.stpes = 3
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.stpes=10", "Unknown config key 'train.stpes'; did you mean 'train.steps'?"),
+        ("train.steps=abc", "config.train.steps expects int, got 'abc'"),
+        ("train.learning_rate=fast", "config.train.learning_rate expects float, got 'fast'"),
+        ("model.baseline=maybe", "config.model.baseline expects bool"),
+        ("train=3", "config.train is a group"),
+        ("train.steps.x=1", "config.train.steps is a value, not a group"),
+        ("train.steps", "is not of the form key.path=value"),
+        ("nosuch.key=1", "Unknown config key 'nosuch.key'"),
+    ],
+)
+def test_override_errors_name_the_key(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(DEMO, [override])
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "raw, old, expected",
+    [
+        ("true", False, True),
+        ("0", True, False),
+        ("1_000", 5, 1000),
+        ("2", 1.5, 2.0),
+        ("(a, b)", ("x",), ("a", "b")),
+        ("[a,b]", ("x",), ("a", "b")),
+        ("a", ("x", "y"), ("a",)),
+        ("1,2", (3,), (1, 2)),
+        (
+            '(("batch", "data"), ("embed", None))',
+            (("a", "b"),),
+            (("batch", "data"), ("embed", None)),
+        ),
+        ("", (), ()),
+        ("7", None, 7),
+        ("hello", None, "hello"),
+    ],
+)
+def test_parse_value_uses_existing_type(raw, old, expected):
+    assert parse_value(raw, old) == expected
+
+
+def test_spec_split():
+    assert split_spec("configs/demo.py:baseline") == (split_spec("configs/demo.py")[0], "baseline")
+    assert split_spec("configs/demo.py")[1] is None
+
+
+def test_missing_file_and_failing_get_config(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.py"):
+        load_config(str(tmp_path / "nope.py"))
+    with pytest.raises(ConfigError, match=r"get_config\('bogus'\).*Unknown config variant"):
+        load_config(f"{DEMO}:bogus")
+    broken = tmp_path / "broken.py"
+    broken.write_text("import not_a_module_anywhere\n")
+    with pytest.raises(ConfigError, match="Importing config file .*broken.py.*failed"):
+        load_config(str(broken))
+
+
+def test_config_outside_repo_can_import_configs_common(tmp_path):
+    # A user's experiment file elsewhere still finds the shared defaults.
+    user = tmp_path / "exp.py"
+    user.write_text(
+        textwrap.dedent(
+            """
+            from configs import common
+
+            def get_config(arg=None):
+                config = common.base_config()
+                config.train.steps = int(arg or 7)
+                return config
+            """
+        )
+    )
+    assert load_config(f"{user}:3").train.steps == 3
+    assert load_config(str(user)).train.steps == 7
+
+
+def test_validation_rejects_nonsense():
+    with pytest.raises(ConfigError, match="config.train.steps must be positive"):
+        load_config(DEMO, ["train.steps=0"])
+    with pytest.raises(ConfigError, match="config.data.batch_size must be positive"):
+        load_config(DEMO, ["data.batch_size=-4"])

@@ -1,0 +1,105 @@
+"""The rs-jax command line: override parsing, dispatch, one-line errors, device simulation."""
+
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+
+from rs_jax import cli
+
+
+@pytest.fixture
+def fake_trainer(monkeypatch):
+    calls = []
+    module = types.ModuleType("rs_jax.train.trainer")
+    module.train = lambda config, workdir: calls.append((config, workdir))
+    monkeypatch.setitem(sys.modules, "rs_jax.train.trainer", module)
+    return calls
+
+
+def test_train_dispatch_with_overrides(fake_trainer, tmp_path):
+    argv = [
+        "train",
+        "--config",
+        "configs/demo.py:baseline",
+        "--workdir",
+        str(tmp_path),
+        "--config.train.steps=10",
+        "--config.mesh.data",
+        "-1",
+        "--config.data.tasks",
+        "scene,count",
+    ]
+    assert cli.main(argv) == 0
+    ((config, workdir),) = fake_trainer
+    assert workdir == str(tmp_path)
+    assert config.train.steps == 10 and config.model.baseline is True
+    assert config.mesh.data == -1 and config.data.tasks == ("scene", "count")
+
+
+def test_eval_dispatch(monkeypatch, tmp_path):
+    calls = []
+    module = types.ModuleType("rs_jax.eval.evaluate")
+    module.evaluate = lambda config, workdir: calls.append(workdir)
+    monkeypatch.setitem(sys.modules, "rs_jax.eval.evaluate", module)
+    assert cli.main(["eval", "--config", "configs/demo.py", "--workdir", str(tmp_path)]) == 0
+    assert calls == [str(tmp_path)]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--config.train.stpes=10"],
+            "rs-jax: error: Unknown config key 'train.stpes'; did you mean 'train.steps'?",
+        ),
+        (["--config.train.steps=abc"], "rs-jax: error: config.train.steps expects int, got 'abc'"),
+    ],
+)
+def test_config_errors_are_one_line(fake_trainer, capsys, extra, message):
+    argv = ["train", "--config", "configs/demo.py", "--workdir", "w", *extra]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == message and "Traceback" not in err
+    assert not fake_trainer
+
+
+def test_errors_from_training_are_one_line(monkeypatch, capsys):
+    def train(config, workdir):
+        raise ValueError(
+            "mesh {data: 3, fsdp: 1, expert: 1, tensor: 1} needs 3 devices but 8 are available"
+        )
+
+    monkeypatch.setitem(sys.modules, "rs_jax.train.trainer", types.SimpleNamespace(train=train))
+    assert cli.main(["train", "--config", "configs/demo.py", "--workdir", "w"]) == 2
+    assert capsys.readouterr().err.startswith("rs-jax: error: mesh {data: 3")
+
+
+def test_missing_config_file_and_bad_args(capsys):
+    assert cli.main(["eval", "--config", "configs/nope.py", "--workdir", "w"]) == 2
+    assert "Config file 'configs/nope.py' not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--config", "configs/demo.py", "--workdir", "w", "--bogus"])
+    assert info.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_cpu_device_simulation_env():
+    code = (
+        "from rs_jax import cli; cli._simulate_cpu_devices(); import jax; "
+        "print(jax.device_count(), jax.default_backend())"
+    )
+    env = dict(
+        os.environ, RS_JAX_CPU_DEVICES="3", XLA_FLAGS="--xla_force_host_platform_device_count=8"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
+    assert out.stdout.split() == ["3", "cpu"]

@@ -1,0 +1,144 @@
+"""Mesh construction and logical-axis sharding on 8 simulated CPU devices."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import AxisType, PartitionSpec
+
+from configs.common import SHARDING_RULES
+from rs_jax.train import partitioning as part
+
+MESH_2x2x1x2 = dict(data=2, fsdp=2, expert=1, tensor=2)
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    assert jax.device_count() == 8, "tests/conftest.py must simulate 8 CPU devices"
+    return part.make_mesh(MESH_2x2x1x2)
+
+
+def test_make_mesh_shape_and_auto_axes(mesh):
+    assert mesh.axis_names == part.MESH_AXES
+    assert dict(mesh.shape) == MESH_2x2x1x2
+    assert all(t == AxisType.Auto for t in mesh.axis_types)
+
+
+def test_fill_axis():
+    assert dict(part.make_mesh(dict(data=-1, fsdp=1, expert=1, tensor=1)).shape)["data"] == 8
+    assert dict(part.make_mesh(dict(data=2, fsdp=-1, expert=1, tensor=2)).shape)["fsdp"] == 2
+    # Axes left out default to 1; a single device is just a mesh of ones.
+    assert dict(part.make_mesh(dict(data=-1), devices=jax.devices()[:1]).shape) == dict(
+        data=1, fsdp=1, expert=1, tensor=1
+    )
+
+
+@pytest.mark.parametrize(
+    "sizes, message",
+    [
+        (dict(data=3), "mesh {data: 3, fsdp: 1, expert: 1, tensor: 1} needs 3 devices but 8"),
+        (dict(data=-1, fsdp=-1), "only one axis may be -1"),
+        (dict(data=-1, tensor=3), "cannot fill 'data', 8 devices are not divisible by"),
+        (dict(data=0, fsdp=8), "axis 'data' must be a positive size"),
+        (dict(data=-2), "axis 'data' must be a positive size"),
+        (dict(data=8, model=1), "Unknown mesh axis 'model'"),
+    ],
+)
+def test_bad_mesh_errors(sizes, message):
+    with pytest.raises(ValueError) as info:
+        part.make_mesh(sizes)
+    assert message in str(info.value)
+
+
+def test_logical_to_mesh_first_match_and_reuse():
+    assert part.logical_to_mesh(SHARDING_RULES, ("embed", "mlp")) == PartitionSpec("fsdp", "tensor")
+    assert part.logical_to_mesh(SHARDING_RULES, ("kb", None)) == PartitionSpec(None, None)
+    # batch already uses fsdp, so embed is left replicated rather than an invalid spec.
+    assert part.logical_to_mesh(SHARDING_RULES, ("batch", "length", "embed")) == PartitionSpec(
+        ("data", "fsdp", "expert"), None, None
+    )
+    rules = (("embed", "tensor"), ("embed", "fsdp"))
+    assert part.logical_to_mesh(rules, ("embed",)) == PartitionSpec("tensor")
+    with pytest.raises(ValueError, match="Logical axis 'embd'.*no entry in sharding_rules"):
+        part.logical_to_mesh(SHARDING_RULES, ("embd",))
+
+
+def test_batch_sharding_and_shard_batch(mesh):
+    sharding = part.batch_sharding(mesh, SHARDING_RULES, 3)
+    assert sharding.spec == PartitionSpec(("data", "fsdp", "expert"), None, None)
+    assert part.batch_divisor(mesh, SHARDING_RULES) == 4
+    batch = {
+        "pixels": np.arange(8 * 2 * 3, dtype=np.float32).reshape(8, 2, 3),
+        "ids": np.arange(8, dtype=np.int32),
+        "answer_text": np.array(["a"] * 8),
+        "meta": np.array([{}] * 8, dtype=object),
+    }
+    out = part.shard_batch(batch, mesh, SHARDING_RULES)
+    assert set(out) == {"pixels", "ids"}
+    np.testing.assert_array_equal(np.asarray(out["pixels"]), batch["pixels"])
+    assert out["pixels"].sharding.spec[0] == ("data", "fsdp", "expert")
+    # 4 batch shards, each replicated over the 2 tensor devices.
+    assert {s.data.shape for s in out["pixels"].addressable_shards} == {(2, 2, 3)}
+    with pytest.raises(ValueError, match="batch\\['ids'\\] with shape \\(6,\\)"):
+        part.shard_batch({"ids": np.arange(6)}, mesh, SHARDING_RULES)
+
+
+class Tiny(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.w = nnx.Param(jax.random.normal(rngs.params(), (8, 16)), out_sharding=("embed", "mlp"))
+        self.b = nnx.Param(jnp.zeros((16,)), out_sharding=("mlp",))
+        init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("exp", "embed", "mlp"))
+        self.experts = nnx.Param(init(rngs.params(), (2, 8, 16)))
+        self.plain = nnx.Linear(16, 4, rngs=rngs)  # no metadata: replicated
+
+
+def test_state_shardings_shard_params_4_ways(mesh):
+    with part.sharding_context(mesh, SHARDING_RULES):
+        abstract = nnx.state(nnx.eval_shape(lambda: Tiny(nnx.Rngs(0))))
+    shardings = part.state_shardings(abstract, mesh, SHARDING_RULES)
+    assert shardings["w"].get_value().spec == PartitionSpec("fsdp", "tensor")
+    assert shardings["b"].get_value().spec == PartitionSpec("tensor")
+    assert shardings["experts"].get_value().spec == PartitionSpec("expert", "fsdp", "tensor")
+    assert shardings["plain"]["kernel"].get_value().spec == PartitionSpec()
+
+    # Materialise with jit out_shardings: each device holds a quarter of w.
+    @jax.jit
+    def init():
+        return nnx.state(Tiny(nnx.Rngs(0)))
+
+    with part.sharding_context(mesh, SHARDING_RULES):
+        state = jax.jit(init.__wrapped__, out_shardings=shardings)()
+    w = state["w"].get_value()
+    assert w.sharding.spec == PartitionSpec("fsdp", "tensor")
+    assert {s.data.shape for s in w.addressable_shards} == {(4, 8)}
+    assert len({str(s.index) for s in w.addressable_shards}) == 4
+
+    # Creating the module eagerly inside the context places it the same way.
+    with part.sharding_context(mesh, SHARDING_RULES):
+        model = Tiny(nnx.Rngs(0))
+    assert {s.data.shape for s in model.w.get_value().addressable_shards} == {(4, 8)}
+
+    restored_target = part.abstract_with_shardings(abstract, shardings)
+    assert restored_target["w"].get_value().sharding.spec == PartitionSpec("fsdp", "tensor")
+
+
+def test_state_shardings_errors(mesh):
+    def abstract_param(names, rules):
+        # Built under lenient rules; the strict ones are what state_shardings checks.
+        with part.sharding_context(mesh, rules):
+            return nnx.state(
+                nnx.eval_shape(lambda: Holder(nnx.Param(jnp.zeros((4, 4)), out_sharding=names)))
+            )
+
+    bad_name = abstract_param(("embd", None), SHARDING_RULES + (("embd", None),))
+    with pytest.raises(ValueError, match=r"Logical axis 'embd' of parameter \['p'\]"):
+        part.state_shardings(bad_name, mesh, SHARDING_RULES)
+    twice = abstract_param(("mlp", "heads"), (("heads", None),) + SHARDING_RULES)
+    with pytest.raises(ValueError, match=r"Parameter \['p'\] maps two dimensions to the same mesh"):
+        part.state_shardings(twice, mesh, SHARDING_RULES)
+
+
+class Holder(nnx.Module):
+    def __init__(self, p: nnx.Param):
+        self.p = p
