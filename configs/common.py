@@ -57,7 +57,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.vision = ml_collections.ConfigDict(
         dict(patch_size=4, width=96, depth=4, num_heads=4, mlp_dim=192)
     )
-    # Semantic levels, coarse to fine: which ViT block feeds each and its pooling grid.
+    # Semantic levels, coarse to fine, and for each the ViT block that feeds it and the
+    # grid its patch tokens are pooled to. (ConfigDict sorts its keys, hence the tuple.)
+    config.model.level_names = ("scene", "landcover", "object")
     config.model.levels = ml_collections.ConfigDict()
     config.model.levels.scene = ml_collections.ConfigDict(dict(block=3, grid=1))
     config.model.levels.landcover = ml_collections.ConfigDict(dict(block=2, grid=2))
@@ -99,6 +101,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.log_every = 50
     config.train.checkpoint_every = 500
     config.train.keep_checkpoints = 2
+    config.train.async_checkpoints = True  # write in the background while training goes on
 
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 100

@@ -44,6 +44,14 @@ def _simulate_cpu_devices() -> None:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
+def _initialize_distributed() -> None:
+    """Multi-host runs (SLURM, TPU pods) set RS_JAX_DISTRIBUTED=1; jax reads the rest."""
+    if os.environ.get("RS_JAX_DISTRIBUTED", "") not in ("", "0"):
+        import jax
+
+        jax.distributed.initialize()
+
+
 def _split_overrides(extra: Sequence[str]) -> tuple[list[str], list[str]]:
     """Pull ``--config.k=v`` / ``--config.k v`` out of argparse's leftovers."""
     overrides, unknown = [], []
@@ -120,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rs_jax.config import load_config
 
         config = load_config(args.config, overrides)
+        _initialize_distributed()
         if args.command == "config":
             print(config)
         elif args.command == "train":

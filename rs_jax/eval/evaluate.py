@@ -61,7 +61,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     eval_step = make_eval_step(exp)
     accuracy = TaskAccuracy()
-    level_names = list(config.model.levels.keys()) if not config.model.baseline else []
+    level_names = list(config.model.level_names) if not config.model.baseline else []
     hits = {name: np.zeros(3) for name in level_names}  # hit@1, hit@k, labelled
     expert_counts = 0.0
     samples = []

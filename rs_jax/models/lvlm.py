@@ -42,10 +42,10 @@ class RSVLM(nnx.Module):
     ):
         vision, llm, model = config.vision, config.llm, config
         self.baseline = bool(model.baseline)
-        self.level_names = tuple(model.levels.keys())
-        self.levels = tuple((lv.block, lv.grid) for lv in model.levels.values())
-        self.kb_config = (model.kb.top_k, model.kb.approx, model.kb.recall_target)
         _check_levels(model, vision.depth, kb_entry_levels)
+        self.level_names = tuple(model.level_names)
+        self.levels = tuple((model.levels[n].block, model.levels[n].grid) for n in self.level_names)
+        self.kb_config = (model.kb.top_k, model.kb.approx, model.kb.recall_target)
 
         self.vision = VisionEncoder(
             image_size,
@@ -152,7 +152,13 @@ class RSVLM(nnx.Module):
 def _check_levels(model: ml_collections.ConfigDict, depth: int, kb_entry_levels) -> None:
     if model.baseline:
         return
-    for i, (name, level) in enumerate(model.levels.items()):
+    for i, name in enumerate(model.level_names):
+        if name not in model.levels:
+            raise ValueError(
+                f"config.model.level_names lists '{name}' but config.model.levels.{name} "
+                f"(block, grid) is missing"
+            )
+        level = model.levels[name]
         if not -depth <= level.block < depth:
             raise ValueError(
                 f"config.model.levels.{name}.block={level.block} is outside the ViT's "

@@ -46,7 +46,7 @@ class Experiment:
     def shard_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         """Host batch -> global arrays; kb_labels reordered to the model's levels."""
         if "kb_labels" in batch and not self.config.model.baseline:
-            order = [self.data.level_names.index(n) for n in self.config.model.levels]
+            order = [self.data.level_names.index(n) for n in self.config.model.level_names]
             batch = {**batch, "kb_labels": batch["kb_labels"][:, order]}
         return partitioning.shard_batch(batch, self.mesh, self.rules)
 
@@ -60,7 +60,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> Experiment:
 
     _check_level_names(config, data.level_names)
     # Entries of a level the config does not use get -1 and are never retrieved.
-    model_levels = list(config.model.levels.keys())
+    model_levels = list(config.model.level_names)
     kb_levels = np.array(
         [model_levels.index(e.level) if e.level in model_levels else -1 for e in data.kb_entries]
     )
@@ -91,7 +91,7 @@ def _check_batch_fits_mesh(config, mesh, rules) -> None:
 def _check_level_names(config, data_levels) -> None:
     if config.model.baseline:
         return
-    for name in config.model.levels:
+    for name in config.model.level_names:
         if name not in data_levels:
             raise ValueError(
                 f"config.model.levels.{name}: the dataset's knowledge base has levels "

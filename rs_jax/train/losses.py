@@ -38,7 +38,7 @@ def compute_loss(
     if visual.retrieved:
         level_losses = []
         for level, (name, found) in enumerate(
-            zip(config.levels.keys(), visual.retrieved, strict=True)
+            zip(config.level_names, visual.retrieved, strict=True)
         ):
             labels = jnp.where(batch["valid"][:, None] > 0, batch["kb_labels"][:, level], -1)
             level_losses.append(retrieval_loss(found.all_scores, labels))

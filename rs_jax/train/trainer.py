@@ -51,7 +51,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     (workdir_path / "config.json").write_text(config.to_json_best_effort(indent=2))
 
     exp = experiment_lib.setup(config, workdir)
-    checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
+    checkpointer = Checkpointer(
+        workdir, keep=config.train.keep_checkpoints, async_save=config.train.async_checkpoints
+    )
     train_iter = exp.data.train_iterator(seed=config.seed)
     state, start = exp.state, checkpointer.latest_step() or 0
     if start:

@@ -1,0 +1,49 @@
+"""EuroSAT RGB scene classification (10 classes, 64x64 px Sentinel-2), trained from scratch.
+
+  rs-jax train --config configs/eurosat.py --workdir runs/eurosat
+  rs-jax train --config configs/eurosat.py:baseline --workdir runs/eurosat_baseline
+
+Trains on `<shared>/eurosat_rgb/train` (3,000 images) and evaluates on its `test` split
+(1,000 images); `<shared>` is $RS_JAX_SHARED_DATA, by default ../shared/data next to the
+repository. Override with --config.data.root=/path/to/eurosat_rgb.
+"""
+
+import os
+from pathlib import Path
+
+import ml_collections
+
+from configs import common
+
+SHARED_DATA = Path(
+    os.environ.get("RS_JAX_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    config = common.base_config()
+    variants = common.parse_variants(arg, allowed=("baseline",))
+
+    config.data.name = "folder"
+    config.data.root = str(SHARED_DATA / "eurosat_rgb")
+    config.data.image_size = 64
+    config.data.tasks = ("scene",)
+    config.data.batch_size = 32
+    config.eval.batch_size = 100
+    config.eval.max_new_tokens = 5
+
+    # 8 px patches on 64 px images: an 8x8 patch grid.
+    config.model.vision.update(patch_size=8, width=96, depth=4, num_heads=4, mlp_dim=192)
+    config.model.levels.scene.update(block=3, grid=1)
+    config.model.levels.landcover.update(block=2, grid=2)
+    config.model.levels.object.update(block=1, grid=4)
+
+    config.train.steps = 1500
+    config.train.learning_rate = 1e-3
+    config.train.warmup_steps = 100
+    config.train.log_every = 100
+    config.train.checkpoint_every = 500
+
+    if "baseline" in variants:
+        common.make_baseline(config)
+    return config

@@ -1,0 +1,39 @@
+"""The smallest full model: smoke runs and the test suite (seconds per run on a CPU).
+
+  rs-jax train --config configs/tiny.py --workdir /tmp/tiny
+  rs-jax train --config configs/tiny.py:baseline --workdir /tmp/tiny_baseline
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    config = common.base_config()
+    variants = common.parse_variants(arg, allowed=("baseline",))
+
+    config.data.image_size = 16
+    config.data.num_train = 64
+    config.data.num_test = 8
+    config.data.batch_size = 8
+    config.eval.batch_size = 16
+    config.eval.max_new_tokens = 4
+
+    config.model.vision.update(patch_size=4, width=32, depth=3, num_heads=2, mlp_dim=64)
+    config.model.levels.scene.update(block=2, grid=1)
+    config.model.levels.landcover.update(block=1, grid=2)
+    config.model.levels.object.update(block=0, grid=4)
+    config.model.kb.update(dim=16, top_k=2)
+    config.model.augment.num_heads = 2
+    config.model.experts.update(experts_per_level=2, shared_experts=1, mlp_dim=32)
+    config.model.llm.update(width=32, depth=2, num_heads=4, num_kv_heads=2, mlp_dim=64)
+
+    config.train.steps = 8
+    config.train.warmup_steps = 2
+    config.train.log_every = 1
+    config.train.checkpoint_every = 4
+
+    if "baseline" in variants:
+        common.make_baseline(config)
+    return config
