@@ -3,6 +3,7 @@
   rs-jax train --config configs/demo.py[:arg] --workdir runs/demo [--config.KEY=VALUE ...]
   rs-jax eval  --config configs/demo.py --workdir runs/demo
   rs-jax config --config configs/demo.py --config.train.steps=10   # print the result
+  rs-jax kb validate|build|search ...   # knowledge base; see `rs-jax kb --help`
 
 Overrides use the type of the value they replace: ``--config.train.steps=10``,
 ``--config.model.baseline=true``, ``--config.data.tasks=scene,count``,
@@ -97,6 +98,10 @@ def _build_parser() -> argparse.ArgumentParser:
     add("train", "Train (resumes from the latest checkpoint in --workdir).")
     add("eval", "Evaluate the latest checkpoint in --workdir.")
     add("config", "Print the resolved config and exit.", workdir=False)
+
+    from rs_jax.kb.cli import add_kb_parser
+
+    add_kb_parser(commands)
     return parser
 
 
@@ -116,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the process exit code."""
     parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command == "kb":
+        return _main_kb(parser, args, extra)
     try:
         overrides, unknown = _split_overrides(extra)
     except ValueError as e:
@@ -142,6 +149,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rs-jax: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _main_kb(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> int:
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        _simulate_cpu_devices()
+        from rs_jax.kb.cli import run
+
+        return run(args)
+    except (ValueError, FileNotFoundError) as e:
+        if os.environ.get("RS_JAX_TRACEBACK"):
+            raise
+        print(f"rs-jax: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from rs_jax.train.progress import ProgressLine
 
 
 def make_eval_step(exp: experiment_lib.Experiment):
-    """Jitted (params, batch) -> answers, per-level hits and expert counts."""
+    """Jitted (params, batch) -> answers, retrieved ids/scores and hits per level, expert counts."""
     graphdef, data, config = exp.graphdef, exp.data, exp.config
 
     def eval_step(params, batch):
@@ -37,6 +37,7 @@ def make_eval_step(exp: experiment_lib.Experiment):
         visual = model.encode(batch["image"], batch["prompt_ids"], batch["prompt_mask"])
         out = {"answers": answers}
         for level, found in enumerate(visual.retrieved):
+            out[f"ids/{level}"], out[f"scores/{level}"] = found.ids, found.scores
             labels = batch["kb_labels"][:, level]
             out[f"hit@1/{level}"] = hits_at_k(found.ids[:, :1], labels)
             out[f"hit@k/{level}"] = hits_at_k(found.ids, labels)

@@ -33,3 +33,20 @@ def training_curves_figure(scalars: Mapping[str, Sequence[tuple[int, float]]]) -
         ax.set_xlabel("step")
     fig.tight_layout()
     return fig
+
+
+def retrieved_cues_figure(image: np.ndarray, retrieved: Mapping[str, Sequence[tuple[str, float]]],
+                          title: str = "") -> plt.Figure:
+    """The image beside the top-k knowledge-base entries retrieved at each level."""
+    fig, (ax_image, ax_text) = plt.subplots(1, 2, figsize=(7, 3), width_ratios=(1, 1.4))
+    ax_image.imshow(image)
+    ax_image.set_axis_off()
+    ax_image.set_title(title, fontsize=9)
+    lines = []
+    for level, entries in retrieved.items():
+        lines.append(f"{level}:")
+        lines += [f"   {name}  ({score:.2f})" for name, score in entries]
+    ax_text.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=9)
+    ax_text.set_axis_off()
+    fig.tight_layout()
+    return fig

@@ -93,3 +93,19 @@ def test_train_then_eval_writes_reports(tmp_path, data_dir, variant):
         assert set(saved["retrieval"]) == {"scene", "landcover", "object"}
         assert set(saved["expert_usage"]) == {"scene", "landcover", "object"}
         assert (tmp_path / "expert_usage.png").stat().st_size > 0
+
+    # The notebook path: ask one question about one image of the eval split.
+    from rs_jax.eval.session import Session
+
+    session = Session(config, str(tmp_path))
+    image = np.random.default_rng(0).integers(0, 256, (40, 40, 3), np.uint8)
+    answer = session.ask(image, "Is there a ship in the image?")
+    assert isinstance(answer.text, str) and answer.image.shape == (16, 16, 3)
+    if variant:
+        assert answer.retrieved == {} and answer.expert_usage == {}
+    else:
+        top_k = config.model.kb.top_k
+        assert [len(v) for v in answer.retrieved.values()] == [top_k] * 3
+        scene_names = {e.name for e in session.exp.data.kb_entries if e.level == "scene"}
+        assert {name for name, _ in answer.retrieved["scene"]} <= scene_names
+        assert all(abs(sum(shares) - 1) < 1e-6 for shares in answer.expert_usage.values())

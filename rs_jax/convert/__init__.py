@@ -1,0 +1,1 @@
+"""Import/export of Hugging Face checkpoints into our NNX modules."""

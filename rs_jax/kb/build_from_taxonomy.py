@@ -1,0 +1,225 @@
+"""Build the shipped knowledge base from rs_taxonomies.json.
+
+  python -m rs_jax.kb.build_from_taxonomy --taxonomy PATH --out rs_jax/kb/data/rs_kb.jsonl
+
+Steps: normalise every dataset class name, map it to a canonical name (hand
+synonym tables), decide its level, merge all spellings into one entry per
+(level, canonical name), attach parents (taxonomy hierarchy, then hand table),
+contains links and hand-written descriptions, add rs-jax extras, validate,
+write sorted JSONL. Rules are documented in docs/knowledge_base.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from rs_jax.kb import tables
+from rs_jax.kb.descriptions import DESCRIPTIONS
+from rs_jax.kb.schema import LEVELS, Entry, make_id, write_kb
+from rs_jax.kb.validate import format_problems, validate_kb_file
+
+EXTRA_SOURCE = "rs-jax"
+MIN_ENTRIES = 400
+# Depth within the CORINE hierarchy, by nomenclature.
+CORINE_DEPTH = {"CORINE-Land-Cover-L1": 1, "CORINE-Land-Cover-L2": 2, "CORINE-Land-Cover-L3": 3}
+_KEEP_S = ("ss", "us", "is")
+
+
+class BuildError(RuntimeError):
+    """The taxonomy cannot be turned into a valid knowledge base."""
+
+
+def normalise(name: str) -> str:
+    """Lower-case, split CamelCase, drop punctuation, singularise the last word."""
+    s = re.sub(r"\bw/", "with ", name).replace("&", " and ")
+    s = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", s).lower()
+    words = re.sub(r"[^a-z0-9]+", " ", s).split()
+    if words:
+        words[-1] = _singular(words[-1])
+    return " ".join(words)
+
+
+def _singular(w: str) -> str:
+    if len(w) <= 3 or not w.endswith("s") or w.endswith(_KEEP_S):
+        return w
+    if w.endswith("ies"):
+        return w[:-3] + "y"
+    if w.endswith(("ches", "shes", "xes")):
+        return w[:-2]
+    return w[:-1]
+
+
+def canonical(dataset: str, raw: str) -> str:
+    """Canonical KB name of one dataset class."""
+    if (dataset, raw) in tables.DATASET_SYNONYMS:
+        return tables.DATASET_SYNONYMS[(dataset, raw)]
+    n = normalise(raw)
+    return tables.SYNONYMS.get(n, n)
+
+
+def _level(dataset_level: str, name: str, object_names: set[str], lc_names: set[str]) -> str:
+    # Land-cover nomenclatures are pixel classes by definition: never moved.
+    if dataset_level == "landcover":
+        return "landcover"
+    if name in tables.LEVEL_OVERRIDES:
+        return tables.LEVEL_OVERRIDES[name]
+    if dataset_level == "object":
+        return "object"
+    # Scene datasets often name a chip after its dominant object or cover type.
+    if name in object_names:
+        return "object"
+    if name in lc_names:
+        return "landcover"
+    return "scene"
+
+
+def _key(level_name: str) -> str:
+    level, _, name = level_name.partition("/")
+    return make_id(level, name)
+
+
+def build_entries(taxonomy: dict) -> list[Entry]:
+    """Turn the parsed taxonomy into sorted, linked, described entries."""
+    datasets = taxonomy["datasets"]
+    canon = {(ds, c): canonical(ds, c) for ds, info in datasets.items() for c in info["classes"]}
+    object_names = {canon[ds, c] for ds, i in datasets.items() if i["level"] == "object"
+                    for c in i["classes"]}
+    lc_names = {canon[ds, c] for ds, i in datasets.items() if i["level"] == "landcover"
+                for c in i["classes"]}
+
+    names: dict[str, tuple[str, str]] = {}  # id -> (level, name)
+    aliases: dict[str, set[str]] = defaultdict(set)
+    sources: dict[str, set[str]] = defaultdict(set)
+    depth: dict[str, int] = {}
+    tax_parents: dict[str, list[str]] = defaultdict(list)
+    id_of: dict[tuple[str, str], str] = {}
+
+    for ds, info in datasets.items():
+        display = info.get("display_names", {})
+        for raw in info["classes"]:
+            name = canon[ds, raw]
+            level = _level(info["level"], name, object_names, lc_names)
+            eid = make_id(level, name)
+            names[eid] = (level, name)
+            id_of[ds, raw] = eid
+            aliases[eid].update({raw, display.get(raw, raw)})
+            sources[eid].add(ds)
+            if ds in CORINE_DEPTH:
+                depth[eid] = min(depth.get(eid, 9), CORINE_DEPTH[ds])
+
+    # Taxonomy hierarchy: CORINE `parent` maps and FAIR1M `superclass`.
+    for ds, info in datasets.items():
+        for raw, parent_raw in info.get("parent", {}).items():
+            parent_ds = _parent_dataset(datasets, ds, parent_raw)
+            if parent_ds is not None:
+                tax_parents[id_of[ds, raw]].append(id_of[parent_ds, parent_raw])
+        for raw, sup in info.get("superclass", {}).items():
+            sup_name = tables.SUPERCLASS_NAMES.get(sup, sup)
+            tax_parents[id_of[ds, raw]].append(make_id("object", sup_name))
+
+    for level, name, extra_aliases in tables.EXTRAS:
+        eid = make_id(level, name)
+        if eid in names:
+            raise BuildError(f"extra {eid} already comes from the taxonomy")
+        names[eid] = (level, name)
+        aliases[eid].update(extra_aliases)
+        sources[eid].add(EXTRA_SOURCE)
+
+    for key, extra_aliases in tables.ALIASES.items():
+        if _key(key) not in names:
+            raise BuildError(f"alias table names unknown entry {key}")
+        aliases[_key(key)].update(extra_aliases)
+
+    missing = sorted(f"{lv}/{n}" for lv, n in names.values() if _description(lv, n) is None)
+    if missing:
+        raise BuildError("no description for: " + ", ".join(missing))
+
+    parents = {_key(k): (_key(v) if v else None) for k, v in tables.PARENTS.items()}
+    contains = {_key(k): sorted({_key(x) for x in v}) for k, v in tables.CONTAINS.items()}
+    unknown = sorted((set(parents) | set(contains)) - set(names))
+    if unknown:
+        raise BuildError("hand tables name unknown entries: " + ", ".join(unknown))
+
+    entries = []
+    for eid, (level, name) in names.items():
+        if eid in parents:
+            parent = parents[eid]
+        else:
+            # The same class at two CORINE depths (e.g. "Pastures") points at itself; skip.
+            cands = [p for p in tax_parents.get(eid, []) if p != eid]
+            parent = cands[0] if cands else None
+        entries.append(Entry(
+            id=eid,
+            level=level,
+            name=name,
+            description=_description(level, name),
+            aliases=sorted(a for a in aliases[eid] if a != name),
+            parent=parent,
+            contains=contains.get(eid, []),
+            sources=sorted(sources[eid]),
+            depth=depth.get(eid),
+        ))
+    entries.sort(key=lambda e: (LEVELS.index(e.level), e.id))
+    return entries
+
+
+def _parent_dataset(datasets: dict, ds: str, parent_raw: str) -> str | None:
+    # CORINE L3 parents are L2 names, L2 parents are L1 names.
+    order = list(CORINE_DEPTH)
+    if ds in order and order.index(ds) > 0:
+        up = order[order.index(ds) - 1]
+        if parent_raw in datasets.get(up, {}).get("classes", []):
+            return up
+    return None
+
+
+def _description(level: str, name: str) -> str | None:
+    return DESCRIPTIONS.get(make_id(level, name)) or DESCRIPTIONS.get(name)
+
+
+def build(taxonomy_path: str | Path, out_path: str | Path) -> list[Entry]:
+    """Build, validate and write the KB; refuses to write an invalid one."""
+    taxonomy = json.loads(Path(taxonomy_path).read_text(encoding="utf-8"))
+    entries = build_entries(taxonomy)
+    if len(entries) < MIN_ENTRIES:
+        raise BuildError(f"only {len(entries)} entries, need at least {MIN_ENTRIES}")
+    missing_levels = set(LEVELS) - {e.level for e in entries}
+    if missing_levels:
+        raise BuildError(f"no entries at level(s) {sorted(missing_levels)}")
+    out_path = Path(out_path)
+    # Validate a scratch copy first so a bad build never clobbers the shipped file.
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp) / "kb.jsonl"
+        write_kb(entries, scratch)
+        problems = validate_kb_file(scratch)
+        if problems:
+            raise BuildError("built KB is invalid:\n" + format_problems(problems))
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_bytes(scratch.read_bytes())
+    return entries
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--taxonomy", required=True, help="path to rs_taxonomies.json")
+    p.add_argument("--out", required=True, help="output JSONL path")
+    args = p.parse_args(argv)
+    try:
+        entries = build(args.taxonomy, args.out)
+    except BuildError as e:
+        print(f"build_from_taxonomy: error: {e}", file=sys.stderr)
+        return 1
+    counts = {lv: sum(e.level == lv for e in entries) for lv in LEVELS}
+    print(f"wrote {len(entries)} entries to {args.out} ({counts})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

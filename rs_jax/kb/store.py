@@ -1,0 +1,260 @@
+"""A built knowledge base on disk: entries, their embeddings, ScaNN searchers, metadata.
+
+Layout of a built-KB directory::
+
+    metadata.json     encoder name + fingerprint, dim, count, level counts, KB sha256, ...
+    entries.jsonl     the KB rows, in embedding order (row i <-> embeddings[i])
+    embeddings.npy    [N, D] float32, L2-normalised
+    scann/levels.json row counts and index settings per level
+    scann/<level>/    one serialized ScaNN searcher per level (+ row_ids.npy)
+
+Embeddings only make sense next to the encoder that produced them, so loading checks the
+recorded encoder against the one the caller will query with.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+from rs_jax import __version__
+from rs_jax.kb.index import LevelIndex
+from rs_jax.kb.schema import Entry, load_kb, write_kb
+
+FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+ENTRIES_FILE = "entries.jsonl"
+EMBEDDINGS_FILE = "embeddings.npy"
+INDEX_DIR = "scann"
+REQUIRED_FILES = (METADATA_FILE, ENTRIES_FILE, EMBEDDINGS_FILE)
+
+
+class EncoderLike(Protocol):
+    """What the store needs to know about an encoder (e.g. `SentenceEncoder`)."""
+
+    name: str
+    dim: int
+    fingerprint: str
+
+
+class Hit(NamedTuple):
+    """One search result: 1-based rank, score, KB row and its entry."""
+
+    rank: int
+    score: float
+    row: int
+    entry: Entry
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class BuiltKB:
+    """A loaded built-KB directory; see the module docstring for the layout."""
+
+    path: Path
+    entries: list[Entry]
+    embeddings: np.ndarray
+    metadata: dict[str, Any]
+    index: LevelIndex | None = None
+
+    @property
+    def encoder_name(self) -> str:
+        return self.metadata["encoder"]["name"]
+
+    @property
+    def encoder_fingerprint(self) -> str:
+        return self.metadata["encoder"]["fingerprint"]
+
+    @property
+    def dim(self) -> int:
+        return int(self.metadata["dim"])
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return tuple(self.metadata["levels"])
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        expect_encoder: EncoderLike | str | None = None,
+        expect_dim: int | None = None,
+        *,
+        load_index: bool = True,
+    ) -> BuiltKB:
+        """Read a built KB, refusing one made by another encoder or of another dimension.
+
+        `expect_encoder` is an encoder (name and fingerprint are compared) or an encoder
+        name. Raises FileNotFoundError naming missing files, ValueError on mismatches.
+        """
+        root = Path(path)
+        if not root.is_dir():
+            raise FileNotFoundError(f"built KB directory not found: {root}")
+        missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+        if load_index and not (root / INDEX_DIR).is_dir():
+            missing.append(INDEX_DIR + "/")
+        if missing:
+            raise FileNotFoundError(
+                f"{root} is not a complete built KB: missing {', '.join(missing)} "
+                "(rebuild it with `rs-jax kb build`)"
+            )
+        try:
+            metadata = json.loads((root / METADATA_FILE).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{root / METADATA_FILE}: not valid JSON ({e})") from e
+        for key in ("encoder", "dim", "count", "levels"):
+            if key not in metadata:
+                raise ValueError(f"{root / METADATA_FILE}: missing field {key!r}")
+        if metadata.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+            raise ValueError(
+                f"{root} uses built-KB format {metadata['format_version']}; this rs-jax "
+                f"reads up to {FORMAT_VERSION}"
+            )
+        check_encoder(metadata, expect_encoder, expect_dim, root)
+
+        embeddings = np.load(root / EMBEDDINGS_FILE)
+        entries = load_kb(root / ENTRIES_FILE)
+        expected_shape = (int(metadata["count"]), int(metadata["dim"]))
+        if embeddings.shape != expected_shape or len(entries) != expected_shape[0]:
+            raise ValueError(
+                f"{root} is inconsistent: metadata says {expected_shape[0]} x "
+                f"{expected_shape[1]}, {EMBEDDINGS_FILE} is {embeddings.shape} and "
+                f"{ENTRIES_FILE} has {len(entries)} rows (rebuild it)"
+            )
+        index = LevelIndex.load(root / INDEX_DIR) if load_index else None
+        return cls(root, entries, embeddings.astype(np.float32, copy=False), metadata, index)
+
+    def search(
+        self, query_embeddings: np.ndarray, level: str | None = None, k: int = 5
+    ) -> list[list[Hit]]:
+        """Top-`k` entries of `level` (all levels when None) for each query row."""
+        if self.index is None:
+            raise ValueError(f"{self.path} was loaded without its index (load_index=False)")
+        q = np.atleast_2d(np.asarray(query_embeddings, np.float32))
+        if q.shape[1] != self.dim:
+            raise ValueError(
+                f"query dimension {q.shape[1]} does not match the built KB's {self.dim} "
+                f"({self.path})"
+            )
+        ids, scores = self.index.search(q, level, k)
+        return [
+            [
+                Hit(rank + 1, float(score), int(row), self.entries[row])
+                for rank, (row, score) in enumerate(zip(row_ids, row_scores, strict=True))
+                if row >= 0
+            ]
+            for row_ids, row_scores in zip(ids, scores, strict=True)
+        ]
+
+
+def check_encoder(
+    metadata: dict[str, Any],
+    expect_encoder: EncoderLike | str | None,
+    expect_dim: int | None,
+    path: str | os.PathLike,
+) -> None:
+    """Raise ValueError naming both sides when a built KB does not fit the encoder."""
+    built_name = metadata["encoder"]["name"]
+    built_fp = metadata["encoder"].get("fingerprint")
+    built_dim = int(metadata["dim"])
+    if expect_encoder is not None:
+        if isinstance(expect_encoder, str):
+            name, fingerprint, dim = expect_encoder, None, None
+        else:
+            name, fingerprint = expect_encoder.name, expect_encoder.fingerprint
+            dim = int(expect_encoder.dim)
+        if name != built_name or (fingerprint is not None and fingerprint != built_fp):
+            raise ValueError(
+                f"{path} was built with encoder {built_name!r} (fingerprint {built_fp}), "
+                f"but the query encoder is {name!r} (fingerprint {fingerprint}); rebuild "
+                f"with `rs-jax kb build --encoder {name}` or query with {built_name!r}"
+            )
+        if dim is not None and expect_dim is None:
+            expect_dim = dim
+    if expect_dim is not None and int(expect_dim) != built_dim:
+        raise ValueError(
+            f"{path} holds {built_dim}-dimensional embeddings, but {expect_dim} were "
+            f"expected; rebuild it with the encoder you query with"
+        )
+
+
+def write_built_kb(
+    out: str | os.PathLike,
+    entries: Sequence[Entry],
+    embeddings: np.ndarray,
+    *,
+    encoder: EncoderLike,
+    kb_path: str | os.PathLike | None = None,
+    build_seconds: float | None = None,
+    index_kwargs: dict[str, Any] | None = None,
+) -> BuiltKB:
+    """Write a built-KB directory at `out` and return it loaded (index included).
+
+    The directory is assembled next to `out` and moved into place, so an interrupted
+    build never leaves a half-written KB. An existing built KB at `out` is replaced; any
+    other non-empty directory is refused.
+    """
+    x = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] != len(entries):
+        raise ValueError(f"embeddings {x.shape} do not match {len(entries)} entries")
+    if x.shape[1] != int(encoder.dim):
+        raise ValueError(
+            f"embeddings are {x.shape[1]}-d but encoder {encoder.name!r} is {encoder.dim}-d"
+        )
+    root = Path(out)
+    if root.exists() and (
+        not root.is_dir() or (any(root.iterdir()) and not (root / METADATA_FILE).is_file())
+    ):
+        raise ValueError(f"{root} exists and is not a built KB; choose another --out")
+
+    levels: dict[str, int] = {}
+    for entry in entries:
+        levels[entry.level] = levels.get(entry.level, 0) + 1
+    index = LevelIndex.build(x, [e.level for e in entries], **(index_kwargs or {}))
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "encoder": {"name": encoder.name, "fingerprint": encoder.fingerprint},
+        "dim": int(x.shape[1]),
+        "count": int(x.shape[0]),
+        "levels": levels,
+        "kb_file": str(kb_path) if kb_path is not None else None,
+        "kb_sha256": file_sha256(kb_path) if kb_path is not None else None,
+        "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "build_seconds": round(build_seconds, 3) if build_seconds is not None else None,
+        "rs_jax_version": __version__,
+        "index": {level: cfg.__dict__ for level, cfg in index.configs.items()},
+    }
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        staging.chmod(0o755)  # mkdtemp makes it private; a built KB is meant to be shared
+        np.save(staging / EMBEDDINGS_FILE, x)
+        write_kb(entries, staging / ENTRIES_FILE)
+        index.save(staging / INDEX_DIR)
+        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        if root.exists():
+            shutil.rmtree(root)
+        staging.rename(root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return BuiltKB(root, list(entries), x, metadata, index)
