@@ -1,1 +1,1 @@
-"""Tmp."""
+"""Remote-sensing knowledge base: schema, validation, taxonomy build, index and CLI."""

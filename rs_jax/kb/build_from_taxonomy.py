@@ -88,10 +88,15 @@ def build_entries(taxonomy: dict) -> list[Entry]:
     """Turn the parsed taxonomy into sorted, linked, described entries."""
     datasets = taxonomy["datasets"]
     canon = {(ds, c): canonical(ds, c) for ds, info in datasets.items() for c in info["classes"]}
-    object_names = {canon[ds, c] for ds, i in datasets.items() if i["level"] == "object"
-                    for c in i["classes"]}
-    lc_names = {canon[ds, c] for ds, i in datasets.items() if i["level"] == "landcover"
-                for c in i["classes"]}
+    object_names = {
+        canon[ds, c] for ds, i in datasets.items() if i["level"] == "object" for c in i["classes"]
+    }
+    lc_names = {
+        canon[ds, c]
+        for ds, i in datasets.items()
+        if i["level"] == "landcover"
+        for c in i["classes"]
+    }
 
     names: dict[str, tuple[str, str]] = {}  # id -> (level, name)
     aliases: dict[str, set[str]] = defaultdict(set)
@@ -154,17 +159,19 @@ def build_entries(taxonomy: dict) -> list[Entry]:
             # The same class at two CORINE depths (e.g. "Pastures") points at itself; skip.
             cands = [p for p in tax_parents.get(eid, []) if p != eid]
             parent = cands[0] if cands else None
-        entries.append(Entry(
-            id=eid,
-            level=level,
-            name=name,
-            description=_description(level, name),
-            aliases=sorted(a for a in aliases[eid] if a != name),
-            parent=parent,
-            contains=contains.get(eid, []),
-            sources=sorted(sources[eid]),
-            depth=depth.get(eid),
-        ))
+        entries.append(
+            Entry(
+                id=eid,
+                level=level,
+                name=name,
+                description=_description(level, name),
+                aliases=sorted(a for a in aliases[eid] if a != name),
+                parent=parent,
+                contains=contains.get(eid, []),
+                sources=sorted(sources[eid]),
+                depth=depth.get(eid),
+            )
+        )
     entries.sort(key=lambda e: (LEVELS.index(e.level), e.id))
     return entries
 

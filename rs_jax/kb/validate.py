@@ -118,8 +118,9 @@ def validate_kb_file(path: str | Path, *, known_ids: Iterable[str] = ()) -> list
             if not eid.strip():
                 problems.append(Problem(lineno, "id", "empty id"))
             elif eid in first_line:
-                problems.append(Problem(lineno, "id", f"duplicate id {eid!r} (first on line "
-                                                      f"{first_line[eid]})"))
+                problems.append(
+                    Problem(lineno, "id", f"duplicate id {eid!r} (first on line {first_line[eid]})")
+                )
             else:
                 first_line[eid] = lineno
                 level_of[eid] = level
@@ -150,21 +151,31 @@ def _name_conflicts(rows: list[tuple[int, dict]]) -> list[Problem]:
             continue
         key = (d.get("level"), _fold(name))
         if key in names:
-            out.append(Problem(lineno, "name", f"duplicate name {name!r} at level {key[0]!r} "
-                                               f"(first on line {names[key][0]})"))
+            out.append(
+                Problem(
+                    lineno,
+                    "name",
+                    f"duplicate name {name!r} at level {key[0]!r} (first on line {names[key][0]})",
+                )
+            )
         else:
             names[key] = (lineno, d.get("id"))
     for lineno, d in rows:
         for a in d.get("aliases", []):
             hit = names.get((d.get("level"), _fold(a)))
             if hit is not None and hit[1] != d.get("id") and hit[0] != lineno:
-                out.append(Problem(lineno, "aliases", f"alias {a!r} is the name of {hit[1]!r} "
-                                                      f"(line {hit[0]})"))
+                out.append(
+                    Problem(
+                        lineno, "aliases", f"alias {a!r} is the name of {hit[1]!r} (line {hit[0]})"
+                    )
+                )
     return out
 
 
 def _link_problems(
-    rows: list[tuple[int, dict]], first_line: dict[str, int], level_of: dict[str, str],
+    rows: list[tuple[int, dict]],
+    first_line: dict[str, int],
+    level_of: dict[str, str],
     known: set[str],
 ) -> list[Problem]:
     out = []
@@ -176,12 +187,21 @@ def _link_problems(
                 out.append(Problem(lineno, "parent", "entry is its own parent"))
             elif parent not in first_line and parent not in known:
                 out.append(Problem(lineno, "parent", f"unknown parent id {parent!r}"))
-            elif parent in level_of and d.get("level") in LEVELS and \
-                    level_of[parent] != d.get("level"):
-                out.append(Problem(lineno, "parent", f"parent {parent!r} is at level "
-                                                     f"{level_of[parent]!r}, entry at "
-                                                     f"{d.get('level')!r}; parent means 'is a' "
-                                                     "and must share the level"))
+            elif (
+                level_of.get(parent) in LEVELS
+                and d.get("level") in LEVELS
+                and level_of[parent] != d.get("level")
+            ):
+                out.append(
+                    Problem(
+                        lineno,
+                        "parent",
+                        f"parent {parent!r} is at level "
+                        f"{level_of[parent]!r}, entry at "
+                        f"{d.get('level')!r}; parent means 'is a' "
+                        "and must share the level",
+                    )
+                )
             if eid is not None and first_line.get(eid) == lineno:
                 parent_of[eid] = parent
         for c in d.get("contains", []):
@@ -198,12 +218,13 @@ def _link_problems(
             seen.append(node)
             node = parent_of[node]
         if node is not None and node in seen:
-            cycle = seen[seen.index(node):]
+            cycle = seen[seen.index(node) :]
             if not reported & set(cycle) and len(cycle) > 1:
                 reported |= set(cycle)
                 first = min(cycle, key=lambda i: first_line[i])
-                path = " -> ".join([*cycle[cycle.index(first):], *cycle[:cycle.index(first)],
-                                    first])
+                path = " -> ".join(
+                    [*cycle[cycle.index(first) :], *cycle[: cycle.index(first)], first]
+                )
                 out.append(Problem(first_line[first], "parent", f"parent cycle: {path}"))
     return out
 

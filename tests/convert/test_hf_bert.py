@@ -3,7 +3,6 @@
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -76,48 +75,3 @@ def test_reports_config_mismatch(model_context, checkpoint):
     model = abstract_model(BertConfig(num_layers=5))
     with pytest.raises(ValueError, match=r"unexpected tensors: encoder\.layer\.5\."):
         load_bert_weights(model, tensors)
-
-
-def hf_tensors(config: BertConfig, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random tensors named and shaped as a HF BertModel checkpoint of `config`."""
-    rng = np.random.default_rng(seed)
-    d, i = config.hidden_size, config.intermediate_size
-    shapes = {
-        "embeddings.word_embeddings.weight": (config.vocab_size, d),
-        "embeddings.position_embeddings.weight": (config.max_position_embeddings, d),
-        "embeddings.token_type_embeddings.weight": (config.type_vocab_size, d),
-        "embeddings.LayerNorm.weight": (d,),
-        "embeddings.LayerNorm.bias": (d,),
-    }
-    for n in range(config.num_layers):
-        layer = f"encoder.layer.{n}"
-        for name in ("self.query", "self.key", "self.value", "output.dense"):
-            shapes[f"{layer}.attention.{name}.weight"] = (d, d)
-            shapes[f"{layer}.attention.{name}.bias"] = (d,)
-        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
-            shapes[f"{layer}.{norm}.weight"] = shapes[f"{layer}.{norm}.bias"] = (d,)
-        shapes[f"{layer}.intermediate.dense.weight"] = (i, d)
-        shapes[f"{layer}.intermediate.dense.bias"] = (i,)
-        shapes[f"{layer}.output.dense.weight"] = (d, i)
-        shapes[f"{layer}.output.dense.bias"] = (d,)
-    return {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
-
-
-def test_concrete_model_keeps_its_sharding():
-    mesh = make_mesh({"data": 2, "fsdp": 2, "expert": 1, "tensor": 2})
-    config = BertConfig(
-        vocab_size=50,
-        hidden_size=8,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=16,
-        max_position_embeddings=16,
-    )
-    tensors = hf_tensors(config)
-    with sharding_context(mesh, SHARDING_RULES):
-        model = BertEncoder(config, rngs=nnx.Rngs(0))
-        before = model.layers[0].mlp_in.kernel.get_value().sharding
-        load_bert_weights(model, tensors)
-    kernel = model.layers[0].mlp_in.kernel.get_value()
-    assert kernel.sharding == before and len(kernel.sharding.device_set) == 8
-    assert jnp.array_equal(kernel, tensors["encoder.layer.0.intermediate.dense.weight"].T)

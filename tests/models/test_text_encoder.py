@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from configs.common import SHARDING_RULES
+from rs_jax.convert.hf_bert import load_bert_weights, read_safetensors
 from rs_jax.models.text_encoder import SentenceEncoder, resolve_model_dir
 
 SENTENCES = [
@@ -59,6 +60,10 @@ def test_sharded_mesh_matches(multi_device_mesh, encoder, reference_embeddings):
     word = sharded.model.embeddings.word.embedding.get_value()
     assert len(word.sharding.device_set) == 8
     assert np.abs(sharded.encode(SENTENCES) - reference_embeddings).max() <= 1e-5
+    # Reloading into the now concrete model, no mesh in scope, keeps each parameter's sharding.
+    folder, _ = resolve_model_dir("minilm")
+    load_bert_weights(sharded.model, read_safetensors(folder / "model.safetensors"))
+    assert sharded.model.embeddings.word.embedding.get_value().sharding == word.sharding
 
 
 def test_semantic_sanity(embeddings):
