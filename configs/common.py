@@ -18,6 +18,7 @@ SHARDING_RULES = (
     ("exp", "expert"),
     ("kb", None),
     ("kb_embed", None),
+    ("kb_embed_out", None),
     ("levels", None),
     ("patch", None),
     ("channels", None),
@@ -65,7 +66,18 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.levels.landcover = ml_collections.ConfigDict(dict(block=2, grid=2))
     config.model.levels.object = ml_collections.ConfigDict(dict(block=1, grid=4))
     config.model.kb = ml_collections.ConfigDict(
-        dict(dim=64, top_k=3, approx=False, recall_target=0.95, retrieval_loss_weight=0.1)
+        dict(
+            # "" = a learned table over the dataset's own label vocabulary; else a directory
+            # made by `rs-jax kb build` (its dimension must equal dim).
+            source="",
+            dim=64,
+            trainable=False,  # built KB: fine-tune the table itself (else frozen)
+            adapter=False,  # built KB: a trainable residual linear map on the frozen table
+            top_k=3,
+            approx=False,  # lax.approx_max_k instead of exact lax.top_k
+            recall_target=0.95,
+            retrieval_loss_weight=0.1,
+        )
     )
     config.model.augment = ml_collections.ConfigDict(dict(num_heads=4))
     config.model.experts = ml_collections.ConfigDict(

@@ -60,7 +60,7 @@ class Session:
         text = self.exp.data.tokenizer.decode(out["answers"][0], skip_special_tokens=True)
         retrieved, usage = {}, {}
         if not self.config.model.baseline:
-            entries = self.exp.data.kb_entries
+            entries = self.exp.knowledge.entries
             for level, name in enumerate(self.config.model.level_names):
                 ids, scores = out[f"ids/{level}"][0], out[f"scores/{level}"][0]
                 retrieved[name] = [(entries[i].name, float(s)) for i, s in zip(ids, scores)]

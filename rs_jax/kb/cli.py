@@ -14,6 +14,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rs_jax.kb.schema import LEVELS
@@ -75,7 +76,7 @@ def _check(path: str) -> list[Any]:
 
     problems = validate_kb_file(path)
     if problems:
-        print(format_problems(problems))
+        print(format_problems(problems, path))
     return problems
 
 
@@ -115,6 +116,8 @@ def cmd_build(kb_path: str, out: str, *, encoder: str = "minilm", batch_size: in
         entries,
         embeddings,
         encoder=model,
+        # A folder path is recorded absolute so that search works from any directory.
+        encoder_source=str(Path(encoder).resolve()) if Path(encoder).is_dir() else encoder,
         kb_path=kb_path,
         build_seconds=embedded - start,
     )
@@ -137,7 +140,7 @@ def cmd_search(directory: str, query: str, *, level: str | None = None, k: int =
     from rs_jax.kb.store import BuiltKB, check_encoder
 
     kb = BuiltKB.load(directory)
-    model = load_encoder(kb.encoder_name)
+    model = load_encoder(kb.encoder_source)
     # Same name is not enough: other weights under that name give incomparable vectors.
     check_encoder(kb.metadata, model, None, directory)
     if level is not None and level not in kb.index.levels:
@@ -153,4 +156,5 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     # Numbers right-aligned, text left-aligned.
     align = [">", ">", "<", "<", "<"]
     for row in [header, *rows]:
-        print("  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths, strict=True)))
+        cells = (f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths, strict=True))
+        print("  ".join(cells).rstrip())

@@ -84,6 +84,11 @@ class BuiltKB:
         return self.metadata["encoder"]["fingerprint"]
 
     @property
+    def encoder_source(self) -> str:
+        """What to pass to the encoder loader to get this KB's encoder back."""
+        return self.metadata["encoder"].get("source") or self.encoder_name
+
+    @property
     def dim(self) -> int:
         return int(self.metadata["dim"])
 
@@ -202,6 +207,7 @@ def write_built_kb(
     embeddings: np.ndarray,
     *,
     encoder: EncoderLike,
+    encoder_source: str | None = None,
     kb_path: str | os.PathLike | None = None,
     build_seconds: float | None = None,
     index_kwargs: dict[str, Any] | None = None,
@@ -210,7 +216,8 @@ def write_built_kb(
 
     The directory is assembled next to `out` and moved into place, so an interrupted
     build never leaves a half-written KB. An existing built KB at `out` is replaced; any
-    other non-empty directory is refused.
+    other non-empty directory is refused. `encoder_source` is what loaded the encoder
+    (e.g. "minilm" or a model folder), recorded so that queries can load the same one.
     """
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] != len(entries):
@@ -231,7 +238,11 @@ def write_built_kb(
     index = LevelIndex.build(x, [e.level for e in entries], **(index_kwargs or {}))
     metadata = {
         "format_version": FORMAT_VERSION,
-        "encoder": {"name": encoder.name, "fingerprint": encoder.fingerprint},
+        "encoder": {
+            "name": encoder.name,
+            "fingerprint": encoder.fingerprint,
+            "source": encoder_source,
+        },
         "dim": int(x.shape[1]),
         "count": int(x.shape[0]),
         "levels": levels,

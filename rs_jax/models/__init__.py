@@ -13,6 +13,7 @@ def build_model(
     vocab_size: int,
     kb_entry_levels: np.ndarray,
     mesh: jax.sharding.Mesh,
+    kb_table: np.ndarray | None = None,
 ) -> RSVLM:
     """Builds the model with every parameter placed by `config.sharding_rules` on `mesh`."""
     with jax.set_mesh(mesh), nnx.logical_axis_rules(config.sharding_rules):
@@ -21,5 +22,6 @@ def build_model(
             config.data.image_size,
             vocab_size,
             kb_entry_levels,
+            kb_table,
             rngs=nnx.Rngs(params=config.seed),
         )

@@ -36,6 +36,7 @@ class SemanticAugmentation(nnx.Module):
         approx: bool = False,
         recall_target: float = 0.95,
     ) -> tuple[jax.Array, Retrieved]:
+        tokens = _replicate_features(tokens)
         prompt = self.prompt_proj(prompt_embeds)
         query = self.query_proj(
             jnp.concatenate([tokens.mean(1), masked_mean(prompt, prompt_mask)], axis=-1)
@@ -52,4 +53,20 @@ class SemanticAugmentation(nnx.Module):
             context_mask[:, None, :], (tokens.shape[0], tokens.shape[1], context.shape[1])
         )
         attended, _ = self.cross_attn(self.norm(tokens), context=context, mask=mask)
-        return tokens + attended, retrieved
+        return _replicate_features(tokens + attended), retrieved
+
+
+def _replicate_features(x: jax.Array) -> jax.Array:
+    """Leaves the feature axis of x [..., D] unsharded (other axes to the compiler).
+
+    Works around an XLA SPMD partitioner miscompile (jax/jaxlib 0.10.2; Shardy and GSPMD
+    alike): the pooled level tokens arrive sharded (batch, -, 'tensor'), and
+    `tokens + out_proj(heads)` with the heads contraction on 'tensor' came out with batch
+    shards swapped between devices (a collective-permute that is never undone); the
+    LayerNorm-scale / token gradients had the same fault. Results then depended on the mesh.
+    """
+    if jax.sharding.get_abstract_mesh().empty:  # eager / no mesh: nothing to constrain
+        return x
+    unconstrained = jax.sharding.PartitionSpec.UNCONSTRAINED
+    spec = jax.sharding.PartitionSpec(*([unconstrained] * (x.ndim - 1)), None)
+    return jax.lax.with_sharding_constraint(x, spec)

@@ -37,9 +37,12 @@ class RSVLM(nnx.Module):
         image_size: int,
         vocab_size: int,
         kb_entry_levels: np.ndarray,
+        kb_table: np.ndarray | None = None,
         *,
         rngs: nnx.Rngs,
     ):
+        """kb_entry_levels [N]: model level of each KB entry (-1: unused); kb_table [N, Dk]:
+        embeddings of a built KB (None: learn the table from scratch)."""
         vision, llm, model = config.vision, config.llm, config
         self.baseline = bool(model.baseline)
         _check_levels(model, vision.depth, kb_entry_levels)
@@ -71,7 +74,14 @@ class RSVLM(nnx.Module):
         self.projector = Mlp(vision.width, llm.width, llm.width, rngs=rngs)
         if self.baseline:
             return
-        self.kb = KnowledgeBase(kb_entry_levels, model.kb.dim, rngs=rngs)
+        self.kb = KnowledgeBase(
+            kb_entry_levels,
+            model.kb.dim,
+            table=kb_table,
+            trainable=kb_table is None or model.kb.trainable,
+            adapter=kb_table is not None and model.kb.adapter,
+            rngs=rngs,
+        )
         self.augment = nnx.List(
             [
                 SemanticAugmentation(

@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rs_jax.models.layers import linear
+
 
 class Retrieved(NamedTuple):
     """Top-k entries of one level: ids and scores [B, k]; scores over all entries [B, N]."""
@@ -23,20 +25,58 @@ class KnowledgeBase(nnx.Module):
     so one table serves every level and can be sharded along `kb` as a whole.
     """
 
-    def __init__(self, entry_levels: np.ndarray, dim: int, *, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        entry_levels: np.ndarray,
+        dim: int,
+        *,
+        table: np.ndarray | None = None,
+        trainable: bool = True,
+        adapter: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        """table [N, dim]: embeddings of a built KB; None = a learned, randomly initialised
+        table. A frozen table gets no gradient (the optimizer must leave it alone too)."""
         self.entry_levels = tuple(int(level) for level in entry_levels)
-        self.embeddings = nnx.Param(
-            jax.random.normal(rngs.params(), (len(self.entry_levels), dim)),
-            out_sharding=("kb", "kb_embed"),
+        if table is None:
+            table = jax.random.normal(rngs.params(), (len(self.entry_levels), dim))
+        elif table.shape != (len(self.entry_levels), dim):
+            raise ValueError(
+                f"knowledge-base table has shape {table.shape}, expected "
+                f"({len(self.entry_levels)}, {dim}) (entries, config.model.kb.dim)"
+            )
+        self.trainable = trainable
+        # A host array (not a committed device array) so it can be placed by out_sharding.
+        self.embeddings = nnx.Param(np.asarray(table, np.float32), out_sharding=("kb", "kb_embed"))
+        # Zero-initialised residual: starts as the identity on the pretrained table.
+        self.adapter = (
+            linear(
+                dim,
+                dim,
+                ("kb_embed", "kb_embed_out"),
+                kernel_init=nnx.initializers.zeros_init(),
+                rngs=rngs,
+            )
+            if adapter
+            else None
         )
         self.logit_scale = nnx.Param(jnp.asarray(np.log(10.0), jnp.float32))
+
+    def table(self) -> jax.Array:
+        """The entry embeddings used for search and cues, [N, Dk]."""
+        table = self.embeddings[...]
+        if not self.trainable:
+            table = jax.lax.stop_gradient(table)
+        if self.adapter is not None:
+            table = table + self.adapter(table)
+        return table
 
     def num_entries(self, level: int) -> int:
         return sum(entry_level == level for entry_level in self.entry_levels)
 
     def scores(self, query: jax.Array, level: int) -> jax.Array:
         """query [B, Dk] -> scores [B, N], -inf outside `level`."""
-        keys = _normalize(self.embeddings[...])
+        keys = _normalize(self.table())
         scores = jnp.einsum("bd,nd->bn", _normalize(query), keys) * jnp.exp(self.logit_scale[...])
         in_level = jnp.asarray(self.entry_levels) == level
         return jnp.where(in_level[None, :], scores, -jnp.inf)
@@ -58,7 +98,7 @@ class KnowledgeBase(nnx.Module):
 
     def lookup(self, ids: jax.Array) -> jax.Array:
         """ids [B, k] -> embeddings [B, k, Dk]."""
-        return jnp.take(self.embeddings[...], ids, axis=0)
+        return jnp.take(self.table(), ids, axis=0)
 
 
 def _normalize(x: jax.Array) -> jax.Array:

@@ -14,9 +14,21 @@ import optax
 from flax import nnx
 
 from rs_jax.data.pipeline import DataBundle, build_data
+from rs_jax.kb.linking import link_labels, relabel
+from rs_jax.kb.store import BuiltKB
 from rs_jax.models import build_model
 from rs_jax.train import optimizer as optimizer_lib
 from rs_jax.train import partitioning
+
+
+@dataclasses.dataclass
+class Knowledge:
+    """What the model retrieves from, and how dataset labels map onto it."""
+
+    entries: list  # KB rows: objects with level, name, aliases
+    table: np.ndarray | None  # [N, D] embeddings of a built KB; None = learned from scratch
+    row_level: np.ndarray  # [N] model level of each row, -1 = a level the model does not use
+    row_of_label: np.ndarray  # [num dataset labels] KB row of each dataset label, -1 = none
 
 
 @dataclasses.dataclass
@@ -24,6 +36,7 @@ class Experiment:
     config: ml_collections.ConfigDict
     mesh: jax.sharding.Mesh
     data: DataBundle
+    knowledge: Knowledge
     graphdef: nnx.GraphDef
     state: dict[str, Any]  # {"step": int32 [], "params": nnx.State, "opt_state": optax state}
     state_shardings: Any
@@ -40,14 +53,16 @@ class Experiment:
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), self.state
         )
 
-    def model(self, params: nnx.State | None = None) -> nnx.Module:
-        return nnx.merge(self.graphdef, self.state["params"] if params is None else params)
-
     def shard_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-        """Host batch -> global arrays; kb_labels reordered to the model's levels."""
+        """Host batch -> global arrays, with kb_labels turned into KB rows per model level."""
         if "kb_labels" in batch and not self.config.model.baseline:
-            order = [self.data.level_names.index(n) for n in self.config.model.level_names]
-            batch = {**batch, "kb_labels": batch["kb_labels"][:, order]}
+            labels = relabel(
+                batch["kb_labels"],
+                self.knowledge.row_of_label,
+                self.knowledge.row_level,
+                len(self.config.model.level_names),
+            )
+            batch = {**batch, "kb_labels": labels}
         return partitioning.shard_batch(batch, self.mesh, self.rules)
 
 
@@ -57,22 +72,61 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> Experiment:
     rules = tuple(config.sharding_rules)
     data = build_data(config, workdir)
     _check_batch_fits_mesh(config, mesh, rules)
+    knowledge = load_knowledge(config, data)
 
-    _check_level_names(config, data.level_names)
-    # Entries of a level the config does not use get -1 and are never retrieved.
-    model_levels = list(config.model.level_names)
-    kb_levels = np.array(
-        [model_levels.index(e.level) if e.level in model_levels else -1 for e in data.kb_entries]
-    )
-    model = build_model(config, data.vocab_size, kb_levels, mesh)
+    model = build_model(config, data.vocab_size, knowledge.row_level, mesh, knowledge.table)
     graphdef, params = nnx.split(model)
     tx, schedule = optimizer_lib.make_optimizer(config.train)
+    if knowledge.table is not None and not config.model.kb.trainable:
+        tx = _freeze_kb_table(tx, params)
     with jax.set_mesh(mesh):
         opt_state = jax.jit(tx.init)(params)
         step = jax.device_put(jnp.zeros((), jnp.int32), jax.NamedSharding(mesh, jax.P()))
     state = {"step": step, "params": params, "opt_state": opt_state}
     shardings = jax.tree.map(lambda x: x.sharding, state)
-    return Experiment(config, mesh, data, graphdef, state, shardings, tx, schedule)
+    return Experiment(config, mesh, data, knowledge, graphdef, state, shardings, tx, schedule)
+
+
+def load_knowledge(config: ml_collections.ConfigDict, data: DataBundle) -> Knowledge:
+    """The dataset's own label vocabulary as a learned KB, or a built KB (`kb.source`)."""
+    model_levels = list(config.model.level_names)
+    table = None
+    entries = data.kb_entries
+    if config.model.kb.source and not config.model.baseline:
+        built = BuiltKB.load(
+            config.model.kb.source, expect_dim=config.model.kb.dim, load_index=False
+        )
+        entries, table = built.entries, built.embeddings
+    if not config.model.baseline:
+        kb_levels = {e.level for e in entries}
+        for name in model_levels:
+            if name not in kb_levels:
+                raise ValueError(
+                    f"config.model.level_names has '{name}' but the knowledge base "
+                    f"({config.model.kb.source or 'dataset labels'}) has levels {sorted(kb_levels)}"
+                )
+    row_level = np.array(
+        [model_levels.index(e.level) if e.level in model_levels else -1 for e in entries], np.int32
+    )
+    row_of_label, unmatched = link_labels(data.kb_entries, entries)
+    if unmatched and table is not None:
+        print(
+            f"Note: {len(unmatched)} of {len(data.kb_entries)} dataset labels have no entry in "
+            f"{config.model.kb.source}; retrieval hit rates ignore them: {', '.join(unmatched)}",
+            flush=True,
+        )
+    return Knowledge(entries, table, row_level, row_of_label)
+
+
+def _freeze_kb_table(tx: optax.GradientTransformation, params: nnx.State):
+    """Leave a pretrained KB table untouched: no updates, no weight decay, no moments."""
+
+    def label(path, _):
+        keys = [getattr(k, "key", getattr(k, "name", None)) for k in path]
+        return "frozen" if keys[:2] == ["kb", "embeddings"] else "train"
+
+    labels = jax.tree_util.tree_map_with_path(label, params)
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
 def _check_batch_fits_mesh(config, mesh, rules) -> None:
@@ -85,15 +139,4 @@ def _check_batch_fits_mesh(config, mesh, rules) -> None:
             raise ValueError(
                 f"config.{name}={size} must be divisible by the {divisor} batch shards of "
                 f"mesh {dict(mesh.shape)} times {jax.process_count()} host(s)"
-            )
-
-
-def _check_level_names(config, data_levels) -> None:
-    if config.model.baseline:
-        return
-    for name in config.model.level_names:
-        if name not in data_levels:
-            raise ValueError(
-                f"config.model.levels.{name}: the dataset's knowledge base has levels "
-                f"{list(data_levels)}"
             )

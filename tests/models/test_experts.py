@@ -31,7 +31,7 @@ def test_level_tokens_reach_only_their_experts_and_the_shared_ones():
         experts.wi_up[...] = experts.wi_up[...].at[group].multiply(3.0)
         after, _ = experts(x, TOKEN_LEVELS)
         changed = np.abs(np.asarray(after - before)).max(axis=(0, 2)) > 1e-6
-        np.testing.assert_array_equal(changed, TOKEN_LEVELS == level)
+        np.testing.assert_array_equal(changed, level == TOKEN_LEVELS)
 
     experts = make_experts()
     before, _ = experts(x, TOKEN_LEVELS)

@@ -49,7 +49,9 @@ def test_retrieval_loss_prefers_the_labelled_entry():
     unlabelled = retrieval_loss(scores, jnp.full((2, 2), -1))
     assert float(right) < float(wrong)
     assert float(unlabelled) == 0.0
-    grads = jax.grad(lambda q: retrieval_loss(kb.scores(q, 0), jnp.array([[1, -1], [2, -1]])))(query)
+    grads = jax.grad(lambda q: retrieval_loss(kb.scores(q, 0), jnp.array([[1, -1], [2, -1]])))(
+        query
+    )
     assert np.isfinite(np.asarray(grads)).all()
 
 

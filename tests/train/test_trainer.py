@@ -106,6 +106,6 @@ def test_train_then_eval_writes_reports(tmp_path, data_dir, variant):
     else:
         top_k = config.model.kb.top_k
         assert [len(v) for v in answer.retrieved.values()] == [top_k] * 3
-        scene_names = {e.name for e in session.exp.data.kb_entries if e.level == "scene"}
+        scene_names = {e.name for e in session.exp.knowledge.entries if e.level == "scene"}
         assert {name for name, _ in answer.retrieved["scene"]} <= scene_names
         assert all(abs(sum(shares) - 1) < 1e-6 for shares in answer.expert_usage.values())
