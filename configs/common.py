@@ -74,6 +74,10 @@ def base_config() -> ml_collections.ConfigDict:
             trainable=False,  # built KB: fine-tune the table itself (else frozen)
             adapter=False,  # built KB: a trainable residual linear map on the frozen table
             top_k=3,
+            # "device": each level's top-k of the model's learned query, inside jit.
+            # "host": a frozen query (the question's sentence embedding) searches the built
+            # KB's ScaNN index in the input pipeline; needs source. See docs/knowledge_base.md.
+            retrieval="device",
             approx=False,  # lax.approx_max_k instead of exact lax.top_k
             recall_target=0.95,
             retrieval_loss_weight=0.1,

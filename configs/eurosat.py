@@ -3,9 +3,15 @@
   rs-jax train --config configs/eurosat.py --workdir runs/eurosat
   rs-jax train --config configs/eurosat.py:baseline --workdir runs/eurosat_baseline
 
+  rs-jax kb build --kb rs_jax/kb/data/rs_kb.jsonl --out runs/kb   # once
+  rs-jax train --config configs/eurosat.py:kb --workdir runs/eurosat_kb
+
 Trains on `<shared>/eurosat_rgb/train` (3,000 images) and evaluates on its `test` split
 (1,000 images); `<shared>` is $RS_JAX_SHARED_DATA, by default ../shared/data next to the
 repository. Override with --config.data.root=/path/to/eurosat_rgb.
+
+Variants (`:arg`, comma-separated): `baseline` (LLaVA-1.5), `kb` (retrieve from the shipped
+curated knowledge base, frozen MiniLM embeddings, built into runs/kb by `rs-jax kb build`).
 """
 
 import os
@@ -15,14 +21,13 @@ import ml_collections
 
 from configs import common
 
-SHARED_DATA = Path(
-    os.environ.get("RS_JAX_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("RS_JAX_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
-    variants = common.parse_variants(arg, allowed=("baseline",))
+    variants = common.parse_variants(arg, allowed=("baseline", "kb"))
 
     config.data.name = "folder"
     config.data.root = str(SHARED_DATA / "eurosat_rgb")
@@ -44,6 +49,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.log_every = 100
     config.train.checkpoint_every = 500
 
+    if "kb" in variants:
+        config.model.kb.update(source=str(REPO / "runs" / "kb"), dim=384, top_k=5)
     if "baseline" in variants:
         common.make_baseline(config)
     return config

@@ -9,7 +9,10 @@ Batch contract (numpy, B = per-host batch):
   task_id      int32  [B]      index into DataBundle.tasks
   kb_labels    int32  [B, 3, 8] KB ids present per level (scene, landcover, object), -1 padded
   valid        int32  [B]      0 on eval padding rows
-  answer_text, question_text   object [B] (eval batches only; "" on padding rows)
+  question_text  str  [B]      the question (train: a numpy str array; eval: object)
+  answer_text    object [B]    eval batches only ("" on padding rows, question_text too)
+  kb_ids       int32  [B, L, k] host-side retrieval only (DataBundle.host_retriever): KB rows
+                               per model level
 Tp = config.data.max_prompt_len, Ta = config.data.max_answer_len; texts that do
 not fit raise ValueError (never truncated).
 """
@@ -206,6 +209,8 @@ def _make_example(record: dict, qa: tasks_lib.QA, task_id: int, enc: TextEncoder
         "task_id": np.int32(task_id),
         "kb_labels": record["kb_labels"],
         "valid": np.int32(1),
+        # A host-side retriever embeds it; device code drops strings.
+        "question_text": qa.question,
     }
 
 
@@ -257,6 +262,8 @@ class DataBundle:
     train_records: Any = dataclasses.field(repr=False)
     eval_records: Any = dataclasses.field(repr=False)
     eval_pairs: list[tuple[int, int]] = dataclasses.field(repr=False)
+    # Adds kb_ids to every batch (rs_jax.kb.host_retrieval.HostRetriever); None = device mode.
+    host_retriever: Any = dataclasses.field(default=None, repr=False)
 
     @property
     def num_train_images(self) -> int:
@@ -293,6 +300,9 @@ class DataBundle:
         if self.worker_count > 0:
             _ensure_absl_flags_parsed()
             ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.worker_count))
+        if self.host_retriever is not None:
+            # Per batch in this process: one ScaNN call per level, nothing sent to workers.
+            ds = ds.map(self.host_retriever.map_batch)
         return iter(ds)
 
     def eval_batches(self, batch_size: int, num_examples: int = -1) -> Iterator[dict]:
@@ -330,6 +340,8 @@ class DataBundle:
             batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
             batch["question_text"] = np.array(questions, dtype=object)
             batch["answer_text"] = np.array(answers, dtype=object)
+            if self.host_retriever is not None:
+                batch = self.host_retriever.map_batch(batch)
             yield batch
 
     def _filler_example(self, pair: tuple[int, int]) -> dict:

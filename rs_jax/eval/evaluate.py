@@ -25,16 +25,18 @@ def make_eval_step(exp: experiment_lib.Experiment):
 
     def eval_step(params, batch):
         model = nnx.merge(graphdef, params)
+        visual = model.encode(
+            batch["image"], batch["prompt_ids"], batch["prompt_mask"], batch.get("kb_ids")
+        )
         answers = greedy_generate(
             model,
-            batch["image"],
+            visual.tokens,
             batch["prompt_ids"],
             batch["prompt_mask"],
             max_new_tokens=config.eval.max_new_tokens,
             eos_id=data.eos_id,
             pad_id=data.pad_id,
         )
-        visual = model.encode(batch["image"], batch["prompt_ids"], batch["prompt_mask"])
         out = {"answers": answers}
         for level, found in enumerate(visual.retrieved):
             out[f"ids/{level}"], out[f"scores/{level}"] = found.ids, found.scores

@@ -8,7 +8,7 @@ from rs_jax.models.lvlm import RSVLM
 
 def greedy_generate(
     model: RSVLM,
-    image: jax.Array,
+    visual: jax.Array,
     prompt_ids: jax.Array,
     prompt_mask: jax.Array,
     *,
@@ -19,10 +19,10 @@ def greedy_generate(
 ) -> jax.Array:
     """Greedy answers [B, max_new_tokens]; tokens after the first eos become pad_id.
 
-    Both paths compute the same tokens; the uncached one re-runs the decoder over the
-    whole sequence every step and exists as the reference for the cached one.
+    visual [B, V, D]: the model's visual tokens (`model.encode(...).tokens`). Both paths
+    compute the same tokens; the uncached one re-runs the decoder over the whole sequence
+    every step and exists as the reference for the cached one.
     """
-    visual = model.encode(image, prompt_ids, prompt_mask).tokens
     b, v, _ = visual.shape
     prefix = jnp.concatenate([visual, model.llm.embed(prompt_ids)], axis=1)
     prefix_mask = jnp.concatenate([jnp.ones((b, v), bool), prompt_mask > 0], axis=1)

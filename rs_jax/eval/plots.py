@@ -35,8 +35,9 @@ def training_curves_figure(scalars: Mapping[str, Sequence[tuple[int, float]]]) -
     return fig
 
 
-def retrieved_cues_figure(image: np.ndarray, retrieved: Mapping[str, Sequence[tuple[str, float]]],
-                          title: str = "") -> plt.Figure:
+def retrieved_cues_figure(
+    image: np.ndarray, retrieved: Mapping[str, Sequence[tuple[str, float]]], title: str = ""
+) -> plt.Figure:
     """The image beside the top-k knowledge-base entries retrieved at each level."""
     fig, (ax_image, ax_text) = plt.subplots(1, 2, figsize=(7, 3), width_ratios=(1, 1.4))
     ax_image.imshow(image)

@@ -54,7 +54,10 @@ class Session:
             "prompt_mask": np.repeat(prompt_mask[None], rows, 0),
             "kb_labels": np.full((rows, len(self.exp.data.level_names), 1), -1, np.int32),
             "valid": np.ones((rows,), np.int32),
+            "question_text": np.array([question] * rows, object),
         }
+        if self.exp.data.host_retriever is not None:
+            batch = self.exp.data.host_retriever.map_batch(batch)
         with jax.set_mesh(self.exp.mesh):
             out = jax.device_get(self._eval_step(self.params, self.exp.shard_batch(batch)))
         text = self.exp.data.tokenizer.decode(out["answers"][0], skip_special_tokens=True)

@@ -12,8 +12,8 @@ from rs_jax.models.retrieval import KnowledgeBase, Retrieved
 class SemanticAugmentation(nnx.Module):
     """One level: tokens [B, n, D] + prompt [B, Tp, Dl] -> augmented tokens [B, n, D].
 
-    query = f(mean of level tokens, mean of prompt) -> top-k cues of that level, then
-    tokens += CrossAttention(tokens, [cues; prompt]).
+    query = f(mean of level tokens, mean of prompt) -> top-k cues of that level (or the ids
+    a host-side retriever chose), then tokens += CrossAttention(tokens, [cues; prompt]).
     """
 
     def __init__(
@@ -35,13 +35,15 @@ class SemanticAugmentation(nnx.Module):
         top_k: int,
         approx: bool = False,
         recall_target: float = 0.95,
+        ids: jax.Array | None = None,
     ) -> tuple[jax.Array, Retrieved]:
+        """ids [B, k]: host-retrieved KB rows to use instead of this level's own top-k."""
         tokens = _replicate_features(tokens)
-        prompt = self.prompt_proj(prompt_embeds)
+        prompt = _replicate_features(self.prompt_proj(prompt_embeds))
         query = self.query_proj(
             jnp.concatenate([tokens.mean(1), masked_mean(prompt, prompt_mask)], axis=-1)
         )
-        retrieved = kb.retrieve(query, level, top_k, approx, recall_target)
+        retrieved = kb.retrieve(query, level, top_k, approx, recall_target, ids)
         # Weighting cues by their retrieval probability lets the answer loss reach the query.
         weights = top_k * jax.nn.softmax(retrieved.scores, axis=-1)
         cues = self.cue_proj(kb.lookup(retrieved.ids)) * weights[..., None]
@@ -60,10 +62,14 @@ def _replicate_features(x: jax.Array) -> jax.Array:
     """Leaves the feature axis of x [..., D] unsharded (other axes to the compiler).
 
     Works around an XLA SPMD partitioner miscompile (jax/jaxlib 0.10.2; Shardy and GSPMD
-    alike): the pooled level tokens arrive sharded (batch, -, 'tensor'), and
-    `tokens + out_proj(heads)` with the heads contraction on 'tensor' came out with batch
-    shards swapped between devices (a collective-permute that is never undone); the
-    LayerNorm-scale / token gradients had the same fault. Results then depended on the mesh.
+    alike, so in the shared dot partitioning): with the batch on ('data', 'fsdp'), features
+    D on 'tensor' (as propagation picks for the pooled tokens and for `prompt_proj`'s
+    'mlp' output) and a contraction over the 'tensor'-sharded heads, e.g.
+    `tokens + out_proj(heads)`, the partitioner collective-permutes batch shards between
+    devices and never permutes them back, so the result and the query / prompt / KB
+    gradients depended on the mesh. Hence the constraint on the level tokens in and out
+    and on the projected prompt. Minimal repro: x + einsum('btnh,nhd->btd', o, w) with
+    o (('data', 'fsdp'), None, 'tensor'), w ('tensor', None, 'fsdp'), x like o.
     """
     if jax.sharding.get_abstract_mesh().empty:  # eager / no mesh: nothing to constrain
         return x

@@ -116,9 +116,17 @@ class RSVLM(nnx.Module):
         return np.concatenate([np.full(grid * grid, i) for i, (_, grid) in enumerate(self.levels)])
 
     def encode(
-        self, image: jax.Array, prompt_ids: jax.Array, prompt_mask: jax.Array
+        self,
+        image: jax.Array,
+        prompt_ids: jax.Array,
+        prompt_mask: jax.Array,
+        kb_ids: jax.Array | None = None,
     ) -> VisualOutput:
-        """image uint8 [B, H, W, 3], prompt [B, Tp] -> visual tokens [B, V, D_llm]."""
+        """image uint8 [B, H, W, 3], prompt [B, Tp] -> visual tokens [B, V, D_llm].
+
+        kb_ids int32 [B, L, k]: KB rows per level from a host-side retriever (None: each level
+        takes its own top-k on device).
+        """
         pixels = image.astype(jnp.float32) / 127.5 - 1.0
         hidden = self.vision(pixels)  # [depth, B, N, D]
         if self.baseline:
@@ -126,13 +134,27 @@ class RSVLM(nnx.Module):
 
         prompt_embeds = self.llm.embed(prompt_ids)
         top_k, approx, recall_target = self.kb_config
+        if kb_ids is not None and kb_ids.shape[1:] != (len(self.levels), top_k):
+            raise ValueError(
+                f"kb_ids has shape {kb_ids.shape}, expected [B, {len(self.levels)}, {top_k}] "
+                "(levels, config.model.kb.top_k)"
+            )
         level_tokens, retrieved = [], []
         for level, ((block, grid), augment) in enumerate(
             zip(self.levels, self.augment, strict=True)
         ):
             tokens = pool_to_grid(hidden[block], grid)
+            ids = None if kb_ids is None else kb_ids[:, level]
             tokens, found = augment(
-                tokens, prompt_embeds, prompt_mask, self.kb, level, top_k, approx, recall_target
+                tokens,
+                prompt_embeds,
+                prompt_mask,
+                self.kb,
+                level,
+                top_k,
+                approx,
+                recall_target,
+                ids,
             )
             level_tokens.append(tokens)
             retrieved.append(found)
@@ -145,7 +167,9 @@ class RSVLM(nnx.Module):
 
     def __call__(self, batch: dict[str, jax.Array]) -> tuple[jax.Array, VisualOutput]:
         """Teacher-forced answer logits [B, Ta, vocab] for [visual; prompt; answer]."""
-        visual = self.encode(batch["image"], batch["prompt_ids"], batch["prompt_mask"])
+        visual = self.encode(
+            batch["image"], batch["prompt_ids"], batch["prompt_mask"], batch.get("kb_ids")
+        )
         b, v, _ = visual.tokens.shape
         text_ids = jnp.concatenate([batch["prompt_ids"], batch["answer_ids"]], axis=1)
         embeds = jnp.concatenate([visual.tokens, self.llm.embed(text_ids)], axis=1)

@@ -45,9 +45,10 @@ class KnowledgeBase(nnx.Module):
                 f"knowledge-base table has shape {table.shape}, expected "
                 f"({len(self.entry_levels)}, {dim}) (entries, config.model.kb.dim)"
             )
+        else:  # a host array, not a committed device array, so out_sharding can place it
+            table = np.asarray(table, np.float32)
         self.trainable = trainable
-        # A host array (not a committed device array) so it can be placed by out_sharding.
-        self.embeddings = nnx.Param(np.asarray(table, np.float32), out_sharding=("kb", "kb_embed"))
+        self.embeddings = nnx.Param(table, out_sharding=("kb", "kb_embed"))
         # Zero-initialised residual: starts as the identity on the pretrained table.
         self.adapter = (
             linear(
@@ -88,9 +89,14 @@ class KnowledgeBase(nnx.Module):
         k: int,
         approx: bool = False,
         recall_target: float = 0.95,
+        ids: jax.Array | None = None,
     ) -> Retrieved:
+        """query [B, Dk] -> top-k of `level`. ids [B, k]: entries already chosen (host-side
+        retrieval); they are scored like the rest, so the query still gets gradients."""
         all_scores = self.scores(query, level)
-        if approx:
+        if ids is not None:
+            scores = jnp.take_along_axis(all_scores, ids, axis=-1)
+        elif approx:
             scores, ids = jax.lax.approx_max_k(all_scores, k, recall_target=recall_target)
         else:
             scores, ids = jax.lax.top_k(all_scores, k)

@@ -4,6 +4,7 @@ Training and evaluation share this, so both see the same mesh, shardings and sta
 """
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -13,9 +14,11 @@ import numpy as np
 import optax
 from flax import nnx
 
+from rs_jax.config import ConfigError
 from rs_jax.data.pipeline import DataBundle, build_data
+from rs_jax.kb.host_retrieval import HostRetriever, prompt_query
 from rs_jax.kb.linking import link_labels, relabel
-from rs_jax.kb.store import BuiltKB
+from rs_jax.kb.store import BuiltKB, check_encoder
 from rs_jax.models import build_model
 from rs_jax.train import optimizer as optimizer_lib
 from rs_jax.train import partitioning
@@ -29,6 +32,7 @@ class Knowledge:
     table: np.ndarray | None  # [N, D] embeddings of a built KB; None = learned from scratch
     row_level: np.ndarray  # [N] model level of each row, -1 = a level the model does not use
     row_of_label: np.ndarray  # [num dataset labels] KB row of each dataset label, -1 = none
+    retriever: HostRetriever | None = None  # kb.retrieval = "host": adds kb_ids to batches
 
 
 @dataclasses.dataclass
@@ -66,13 +70,23 @@ class Experiment:
         return partitioning.shard_batch(batch, self.mesh, self.rules)
 
 
-def setup(config: ml_collections.ConfigDict, workdir: str) -> Experiment:
-    """Builds mesh, data and a freshly initialised, sharded train state."""
+def setup(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    query_fn: Callable[[dict], np.ndarray] | None = None,
+) -> Experiment:
+    """Builds mesh, data and a freshly initialised, sharded train state.
+
+    query_fn: the frozen query of host-side retrieval (default: the question's sentence
+    embedding by the built KB's encoder); ignored in device mode.
+    """
+    _check_retrieval_mode(config)
     mesh = partitioning.make_mesh(config.mesh)
     rules = tuple(config.sharding_rules)
     data = build_data(config, workdir)
     _check_batch_fits_mesh(config, mesh, rules)
-    knowledge = load_knowledge(config, data)
+    knowledge = load_knowledge(config, data, query_fn)
+    data.host_retriever = knowledge.retriever
 
     model = build_model(config, data.vocab_size, knowledge.row_level, mesh, knowledge.table)
     graphdef, params = nnx.split(model)
@@ -87,16 +101,26 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> Experiment:
     return Experiment(config, mesh, data, knowledge, graphdef, state, shardings, tx, schedule)
 
 
-def load_knowledge(config: ml_collections.ConfigDict, data: DataBundle) -> Knowledge:
-    """The dataset's own label vocabulary as a learned KB, or a built KB (`kb.source`)."""
+def load_knowledge(
+    config: ml_collections.ConfigDict,
+    data: DataBundle,
+    query_fn: Callable[[dict], np.ndarray] | None = None,
+) -> Knowledge:
+    """The dataset's own label vocabulary as a learned KB, or a built KB (`kb.source`), and
+    in host retrieval mode the retriever over its ScaNN index."""
     model_levels = list(config.model.level_names)
-    table = None
+    table, retriever = None, None
     entries = data.kb_entries
     if config.model.kb.source and not config.model.baseline:
+        host = config.model.kb.retrieval == "host"
         built = BuiltKB.load(
-            config.model.kb.source, expect_dim=config.model.kb.dim, load_index=False
+            config.model.kb.source, expect_dim=config.model.kb.dim, load_index=host
         )
         entries, table = built.entries, built.embeddings
+        if host:
+            if query_fn is None:
+                query_fn = prompt_query(_load_kb_encoder(built))
+            retriever = HostRetriever(built, model_levels, config.model.kb.top_k, query_fn)
     if not config.model.baseline:
         kb_levels = {e.level for e in entries}
         for name in model_levels:
@@ -115,7 +139,30 @@ def load_knowledge(config: ml_collections.ConfigDict, data: DataBundle) -> Knowl
             f"{config.model.kb.source}; retrieval hit rates ignore them: {', '.join(unmatched)}",
             flush=True,
         )
-    return Knowledge(entries, table, row_level, row_of_label)
+    return Knowledge(entries, table, row_level, row_of_label, retriever)
+
+
+def _check_retrieval_mode(config: ml_collections.ConfigDict) -> None:
+    kb = config.model.kb
+    if kb.retrieval not in ("device", "host"):
+        raise ConfigError(
+            f"config.model.kb.retrieval must be 'device' or 'host', got {kb.retrieval!r}"
+        )
+    if kb.retrieval == "host" and not kb.source and not config.model.baseline:
+        raise ConfigError(
+            "config.model.kb.retrieval='host' searches a built KB's ScaNN index: set "
+            "config.model.kb.source to a directory made by `rs-jax kb build` (or use "
+            "retrieval='device')"
+        )
+
+
+def _load_kb_encoder(built: BuiltKB):
+    """The sentence encoder the built KB was embedded with (checked by fingerprint)."""
+    from rs_jax.models.text_encoder import SentenceEncoder
+
+    encoder = SentenceEncoder.from_pretrained(built.encoder_source)
+    check_encoder(built.metadata, encoder, None, built.path)
+    return encoder
 
 
 def _freeze_kb_table(tx: optax.GradientTransformation, params: nnx.State):

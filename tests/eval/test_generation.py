@@ -11,8 +11,8 @@ from tests.models.conftest import KB_LEVELS, VOCAB, random_batch, tiny_config
 def test_kv_cache_generation_equals_full_recompute(baseline, single_device_mesh):
     model = build_model(tiny_config(baseline), VOCAB, KB_LEVELS, single_device_mesh)
     batch = random_batch(seed=3)
-    args = (jnp.asarray(batch["image"]), jnp.asarray(batch["prompt_ids"]),
-            jnp.asarray(batch["prompt_mask"]))
+    prompt = (jnp.asarray(batch["prompt_ids"]), jnp.asarray(batch["prompt_mask"]))
+    args = (model.encode(jnp.asarray(batch["image"]), *prompt).tokens, *prompt)
     kwargs = dict(max_new_tokens=7, eos_id=-1, pad_id=0)
     cached = np.asarray(greedy_generate(model, *args, use_cache=True, **kwargs))
     full = np.asarray(greedy_generate(model, *args, use_cache=False, **kwargs))
@@ -24,8 +24,8 @@ def test_kv_cache_generation_equals_full_recompute(baseline, single_device_mesh)
 def test_tokens_after_eos_become_padding(single_device_mesh):
     model = build_model(tiny_config(), VOCAB, KB_LEVELS, single_device_mesh)
     batch = random_batch(seed=3)
-    args = (jnp.asarray(batch["image"]), jnp.asarray(batch["prompt_ids"]),
-            jnp.asarray(batch["prompt_mask"]))
+    prompt = (jnp.asarray(batch["prompt_ids"]), jnp.asarray(batch["prompt_mask"]))
+    args = (model.encode(jnp.asarray(batch["image"]), *prompt).tokens, *prompt)
     free = np.asarray(greedy_generate(model, *args, max_new_tokens=5, eos_id=-1, pad_id=0))
     eos = int(free[0, 1])  # make the second generated token of row 0 the eos
     stopped = np.asarray(greedy_generate(model, *args, max_new_tokens=5, eos_id=eos, pad_id=0))

@@ -15,7 +15,7 @@ def test_output_shapes(baseline, single_device_mesh):
     config = tiny_config(baseline)
     model = build_model(config, VOCAB, KB_LEVELS, single_device_mesh)
     batch = jax.tree.map(jnp.asarray, random_batch())
-    logits, visual = model(batch)
+    logits, visual = nnx.jit(lambda m, b: m(b))(model, batch)
     assert logits.shape == (8, 4, VOCAB)
     if baseline:
         # LLaVA-1.5: every patch of a 16 px image with 4 px patches, no KB, no experts.
