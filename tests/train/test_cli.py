@@ -7,7 +7,17 @@ import types
 
 import pytest
 
+# Loaded up front so _fake_module can patch their attributes.
+import rs_jax.eval  # noqa: F401
+import rs_jax.train  # noqa: F401
 from rs_jax import cli
+
+
+def _fake_module(monkeypatch, name: str, module) -> None:
+    """Replace rs_jax.<package>.<name> for `from rs_jax.<package> import <name>` too."""
+    package, attr = name.rsplit(".", 1)
+    monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(sys.modules[package], attr, module, raising=False)
 
 
 @pytest.fixture
@@ -15,7 +25,7 @@ def fake_trainer(monkeypatch):
     calls = []
     module = types.ModuleType("rs_jax.train.trainer")
     module.train = lambda config, workdir: calls.append((config, workdir))
-    monkeypatch.setitem(sys.modules, "rs_jax.train.trainer", module)
+    _fake_module(monkeypatch, "rs_jax.train.trainer", module)
     return calls
 
 
@@ -43,7 +53,7 @@ def test_eval_dispatch(monkeypatch, tmp_path):
     calls = []
     module = types.ModuleType("rs_jax.eval.evaluate")
     module.evaluate = lambda config, workdir: calls.append(workdir)
-    monkeypatch.setitem(sys.modules, "rs_jax.eval.evaluate", module)
+    _fake_module(monkeypatch, "rs_jax.eval.evaluate", module)
     assert cli.main(["eval", "--config", "configs/demo.py", "--workdir", str(tmp_path)]) == 0
     assert calls == [str(tmp_path)]
 
@@ -72,7 +82,7 @@ def test_errors_from_training_are_one_line(monkeypatch, capsys):
             "mesh {data: 3, fsdp: 1, expert: 1, tensor: 1} needs 3 devices but 8 are available"
         )
 
-    monkeypatch.setitem(sys.modules, "rs_jax.train.trainer", types.SimpleNamespace(train=train))
+    _fake_module(monkeypatch, "rs_jax.train.trainer", types.SimpleNamespace(train=train))
     assert cli.main(["train", "--config", "configs/demo.py", "--workdir", "w"]) == 2
     assert capsys.readouterr().err.startswith("rs-jax: error: mesh {data: 3")
 
