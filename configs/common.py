@@ -93,6 +93,14 @@ def base_config() -> ml_collections.ConfigDict:
             mlp_dim=192,
             balance_loss_weight=0.01,
             z_loss_weight=1e-3,
+            # "einsum": GShard capacity dispatch (drops overflow); "dropless": shard_map +
+            # all-to-all over 'expert' + ragged_dot (docs/experts.md).
+            dispatch="einsum",
+            # Training only: router inputs times U(1 - jitter, 1 + jitter); 0 = off.
+            router_jitter=0.0,
+            # Level l's router and expert input also see level l - 1's projected mean token
+            # (ablation switch; docs/experts.md).
+            coarse_to_fine=True,
         )
     )
     config.model.llm = ml_collections.ConfigDict(
@@ -105,6 +113,9 @@ def base_config() -> ml_collections.ConfigDict:
             rope_theta=10_000.0,
             qkv_bias=False,
             tie_embeddings=True,
+            # N > 0: blocks N-1, 2N-1, ... send the visual tokens through a level-grouped MoE
+            # (routing settings from config.model.experts); text tokens keep the dense FFN.
+            moe_every=0,
         )
     )
 

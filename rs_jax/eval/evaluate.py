@@ -46,6 +46,7 @@ def make_eval_step(exp: experiment_lib.Experiment):
             out[f"labelled/{level}"] = (labels >= 0).any(-1)
         if visual.routing is not None:
             out["expert_counts"] = visual.routing.expert_counts
+            out["dropped_fraction"] = visual.routing.dropped_fraction
         return out
 
     return jax.jit(eval_step, in_shardings=(exp.state_shardings["params"], None))
@@ -67,6 +68,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     level_names = list(config.model.level_names) if not config.model.baseline else []
     hits = {name: np.zeros(3) for name in level_names}  # hit@1, hit@k, labelled
     expert_counts = 0.0
+    dropped = []  # per batch: share of expert assignments over capacity
     samples = []
     batches = list(exp.data.eval_batches(config.eval.batch_size, config.eval.num_examples))
     progress = ProgressLine(len(batches), 0, max(len(batches) // 5, 1))
@@ -98,6 +100,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 ]
             # Padded rows of the last batch are routed too; their share is at most one batch.
             expert_counts = expert_counts + out.get("expert_counts", 0.0)
+            if "dropped_fraction" in out:
+                dropped.append(float(out["dropped_fraction"]))
             progress.update(i, {}, int(valid.sum()))
 
     summary = accuracy.summary()
@@ -119,6 +123,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         counts = np.asarray(expert_counts)
         usage = counts / np.maximum(counts.sum(-1, keepdims=True), 1)
         results["expert_usage"] = {name: usage[i].tolist() for i, name in enumerate(level_names)}
+        results["expert_dropped_fraction"] = float(np.mean(dropped)) if dropped else 0.0
         fig = expert_usage_figure(results["expert_usage"])
         fig.savefig(Path(workdir) / "expert_usage.png", dpi=100)
     results["samples"] = samples
@@ -138,4 +143,6 @@ def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) ->
         )
     for name, usage in results.get("expert_usage", {}).items():
         print(f"experts   {name:<10} " + " ".join(f"{u:.2f}" for u in usage))
+    if "expert_dropped_fraction" in results:
+        print(f"experts   dropped over capacity {results['expert_dropped_fraction']:.3f}")
     print(f"(written to eval.json{'' if config.model.baseline else ' and expert_usage.png'})")

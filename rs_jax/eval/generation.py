@@ -21,17 +21,19 @@ def greedy_generate(
 
     visual [B, V, D]: the model's visual tokens (`model.encode(...).tokens`). Both paths
     compute the same tokens; the uncached one re-runs the decoder over the whole sequence
-    every step and exists as the reference for the cached one.
+    every step and exists as the reference for the cached one. The LLM's visual-token MoE
+    blocks (config.model.llm.moe_every) run in the prefill only: decode steps are text.
     """
     b, v, _ = visual.shape
     prefix = jnp.concatenate([visual, model.llm.embed(prompt_ids)], axis=1)
     prefix_mask = jnp.concatenate([jnp.ones((b, v), bool), prompt_mask > 0], axis=1)
     p = prefix.shape[1]
+    levels = model.visual_levels()
     steps = jnp.arange(max_new_tokens)
 
     if use_cache:
         cache = model.llm.init_cache(b, p + max_new_tokens, prefix.dtype)
-        logits, cache = model.llm(prefix, prefix_mask, cache, 0)
+        logits, cache = model.llm(prefix, prefix_mask, cache, 0, visual_levels=levels)
         first = jnp.argmax(logits[:, -1], axis=-1)
 
         def step(carry, i):
@@ -49,7 +51,7 @@ def greedy_generate(
         def step(generated, i):
             embeds = jnp.concatenate([prefix, model.llm.embed(generated)], axis=1)
             mask = jnp.concatenate([prefix_mask, (steps < i)[None, :].repeat(b, 0)], axis=1)
-            logits, _ = model.llm(embeds, mask)
+            logits, _ = model.llm(embeds, mask, visual_levels=levels)
             # Slot p + i - 1 holds the newest real token (the last prompt token at i = 0).
             next_token = jnp.argmax(logits[:, p + i - 1], axis=-1)
             return generated.at[:, i].set(next_token), None

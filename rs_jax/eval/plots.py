@@ -23,6 +23,15 @@ def expert_usage_figure(usage: Mapping[str, Sequence[float]]) -> plt.Figure:
     return fig
 
 
+def figure_to_array(fig: plt.Figure, close: bool = True) -> np.ndarray:
+    """Renders a figure to an [H, W, 3] uint8 array (e.g. for MetricWriter.write_image)."""
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    if close:
+        plt.close(fig)
+    return image
+
+
 def training_curves_figure(scalars: Mapping[str, Sequence[tuple[int, float]]]) -> plt.Figure:
     """One panel per scalar series [(step, value), ...]."""
     fig, axes = plt.subplots(1, len(scalars), figsize=(3.2 * len(scalars), 2.6), squeeze=False)

@@ -3,7 +3,9 @@
 Experts are laid out level by level: experts [l * E_l, (l + 1) * E_l) belong to level l.
 A token of level l is routed (fp32 router, top-k) among its level's experts only; shared
 experts see every token. Dispatch is GShard-style: one-hot dispatch/combine tensors and
-einsums, with a per-expert capacity derived from that level's token count.
+einsums, with a per-expert capacity derived from that level's token count. With
+`coarse_to_fine`, the mean of level l - 1's tokens, through a learned projection, is added to
+level l's router and expert input (docs/experts.md).
 """
 
 from typing import NamedTuple
@@ -13,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rs_jax.models import moe_dispatch
 from rs_jax.models.layers import SwiGLU, default_kernel_init, linear, rms_norm
 
 
@@ -36,6 +39,9 @@ class SemanticExperts(nnx.Module):
         capacity_factor: float,
         mlp_dim: int,
         *,
+        coarse_to_fine: bool = False,
+        dispatch: str = "einsum",
+        router_jitter: float = 0.0,
         rngs: nnx.Rngs,
     ):
         if top_k > experts_per_level:
@@ -45,6 +51,9 @@ class SemanticExperts(nnx.Module):
             )
         self.num_levels, self.experts_per_level = num_levels, experts_per_level
         self.top_k, self.capacity_factor = top_k, capacity_factor
+        moe_dispatch.check_dispatch(dispatch)
+        moe_dispatch.check_expert_parallel(num_levels, experts_per_level)
+        self.dispatch, self.router_jitter = dispatch, router_jitter
         num_experts = num_levels * experts_per_level
         self.norm = rms_norm(width, rngs=rngs)
         self.router = linear(
@@ -63,6 +72,12 @@ class SemanticExperts(nnx.Module):
         self.wi_up = expert_weights((num_experts, width, mlp_dim), ("exp", "embed", "mlp"))
         self.wo = expert_weights((num_experts, mlp_dim, width), ("exp", "mlp", "embed"))
         self.shared = SwiGLU(width, mlp_dim * shared_experts, rngs=rngs) if shared_experts else None
+        # Created last so that switching it off leaves every other parameter's init unchanged.
+        self.condition = (
+            linear(width, width, ("embed", None), use_bias=False, rngs=rngs)
+            if coarse_to_fine
+            else None
+        )
 
     def capacities(self, token_levels: np.ndarray) -> np.ndarray:
         """Per-expert capacity [E] for one batch row: its level's fair share times the factor."""
@@ -72,7 +87,9 @@ class SemanticExperts(nnx.Module):
         ).astype(np.int32)
         return np.repeat(np.maximum(per_level, 1), self.experts_per_level)
 
-    def __call__(self, x: jax.Array, token_levels: np.ndarray) -> tuple[jax.Array, RoutingStats]:
+    def __call__(
+        self, x: jax.Array, token_levels: np.ndarray, *, jitter_key: jax.Array | None = None
+    ) -> tuple[jax.Array, RoutingStats]:
         token_levels = np.asarray(token_levels)
         expert_levels = np.repeat(np.arange(self.num_levels), self.experts_per_level)
         in_group = jnp.asarray(token_levels[:, None] == expert_levels[None, :])  # [S, E]
@@ -80,32 +97,54 @@ class SemanticExperts(nnx.Module):
         max_capacity = int(capacity.max())
 
         h = self.norm(x)
-        logits = self.router(h.astype(jnp.float32))  # [B, S, E]
+        if self.condition is not None:
+            h = h + self.coarse_summary(h, token_levels)
+        # Router jitter (training only: the caller passes a key): multiplicative uniform noise.
+        router_in = h.astype(jnp.float32)
+        if jitter_key is not None and self.router_jitter > 0:
+            eps = self.router_jitter
+            router_in = router_in * jax.random.uniform(
+                jitter_key, router_in.shape, router_in.dtype, 1.0 - eps, 1.0 + eps
+            )
+        logits = self.router(router_in)  # [B, S, E]
         logits = jnp.where(in_group, logits, -jnp.inf)
         probs = jax.nn.softmax(logits, axis=-1)
         gates, choice = jax.lax.top_k(probs, self.top_k)  # [B, S, K]
         gates = gates / gates.sum(-1, keepdims=True)
         assigned = jax.nn.one_hot(choice, probs.shape[-1], dtype=jnp.int32)  # [B, S, K, E]
 
-        # First choices of all tokens claim capacity before any second choice (GShard order).
-        b, s, k, e = assigned.shape
-        k_major = assigned.transpose(0, 2, 1, 3).reshape(b, k * s, e)
-        slot = (jnp.cumsum(k_major, axis=1) - 1).reshape(b, k, s, e).transpose(0, 2, 1, 3)
-        kept = assigned * (slot < jnp.asarray(capacity))  # [B, S, K, E]
-        slot_one_hot = jax.nn.one_hot(jnp.where(kept > 0, slot, -1), max_capacity)  # [B,S,K,E,C]
-        dispatch = slot_one_hot.sum(2)  # [B, S, E, C]
-        combine = jnp.einsum("bskec,bsk->bsec", slot_one_hot, gates)
+        w = (self.wi_gate[...], self.wi_up[...], self.wo[...])
+        if self.dispatch == "dropless":
+            kept = assigned  # nothing is dropped
+            y = moe_dispatch.dropless_ffn(h, choice, gates.astype(h.dtype), *w)
+        else:
+            # First choices of all tokens claim capacity before any second choice (GShard order).
+            b, s, k, e = assigned.shape
+            k_major = assigned.transpose(0, 2, 1, 3).reshape(b, k * s, e)
+            slot = (jnp.cumsum(k_major, axis=1) - 1).reshape(b, k, s, e).transpose(0, 2, 1, 3)
+            kept = assigned * (slot < jnp.asarray(capacity))  # [B, S, K, E]
+            # [B, S, K, E, C]
+            slot_one_hot = jax.nn.one_hot(jnp.where(kept > 0, slot, -1), max_capacity)
+            dispatch = slot_one_hot.sum(2)  # [B, S, E, C]
+            combine = jnp.einsum("bskec,bsk->bsec", slot_one_hot, gates)
 
-        expert_in = jnp.einsum("bsec,bsd->ebcd", dispatch, h)
-        hidden = jax.nn.silu(jnp.einsum("ebcd,edf->ebcf", expert_in, self.wi_gate[...]))
-        hidden = hidden * jnp.einsum("ebcd,edf->ebcf", expert_in, self.wi_up[...])
-        expert_out = jnp.einsum("ebcf,efd->ebcd", hidden, self.wo[...])
-        y = jnp.einsum("bsec,ebcd->bsd", combine.astype(x.dtype), expert_out)
+            y = moe_dispatch.einsum_ffn(h, dispatch, combine, *w)
         if self.shared is not None:
             y = y + self.shared(h)
 
         stats = self._routing_stats(logits, probs, assigned, kept, token_levels)
         return x + y, stats
+
+    def coarse_summary(self, h: jax.Array, token_levels: np.ndarray) -> jax.Array:
+        """h [B, S, D] -> [B, S, D]: each token of level l > 0 gets the projected mean of level
+        l - 1's tokens; level 0 (the coarsest) gets zeros."""
+        level_one_hot = jax.nn.one_hot(jnp.asarray(token_levels), self.num_levels, dtype=h.dtype)
+        level_sizes = jnp.maximum(level_one_hot.sum(0), 1.0)  # [L]
+        level_mean = jnp.einsum("bsd,sl->bld", h, level_one_hot) / level_sizes[:, None]
+        summary = self.condition(level_mean)  # [B, L, D]
+        # Shift by one level: level l reads level l - 1's summary.
+        parent = jnp.concatenate([jnp.zeros_like(summary[:, :1]), summary[:, :-1]], axis=1)
+        return parent[:, jnp.asarray(token_levels)]
 
     def _routing_stats(self, logits, probs, assigned, kept, token_levels) -> RoutingStats:
         level_one_hot = jax.nn.one_hot(jnp.asarray(token_levels), self.num_levels)  # [S, L]

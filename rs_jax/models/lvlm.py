@@ -2,10 +2,13 @@
 
 pixels -> ViT (every block) -> levels, coarse to fine (block + pooling grid)
        -> per level: retrieve top-k KB cues with the prompt, cross-attend [cues; prompt]
-       -> semantic experts (level-grouped MoE) -> projector + level embeddings
-[visual; prompt; answer] -> decoder LLM -> next-token logits.
+       -> semantic experts (level-grouped MoE; level l's routing conditioned on level l-1)
+       -> projector + level embeddings
+[visual; prompt; answer] -> decoder LLM (optionally a level-grouped MoE for the visual tokens
+       in every Nth block) -> next-token logits.
 
-`baseline=True` is plain LLaVA-1.5: last-block patch tokens, MLP projector, no KB, no experts.
+`baseline=True` is plain LLaVA-1.5: last-block patch tokens, MLP projector, no KB, no experts
+(config.model.llm.moe_every is ignored: its routing needs the levels).
 """
 
 from typing import NamedTuple
@@ -19,7 +22,7 @@ from flax import nnx
 from rs_jax.models.augmentation import SemanticAugmentation
 from rs_jax.models.experts import RoutingStats, SemanticExperts
 from rs_jax.models.layers import Mlp
-from rs_jax.models.llm import Decoder
+from rs_jax.models.llm import Decoder, DecoderMoE
 from rs_jax.models.retrieval import KnowledgeBase, Retrieved
 from rs_jax.models.vision import VisionEncoder, pool_to_grid
 
@@ -28,6 +31,8 @@ class VisualOutput(NamedTuple):
     tokens: jax.Array  # [B, V, D_llm] visual tokens for the decoder
     retrieved: tuple[Retrieved, ...]  # one per level, coarse to fine (empty for the baseline)
     routing: RoutingStats | None
+    # The LLM's visual-token MoE blocks, filled by RSVLM.__call__ (encode leaves it empty).
+    llm_routing: tuple[RoutingStats, ...] = ()
 
 
 class RSVLM(nnx.Module):
@@ -49,6 +54,18 @@ class RSVLM(nnx.Module):
         self.level_names = tuple(model.level_names)
         self.levels = tuple((model.levels[n].block, model.levels[n].grid) for n in self.level_names)
         self.kb_config = (model.kb.top_k, model.kb.approx, model.kb.recall_target)
+        experts = model.experts
+        llm_moe = None
+        if not self.baseline and llm.get("moe_every", 0) > 0:
+            llm_moe = DecoderMoE(
+                llm.moe_every,
+                len(self.levels),
+                experts.experts_per_level,
+                experts.shared_experts,
+                experts.top_k,
+                experts.capacity_factor,
+                experts.get("dispatch", "einsum"),
+            )
 
         self.vision = VisionEncoder(
             image_size,
@@ -69,6 +86,7 @@ class RSVLM(nnx.Module):
             llm.rope_theta,
             llm.qkv_bias,
             llm.tie_embeddings,
+            llm_moe,
             rngs=rngs,
         )
         self.projector = Mlp(vision.width, llm.width, llm.width, rngs=rngs)
@@ -95,7 +113,6 @@ class RSVLM(nnx.Module):
             0.02 * jax.random.normal(rngs.params(), (num_levels, vision.width)),
             out_sharding=("levels", "embed"),
         )
-        experts = model.experts
         self.experts = SemanticExperts(
             vision.width,
             num_levels,
@@ -104,6 +121,9 @@ class RSVLM(nnx.Module):
             experts.top_k,
             experts.capacity_factor,
             experts.mlp_dim,
+            coarse_to_fine=experts.get("coarse_to_fine", False),
+            dispatch=experts.get("dispatch", "einsum"),
+            router_jitter=experts.get("router_jitter", 0.0),
             rngs=rngs,
         )
         self.llm_level_embed = nnx.Param(
@@ -114,6 +134,10 @@ class RSVLM(nnx.Module):
     def token_levels(self) -> np.ndarray:
         """Level id [V] of each visual token, coarse to fine."""
         return np.concatenate([np.full(grid * grid, i) for i, (_, grid) in enumerate(self.levels)])
+
+    def visual_levels(self) -> np.ndarray | None:
+        """Level id [V] of each visual token for the LLM's MoE blocks (None: baseline)."""
+        return None if self.baseline else self.token_levels()
 
     def encode(
         self,
@@ -176,7 +200,10 @@ class RSVLM(nnx.Module):
         token_mask = jnp.concatenate(
             [jnp.ones((b, v), bool), batch["prompt_mask"] > 0, batch["answer_mask"] > 0], axis=1
         )
-        logits, _ = self.llm(embeds, token_mask)
+        logits, _, llm_routing = self.llm.forward(
+            embeds, token_mask, visual_levels=self.visual_levels()
+        )
+        visual = visual._replace(llm_routing=llm_routing)
         # The token before each answer token predicts it.
         prefix = v + batch["prompt_ids"].shape[1]
         answer_len = batch["answer_ids"].shape[1]

@@ -10,7 +10,7 @@ from flax import nnx
 
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import Checkpointer
-from rs_jax.train.losses import compute_loss
+from rs_jax.train.losses import compute_loss, expert_usage_from_metrics
 from rs_jax.train.progress import MetricWriter, ProgressLine
 
 # Shown on the progress line; everything else goes to TensorBoard.
@@ -83,6 +83,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             line = progress.update(step, _headline(metrics), config.data.batch_size)
             if line is not None:
                 writer.write_scalars(step, jax.device_get(metrics))
+            if step == total:
+                _write_expert_usage_images(writer, step, jax.device_get(metrics), config)
             if step % config.train.checkpoint_every == 0 or step == total:
                 checkpointer.save(step, state, train_iter)
     checkpointer.wait()
@@ -93,3 +95,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: metrics[k] for k in HEADLINE_METRICS if k in metrics}
+
+
+def _write_expert_usage_images(
+    writer: MetricWriter, step: int, metrics: dict[str, Any], config: ml_collections.ConfigDict
+) -> None:
+    """The expert usage bar charts (last batch's routing) as TensorBoard images."""
+    from rs_jax.eval.plots import expert_usage_figure, figure_to_array  # matplotlib: lazily
+
+    for prefix in ("moe", "moe_llm"):
+        usage = expert_usage_from_metrics(metrics, config.model.level_names, prefix)
+        if usage:
+            image = figure_to_array(expert_usage_figure(usage))
+            writer.write_image(step, f"{prefix}/expert_usage", image)

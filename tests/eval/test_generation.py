@@ -7,9 +7,11 @@ from rs_jax.models import build_model
 from tests.models.conftest import KB_LEVELS, VOCAB, random_batch, tiny_config
 
 
-@pytest.mark.parametrize("baseline", [False, True])
-def test_kv_cache_generation_equals_full_recompute(baseline, single_device_mesh):
-    model = build_model(tiny_config(baseline), VOCAB, KB_LEVELS, single_device_mesh)
+@pytest.mark.parametrize("baseline, moe_every", [(False, 0), (True, 0), (False, 1)])
+def test_kv_cache_generation_equals_full_recompute(baseline, moe_every, single_device_mesh):
+    config = tiny_config(baseline)
+    config.model.llm.moe_every = moe_every  # visual-token MoE in the LLM: prefill only
+    model = build_model(config, VOCAB, KB_LEVELS, single_device_mesh)
     batch = random_batch(seed=3)
     prompt = (jnp.asarray(batch["prompt_ids"]), jnp.asarray(batch["prompt_mask"]))
     args = (model.encode(jnp.asarray(batch["image"]), *prompt).tokens, *prompt)

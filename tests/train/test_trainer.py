@@ -14,6 +14,7 @@ import pytest
 from rs_jax.config import load_config
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import Checkpointer
+from rs_jax.train.progress import read_scalars
 from rs_jax.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,7 +81,14 @@ def test_train_then_eval_writes_reports(tmp_path, data_dir, variant):
     config = load_config(str(REPO / f"configs/tiny.py{variant}"), [f"data.data_dir={data_dir}"])
     summary = train(config, str(tmp_path))
     assert summary["step"] == 8 and np.isfinite(summary["loss"])
-    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    scalars = read_scalars(tmp_path / "tensorboard")
+    if not variant:  # routing statistics per level and expert, and the usage chart
+        for tag in ("moe/balance_loss", "moe/z_loss", "moe/dropped_fraction",
+                    "moe/scene/expert_0", "moe/object/expert_1"):
+            assert scalars[tag][-1][0] == 8, tag
+        assert any(b"moe/expert_usage" in path.read_bytes() for path in events)
     results = evaluate(config, str(tmp_path))
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert saved["count"] == results["count"] > 0
@@ -93,6 +101,7 @@ def test_train_then_eval_writes_reports(tmp_path, data_dir, variant):
         assert set(saved["retrieval"]) == {"scene", "landcover", "object"}
         assert set(saved["expert_usage"]) == {"scene", "landcover", "object"}
         assert (tmp_path / "expert_usage.png").stat().st_size > 0
+        assert 0.0 <= saved["expert_dropped_fraction"] <= 1.0
 
     # The notebook path: ask one question about one image of the eval split.
     from rs_jax.eval.session import Session

@@ -1,0 +1,282 @@
+"""Expert dispatch for the semantic experts: capacity einsum (GShard) and dropless (shard_map).
+
+Both take the router's decisions and the stacked expert weights ``wi_gate``/``wi_up``
+[E, D, F] and ``wo`` [E, F, D] (logical axes ('exp', ...), E on the mesh 'expert' axis) and
+return the experts' mixed output [B, S, D]:
+
+- ``einsum_ffn``: one-hot dispatch/combine tensors with a fixed per-expert capacity. The
+  expert-major activations [E, B, C, *] are constrained to E on 'expert' so GSPMD turns the
+  dispatch/combine einsums into all-to-alls instead of all-gathering the expert weights.
+- ``dropless_ffn``: ``jax.shard_map`` over the mesh. Each device sorts its own tokens'
+  assignments by expert, sends each expert peer its rows, runs a grouped matmul
+  (``jax.lax.ragged_dot``) over its local experts, sends the rows back, and combines them
+  with the gates. Nothing is dropped. On CPU the exchange is ``jax.lax.all_to_all`` over
+  padded per-peer buffers (``ragged_all_to_all`` is UNIMPLEMENTED on XLA:CPU); elsewhere it
+  is ``jax.lax.ragged_all_to_all`` into the same buffer layout.
+
+Without a mesh (or with an 'expert' axis of size 1) both run locally and unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax.linen import spmd as linen_spmd
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+DISPATCH_MODES = ("einsum", "dropless")
+
+
+def _mesh_axes(logical: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Mesh axes the logical axis maps to under the active rules (``default`` without rules)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    rules = linen_spmd.get_logical_axis_rules()
+    if rules:
+        spec = linen_spmd.logical_to_mesh_axes((logical,), rules)[0]
+        axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+    else:
+        axes = default
+    return tuple(a for a in axes if a in mesh.axis_names)
+
+
+def expert_axes() -> tuple[str, ...]:
+    """Mesh axes of the expert dimension ('exp' -> 'expert' by default); () without a mesh."""
+    if jax.sharding.get_abstract_mesh().empty:
+        return ()
+    return _mesh_axes("exp", ("expert",))
+
+
+def expert_parallelism() -> int:
+    """How many shards the expert dimension is split into under the current mesh."""
+    mesh = jax.sharding.get_abstract_mesh()
+    return math.prod(mesh.shape[a] for a in expert_axes())
+
+
+def check_expert_parallel(num_levels: int, experts_per_level: int) -> None:
+    """Raise a config error when the experts cannot be split evenly over 'expert'."""
+    num_experts = num_levels * experts_per_level
+    shards = expert_parallelism()
+    if num_experts % shards:
+        raise ValueError(
+            f"{num_levels} levels x config.model.experts.experts_per_level={experts_per_level} "
+            f"= {num_experts} experts is not divisible by the mesh expert axis size {shards} "
+            f"({'x'.join(expert_axes())}); change experts_per_level or config.mesh.expert"
+        )
+
+
+def check_dispatch(dispatch: str) -> None:
+    if dispatch not in DISPATCH_MODES:
+        raise ValueError(
+            f"config.model.experts.dispatch={dispatch!r}; "
+            f"expected one of {', '.join(DISPATCH_MODES)}"
+        )
+
+
+def _swiglu(x: jax.Array, wi_gate: jax.Array, wi_up: jax.Array, wo: jax.Array) -> jax.Array:
+    """Per-expert SwiGLU on expert-major rows: x [E, B, C, D] -> [E, B, C, D]."""
+    hidden = jax.nn.silu(jnp.einsum("ebcd,edf->ebcf", x, wi_gate))
+    hidden = _constrain_expert_major(hidden * jnp.einsum("ebcd,edf->ebcf", x, wi_up))
+    return jnp.einsum("ebcf,efd->ebcd", hidden, wo)
+
+
+def _constrain_expert_major(x: jax.Array) -> jax.Array:
+    """Pin dim 0 (experts) of [E, ...] to the expert mesh axes; other dims left to GSPMD."""
+    axes = expert_axes()
+    if not axes or expert_parallelism() == 1:
+        return x
+    spec = P(axes, *([P.UNCONSTRAINED] * (x.ndim - 1)))
+    return jax.lax.with_sharding_constraint(
+        x, NamedSharding(jax.sharding.get_abstract_mesh(), spec)
+    )
+
+
+def einsum_ffn(
+    h: jax.Array,
+    dispatch: jax.Array,
+    combine: jax.Array,
+    wi_gate: jax.Array,
+    wi_up: jax.Array,
+    wo: jax.Array,
+) -> jax.Array:
+    """Capacity dispatch. h [B, S, D], dispatch/combine [B, S, E, C] -> [B, S, D]."""
+    expert_in = _constrain_expert_major(jnp.einsum("bsec,bsd->ebcd", dispatch.astype(h.dtype), h))
+    expert_out = _constrain_expert_major(_swiglu(expert_in, wi_gate, wi_up, wo))
+    return jnp.einsum("bsec,ebcd->bsd", combine.astype(h.dtype), expert_out)
+
+
+# --- dropless -------------------------------------------------------------------------------
+
+
+def use_ragged_all_to_all() -> bool:
+    """``ragged_all_to_all`` is UNIMPLEMENTED on XLA:CPU; GPU/TPU use it."""
+    return jax.default_backend() != "cpu"
+
+
+Exchange = tuple[jax.Array, jax.Array, Callable[[jax.Array], jax.Array]]
+
+
+def _exchange_padded(
+    rows: jax.Array, local_ids: jax.Array, peer: jax.Array, peers: int, num_local: int, axis
+) -> Exchange:
+    """Padded form. rows [A, D] sorted by peer -> received [P*A, D], local ids [P*A], reverse.
+
+    Each peer gets an [A, D] slot (the worst case: all of a device's assignments to one
+    peer); padding rows carry the local id ``num_local``, which no group counts.
+    """
+    a, d = rows.shape
+    sizes = jnp.sum(peer[:, None] == jnp.arange(peers), axis=0)  # [P]
+    pos = jnp.arange(a) - (jnp.cumsum(sizes) - sizes)[peer]  # row within its peer's slot
+    buf = jnp.zeros((peers, a, d), rows.dtype).at[peer, pos].set(rows)
+    ids = jnp.full((peers, a), num_local, jnp.int32).at[peer, pos].set(local_ids)
+    received = jax.lax.all_to_all(buf, axis, 0, 0, tiled=True)
+    received_ids = jax.lax.all_to_all(ids, axis, 0, 0, tiled=True)
+
+    def reverse(out: jax.Array) -> jax.Array:
+        back = jax.lax.all_to_all(out.reshape(peers, a, d), axis, 0, 0, tiled=True)
+        return back[peer, pos]
+
+    return received.reshape(peers * a, d), received_ids.reshape(peers * a), reverse
+
+
+def _exchange_ragged(
+    rows: jax.Array, local_ids: jax.Array, peer: jax.Array, peers: int, num_local: int, axis
+) -> Exchange:
+    """``ragged_all_to_all`` form with the same received layout as ``_exchange_padded``.
+
+    Untested here (CPU only): the chunk from peer q lands at rows [q*A, q*A + size).
+    """
+    a, d = rows.shape
+    me = jax.lax.axis_index(axis)
+    send_sizes = jnp.sum(peer[:, None] == jnp.arange(peers), axis=0).astype(jnp.int32)
+    send_offsets = (jnp.cumsum(send_sizes) - send_sizes).astype(jnp.int32)
+    recv_sizes = jax.lax.all_to_all(send_sizes, axis, 0, 0, tiled=True)
+    # Where my sorted chunk for q started: q needs it to send the results back there.
+    back_offsets = jax.lax.all_to_all(send_offsets, axis, 0, 0, tiled=True)
+    slot_offsets = jnp.full((peers,), me * a, jnp.int32)
+    received = jax.lax.ragged_all_to_all(
+        rows,
+        jnp.zeros((peers * a, d), rows.dtype),
+        send_offsets,
+        send_sizes,
+        slot_offsets,
+        recv_sizes,
+        axis_name=axis,
+    )
+    received_ids = jax.lax.ragged_all_to_all(
+        local_ids,
+        jnp.full((peers * a,), num_local, jnp.int32),
+        send_offsets,
+        send_sizes,
+        slot_offsets,
+        recv_sizes,
+        axis_name=axis,
+    )
+
+    def reverse(out: jax.Array) -> jax.Array:
+        return jax.lax.ragged_all_to_all(
+            out,
+            jnp.zeros((a, d), out.dtype),
+            jnp.arange(peers, dtype=jnp.int32) * a,
+            recv_sizes,
+            back_offsets,
+            send_sizes,
+            axis_name=axis,
+        )
+
+    return received, received_ids, reverse
+
+
+def _grouped_swiglu(
+    rows: jax.Array, local_ids: jax.Array, wi_gate: jax.Array, wi_up: jax.Array, wo: jax.Array
+) -> jax.Array:
+    """rows [R, D] with local expert ids [R] (id >= E_loc: padding) -> [R, D], padding = 0."""
+    num_local = wi_gate.shape[0]
+    order = jnp.argsort(local_ids, stable=True)
+    group_sizes = jnp.sum(local_ids[:, None] == jnp.arange(num_local), axis=0).astype(jnp.int32)
+    x = rows[order]
+    # Rows past sum(group_sizes) (the padding, sorted last) belong to no group: ragged_dot
+    # leaves them zero.
+    hidden = jax.nn.silu(jax.lax.ragged_dot(x, wi_gate, group_sizes))
+    hidden = hidden * jax.lax.ragged_dot(x, wi_up, group_sizes)
+    out = jax.lax.ragged_dot(hidden, wo, group_sizes)
+    return jnp.zeros_like(out).at[order].set(out)
+
+
+def _local_dropless(
+    h: jax.Array,
+    choice: jax.Array,
+    gates: jax.Array,
+    wi_gate: jax.Array,
+    wi_up: jax.Array,
+    wo: jax.Array,
+    *,
+    axis,
+    peers: int,
+) -> jax.Array:
+    """One device: h [b, S, D], choice/gates [b, S, K] (global expert ids), local weights
+    [E_loc, ...] -> [b, S, D]."""
+    b, s, d = h.shape
+    k = choice.shape[-1]
+    num_local = wi_gate.shape[0]
+    x = h.reshape(b * s, d)
+    expert = choice.reshape(-1)  # [A = b*S*K]
+    order = jnp.argsort(expert, stable=True)
+    sorted_expert = expert[order]
+    rows = x[order // k]  # [A, D], grouped by expert, hence by peer
+    if peers == 1:
+        out = _grouped_swiglu(rows, sorted_expert, wi_gate, wi_up, wo)
+    else:
+        exchange = _exchange_ragged if use_ragged_all_to_all() else _exchange_padded
+        received, received_ids, reverse = exchange(
+            rows, sorted_expert % num_local, sorted_expert // num_local, peers, num_local, axis
+        )
+        out = reverse(_grouped_swiglu(received, received_ids, wi_gate, wi_up, wo))
+    per_assignment = jnp.zeros_like(out).at[order].set(out).reshape(b * s, k, d)
+    y = jnp.einsum("tkd,tk->td", per_assignment, gates.reshape(b * s, k).astype(out.dtype))
+    return y.reshape(b, s, d)
+
+
+def _token_axes(batch: int, experts: tuple[str, ...]) -> tuple[str, ...]:
+    """Mesh axes to split the batch over inside shard_map: the 'batch' rule's axes that
+    divide it, always including the expert axes (each expert peer needs its own tokens)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    axes: list[str] = []
+    for a in _mesh_axes("batch", ("data", "fsdp", "expert")) + experts:
+        if a not in axes and batch % (math.prod(mesh.shape[x] for x in axes) * mesh.shape[a]) == 0:
+            axes.append(a)
+    missing = [a for a in experts if a not in axes]
+    if missing:
+        raise ValueError(
+            f"dropless expert dispatch: batch {batch} is not divisible by the mesh axes "
+            f"{axes + missing} it is split over; make the batch a multiple of them"
+        )
+    return tuple(axes)
+
+
+def dropless_ffn(
+    h: jax.Array,
+    choice: jax.Array,
+    gates: jax.Array,
+    wi_gate: jax.Array,
+    wi_up: jax.Array,
+    wo: jax.Array,
+) -> jax.Array:
+    """Dropless dispatch. h [B, S, D], choice int [B, S, K], gates [B, S, K] -> [B, S, D]."""
+    experts = expert_axes()
+    peers = expert_parallelism()
+    if peers == 1:
+        return _local_dropless(h, choice, gates, wi_gate, wi_up, wo, axis=None, peers=1)
+    tokens = P(_token_axes(h.shape[0], experts))
+    weights = P(experts)
+    axis = experts[0] if len(experts) == 1 else experts
+    fn = jax.shard_map(
+        lambda *args: _local_dropless(*args, axis=axis, peers=peers),
+        mesh=jax.sharding.get_abstract_mesh(),
+        in_specs=(tokens, tokens, tokens, weights, weights, weights),
+        out_specs=tokens,
+    )
+    return fn(h, choice.astype(jnp.int32), gates, wi_gate, wi_up, wo)

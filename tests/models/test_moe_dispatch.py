@@ -1,0 +1,173 @@
+"""Expert parallelism of the semantic experts on 8 simulated CPU devices.
+
+Experts: 2 levels x 4 experts per level = 8 experts (divisible by every 'expert' axis size
+used: 2, 4, 8), top-2, capacity roomy enough that the einsum path drops nothing, so both
+dispatch paths compute the same function.
+"""
+
+import functools
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from configs.common import SHARDING_RULES
+from rs_jax.models.experts import SemanticExperts
+from rs_jax.train.partitioning import make_mesh, sharding_context
+
+LEVELS = np.array([0] * 4 + [1] * 12)
+BATCH, WIDTH, MLP, NUM_EXPERTS = 8, 16, 32, 8
+MESHES = {
+    "data2_expert4": {"data": 2, "expert": 4},
+    "expert8": {"expert": 8},
+    "fsdp2_expert2_tensor2": {"fsdp": 2, "expert": 2, "tensor": 2},
+}
+
+
+def make_experts(dispatch: str, experts_per_level: int = 4) -> SemanticExperts:
+    return SemanticExperts(
+        WIDTH,
+        num_levels=2,
+        experts_per_level=experts_per_level,
+        shared_experts=1,
+        top_k=2,
+        capacity_factor=8.0,
+        mlp_dim=MLP,
+        dispatch=dispatch,
+        rngs=nnx.Rngs(0),
+    )
+
+
+def inputs() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(BATCH, len(LEVELS), WIDTH)).astype(np.float32)
+    cotangent = rng.normal(size=x.shape).astype(np.float32)
+    return x, cotangent
+
+
+def loss_and_grads(graphdef, state, x, cotangent):
+    def loss(state):
+        y, stats = nnx.merge(graphdef, state)(x, LEVELS)
+        return jnp.sum(y * cotangent) + stats.balance_loss, (y, stats.dropped_fraction)
+
+    (_, (y, dropped)), grads = jax.value_and_grad(loss, has_aux=True)(state)
+    return y, dropped, grads
+
+
+@functools.cache
+def run(mesh_name: str | None, dispatch: str):
+    """Compile and run forward+backward; returns (y, dropped, grads, hlo, wi_gate)."""
+    devices = jax.devices()[:1] if mesh_name is None else None
+    mesh = make_mesh(MESHES.get(mesh_name, {}), devices)
+    with sharding_context(mesh, SHARDING_RULES):
+        graphdef, state = nnx.split(make_experts(dispatch))
+        x, cotangent = inputs()
+        batch = NamedSharding(mesh, P(("data", "fsdp", "expert")))
+        x, cotangent = jax.device_put(x, batch), jax.device_put(cotangent, batch)
+        compiled = (
+            jax.jit(functools.partial(loss_and_grads, graphdef))
+            .lower(state, x, cotangent)
+            .compile()
+        )
+        y, dropped, grads = compiled(state, x, cotangent)
+    return (
+        np.asarray(y),
+        float(dropped),
+        jax.tree.map(np.asarray, grads),
+        compiled.as_text(),
+        (state["wi_gate"][...]),
+    )
+
+
+def assert_close(actual, expected):
+    np.testing.assert_allclose(actual, expected, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("dispatch", ["einsum", "dropless"])
+@pytest.mark.parametrize("mesh_name", list(MESHES))
+def test_sharded_matches_single_device(mesh_name, dispatch):
+    y_ref, dropped_ref, grads_ref, _, w_ref = run(None, "einsum")
+    assert dropped_ref == 0.0
+    y, dropped, grads, _, w = run(mesh_name, dispatch)
+    # Same seed, same values whatever the sharding: the reference is the same function.
+    np.testing.assert_array_equal(np.asarray(w), np.asarray(w_ref))
+    assert dropped == 0.0
+    assert_close(y, y_ref)
+    jax.tree.map(assert_close, grads, grads_ref)
+
+
+def test_dropless_matches_einsum_on_one_device():
+    y_ref, _, grads_ref, _, _ = run(None, "einsum")
+    y, _, grads, _, _ = run(None, "dropless")
+    assert_close(y, y_ref)
+    jax.tree.map(assert_close, grads, grads_ref)
+
+
+@pytest.mark.parametrize("dispatch", ["einsum", "dropless"])
+def test_expert_parallel_hlo_uses_all_to_all_not_weight_all_gather(dispatch):
+    hlo = run("data2_expert4", dispatch)[3]
+    assert "all-to-all" in hlo
+    full = rf"f32\[({NUM_EXPERTS},{WIDTH},{MLP}|{NUM_EXPERTS},{MLP},{WIDTH})\]"
+    gathers = [line for line in hlo.splitlines() if re.search(rf"= {full}\S* all-gather", line)]
+    assert not gathers, gathers
+
+
+@pytest.mark.parametrize("mesh_name", list(MESHES))
+def test_expert_weights_are_sharded(mesh_name):
+    w = run(mesh_name, "einsum")[4]
+    per_device = w.addressable_shards[0].data.nbytes
+    expert_size = MESHES[mesh_name]["expert"]
+    # fsdp/tensor split 'embed'/'mlp' further on the third mesh.
+    others = MESHES[mesh_name].get("fsdp", 1) * MESHES[mesh_name].get("tensor", 1)
+    assert per_device == w.nbytes // (expert_size * others)
+    assert per_device <= w.nbytes / expert_size
+
+
+def test_config_errors():
+    mesh = make_mesh(MESHES["data2_expert4"])
+    not_divisible = pytest.raises(ValueError, match="6 experts is not divisible by the mesh expert")
+    with sharding_context(mesh, SHARDING_RULES), not_divisible:
+        make_experts("einsum", experts_per_level=3)
+    with pytest.raises(ValueError, match="dispatch='scatter'"):
+        make_experts("scatter")
+
+
+@pytest.mark.usefixtures("model_context")
+def test_router_jitter_needs_a_key():
+    experts = SemanticExperts(
+        WIDTH,
+        num_levels=2,
+        experts_per_level=4,
+        shared_experts=0,
+        top_k=1,
+        capacity_factor=8.0,
+        mlp_dim=MLP,
+        router_jitter=0.5,
+        rngs=nnx.Rngs(0),
+    )
+    x = jnp.asarray(inputs()[0])
+    plain, _ = experts(x, LEVELS)
+    again, _ = experts(x, LEVELS)
+    jittered, _ = experts(x, LEVELS, jitter_key=jax.random.key(1))
+    np.testing.assert_array_equal(plain, again)
+    assert not np.allclose(plain, jittered)
+
+
+def test_moe_ep_config_variants():
+    from configs import moe_ep
+
+    config = moe_ep.get_config("e4,k1,cap2,dropless,jitter0.1,mesh=data2_expert4")
+    experts = config.model.experts
+    assert (experts.experts_per_level, experts.top_k, experts.capacity_factor) == (4, 1, 2.0)
+    assert experts.dispatch == "dropless" and experts.router_jitter == 0.1
+    assert (config.mesh.data, config.mesh.expert, config.mesh.fsdp) == (2, 4, 1)
+    assert moe_ep.get_config().model.experts.dispatch == "einsum"
+    with pytest.raises(ValueError, match="Unknown config variant 'scatter'"):
+        moe_ep.get_config("scatter")
+    with pytest.raises(ValueError, match="bad mesh term"):
+        moe_ep.get_config("mesh=experts4")
