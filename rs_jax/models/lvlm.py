@@ -56,7 +56,7 @@ class RSVLM(nnx.Module):
         self.kb_config = (model.kb.top_k, model.kb.approx, model.kb.recall_target)
         experts = model.experts
         llm_moe = None
-        if not self.baseline and llm.get("moe_every", 0) > 0:
+        if not self.baseline and llm.moe_every > 0:
             llm_moe = DecoderMoE(
                 llm.moe_every,
                 len(self.levels),
@@ -64,7 +64,7 @@ class RSVLM(nnx.Module):
                 experts.shared_experts,
                 experts.top_k,
                 experts.capacity_factor,
-                experts.get("dispatch", "einsum"),
+                experts.dispatch,
             )
 
         self.vision = VisionEncoder(
@@ -121,9 +121,9 @@ class RSVLM(nnx.Module):
             experts.top_k,
             experts.capacity_factor,
             experts.mlp_dim,
-            coarse_to_fine=experts.get("coarse_to_fine", False),
-            dispatch=experts.get("dispatch", "einsum"),
-            router_jitter=experts.get("router_jitter", 0.0),
+            coarse_to_fine=experts.coarse_to_fine,
+            dispatch=experts.dispatch,
+            router_jitter=experts.router_jitter,
             rngs=rngs,
         )
         self.llm_level_embed = nnx.Param(
