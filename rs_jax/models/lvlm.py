@@ -145,6 +145,7 @@ class RSVLM(nnx.Module):
         prompt_ids: jax.Array,
         prompt_mask: jax.Array,
         kb_ids: jax.Array | None = None,
+        jitter_key: jax.Array | None = None,
     ) -> VisualOutput:
         """image uint8 [B, H, W, 3], prompt [B, Tp] -> visual tokens [B, V, D_llm].
 
@@ -185,14 +186,23 @@ class RSVLM(nnx.Module):
 
         token_levels = self.token_levels()
         tokens = jnp.concatenate(level_tokens, axis=1) + self.vision_level_embed[token_levels]
-        tokens, routing = self.experts(tokens, token_levels)
+        tokens, routing = self.experts(tokens, token_levels, jitter_key=jitter_key)
         visual = self.projector(tokens) + self.llm_level_embed[token_levels]
         return VisualOutput(visual, tuple(retrieved), routing)
 
-    def __call__(self, batch: dict[str, jax.Array]) -> tuple[jax.Array, VisualOutput]:
-        """Teacher-forced answer logits [B, Ta, vocab] for [visual; prompt; answer]."""
+    def __call__(
+        self, batch: dict[str, jax.Array], jitter_key: jax.Array | None = None
+    ) -> tuple[jax.Array, VisualOutput]:
+        """Teacher-forced answer logits [B, Ta, vocab] for [visual; prompt; answer].
+
+        jitter_key: randomness for router jitter (training only; None = no jitter).
+        """
         visual = self.encode(
-            batch["image"], batch["prompt_ids"], batch["prompt_mask"], batch.get("kb_ids")
+            batch["image"],
+            batch["prompt_ids"],
+            batch["prompt_mask"],
+            batch.get("kb_ids"),
+            jitter_key,
         )
         b, v, _ = visual.tokens.shape
         text_ids = jnp.concatenate([batch["prompt_ids"], batch["answer_ids"]], axis=1)

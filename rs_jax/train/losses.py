@@ -13,10 +13,13 @@ from rs_jax.models.retrieval import hits_at_k, retrieval_loss
 
 
 def compute_loss(
-    model: RSVLM, batch: dict[str, jax.Array], config: ml_collections.ConfigDict
+    model: RSVLM,
+    batch: dict[str, jax.Array],
+    config: ml_collections.ConfigDict,
+    jitter_key: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Scalar loss and scalar metrics for one batch (config = config.model)."""
-    logits, visual = model(batch)
+    logits, visual = model(batch, jitter_key)
     mask = (batch["answer_mask"] * batch["valid"][:, None]).astype(jnp.float32)
     token_loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["answer_ids"])
     num_tokens = jnp.maximum(mask.sum(), 1.0)

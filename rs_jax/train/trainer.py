@@ -25,10 +25,14 @@ def make_train_step(exp: experiment_lib.Experiment):
         exp.schedule,
         exp.config.model,
     )
+    seed = exp.config.seed
 
     def train_step(state: dict[str, Any], batch: dict[str, jax.Array]):
+        # A function of the step alone, so a resumed run draws the same router jitter.
+        jitter_key = jax.random.fold_in(jax.random.key(seed), state["step"])
+
         def loss_fn(params):
-            return compute_loss(nnx.merge(graphdef, params), batch, model_config)
+            return compute_loss(nnx.merge(graphdef, params), batch, model_config, jitter_key)
 
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])

@@ -107,3 +107,18 @@ def test_model_config_errors_are_clear(override, message, single_device_mesh):
 def test_missing_kb_level_is_a_clear_error(single_device_mesh):
     with pytest.raises(ValueError, match="no entries for level 'object'"):
         build_model(tiny_config(), VOCAB, KB_LEVELS[KB_LEVELS < 2], single_device_mesh)
+
+
+def test_router_jitter_reaches_the_experts_only_with_a_key(single_device_mesh):
+    config = tiny_config()
+    config.model.experts.router_jitter = 0.5
+    model = build_model(config, VOCAB, KB_LEVELS, single_device_mesh)
+    batch = jax.tree.map(jnp.asarray, random_batch())
+
+    @nnx.jit
+    def loss(model, key):
+        return compute_loss(model, batch, config.model, key)[0]
+
+    plain = loss(model, None)
+    assert float(plain) != float(loss(model, jax.random.key(1)))
+    assert float(plain) == float(loss(model, None))
