@@ -22,7 +22,7 @@ import re
 
 import ml_collections
 
-from configs import common
+from configs import tiny
 
 _MESH_TERM = re.compile(r"(data|fsdp|expert|tensor)(-?\d+)")
 
@@ -64,33 +64,20 @@ def parse(arg: str | None) -> dict:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     settings = parse(arg)
-    config = common.base_config()
+    # The tiny model with more data, a batch that splits over up to 16 devices, and the
+    # variant's experts and mesh.
+    config = tiny.get_config()
     config.mesh.update(settings["mesh"])
-
-    config.data.image_size = 16
     config.data.num_train = 128
     config.data.num_test = 16
-    config.data.batch_size = 16  # divisible by data * fsdp * expert (the batch rule) up to 16
-    config.eval.batch_size = 16
-    config.eval.max_new_tokens = 4
-
-    config.model.vision.update(patch_size=4, width=32, depth=3, num_heads=2, mlp_dim=64)
-    config.model.levels.scene.update(block=2, grid=1)
-    config.model.levels.landcover.update(block=1, grid=2)
-    config.model.levels.object.update(block=0, grid=4)
-    config.model.kb.update(dim=16, top_k=2)
-    config.model.augment.num_heads = 2
+    config.data.batch_size = 16
     config.model.experts.update(
         experts_per_level=settings["experts_per_level"],
         top_k=settings["top_k"],
         capacity_factor=settings["capacity_factor"],
         dispatch=settings["dispatch"],
         router_jitter=settings["jitter"],
-        shared_experts=1,
-        mlp_dim=32,
     )
-    config.model.llm.update(width=32, depth=2, num_heads=4, num_kv_heads=2, mlp_dim=64)
-
     config.train.steps = 50
     config.train.warmup_steps = 5
     config.train.log_every = 5
