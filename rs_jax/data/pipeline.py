@@ -67,29 +67,40 @@ class TextEncoder:
     def prompt(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """[bos, question...] left-padded to max_prompt_len -> (ids, mask) int32 [Tp]."""
         ids = [self.bos_id, *self.tokens(text)]
-        n, t = len(ids), self.max_prompt_len
-        if n > t:
-            raise ValueError(
-                f"Prompt {text!r} needs {n} tokens (with bos) but config.data.max_prompt_len "
-                f"is {t}; raise the limit (texts are never truncated)"
-            )
-        out = np.full(t, self.pad_id, np.int32)
-        mask = np.zeros(t, np.int32)
-        out[t - n :], mask[t - n :] = ids, 1
-        return out, mask
+        return self._pad(
+            ids,
+            self.max_prompt_len,
+            left=True,
+            what=f"Prompt {text!r}",
+            limit="max_prompt_len",
+            special="bos",
+        )
 
     def answer(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """[answer..., eos] right-padded to max_answer_len -> (ids, mask) int32 [Ta]."""
         ids = [*self.tokens(text), self.eos_id]
-        n, t = len(ids), self.max_answer_len
-        if n > t:
+        return self._pad(
+            ids,
+            self.max_answer_len,
+            left=False,
+            what=f"Answer {text!r}",
+            limit="max_answer_len",
+            special="eos",
+        )
+
+    def _pad(
+        self, ids: list[int], length: int, *, left: bool, what: str, limit: str, special: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(ids)
+        if n > length:
             raise ValueError(
-                f"Answer {text!r} needs {n} tokens (with eos) but config.data.max_answer_len "
-                f"is {t}; raise the limit (texts are never truncated)"
+                f"{what} needs {n} tokens (with {special}) but config.data.{limit} "
+                f"is {length}; raise the limit (texts are never truncated)"
             )
-        out = np.full(t, self.pad_id, np.int32)
-        mask = np.zeros(t, np.int32)
-        out[:n], mask[:n] = ids, 1
+        out = np.full(length, self.pad_id, np.int32)
+        mask = np.zeros(length, np.int32)
+        span = slice(length - n, None) if left else slice(0, n)
+        out[span], mask[span] = ids, 1
         return out, mask
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from rs_jax import cli
 from rs_jax.kb import cli as kb_cli
+from tests.fakes import FakeEncoder
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_KB = REPO / "rs_jax" / "kb" / "data" / "rs_kb.jsonl"
@@ -29,21 +28,6 @@ GOOD = [
 ]  # fmt: skip
 
 
-class FakeEncoder:
-    """Hashed bag of words: ranks by shared words, deterministic, instant."""
-
-    def __init__(self, name: str = "minilm", fingerprint: str = "fp-1", dim: int = 64):
-        self.name, self.fingerprint, self.dim = name, fingerprint, dim
-
-    def encode(self, texts, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for i, text in enumerate(texts):
-            for word in text.lower().replace(".", " ").replace(",", " ").split():
-                seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little")
-                out[i] += np.random.default_rng(seed).standard_normal(self.dim)
-        return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-12)
-
-
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
     return path
@@ -54,7 +38,7 @@ def fake_encoder(monkeypatch) -> dict:
     made = {}
 
     def load(name: str) -> FakeEncoder:
-        made[name] = FakeEncoder(name, made.get("_fingerprint", "fp-1"))
+        made[name] = FakeEncoder(name=name, fingerprint=made.get("_fingerprint", "fp-1"))
         return made[name]
 
     monkeypatch.setattr(kb_cli, "load_encoder", load)

@@ -1,6 +1,5 @@
 """Host-side retrieval: ScaNN ids == on-device top-k ids; the "host" mode end to end."""
 
-import dataclasses
 import zlib
 from pathlib import Path
 
@@ -20,17 +19,11 @@ from rs_jax.models.retrieval import KnowledgeBase
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.partitioning import make_mesh, sharding_context
 from rs_jax.train.trainer import make_train_step
+from tests.fakes import FakeEncoder
 
 REPO = Path(__file__).resolve().parents[2]
 LEVELS = ("scene", "landcover", "object")
 DIM = 24
-
-
-@dataclasses.dataclass
-class FakeEncoder:
-    name: str = "random-test-encoder"
-    dim: int = DIM
-    fingerprint: str = "0123456789abcdef"
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -70,7 +63,7 @@ def built_kb(tmp_path_factory):
     ]
     table = _unit_rows(np.random.default_rng(0).normal(size=(len(entries), DIM)))
     out = tmp_path_factory.mktemp("kb") / "built"
-    return write_built_kb(out, entries, table, encoder=FakeEncoder())
+    return write_built_kb(out, entries, table, encoder=FakeEncoder(dim=DIM))
 
 
 def config_for(built, **overrides):

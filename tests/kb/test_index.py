@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 from rs_jax.kb import index as kb_index
 from rs_jax.kb.schema import Entry
 from rs_jax.kb.store import BuiltKB, write_built_kb
+from tests.fakes import FakeEncoder
 
 
 def clustered(n: int, dim: int = 32, centres: int = 20, seed: int = 0) -> np.ndarray:
@@ -84,21 +84,6 @@ def test_level_index_returns_only_that_level(table, tmp_path):
 
 
 # ---------------------------------------------------------------------------- store
-
-
-class FakeEncoder:
-    """Hashed bag of words: deterministic, no weights, good enough to rank by shared words."""
-
-    def __init__(self, name: str = "fake", dim: int = 64, fingerprint: str = "fp-1"):
-        self.name, self.dim, self.fingerprint = name, dim, fingerprint
-
-    def encode(self, texts, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for i, text in enumerate(texts):
-            for word in text.lower().replace(".", " ").replace(",", " ").split():
-                seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little")
-                out[i] += np.random.default_rng(seed).standard_normal(self.dim)
-        return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-12)
 
 
 ENTRIES = [

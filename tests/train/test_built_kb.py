@@ -1,6 +1,5 @@
 """A built knowledge base inside the model: frozen table, adapter, dimension checks."""
 
-import dataclasses
 from pathlib import Path
 
 import jax
@@ -13,15 +12,9 @@ from rs_jax.kb.schema import Entry, make_id
 from rs_jax.kb.store import write_built_kb
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.trainer import make_train_step
+from tests.fakes import FakeEncoder
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclasses.dataclass
-class FakeEncoder:
-    name: str = "random-test-encoder"
-    dim: int = 24
-    fingerprint: str = "0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +27,7 @@ def built_kb(tmp_path_factory):
          for i in range(5)]
     table = np.random.default_rng(0).normal(size=(len(entries), 24)).astype(np.float32)
     out = tmp_path_factory.mktemp("kb") / "built"
-    write_built_kb(out, entries, table, encoder=FakeEncoder())
+    write_built_kb(out, entries, table, encoder=FakeEncoder(dim=24))
     return out, table
 
 
@@ -90,6 +83,6 @@ def test_kb_without_a_configured_level_is_a_clear_startup_error(tmp_path):
     entries = [Entry(id="scene/a", level="scene", name="a", description="x"),
                Entry(id="landcover/b", level="landcover", name="b", description="x")]
     out = tmp_path / "two_levels"
-    write_built_kb(out, entries, np.eye(2, 24, dtype=np.float32), encoder=FakeEncoder())
+    write_built_kb(out, entries, np.eye(2, 24, dtype=np.float32), encoder=FakeEncoder(dim=24))
     with pytest.raises(ValueError, match="'object'"):
         experiment_lib.setup(config_for(out, tmp_path), str(tmp_path))
