@@ -42,8 +42,15 @@ def main() -> None:
             state, metrics = step(exp.state, batches[0])  # compile
             jax.block_until_ready(metrics)
         params = sum(x.size for x in jax.tree.leaves(state["params"]))
-        runs[variant] = {"exp": exp, "step": step, "state": state, "batches": batches,
-                         "times": [], "params": int(params), "batch_size": config.data.batch_size}
+        runs[variant] = {
+            "exp": exp,
+            "step": step,
+            "state": state,
+            "batches": batches,
+            "times": [],
+            "params": int(params),
+            "batch_size": config.data.batch_size,
+        }
 
     for _ in range(args.blocks):
         for run in runs.values():

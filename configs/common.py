@@ -51,20 +51,28 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.batch_size = 32  # global, across all hosts
     config.data.worker_count = 0
     config.data.allow_skips = False  # folder dataset: skip unreadable images (counted)
+    config.data.seed = 0  # rs_synth: renders the dataset; independent of config.seed
 
     config.model = ml_collections.ConfigDict()
     config.model.baseline = False
-    config.model.dtype = "float32"
+    # Precision policy (docs/model.md): activations and matmul operands in `dtype`, matmuls
+    # accumulating in float32; softmax, norms, RoPE, router, retrieval scores and the loss in
+    # float32. Weights (and so the optimizer's master copy) in `param_dtype`.
+    config.model.dtype = "float32"  # "float32" | "bfloat16"
+    config.model.param_dtype = "float32"  # "float32" | "bfloat16"
+    # ViT and decoder blocks: one jax.lax.scan over stacked parameters (else unrolled; the
+    # parameters are stacked either way, so checkpoints do not depend on it).
+    config.model.scan_layers = True
+    # What each block keeps for the backward pass: "none" (everything), "dots" (matmul
+    # outputs), "projections" (q/k/v/out and MLP projections only), "full" (block inputs).
+    config.model.remat_policy = "none"
     config.model.vision = ml_collections.ConfigDict(
         dict(patch_size=4, width=96, depth=4, num_heads=4, mlp_dim=192)
     )
-    # Semantic levels, coarse to fine, and for each the ViT block that feeds it and the
-    # grid its patch tokens are pooled to. (ConfigDict sorts its keys, hence the tuple.)
-    config.model.level_names = ("scene", "landcover", "object")
-    config.model.levels = ml_collections.ConfigDict()
-    config.model.levels.scene = ml_collections.ConfigDict(dict(block=3, grid=1))
-    config.model.levels.landcover = ml_collections.ConfigDict(dict(block=2, grid=2))
-    config.model.levels.object = ml_collections.ConfigDict(dict(block=1, grid=4))
+    # Semantic levels, coarse to fine: (name, ViT block it taps, grid its patch tokens are
+    # pooled to[, knowledge-base level of its cues; default: the name]). The number of levels
+    # is the length of this tuple.
+    config.model.levels = (("scene", 3, 1), ("landcover", 2, 2), ("object", 1, 4))
     config.model.kb = ml_collections.ConfigDict(
         dict(
             # "" = a learned table over the dataset's own label vocabulary; else a directory
@@ -116,6 +124,9 @@ def base_config() -> ml_collections.ConfigDict:
             # N > 0: blocks N-1, 2N-1, ... send the visual tokens through a level-grouped MoE
             # (routing settings from config.model.experts); text tokens keep the dense FFN.
             moe_every=0,
+            # 0 = the tokenizer's size; larger pads the embedding table (e.g. to a multiple
+            # of 128) or plans a model before its tokenizer exists (benchmarks/plan_memory.py).
+            vocab_size=0,
         )
     )
 
@@ -124,7 +135,15 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.learning_rate = 1e-3
     config.train.warmup_steps = 100
     config.train.weight_decay = 0.01
+    config.train.b1 = 0.9  # AdamW moments
+    config.train.b2 = 0.999
+    config.train.eps = 1e-8
     config.train.grad_clip = 1.0
+    # N > 1: each step sums the gradients of N micro-batches of data.batch_size / N.
+    config.train.grad_accum_steps = 1
+    # The answer loss projects onto the vocabulary this many entries at a time, so
+    # [tokens, vocab] float32 logits never exist at once (0 = the whole vocabulary).
+    config.train.loss_vocab_chunk = 0
     config.train.log_every = 50
     config.train.checkpoint_every = 500
     config.train.keep_checkpoints = 2

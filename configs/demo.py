@@ -25,9 +25,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     # 8 px patches on 32 px images: a 4x4 patch grid, the object level keeps all 16 tokens.
     config.model.vision.patch_size = 8
-    config.model.levels.scene.update(block=3, grid=1)
-    config.model.levels.landcover.update(block=2, grid=2)
-    config.model.levels.object.update(block=1, grid=4)
 
     config.train.steps = 1500
     config.train.learning_rate = 1e-3

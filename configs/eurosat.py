@@ -39,9 +39,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     # 8 px patches on 64 px images: an 8x8 patch grid.
     config.model.vision.update(patch_size=8, width=96, depth=4, num_heads=4, mlp_dim=192)
-    config.model.levels.scene.update(block=3, grid=1)
-    config.model.levels.landcover.update(block=2, grid=2)
-    config.model.levels.object.update(block=1, grid=4)
 
     config.train.steps = 1500
     config.train.learning_rate = 1e-3

@@ -2,6 +2,9 @@
 
   rs-jax train --config configs/tiny.py --workdir /tmp/tiny
   rs-jax train --config configs/tiny.py:baseline --workdir /tmp/tiny_baseline
+
+Variants (`:arg`, comma-separated): `baseline` (LLaVA-1.5); `levels2` (scene and object
+only); `levels4` (a fourth level, `parcel`: land-cover cues for the fine 4x4 grid).
 """
 
 import ml_collections
@@ -11,7 +14,7 @@ from configs import common
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
-    variants = common.parse_variants(arg, allowed=("baseline",))
+    variants = common.parse_variants(arg, allowed=("baseline", "levels2", "levels4"))
 
     config.data.image_size = 16
     config.data.num_train = 64
@@ -21,9 +24,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval.max_new_tokens = 4
 
     config.model.vision.update(patch_size=4, width=32, depth=3, num_heads=2, mlp_dim=64)
-    config.model.levels.scene.update(block=2, grid=1)
-    config.model.levels.landcover.update(block=1, grid=2)
-    config.model.levels.object.update(block=0, grid=4)
+    config.model.levels = (("scene", 2, 1), ("landcover", 1, 2), ("object", 0, 4))
+    if "levels2" in variants:
+        config.model.levels = (("scene", 2, 1), ("object", 0, 4))
+    if "levels4" in variants:
+        config.model.levels = (
+            ("scene", 2, 1),
+            ("landcover", 1, 2),
+            ("parcel", 1, 4, "landcover"),
+            ("object", 0, 4),
+        )
     config.model.kb.update(dim=16, top_k=2)
     config.model.augment.num_heads = 2
     config.model.experts.update(experts_per_level=2, shared_experts=1, mlp_dim=32)

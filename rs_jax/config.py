@@ -213,6 +213,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 raise ConfigError(f"config.train.{key} must be positive, got {train[key]}")
         if "warmup_steps" in train and train.warmup_steps < 0:
             raise ConfigError(f"config.train.warmup_steps must be >= 0, got {train.warmup_steps}")
+        if "grad_accum_steps" in train and train.grad_accum_steps < 1:
+            raise ConfigError(
+                f"config.train.grad_accum_steps must be >= 1, got {train.grad_accum_steps}"
+            )
+        if "loss_vocab_chunk" in train and train.loss_vocab_chunk < 0:
+            raise ConfigError(
+                f"config.train.loss_vocab_chunk must be >= 0 (0 = whole vocabulary), got "
+                f"{train.loss_vocab_chunk}"
+            )
     data = config.get("data")
     if data is not None and "batch_size" in data and data.batch_size <= 0:
         raise ConfigError(f"config.data.batch_size must be positive, got {data.batch_size}")

@@ -7,7 +7,8 @@ Batch contract (numpy, B = per-host batch):
   answer_ids   int32  [B, Ta]  RIGHT-padded; answer tokens then eos
   answer_mask  int32  [B, Ta]  1 on answer tokens and eos
   task_id      int32  [B]      index into DataBundle.tasks
-  kb_labels    int32  [B, 3, 8] KB ids present per level (scene, landcover, object), -1 padded
+  kb_labels    int32  [B, 24]  ids into DataBundle.kb_entries of the classes present (any
+                               level), -1 padded
   valid        int32  [B]      0 on eval padding rows
   question_text  str  [B]      the question (train: a numpy str array; eval: object)
   answer_text    object [B]    eval batches only ("" on padding rows, question_text too)
@@ -39,8 +40,7 @@ from rs_jax.data.rs_synth import prepare_rs_synth
 
 log = logging.getLogger(__name__)
 
-LEVEL_NAMES: tuple[str, ...] = ("scene", "landcover", "object")
-MAX_LABELS_PER_LEVEL = 8
+MAX_KB_LABELS = 24
 TOKENIZER_VOCAB_SIZE = 1000
 
 
@@ -108,15 +108,15 @@ class TextEncoder:
 
 
 def _kb_row(ids: Sequence[int]) -> np.ndarray:
-    if len(ids) > MAX_LABELS_PER_LEVEL:
-        raise ValueError(f"{len(ids)} KB labels exceed the {MAX_LABELS_PER_LEVEL} per level")
-    row = np.full(MAX_LABELS_PER_LEVEL, -1, np.int32)
+    if len(ids) > MAX_KB_LABELS:
+        raise ValueError(f"{len(ids)} KB labels exceed the {MAX_KB_LABELS} per image")
+    row = np.full(MAX_KB_LABELS, -1, np.int32)
     row[: len(ids)] = ids
     return row
 
 
 class SynthRecords:
-    """rs_synth split as records {"image", "qas": [QA], "kb_labels": int32 [3, 8]}."""
+    """rs_synth split as records {"image", "qas": [QA], "kb_labels": int32 [24]}."""
 
     def __init__(self, builder: Any, split: str):
         self._source = builder.as_data_source(split)
@@ -147,24 +147,10 @@ class SynthRecords:
         ]
         landcover = np.asarray(ex["landcover"])
         counts = np.asarray(ex["counts"])
-        kb = np.stack(
-            [
-                _kb_row([synth.kb_id("scene", synth.SCENES[int(ex["scene"])])]),
-                _kb_row(
-                    [
-                        synth.kb_id("landcover", n)
-                        for n, m in zip(synth.LANDCOVERS, landcover, strict=True)
-                        if m
-                    ]
-                ),
-                _kb_row(
-                    [
-                        synth.kb_id("object", n)
-                        for n, c in zip(synth.OBJECTS, counts, strict=True)
-                        if c > 0
-                    ]
-                ),
-            ]
+        kb = _kb_row(
+            [synth.kb_id("scene", synth.SCENES[int(ex["scene"])])]
+            + [synth.kb_id("landcover", n) for n, m in zip(synth.LANDCOVERS, landcover) if m]
+            + [synth.kb_id("object", n) for n, c in zip(synth.OBJECTS, counts) if c > 0]
         )
         return {"image": np.asarray(ex["image"], np.uint8), "qas": qas, "kb_labels": kb}
 
@@ -190,7 +176,7 @@ class FolderRecords:
     def __getitem__(self, index: int) -> dict:
         item = self.dataset[int(index)]
         label = int(item["label"])
-        kb = np.stack([_kb_row([label]), _kb_row([]), _kb_row([])])
+        kb = _kb_row([label])
         return {"image": item["image"], "qas": self.qas(index), "kb_labels": kb}
 
     def qas(self, index: int) -> list[tasks_lib.QA]:
@@ -265,7 +251,6 @@ class DataBundle:
     vocab_size: int
     tasks: tuple[str, ...]
     kb_entries: list[synth.KBEntry]
-    level_names: tuple[str, ...]
     image_size: int
     global_batch_size: int
     worker_count: int
@@ -413,9 +398,7 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
             raise ValueError(f"Unknown tasks {unknown}; choose from {tasks_lib.TASKS}")
         builder = _primary_then_all(
             # The data seed is not config.seed: changing the training seed keeps the data.
-            lambda: prepare_rs_synth(
-                data_dir, size, dc.num_train, dc.num_test, int(dc.get("seed", 0))
-            ),
+            lambda: prepare_rs_synth(data_dir, size, dc.num_train, dc.num_test, dc.seed),
             "rs_jax_rs_synth",
         )
         train_records = SynthRecords(builder, dc.train_split)
@@ -460,7 +443,6 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
         vocab_size=len(tok),
         tasks=task_names,
         kb_entries=kb,
-        level_names=LEVEL_NAMES,
         image_size=size,
         global_batch_size=int(dc.batch_size),
         worker_count=int(dc.worker_count),

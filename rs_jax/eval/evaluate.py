@@ -65,7 +65,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     eval_step = make_eval_step(exp)
     accuracy = TaskAccuracy()
-    level_names = list(config.model.level_names) if not config.model.baseline else []
+    level_names = [] if exp.model_config.baseline else list(exp.model_config.level_names)
     hits = {name: np.zeros(3) for name in level_names}  # hit@1, hit@k, labelled
     expert_counts = 0.0
     dropped = []  # per batch: share of expert assignments over capacity

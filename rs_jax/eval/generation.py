@@ -32,16 +32,16 @@ def greedy_generate(
     steps = jnp.arange(max_new_tokens)
 
     if use_cache:
-        cache = model.llm.init_cache(b, p + max_new_tokens, prefix.dtype)
-        logits, cache = model.llm(prefix, prefix_mask, cache, 0, visual_levels=levels)
-        first = jnp.argmax(logits[:, -1], axis=-1)
+        cache = model.llm.init_cache(b, p + max_new_tokens)
+        hidden, cache, _ = model.llm(prefix, prefix_mask, cache, 0, visual_levels=levels)
+        first = jnp.argmax(model.llm.logits(hidden[:, -1]), axis=-1)
 
         def step(carry, i):
             token, cache = carry
-            logits, cache = model.llm(
+            hidden, cache, _ = model.llm(
                 model.llm.embed(token[:, None]), jnp.ones((b, 1), bool), cache, p + i
             )
-            next_token = jnp.argmax(logits[:, -1], axis=-1)
+            next_token = jnp.argmax(model.llm.logits(hidden[:, -1]), axis=-1)
             return (next_token, cache), next_token
 
         _, rest = jax.lax.scan(step, (first, cache), steps[:-1])
@@ -51,9 +51,9 @@ def greedy_generate(
         def step(generated, i):
             embeds = jnp.concatenate([prefix, model.llm.embed(generated)], axis=1)
             mask = jnp.concatenate([prefix_mask, (steps < i)[None, :].repeat(b, 0)], axis=1)
-            logits, _ = model.llm(embeds, mask, visual_levels=levels)
+            hidden, _, _ = model.llm(embeds, mask, visual_levels=levels)
             # Slot p + i - 1 holds the newest real token (the last prompt token at i = 0).
-            next_token = jnp.argmax(logits[:, p + i - 1], axis=-1)
+            next_token = jnp.argmax(model.llm.logits(hidden[:, p + i - 1]), axis=-1)
             return generated.at[:, i].set(next_token), None
 
         generated = jnp.full((b, max_new_tokens), pad_id, prompt_ids.dtype)

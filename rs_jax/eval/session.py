@@ -52,7 +52,7 @@ class Session:
             "image": np.repeat(pixels[None], rows, 0),
             "prompt_ids": np.repeat(prompt_ids[None], rows, 0),
             "prompt_mask": np.repeat(prompt_mask[None], rows, 0),
-            "kb_labels": np.full((rows, len(self.exp.data.level_names), 1), -1, np.int32),
+            "kb_labels": np.full((rows, 1), -1, np.int32),
             "valid": np.ones((rows,), np.int32),
             "question_text": np.array([question] * rows, object),
         }
@@ -62,12 +62,13 @@ class Session:
             out = jax.device_get(self._eval_step(self.params, self.exp.shard_batch(batch)))
         text = self.exp.data.tokenizer.decode(out["answers"][0], skip_special_tokens=True)
         retrieved, usage = {}, {}
-        if not self.config.model.baseline:
+        level_names = self.exp.model_config.level_names
+        if not self.exp.model_config.baseline:
             entries = self.exp.knowledge.entries
-            for level, name in enumerate(self.config.model.level_names):
+            for level, name in enumerate(level_names):
                 ids, scores = out[f"ids/{level}"][0], out[f"scores/{level}"][0]
                 retrieved[name] = [(entries[i].name, float(s)) for i, s in zip(ids, scores)]
             counts = np.asarray(out["expert_counts"])
             shares = counts / np.maximum(counts.sum(-1, keepdims=True), 1)
-            usage = {n: shares[i].tolist() for i, n in enumerate(self.config.model.level_names)}
+            usage = {n: shares[i].tolist() for i, n in enumerate(level_names)}
         return Answer(text, pixels, retrieved, usage)

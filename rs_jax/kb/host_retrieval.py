@@ -26,7 +26,8 @@ class HostRetriever:
     batching and any worker processes, so neither the index nor the encoder is pickled).
     """
 
-    def __init__(self, built_kb: BuiltKB, level_names: Sequence[str], k: int, query_fn: QueryFn):
+    def __init__(self, built_kb: BuiltKB, kb_levels: Sequence[str], k: int, query_fn: QueryFn):
+        """kb_levels [L]: the KB level each model level retrieves from, coarse to fine."""
         if built_kb.index is None:
             raise ValueError(
                 f"{built_kb.path} was loaded without its ScaNN index; host retrieval needs "
@@ -34,10 +35,10 @@ class HostRetriever:
             )
         self.index = built_kb.index
         self.dim = built_kb.dim
-        self.level_names = tuple(level_names)
+        self.kb_levels = tuple(kb_levels)
         self.k = int(k)
         self.query_fn = query_fn
-        for name in self.level_names:
+        for name in set(self.kb_levels):
             count = len(self.index.row_ids.get(name, ()))
             if count < self.k:
                 raise ValueError(
@@ -60,7 +61,7 @@ class HostRetriever:
                 f"host retrieval: query embeddings have shape {q.shape}, expected [Q, "
                 f"{self.dim}] (the built KB's dimension)"
             )
-        ids = np.stack([self.index.search(q, name, self.k)[0] for name in self.level_names], 1)
+        ids = np.stack([self.index.search(q, name, self.k)[0] for name in self.kb_levels], 1)
         if (ids < 0).any():
             raise ValueError("host retrieval: the ScaNN index returned fewer than k hits")
         return ids.astype(np.int32)

@@ -42,19 +42,25 @@ def link_labels(label_entries: Sequence, kb_entries: Sequence) -> tuple[np.ndarr
 
 
 def relabel(
-    kb_labels: np.ndarray, row_of_label: np.ndarray, row_level: np.ndarray, num_levels: int
+    kb_labels: np.ndarray,
+    row_of_label: np.ndarray,
+    entry_levels: Sequence[str],
+    model_kb_levels: Sequence[str],
 ) -> np.ndarray:
-    """Dataset labels [B, L_data, M] -> KB rows [B, num_levels, M'], each at its KB level.
+    """Dataset labels [B, M] -> KB rows [B, L, M] for the L model levels, -1 padded.
 
-    row_level [N] is the model level of every KB row (-1: a level the model does not use).
+    entry_levels [N]: the KB level of every KB row; model_kb_levels [L]: the KB level each
+    model level retrieves from. A label counts at every model level that retrieves from its
+    row's KB level.
     """
     b = kb_labels.shape[0]
     flat = kb_labels.reshape(b, -1)
     rows = np.where(flat >= 0, row_of_label[np.maximum(flat, 0)], -1)
-    levels = np.where(rows >= 0, row_level[np.maximum(rows, 0)], -1)
-    out = np.full((b, num_levels, flat.shape[1]), -1, np.int32)
-    for level in range(num_levels):
+    row_levels = np.asarray(entry_levels, dtype=object)[np.maximum(rows, 0)]
+    out = np.full((b, len(model_kb_levels), flat.shape[1]), -1, np.int32)
+    for level, kb_level in enumerate(model_kb_levels):
+        at_level = (rows >= 0) & (row_levels == kb_level)
         for i in range(b):
-            found = np.unique(rows[i][levels[i] == level])
+            found = np.unique(rows[i][at_level[i]])
             out[i, level, : len(found)] = found
     return out

@@ -7,7 +7,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rs_jax.models.layers import default_kernel_init
+from rs_jax.models.config import Precision
+from rs_jax.models.layers import Einsum, matmul
+
+# Added to masked logits: finite, so a row with nothing to attend to stays a uniform
+# softmax instead of NaN (padding rows), and far below any real logit.
+_MASKED = -1e30
 
 
 class KVCache(NamedTuple):
@@ -23,7 +28,7 @@ class KVCache(NamedTuple):
 
 
 def rotary_embedding(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
-    """Rotate pairs of channels of x [B, T, N, H] by angles positions [B, T] * freq."""
+    """Rotate pairs of channels of x [B, T, N, H] by angles positions [B, T] * freq (in f32)."""
     half = x.shape[-1] // 2
     freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
     angle = positions[..., None].astype(jnp.float32) * freq  # [B, T, H/2]
@@ -33,18 +38,24 @@ def rotary_embedding(x: jax.Array, positions: jax.Array, theta: float) -> jax.Ar
     return rotated.astype(x.dtype)
 
 
-def _projection(
-    spec: str, shape: tuple[int, ...], axes: tuple[str, ...], use_bias: bool, rngs: nnx.Rngs
-) -> nnx.Einsum:
-    bias_shape = shape[1:] if use_bias else None
-    return nnx.Einsum(
-        spec,
-        shape,
-        bias_shape,
-        kernel_init=nnx.with_partitioning(default_kernel_init, axes),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), axes[1:]),
-        rngs=rngs,
-    )
+def dot_product_attention(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    mask: jax.Array | None,
+    precision: Precision,
+) -> jax.Array:
+    """query [B, T, N, H] over key/value [B, S, K, H] (N a multiple of K: grouped-query),
+    mask [B, T, S] (True = may attend) -> [B, T, N, H]. Logits and softmax in float32."""
+    b, t, n, h = query.shape
+    k = key.shape[2]
+    grouped = query.reshape(b, t, k, n // k, h)
+    logits = matmul("btkgh,bskh->bkgts", grouped, key, precision) * h**-0.5
+    if mask is not None:
+        logits = jnp.where(mask[:, None, None], logits, _MASKED)
+    probs = jax.nn.softmax(logits, axis=-1)
+    out = matmul("bkgts,bskh->btkgh", probs, value, precision)
+    return out.astype(precision.dtype).reshape(b, t, n, h)
 
 
 class Attention(nnx.Module):
@@ -58,6 +69,7 @@ class Attention(nnx.Module):
         width: int,
         num_heads: int,
         *,
+        precision: Precision,
         num_kv_heads: int | None = None,
         context_width: int | None = None,
         use_bias: bool = True,
@@ -72,25 +84,25 @@ class Attention(nnx.Module):
             )
         head_dim = width // num_heads
         context_width = context_width or width
-        self.num_kv_heads, self.head_dim, self.rope_theta = num_kv_heads, head_dim, rope_theta
-        self.query = _projection(
-            "btd,dnh->btnh",
-            (width, num_heads, head_dim),
-            ("embed", "heads", "head_dim"),
-            use_bias,
-            rngs,
+        self.rope_theta, self.precision = rope_theta, precision
+
+        def projection(spec, shape, axes, tag):
+            return Einsum(
+                spec, shape, axes, precision=precision, use_bias=use_bias, tag=tag, rngs=rngs
+            )
+
+        self.query = projection(
+            "btd,dnh->btnh", (width, num_heads, head_dim), ("embed", "heads", "head_dim"), "query"
         )
         kv_shape = (context_width, num_kv_heads, head_dim)
         kv_axes = ("embed", "kv_heads", "head_dim")
-        self.key = _projection("bsd,dkh->bskh", kv_shape, kv_axes, use_bias, rngs)
-        self.value = _projection("bsd,dkh->bskh", kv_shape, kv_axes, use_bias, rngs)
-        self.out = nnx.Einsum(
+        self.key = projection("bsd,dkh->bskh", kv_shape, kv_axes, "key")
+        self.value = projection("bsd,dkh->bskh", kv_shape, kv_axes, "value")
+        self.out = projection(
             "btnh,nhd->btd",
             (num_heads, head_dim, width),
-            (width,) if use_bias else None,
-            kernel_init=nnx.with_partitioning(default_kernel_init, ("heads", "head_dim", "embed")),
-            bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
-            rngs=rngs,
+            ("heads", "head_dim", "embed"),
+            "attention_out",
         )
 
     def __call__(
@@ -120,7 +132,5 @@ class Attention(nnx.Module):
                 jax.lax.dynamic_update_slice(cache.value, value.astype(cache.value.dtype), start),
             )
             key, value = cache.key, cache.value
-        if mask is not None:
-            mask = mask[:, None]  # broadcast over heads
-        out = jax.nn.dot_product_attention(query, key, value, mask=mask)
+        out = dot_product_attention(query, key, value, mask, self.precision)
         return self.out(out), cache

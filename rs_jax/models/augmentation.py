@@ -5,7 +5,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rs_jax.models.attention import Attention
-from rs_jax.models.layers import layer_norm, linear, masked_mean
+from rs_jax.models.config import KnowledgeConfig, Precision
+from rs_jax.models.layers import LayerNorm, linear, masked_mean
 from rs_jax.models.retrieval import KnowledgeBase, Retrieved
 
 
@@ -17,13 +18,23 @@ class SemanticAugmentation(nnx.Module):
     """
 
     def __init__(
-        self, width: int, prompt_width: int, kb_dim: int, num_heads: int, *, rngs: nnx.Rngs
+        self,
+        width: int,
+        prompt_width: int,
+        kb: KnowledgeConfig,
+        num_heads: int,
+        precision: Precision,
+        *,
+        rngs: nnx.Rngs,
     ):
-        self.prompt_proj = linear(prompt_width, width, ("embed", "mlp"), rngs=rngs)
-        self.query_proj = linear(2 * width, kb_dim, ("embed", "kb_embed"), rngs=rngs)
-        self.cue_proj = linear(kb_dim, width, ("kb_embed", "embed"), rngs=rngs)
-        self.norm = layer_norm(width, rngs=rngs)
-        self.cross_attn = Attention(width, num_heads, rngs=rngs)
+        def proj(d_in, d_out, axes):
+            return linear(d_in, d_out, axes, precision=precision, rngs=rngs)
+
+        self.prompt_proj = proj(prompt_width, width, ("embed", "mlp"))
+        self.query_proj = proj(2 * width, kb.dim, ("embed", "kb_embed"))
+        self.cue_proj = proj(kb.dim, width, ("kb_embed", "embed"))
+        self.norm = LayerNorm(width, precision=precision, rngs=rngs)
+        self.cross_attn = Attention(width, num_heads, precision=precision, rngs=rngs)
 
     def __call__(
         self,
@@ -31,22 +42,22 @@ class SemanticAugmentation(nnx.Module):
         prompt_embeds: jax.Array,
         prompt_mask: jax.Array,
         kb: KnowledgeBase,
-        level: int,
-        top_k: int,
-        approx: bool = False,
-        recall_target: float = 0.95,
+        kb_level: str,
         ids: jax.Array | None = None,
     ) -> tuple[jax.Array, Retrieved]:
         """ids [B, k]: host-retrieved KB rows to use instead of this level's own top-k."""
         tokens = _replicate_features(tokens)
         prompt = _replicate_features(self.prompt_proj(prompt_embeds))
         query = self.query_proj(
-            jnp.concatenate([tokens.mean(1), masked_mean(prompt, prompt_mask)], axis=-1)
+            jnp.concatenate(
+                [tokens.astype(jnp.float32).mean(1), masked_mean(prompt, prompt_mask)], axis=-1
+            )
         )
-        retrieved = kb.retrieve(query, level, top_k, approx, recall_target, ids)
+        retrieved = kb.retrieve(query, kb_level, ids)
         # Weighting cues by their retrieval probability lets the answer loss reach the query.
-        weights = top_k * jax.nn.softmax(retrieved.scores, axis=-1)
-        cues = self.cue_proj(kb.lookup(retrieved.ids)) * weights[..., None]
+        weights = retrieved.scores.shape[-1] * jax.nn.softmax(retrieved.scores, axis=-1)
+        cues = self.cue_proj(kb.lookup(retrieved.ids))
+        cues = cues * weights[..., None].astype(cues.dtype)
         context = jnp.concatenate([cues, prompt], axis=1)
         context_mask = jnp.concatenate(
             [jnp.ones(cues.shape[:2], bool), prompt_mask.astype(bool)], axis=1

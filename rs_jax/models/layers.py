@@ -1,7 +1,10 @@
-"""Building blocks shared by every tower. Every parameter carries logical axis names.
+"""Building blocks shared by every tower, all honouring a `Precision`.
 
-Logical axes are mapped to mesh axes by `config.sharding_rules`; a module built under
-`jax.set_mesh(mesh)` and `nnx.logical_axis_rules(rules)` comes out sharded.
+Every parameter carries logical axis names, mapped to mesh axes by `config.sharding_rules`;
+a module built under `jax.set_mesh(mesh)` and `nnx.logical_axis_rules(rules)` comes out
+sharded. Matmuls take operands in the compute dtype and accumulate in float32
+(`preferred_element_type`), then hand their result on in the compute dtype: XLA's fast
+bf16 paths (AMX on CPU, tensor cores, the MXU) are the bf16 x bf16 -> f32 ones.
 """
 
 from collections.abc import Sequence
@@ -9,10 +12,78 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
+
+from rs_jax.models.config import Precision
 
 Axes = Sequence[str | None]
 
 default_kernel_init = nnx.initializers.lecun_normal()
+
+
+def param(
+    init: nnx.Initializer,
+    shape: Sequence[int],
+    axes: Axes,
+    precision: Precision,
+    rngs: nnx.Rngs,
+) -> nnx.Param:
+    """A parameter of `shape` in `precision.param_dtype`, sharded along logical `axes`."""
+    value = init(rngs.params(), tuple(shape), jnp.float32).astype(precision.param_dtype)
+    return nnx.Param(value, out_sharding=tuple(axes))
+
+
+def matmul(spec: str, x: jax.Array, w: jax.Array, precision: Precision) -> jax.Array:
+    """einsum(spec, x, w) on compute-dtype operands with float32 accumulation -> float32."""
+    return jnp.einsum(
+        spec,
+        x.astype(precision.dtype),
+        w.astype(precision.dtype),
+        preferred_element_type=jnp.float32,
+    )
+
+
+class Einsum(nnx.Module):
+    """A projection by `spec` (e.g. 'btd,dnh->btnh') with a kernel of `shape` on `axes`.
+
+    The bias covers the kernel dims that reach the output; `tag` names the output for the
+    `projections` remat policy.
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        shape: Sequence[int],
+        axes: Axes,
+        *,
+        precision: Precision,
+        use_bias: bool = True,
+        tag: str | None = None,
+        kernel_init: nnx.Initializer = default_kernel_init,
+        rngs: nnx.Rngs,
+    ):
+        self.spec, self.tag, self.precision = spec, tag, precision
+        self.kernel = param(kernel_init, shape, axes, precision, rngs)
+        kernel_dims, out_dims = spec.split(",")[1].split("->")
+        kept = [i for i, dim in enumerate(kernel_dims) if dim in out_dims]
+        self.bias = (
+            param(
+                nnx.initializers.zeros_init(),
+                [shape[i] for i in kept],
+                [axes[i] for i in kept],
+                precision,
+                rngs,
+            )
+            if use_bias
+            else None
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = matmul(self.spec, x, self.kernel[...], self.precision)
+        if self.bias is not None:
+            y = y + self.bias[...].astype(jnp.float32)
+        y = y.astype(self.precision.dtype)
+        return y if self.tag is None else checkpoint_name(y, self.tag)
 
 
 def linear(
@@ -20,63 +91,104 @@ def linear(
     out_features: int,
     axes: tuple[str | None, str | None],
     *,
+    precision: Precision,
     rngs: nnx.Rngs,
     use_bias: bool = True,
+    tag: str | None = None,
     kernel_init: nnx.Initializer = default_kernel_init,
-) -> nnx.Linear:
-    """A Dense layer whose kernel is sharded along `axes` = (in_axis, out_axis)."""
-    return nnx.Linear(
-        in_features,
-        out_features,
+) -> Einsum:
+    """A dense layer [..., in] -> [..., out] whose kernel is sharded along `axes`."""
+    return Einsum(
+        "...i,io->...o",
+        (in_features, out_features),
+        axes,
+        precision=precision,
         use_bias=use_bias,
-        kernel_init=nnx.with_partitioning(kernel_init, tuple(axes)),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axes[1],)),
+        tag=tag,
+        kernel_init=kernel_init,
         rngs=rngs,
     )
 
 
-def layer_norm(width: int, *, rngs: nnx.Rngs) -> nnx.LayerNorm:
-    return nnx.LayerNorm(
-        width,
-        scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("embed",)),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
-        rngs=rngs,
-    )
+class LayerNorm(nnx.Module):
+    """LayerNorm over the last axis, statistics in float32 (two-pass variance, as torch)."""
+
+    def __init__(self, width: int, *, precision: Precision, eps: float = 1e-6, rngs: nnx.Rngs):
+        self.eps, self.dtype = eps, precision.dtype
+        self.scale = param(nnx.initializers.ones_init(), (width,), ("embed",), precision, rngs)
+        self.bias = param(nnx.initializers.zeros_init(), (width,), ("embed",), precision, rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.astype(jnp.float32)
+        centred = x - x.mean(-1, keepdims=True)
+        y = centred * jax.lax.rsqrt((centred * centred).mean(-1, keepdims=True) + self.eps)
+        y = y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
+        return y.astype(self.dtype)
 
 
-def rms_norm(width: int, *, rngs: nnx.Rngs) -> nnx.RMSNorm:
-    return nnx.RMSNorm(
-        width,
-        epsilon=1e-6,
-        scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("embed",)),
-        rngs=rngs,
-    )
+class RMSNorm(nnx.Module):
+    """x / rms(x) * scale over the last axis, in float32."""
+
+    def __init__(self, width: int, *, precision: Precision, eps: float = 1e-6, rngs: nnx.Rngs):
+        self.eps, self.dtype = eps, precision.dtype
+        self.scale = param(nnx.initializers.ones_init(), (width,), ("embed",), precision, rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.astype(jnp.float32)
+        y = x * jax.lax.rsqrt((x * x).mean(-1, keepdims=True) + self.eps)
+        return (y * self.scale[...].astype(jnp.float32)).astype(self.dtype)
+
+
+class Embed(nnx.Module):
+    """Token embeddings [V, D] on ('vocab', 'embed'): ids [...] -> [..., D]."""
+
+    def __init__(self, vocab_size: int, width: int, *, precision: Precision, rngs: nnx.Rngs):
+        self.precision = precision
+        self.embedding = param(
+            nnx.initializers.normal(width**-0.5),
+            (vocab_size, width),
+            ("vocab", "embed"),
+            precision,
+            rngs,
+        )
+
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        return jnp.take(self.embedding[...], ids, axis=0).astype(self.precision.dtype)
 
 
 class Mlp(nnx.Module):
     """Two-layer GELU MLP (ViT blocks, LLaVA projector): [..., d_in] -> [..., d_out]."""
 
-    def __init__(self, d_in: int, hidden: int, d_out: int, *, rngs: nnx.Rngs):
-        self.fc1 = linear(d_in, hidden, ("embed", "mlp"), rngs=rngs)
-        self.fc2 = linear(hidden, d_out, ("mlp", "embed"), rngs=rngs)
+    def __init__(self, d_in: int, hidden: int, d_out: int, *, precision: Precision, rngs: nnx.Rngs):
+        self.fc1 = linear(
+            d_in, hidden, ("embed", "mlp"), precision=precision, tag="mlp_in", rngs=rngs
+        )
+        self.fc2 = linear(
+            hidden, d_out, ("mlp", "embed"), precision=precision, tag="mlp_out", rngs=rngs
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fc2(jax.nn.gelu(self.fc1(x)))
 
 
 class SwiGLU(nnx.Module):
-    """LLaMA feed-forward: down(silu(gate(x)) * up(x)), [B, T, D] -> [B, T, D]."""
+    """LLaMA feed-forward: down(silu(gate(x)) * up(x)), [..., D] -> [..., D]."""
 
-    def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs):
-        self.gate = linear(width, hidden, ("embed", "mlp"), use_bias=False, rngs=rngs)
-        self.up = linear(width, hidden, ("embed", "mlp"), use_bias=False, rngs=rngs)
-        self.down = linear(hidden, width, ("mlp", "embed"), use_bias=False, rngs=rngs)
+    def __init__(self, width: int, hidden: int, *, precision: Precision, rngs: nnx.Rngs):
+        def proj(d_in, d_out, axes, tag):
+            return linear(
+                d_in, d_out, axes, precision=precision, use_bias=False, tag=tag, rngs=rngs
+            )
+
+        self.gate = proj(width, hidden, ("embed", "mlp"), "mlp_in")
+        self.up = proj(width, hidden, ("embed", "mlp"), "mlp_in")
+        self.down = proj(hidden, width, ("mlp", "embed"), "mlp_out")
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.down(jax.nn.silu(self.gate(x)) * self.up(x))
 
 
 def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean over axis 1 of x [B, T, D] where mask [B, T] is set -> [B, D]."""
-    weights = mask.astype(x.dtype)[..., None]
-    return (x * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+    """Mean over axis 1 of x [B, T, D] where mask [B, T] is set -> [B, D] (float32)."""
+    weights = mask.astype(jnp.float32)[..., None]
+    return (x.astype(jnp.float32) * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)

@@ -1,7 +1,8 @@
 """LLaMA-family decoder: RMSNorm, RoPE, SwiGLU, grouped-query attention, KV cache.
 
 Optionally MoE-LLaVA style: every Nth block sends the visual tokens (slots 0..V-1 of a
-prefix) through a level-grouped mixture of experts; text tokens keep the dense FFN.
+prefix) through a level-grouped mixture of experts; text tokens keep the dense FFN. Blocks
+are stacked in groups of N (the last of each group has the MoE) and scanned group by group.
 """
 
 from typing import NamedTuple
@@ -12,71 +13,50 @@ import numpy as np
 from flax import nnx
 
 from rs_jax.models.attention import Attention, KVCache
+from rs_jax.models.config import DecoderConfig, ExpertsConfig, Layers, Precision
 from rs_jax.models.experts import RoutingStats, SemanticExperts
-from rs_jax.models.layers import SwiGLU, rms_norm
-
-
-class DecoderMoE(NamedTuple):
-    """Level-grouped MoE for visual tokens in every `every`th block (SemanticExperts args)."""
-
-    every: int
-    num_levels: int
-    experts_per_level: int
-    shared_experts: int
-    top_k: int
-    capacity_factor: float
-    dispatch: str = "einsum"
+from rs_jax.models.layers import Embed, RMSNorm, SwiGLU, matmul, param
+from rs_jax.models.stack import LayerStack
 
 
 class DecoderCache(NamedTuple):
-    """Per-layer KV caches plus which slots hold real tokens [B, S] and how many [B]."""
+    """Keys/values of every layer [L, B, S, kv_heads, head_dim], which slots hold real tokens
+    [B, S] and how many [B]."""
 
-    layers: tuple[KVCache, ...]
+    key: jax.Array
+    value: jax.Array
     key_mask: jax.Array
     num_tokens: jax.Array
 
 
 class DecoderBlock(nnx.Module):
+    """One LLaMA block; with `moe`, the visual tokens go through a level-grouped MoE."""
+
     def __init__(
         self,
-        width: int,
-        num_heads: int,
-        num_kv_heads: int,
-        mlp_dim: int,
-        rope_theta: float,
-        qkv_bias: bool,
-        moe: DecoderMoE | None = None,
+        cfg: DecoderConfig,
+        precision: Precision,
+        moe: ExpertsConfig | None,
         *,
         rngs: nnx.Rngs,
     ):
-        self.attn_norm = rms_norm(width, rngs=rngs)
+        self.attn_norm = RMSNorm(cfg.width, precision=precision, rngs=rngs)
         self.attn = Attention(
-            width,
-            num_heads,
-            num_kv_heads=num_kv_heads,
-            use_bias=qkv_bias,
-            rope_theta=rope_theta,
+            cfg.width,
+            cfg.num_heads,
+            precision=precision,
+            num_kv_heads=cfg.num_kv_heads,
+            use_bias=cfg.qkv_bias,
+            rope_theta=cfg.rope_theta,
             rngs=rngs,
         )
-        self.mlp_norm = rms_norm(width, rngs=rngs)
-        self.mlp = SwiGLU(width, mlp_dim, rngs=rngs)
-        self.moe = (
-            SemanticExperts(
-                width,
-                moe.num_levels,
-                moe.experts_per_level,
-                moe.shared_experts,
-                moe.top_k,
-                moe.capacity_factor,
-                mlp_dim,
-                dispatch=moe.dispatch,
-                rngs=rngs,
-            )
-            if moe is not None
-            else None
-        )
+        self.mlp_norm = RMSNorm(cfg.width, precision=precision, rngs=rngs)
+        self.mlp = SwiGLU(cfg.width, cfg.mlp_dim, precision=precision, rngs=rngs)
+        self.moe = SemanticExperts(cfg.width, moe, precision, rngs=rngs) if moe else None
 
-    def __call__(self, x, *, mask, positions, cache, cache_index, visual_levels=None):
+    def __call__(
+        self, x, *, mask, positions, cache, cache_index, visual_levels=None, jitter_key=None
+    ):
         """x [B, T, D] -> x, cache, RoutingStats (None unless this block's MoE ran).
 
         visual_levels [V] (static): slots 0..V-1 of x are visual tokens of these levels.
@@ -88,13 +68,39 @@ class DecoderBlock(nnx.Module):
         if self.moe is None or visual_levels is None:
             return x + self.mlp(self.mlp_norm(x)), cache, None
         v = len(visual_levels)
-        visual, stats = self.moe(x[:, :v], visual_levels)  # adds its own residual
+        visual, stats = self.moe(x[:, :v], visual_levels, jitter_key=jitter_key)  # + residual
         text = x[:, v:] + self.mlp(self.mlp_norm(x[:, v:]))
         return jnp.concatenate([visual, text], axis=1), cache, stats
 
 
+class BlockGroup(nnx.Module):
+    """`size` consecutive blocks, the last with the visual-token MoE when `moe` is given."""
+
+    def __init__(self, cfg, precision, moe: ExpertsConfig | None, size: int, *, rngs):
+        self.blocks = nnx.List(
+            [
+                DecoderBlock(cfg, precision, moe if i == size - 1 else None, rngs=rngs)
+                for i in range(size)
+            ]
+        )
+
+    def __call__(self, x, caches, *, jitter_key=None, **kwargs):
+        """caches: None or (key, value) [size, B, S, K, H]."""
+        new_keys, new_values, stats = [], [], None
+        for i, block in enumerate(self.blocks):
+            cache = None if caches is None else KVCache(caches[0][i], caches[1][i])
+            x, cache, block_stats = block(x, cache=cache, jitter_key=jitter_key, **kwargs)
+            stats = block_stats if block_stats is not None else stats
+            if cache is not None:
+                new_keys.append(cache.key)
+                new_values.append(cache.value)
+        caches = None if caches is None else (jnp.stack(new_keys), jnp.stack(new_values))
+        return x, caches, stats
+
+
 class Decoder(nnx.Module):
-    """Token embeddings [B, T, D] -> logits [B, T, vocab].
+    """Token embeddings [B, T, D] -> final-normed hidden states [B, T, D]; `logits` maps
+    chosen positions to the vocabulary (the loss asks only for the ones it scores).
 
     Sequences live in slots 0..S-1. `token_mask` [B, T] marks real tokens (prompts are
     left-padded, answers right-padded); RoPE positions count real tokens only, so padding
@@ -103,69 +109,58 @@ class Decoder(nnx.Module):
 
     def __init__(
         self,
-        vocab_size: int,
-        width: int,
-        depth: int,
-        num_heads: int,
-        num_kv_heads: int,
-        mlp_dim: int,
-        rope_theta: float,
-        qkv_bias: bool = False,
-        tie_embeddings: bool = True,
-        moe: DecoderMoE | None = None,
+        cfg: DecoderConfig,
+        precision: Precision,
+        layers: Layers,
+        moe: ExpertsConfig | None = None,
         *,
         rngs: nnx.Rngs,
     ):
-        self.num_kv_heads, self.head_dim = num_kv_heads, width // num_heads
-        self.embedding = nnx.Embed(
-            vocab_size,
-            width,
-            embedding_init=nnx.with_partitioning(
-                nnx.initializers.normal(width**-0.5), ("vocab", "embed")
-            ),
+        """moe: the routing settings of the visual-token MoE blocks (every cfg.moe_every-th
+        block; None: every block is dense)."""
+        self.cfg, self.precision = cfg, precision
+        moe_every = cfg.moe_every if moe is not None else 0
+        self.group_size = max(moe_every, 1)
+        moe = moe if moe_every else None
+        self.embedding = Embed(cfg.vocab_size, cfg.width, precision=precision, rngs=rngs)
+        self.groups = LayerStack(
+            lambda r: BlockGroup(cfg, precision, moe, self.group_size, rngs=r),
+            cfg.depth // self.group_size,
+            layers,
             rngs=rngs,
         )
-        self.blocks = nnx.List(
-            [
-                DecoderBlock(
-                    width,
-                    num_heads,
-                    num_kv_heads,
-                    mlp_dim,
-                    rope_theta,
-                    qkv_bias,
-                    moe
-                    if moe is not None and moe.every > 0 and i % moe.every == moe.every - 1
-                    else None,
-                    rngs=rngs,
-                )
-                for i in range(depth)
-            ]
-        )
-        self.final_norm = rms_norm(width, rngs=rngs)
-        self.lm_head = None
-        if not tie_embeddings:
-            self.lm_head = nnx.Param(
-                nnx.initializers.normal(width**-0.5)(rngs.params(), (width, vocab_size)),
-                out_sharding=("embed", "vocab"),
+        self.final_norm = RMSNorm(cfg.width, precision=precision, rngs=rngs)
+        self.lm_head = (
+            None
+            if cfg.tie_embeddings
+            else param(
+                nnx.initializers.normal(cfg.width**-0.5),
+                (cfg.width, cfg.vocab_size),
+                ("embed", "vocab"),
+                precision,
+                rngs,
             )
+        )
 
     def embed(self, ids: jax.Array) -> jax.Array:
         return self.embedding(ids)
 
-    def logits(self, x: jax.Array) -> jax.Array:
-        x = self.final_norm(x)
+    def head(self) -> jax.Array:
+        """The output projection [D, V]: the embedding table's transpose when tied."""
         if self.lm_head is None:
-            return self.embedding.attend(x)
-        return jnp.einsum("btd,dv->btv", x, self.lm_head[...])
+            return self.embedding.embedding[...].T
+        return self.lm_head[...]
 
-    def init_cache(self, batch: int, length: int, dtype=jnp.float32) -> DecoderCache:
-        layers = tuple(
-            KVCache.zeros(batch, length, self.num_kv_heads, self.head_dim, dtype)
-            for _ in self.blocks
-        )
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """hidden [..., D] (from __call__) -> float32 logits [..., V]."""
+        return matmul("...d,dv->...v", hidden, self.head(), self.precision)
+
+    def init_cache(self, batch: int, length: int) -> DecoderCache:
+        cfg = self.cfg
+        shape = (cfg.depth, batch, length, cfg.num_kv_heads, cfg.head_dim)
+        zeros = jnp.zeros(shape, self.precision.dtype)
         return DecoderCache(
-            layers, jnp.zeros((batch, length), bool), jnp.zeros((batch,), jnp.int32)
+            zeros, zeros, jnp.zeros((batch, length), bool), jnp.zeros((batch,), jnp.int32)
         )
 
     def __call__(
@@ -176,27 +171,15 @@ class Decoder(nnx.Module):
         cache_index: jax.Array | int = 0,
         *,
         visual_levels: np.ndarray | None = None,
-    ) -> tuple[jax.Array, DecoderCache | None]:
-        """embeds [B, T, D], token_mask [B, T] -> logits [B, T, V] (and the updated cache)."""
-        logits, cache, _ = self.forward(
-            embeds, token_mask, cache, cache_index, visual_levels=visual_levels
-        )
-        return logits, cache
-
-    def forward(
-        self,
-        embeds: jax.Array,
-        token_mask: jax.Array,
-        cache: DecoderCache | None = None,
-        cache_index: jax.Array | int = 0,
-        *,
-        visual_levels: np.ndarray | None = None,
-    ) -> tuple[jax.Array, DecoderCache | None, tuple[RoutingStats, ...]]:
-        """Like __call__, plus the RoutingStats of every MoE block that ran.
+        jitter_key: jax.Array | None = None,
+    ) -> tuple[jax.Array, DecoderCache | None, RoutingStats | None]:
+        """embeds [B, T, D], token_mask [B, T] -> hidden [B, T, D], the updated cache, and
+        the RoutingStats of the MoE blocks stacked on a leading block axis (None if none ran).
 
         visual_levels [V] (static numpy): slots 0..V-1 are visual tokens of these levels, so
         MoE blocks route them. Pass it for a whole sequence or a prefill that starts at slot 0;
-        leave it None for decode steps, which hold text tokens only.
+        leave it None for decode steps, which hold text tokens only. jitter_key: router jitter
+        (training only).
         """
         b, t, _ = embeds.shape
         if visual_levels is not None:
@@ -218,25 +201,36 @@ class Decoder(nnx.Module):
             key_slots = jnp.arange(key_mask.shape[1])
         mask = (key_slots[None, None, :] <= query_slots[None, :, None]) & key_mask[:, None, :]
 
-        x = embeds
-        new_layers, routing = [], []
-        for i, block in enumerate(self.blocks):
-            layer_cache = None if cache is None else cache.layers[i]
-            x, layer_cache, stats = block(
+        num_groups = self.cfg.depth // self.group_size
+        caches = None
+        if cache is not None:
+            grouped = (num_groups, self.group_size) + cache.key.shape[1:]
+            caches = (cache.key.reshape(grouped), cache.value.reshape(grouped))
+
+        def run_group(group, x, inputs):
+            index, group_caches = inputs
+            key = None if jitter_key is None else jax.random.fold_in(jitter_key, index)
+            x, group_caches, stats = group(
                 x,
+                group_caches,
                 mask=mask,
                 positions=positions,
-                cache=layer_cache,
                 cache_index=cache_index,
                 visual_levels=visual_levels,
+                jitter_key=key,
             )
-            new_layers.append(layer_cache)
-            if stats is not None:
-                routing.append(stats)
-        logits = self.logits(x)
-        if cache is None:
-            return logits, None, tuple(routing)
-        new_cache = DecoderCache(
-            tuple(new_layers), key_mask, cache.num_tokens + token_mask.sum(1).astype(jnp.int32)
+            return x, (group_caches, stats)
+
+        x, (caches, routing) = self.groups(
+            run_group, embeds.astype(self.precision.dtype), (jnp.arange(num_groups), caches)
         )
-        return logits, new_cache, tuple(routing)
+        hidden = self.final_norm(x)
+        if cache is None:
+            return hidden, None, routing
+        new_cache = DecoderCache(
+            caches[0].reshape(cache.key.shape),
+            caches[1].reshape(cache.value.shape),
+            key_mask,
+            cache.num_tokens + token_mask.sum(1).astype(jnp.int32),
+        )
+        return hidden, new_cache, routing

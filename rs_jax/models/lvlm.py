@@ -1,28 +1,30 @@
 """The RS vision-language model. Reads top to bottom like its data flow:
 
-pixels -> ViT (every block) -> levels, coarse to fine (block + pooling grid)
+pixels -> ViT (the tapped blocks) -> levels, coarse to fine (block + pooling grid)
        -> per level: retrieve top-k KB cues with the prompt, cross-attend [cues; prompt]
        -> semantic experts (level-grouped MoE; level l's routing conditioned on level l-1)
        -> projector + level embeddings
 [visual; prompt; answer] -> decoder LLM (optionally a level-grouped MoE for the visual tokens
-       in every Nth block) -> next-token logits.
+       in every Nth block) -> hidden states at the answer positions (the loss projects them
+       onto the vocabulary; generation asks `llm.logits` for the last position).
 
 `baseline=True` is plain LLaVA-1.5: last-block patch tokens, MLP projector, no KB, no experts
 (config.model.llm.moe_every is ignored: its routing needs the levels).
 """
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from flax import nnx
 
 from rs_jax.models.augmentation import SemanticAugmentation
+from rs_jax.models.config import ModelConfig
 from rs_jax.models.experts import RoutingStats, SemanticExperts
-from rs_jax.models.layers import Mlp
-from rs_jax.models.llm import Decoder, DecoderMoE
+from rs_jax.models.layers import Mlp, param
+from rs_jax.models.llm import Decoder
 from rs_jax.models.retrieval import KnowledgeBase, Retrieved
 from rs_jax.models.vision import VisionEncoder, pool_to_grid
 
@@ -30,114 +32,71 @@ from rs_jax.models.vision import VisionEncoder, pool_to_grid
 class VisualOutput(NamedTuple):
     tokens: jax.Array  # [B, V, D_llm] visual tokens for the decoder
     retrieved: tuple[Retrieved, ...]  # one per level, coarse to fine (empty for the baseline)
-    routing: RoutingStats | None
-    # The LLM's visual-token MoE blocks, filled by RSVLM.__call__ (encode leaves it empty).
-    llm_routing: tuple[RoutingStats, ...] = ()
+    routing: RoutingStats | None  # the semantic experts'
+    # The decoder's visual-token MoE blocks, stacked on a leading block axis; filled by
+    # RSVLM.__call__ (encode leaves it None).
+    llm_routing: RoutingStats | None = None
 
 
 class RSVLM(nnx.Module):
     def __init__(
         self,
-        config: ml_collections.ConfigDict,
-        image_size: int,
-        vocab_size: int,
-        kb_entry_levels: np.ndarray,
+        cfg: ModelConfig,
+        kb_entry_levels: Sequence[str],
         kb_table: np.ndarray | None = None,
         *,
         rngs: nnx.Rngs,
     ):
-        """kb_entry_levels [N]: model level of each KB entry (-1: unused); kb_table [N, Dk]:
-        embeddings of a built KB (None: learn the table from scratch)."""
-        vision, llm, model = config.vision, config.llm, config
-        self.baseline = bool(model.baseline)
-        _check_levels(model, vision.depth, kb_entry_levels)
-        self.level_names = tuple(model.level_names)
-        self.levels = tuple((model.levels[n].block, model.levels[n].grid) for n in self.level_names)
-        self.kb_config = (model.kb.top_k, model.kb.approx, model.kb.recall_target)
-        experts = model.experts
-        llm_moe = None
-        if not self.baseline and llm.moe_every > 0:
-            llm_moe = DecoderMoE(
-                llm.moe_every,
-                len(self.levels),
-                experts.experts_per_level,
-                experts.shared_experts,
-                experts.top_k,
-                experts.capacity_factor,
-                experts.dispatch,
-            )
+        """cfg with its vocabulary resolved (ModelConfig.with_vocab); kb_entry_levels [N]: the
+        KB level of each entry; kb_table [N, Dk]: embeddings of a built KB (None: learn the
+        table from scratch)."""
+        self.cfg = cfg
+        precision, layers = cfg.precision, cfg.layers
+        vision_width, llm_width = cfg.vision.width, cfg.llm.width
+        _check_levels(cfg, kb_entry_levels)
 
-        self.vision = VisionEncoder(
-            image_size,
-            vision.patch_size,
-            vision.width,
-            vision.depth,
-            vision.num_heads,
-            vision.mlp_dim,
-            rngs=rngs,
-        )
+        self.vision = VisionEncoder(cfg.vision, precision, layers, rngs=rngs)
         self.llm = Decoder(
-            vocab_size,
-            llm.width,
-            llm.depth,
-            llm.num_heads,
-            llm.num_kv_heads,
-            llm.mlp_dim,
-            llm.rope_theta,
-            llm.qkv_bias,
-            llm.tie_embeddings,
-            llm_moe,
-            rngs=rngs,
+            cfg.llm, precision, layers, None if cfg.baseline else cfg.experts, rngs=rngs
         )
-        self.projector = Mlp(vision.width, llm.width, llm.width, rngs=rngs)
-        if self.baseline:
+        self.projector = Mlp(vision_width, llm_width, llm_width, precision=precision, rngs=rngs)
+        if cfg.baseline:
             return
-        self.kb = KnowledgeBase(
-            kb_entry_levels,
-            model.kb.dim,
-            table=kb_table,
-            trainable=kb_table is None or model.kb.trainable,
-            adapter=kb_table is not None and model.kb.adapter,
-            rngs=rngs,
-        )
+        self.kb = KnowledgeBase(kb_entry_levels, cfg.kb, precision, table=kb_table, rngs=rngs)
         self.augment = nnx.List(
             [
                 SemanticAugmentation(
-                    vision.width, llm.width, model.kb.dim, model.augment.num_heads, rngs=rngs
+                    vision_width, llm_width, cfg.kb, cfg.augment_heads, precision, rngs=rngs
                 )
-                for _ in self.levels
+                for _ in cfg.levels
             ]
         )
-        num_levels = len(self.levels)
-        self.vision_level_embed = nnx.Param(
-            0.02 * jax.random.normal(rngs.params(), (num_levels, vision.width)),
-            out_sharding=("levels", "embed"),
+        num_levels = len(cfg.levels)
+        self.vision_level_embed = param(
+            nnx.initializers.normal(0.02),
+            (num_levels, vision_width),
+            ("levels", "embed"),
+            precision,
+            rngs,
         )
-        self.experts = SemanticExperts(
-            vision.width,
-            num_levels,
-            experts.experts_per_level,
-            experts.shared_experts,
-            experts.top_k,
-            experts.capacity_factor,
-            experts.mlp_dim,
-            coarse_to_fine=experts.coarse_to_fine,
-            dispatch=experts.dispatch,
-            router_jitter=experts.router_jitter,
-            rngs=rngs,
-        )
-        self.llm_level_embed = nnx.Param(
-            0.02 * jax.random.normal(rngs.params(), (num_levels, llm.width)),
-            out_sharding=("levels", "embed"),
+        self.experts = SemanticExperts(vision_width, cfg.experts, precision, rngs=rngs)
+        self.llm_level_embed = param(
+            nnx.initializers.normal(0.02),
+            (num_levels, llm_width),
+            ("levels", "embed"),
+            precision,
+            rngs,
         )
 
     def token_levels(self) -> np.ndarray:
         """Level id [V] of each visual token, coarse to fine."""
-        return np.concatenate([np.full(grid * grid, i) for i, (_, grid) in enumerate(self.levels)])
+        return np.concatenate(
+            [np.full(level.grid**2, i) for i, level in enumerate(self.cfg.levels)]
+        )
 
     def visual_levels(self) -> np.ndarray | None:
         """Level id [V] of each visual token for the LLM's MoE blocks (None: baseline)."""
-        return None if self.baseline else self.token_levels()
+        return None if self.cfg.baseline else self.token_levels()
 
     def encode(
         self,
@@ -152,57 +111,51 @@ class RSVLM(nnx.Module):
         kb_ids int32 [B, L, k]: KB rows per level from a host-side retriever (None: each level
         takes its own top-k on device).
         """
+        cfg = self.cfg
         pixels = image.astype(jnp.float32) / 127.5 - 1.0
-        hidden = self.vision(pixels)  # [depth, B, N, D]
-        if self.baseline:
-            return VisualOutput(self.projector(hidden[-1]), (), None)
+        if cfg.baseline:
+            last = cfg.vision.depth - 1
+            return VisualOutput(self.projector(self.vision(pixels, (last,))[last]), (), None)
 
+        hidden = self.vision(pixels, [level.block for level in cfg.levels])
         prompt_embeds = self.llm.embed(prompt_ids)
-        top_k, approx, recall_target = self.kb_config
-        if kb_ids is not None and kb_ids.shape[1:] != (len(self.levels), top_k):
+        if kb_ids is not None and kb_ids.shape[1:] != (len(cfg.levels), cfg.kb.top_k):
             raise ValueError(
-                f"kb_ids has shape {kb_ids.shape}, expected [B, {len(self.levels)}, {top_k}] "
-                "(levels, config.model.kb.top_k)"
+                f"kb_ids has shape {kb_ids.shape}, expected [B, {len(cfg.levels)}, "
+                f"{cfg.kb.top_k}] (levels, config.model.kb.top_k)"
             )
         level_tokens, retrieved = [], []
-        for level, ((block, grid), augment) in enumerate(
-            zip(self.levels, self.augment, strict=True)
-        ):
-            tokens = pool_to_grid(hidden[block], grid)
-            ids = None if kb_ids is None else kb_ids[:, level]
+        for i, (level, augment) in enumerate(zip(cfg.levels, self.augment, strict=True)):
+            tokens = pool_to_grid(hidden[level.block], level.grid)
+            ids = None if kb_ids is None else kb_ids[:, i]
             tokens, found = augment(
-                tokens,
-                prompt_embeds,
-                prompt_mask,
-                self.kb,
-                level,
-                top_k,
-                approx,
-                recall_target,
-                ids,
+                tokens, prompt_embeds, prompt_mask, self.kb, level.kb_level, ids
             )
             level_tokens.append(tokens)
             retrieved.append(found)
 
         token_levels = self.token_levels()
-        tokens = jnp.concatenate(level_tokens, axis=1) + self.vision_level_embed[token_levels]
+        level_embed = self.vision_level_embed[...][token_levels].astype(cfg.precision.dtype)
+        tokens = jnp.concatenate(level_tokens, axis=1) + level_embed
         tokens, routing = self.experts(tokens, token_levels, jitter_key=jitter_key)
-        visual = self.projector(tokens) + self.llm_level_embed[token_levels]
-        return VisualOutput(visual, tuple(retrieved), routing)
+        level_embed = self.llm_level_embed[...][token_levels].astype(cfg.precision.dtype)
+        return VisualOutput(self.projector(tokens) + level_embed, tuple(retrieved), routing)
 
     def __call__(
         self, batch: dict[str, jax.Array], jitter_key: jax.Array | None = None
     ) -> tuple[jax.Array, VisualOutput]:
-        """Teacher-forced answer logits [B, Ta, vocab] for [visual; prompt; answer].
+        """Teacher-forced hidden states [B, Ta, D_llm] of the positions that predict the
+        answer tokens of [visual; prompt; answer].
 
         jitter_key: randomness for router jitter (training only; None = no jitter).
         """
+        vision_key, llm_key = (None, None) if jitter_key is None else jax.random.split(jitter_key)
         visual = self.encode(
             batch["image"],
             batch["prompt_ids"],
             batch["prompt_mask"],
             batch.get("kb_ids"),
-            jitter_key,
+            vision_key,
         )
         b, v, _ = visual.tokens.shape
         text_ids = jnp.concatenate([batch["prompt_ids"], batch["answer_ids"]], axis=1)
@@ -210,43 +163,30 @@ class RSVLM(nnx.Module):
         token_mask = jnp.concatenate(
             [jnp.ones((b, v), bool), batch["prompt_mask"] > 0, batch["answer_mask"] > 0], axis=1
         )
-        logits, _, llm_routing = self.llm.forward(
-            embeds, token_mask, visual_levels=self.visual_levels()
+        hidden, _, llm_routing = self.llm(
+            embeds, token_mask, visual_levels=self.visual_levels(), jitter_key=llm_key
         )
-        visual = visual._replace(llm_routing=llm_routing)
         # The token before each answer token predicts it.
         prefix = v + batch["prompt_ids"].shape[1]
         answer_len = batch["answer_ids"].shape[1]
-        return logits[:, prefix - 1 : prefix - 1 + answer_len], visual
+        answer_hidden = hidden[:, prefix - 1 : prefix - 1 + answer_len]
+        return answer_hidden, visual._replace(llm_routing=llm_routing)
 
 
-def _check_levels(model: ml_collections.ConfigDict, depth: int, kb_entry_levels) -> None:
-    if model.baseline:
+def _check_levels(cfg: ModelConfig, kb_entry_levels: Sequence[str]) -> None:
+    if cfg.baseline:
         return
-    for i, name in enumerate(model.level_names):
-        if name not in model.levels:
-            raise ValueError(
-                f"config.model.level_names lists '{name}' but config.model.levels.{name} "
-                f"(block, grid) is missing"
-            )
-        level = model.levels[name]
-        if not -depth <= level.block < depth:
-            raise ValueError(
-                f"config.model.levels.{name}.block={level.block} is outside the ViT's "
-                f"{depth} blocks"
-            )
-        entries = int((np.asarray(kb_entry_levels) == i).sum())
+    entry_levels = np.asarray([str(level) for level in kb_entry_levels])
+    for i, level in enumerate(cfg.levels):
+        entries = int((entry_levels == level.kb_level).sum())
         if entries == 0:
             raise ValueError(
-                f"the knowledge base has no entries for level '{name}' "
-                f"(config.model.levels lists it)"
+                f"config.model.levels[{i}] ('{level.name}') retrieves from knowledge-base "
+                f"level '{level.kb_level}', which has no entries "
+                f"(it has {sorted(set(entry_levels.tolist()))})"
             )
-        if model.kb.top_k > entries:
+        if cfg.kb.top_k > entries:
             raise ValueError(
-                f"config.model.kb.top_k={model.kb.top_k} exceeds the {entries} knowledge-base "
-                f"entries of level '{name}'"
+                f"config.model.kb.top_k={cfg.kb.top_k} exceeds the {entries} knowledge-base "
+                f"entries of level '{level.kb_level}' (config.model.levels[{i}])"
             )
-        if level.grid < 1:
-            raise ValueError(f"config.model.levels.{name}.grid must be >= 1, got {level.grid}")
-    if model.kb.top_k < 1:
-        raise ValueError(f"config.model.kb.top_k must be >= 1, got {model.kb.top_k}")

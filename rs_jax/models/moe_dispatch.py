@@ -28,7 +28,8 @@ from flax.linen import spmd as linen_spmd
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-DISPATCH_MODES = ("einsum", "dropless")
+from rs_jax.models.config import Precision
+from rs_jax.models.layers import matmul
 
 
 def _mesh_axes(logical: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -68,19 +69,15 @@ def check_expert_parallel(num_levels: int, experts_per_level: int) -> None:
         )
 
 
-def check_dispatch(dispatch: str) -> None:
-    if dispatch not in DISPATCH_MODES:
-        raise ValueError(
-            f"config.model.experts.dispatch={dispatch!r}; "
-            f"expected one of {', '.join(DISPATCH_MODES)}"
-        )
-
-
-def _swiglu(x: jax.Array, wi_gate: jax.Array, wi_up: jax.Array, wo: jax.Array) -> jax.Array:
-    """Per-expert SwiGLU on expert-major rows: x [E, B, C, D] -> [E, B, C, D]."""
-    hidden = jax.nn.silu(jnp.einsum("ebcd,edf->ebcf", x, wi_gate))
-    hidden = _constrain_expert_major(hidden * jnp.einsum("ebcd,edf->ebcf", x, wi_up))
-    return jnp.einsum("ebcf,efd->ebcd", hidden, wo)
+def _swiglu(
+    x: jax.Array, wi_gate: jax.Array, wi_up: jax.Array, wo: jax.Array, precision: Precision
+) -> jax.Array:
+    """Per-expert SwiGLU on expert-major rows: x [E, B, C, D] -> [E, B, C, D] (compute dtype)."""
+    dtype = precision.dtype
+    hidden = jax.nn.silu(matmul("ebcd,edf->ebcf", x, wi_gate, precision).astype(dtype))
+    hidden = hidden * matmul("ebcd,edf->ebcf", x, wi_up, precision).astype(dtype)
+    hidden = _constrain_expert_major(hidden)
+    return matmul("ebcf,efd->ebcd", hidden, wo, precision).astype(dtype)
 
 
 def _constrain_expert_major(x: jax.Array) -> jax.Array:
@@ -101,11 +98,20 @@ def einsum_ffn(
     wi_gate: jax.Array,
     wi_up: jax.Array,
     wo: jax.Array,
+    *,
+    precision: Precision,
 ) -> jax.Array:
     """Capacity dispatch. h [B, S, D], dispatch/combine [B, S, E, C] -> [B, S, D]."""
-    expert_in = _constrain_expert_major(jnp.einsum("bsec,bsd->ebcd", dispatch.astype(h.dtype), h))
-    expert_out = _constrain_expert_major(_swiglu(expert_in, wi_gate, wi_up, wo))
-    return jnp.einsum("bsec,ebcd->bsd", combine.astype(h.dtype), expert_out)
+    dtype = precision.dtype
+    b, s, e, c = dispatch.shape
+    # Slots-major [B, E*C, S] against [B, S, D]: a plain batched matmul. Written as
+    # 'bsec,bsd->ebcd', XLA:CPU can leave a bf16 x bf16 -> f32 dot that both operands
+    # contract on dim 1, which it cannot run (DotThunk: UNIMPLEMENTED).
+    slots = dispatch.reshape(b, s, e * c).swapaxes(1, 2)
+    expert_in = matmul("bxs,bsd->bxd", slots, h, precision).astype(dtype)
+    expert_in = _constrain_expert_major(expert_in.reshape(b, e, c, -1).swapaxes(0, 1))
+    expert_out = _constrain_expert_major(_swiglu(expert_in, wi_gate, wi_up, wo, precision))
+    return matmul("bsec,ebcd->bsd", combine, expert_out, precision).astype(dtype)
 
 
 # --- dropless -------------------------------------------------------------------------------
@@ -191,18 +197,30 @@ def _exchange_ragged(
 
 
 def _grouped_swiglu(
-    rows: jax.Array, local_ids: jax.Array, wi_gate: jax.Array, wi_up: jax.Array, wo: jax.Array
+    rows: jax.Array,
+    local_ids: jax.Array,
+    wi_gate: jax.Array,
+    wi_up: jax.Array,
+    wo: jax.Array,
+    precision: Precision,
 ) -> jax.Array:
     """rows [R, D] with local expert ids [R] (id >= E_loc: padding) -> [R, D], padding = 0."""
     num_local = wi_gate.shape[0]
     order = jnp.argsort(local_ids, stable=True)
     group_sizes = jnp.sum(local_ids[:, None] == jnp.arange(num_local), axis=0).astype(jnp.int32)
-    x = rows[order]
+    dtype = precision.dtype
+    x = rows[order].astype(dtype)
+
+    def grouped(lhs, w):
+        out = jax.lax.ragged_dot(
+            lhs, w.astype(dtype), group_sizes, preferred_element_type=jnp.float32
+        )
+        return out.astype(dtype)
+
     # Rows past sum(group_sizes) (the padding, sorted last) belong to no group: ragged_dot
     # leaves them zero.
-    hidden = jax.nn.silu(jax.lax.ragged_dot(x, wi_gate, group_sizes))
-    hidden = hidden * jax.lax.ragged_dot(x, wi_up, group_sizes)
-    out = jax.lax.ragged_dot(hidden, wo, group_sizes)
+    hidden = jax.nn.silu(grouped(x, wi_gate)) * grouped(x, wi_up)
+    out = grouped(hidden, wo)
     return jnp.zeros_like(out).at[order].set(out)
 
 
@@ -216,28 +234,29 @@ def _local_dropless(
     *,
     axis,
     peers: int,
+    precision: Precision,
 ) -> jax.Array:
     """One device: h [b, S, D], choice/gates [b, S, K] (global expert ids), local weights
     [E_loc, ...] -> [b, S, D]."""
     b, s, d = h.shape
     k = choice.shape[-1]
     num_local = wi_gate.shape[0]
-    x = h.reshape(b * s, d)
+    x = h.reshape(b * s, d).astype(precision.dtype)
     expert = choice.reshape(-1)  # [A = b*S*K]
     order = jnp.argsort(expert, stable=True)
     sorted_expert = expert[order]
     rows = x[order // k]  # [A, D], grouped by expert, hence by peer
     if peers == 1:
-        out = _grouped_swiglu(rows, sorted_expert, wi_gate, wi_up, wo)
+        out = _grouped_swiglu(rows, sorted_expert, wi_gate, wi_up, wo, precision)
     else:
         exchange = _exchange_ragged if use_ragged_all_to_all() else _exchange_padded
         received, received_ids, reverse = exchange(
             rows, sorted_expert % num_local, sorted_expert // num_local, peers, num_local, axis
         )
-        out = reverse(_grouped_swiglu(received, received_ids, wi_gate, wi_up, wo))
+        out = reverse(_grouped_swiglu(received, received_ids, wi_gate, wi_up, wo, precision))
     per_assignment = jnp.zeros_like(out).at[order].set(out).reshape(b * s, k, d)
-    y = jnp.einsum("tkd,tk->td", per_assignment, gates.reshape(b * s, k).astype(out.dtype))
-    return y.reshape(b, s, d)
+    y = matmul("tkd,tk->td", per_assignment, gates.reshape(b * s, k), precision)
+    return y.astype(precision.dtype).reshape(b, s, d)
 
 
 def _token_axes(batch: int, experts: tuple[str, ...]) -> tuple[str, ...]:
@@ -264,17 +283,21 @@ def dropless_ffn(
     wi_gate: jax.Array,
     wi_up: jax.Array,
     wo: jax.Array,
+    *,
+    precision: Precision,
 ) -> jax.Array:
     """Dropless dispatch. h [B, S, D], choice int [B, S, K], gates [B, S, K] -> [B, S, D]."""
     experts = expert_axes()
     peers = expert_parallelism()
     if peers == 1:
-        return _local_dropless(h, choice, gates, wi_gate, wi_up, wo, axis=None, peers=1)
+        return _local_dropless(
+            h, choice, gates, wi_gate, wi_up, wo, axis=None, peers=1, precision=precision
+        )
     tokens = P(_token_axes(h.shape[0], experts))
     weights = P(experts)
     axis = experts[0] if len(experts) == 1 else experts
     fn = jax.shard_map(
-        lambda *args: _local_dropless(*args, axis=axis, peers=peers),
+        lambda *args: _local_dropless(*args, axis=axis, peers=peers, precision=precision),
         mesh=jax.sharding.get_abstract_mesh(),
         in_specs=(tokens, tokens, tokens, weights, weights, weights),
         out_specs=tokens,

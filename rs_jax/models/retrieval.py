@@ -1,5 +1,6 @@
 """The knowledge-base table inside the model and on-device top-k retrieval per level."""
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -7,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rs_jax.models.layers import linear
+from rs_jax.models.config import KnowledgeConfig, Precision
+from rs_jax.models.layers import linear, matmul
 
 
 class Retrieved(NamedTuple):
@@ -19,91 +21,93 @@ class Retrieved(NamedTuple):
 
 
 class KnowledgeBase(nnx.Module):
-    """Entry embeddings [N, Dk] on the `kb` logical axis, each entry tagged with a level.
+    """Entry embeddings [N, Dk] on the `kb` logical axis, each entry tagged with its KB level.
 
-    Retrieval scores are scaled cosine similarities; entries of other levels are masked out,
-    so one table serves every level and can be sharded along `kb` as a whole.
+    Retrieval scores are scaled cosine similarities, computed in float32 (they pick the
+    cues, like a router); entries of other levels are masked out, so one table serves every
+    level and can be sharded along `kb` as a whole.
     """
 
     def __init__(
         self,
-        entry_levels: np.ndarray,
-        dim: int,
+        entry_levels: Sequence[str],
+        cfg: KnowledgeConfig,
+        precision: Precision,
         *,
         table: np.ndarray | None = None,
-        trainable: bool = True,
-        adapter: bool = False,
         rngs: nnx.Rngs,
     ):
-        """table [N, dim]: embeddings of a built KB; None = a learned, randomly initialised
-        table. A frozen table gets no gradient (the optimizer must leave it alone too)."""
-        self.entry_levels = tuple(int(level) for level in entry_levels)
-        if table is None:
-            table = jax.random.normal(rngs.params(), (len(self.entry_levels), dim))
-        elif table.shape != (len(self.entry_levels), dim):
+        """entry_levels [N]: the KB level of every entry; table [N, dim]: embeddings of a
+        built KB (None: a learned, randomly initialised table). A built table is frozen unless
+        cfg.trainable (the optimizer must leave a frozen one alone too)."""
+        self.entry_levels = tuple(str(level) for level in entry_levels)
+        self.cfg = cfg
+        self.scoring = Precision(jnp.float32, precision.param_dtype)
+        shape = (len(self.entry_levels), cfg.dim)
+        learned = table is None
+        self.trainable = learned or cfg.trainable
+        if learned:
+            table = jax.random.normal(rngs.params(), shape).astype(precision.param_dtype)
+        elif table.shape != shape:
             raise ValueError(
-                f"knowledge-base table has shape {table.shape}, expected "
-                f"({len(self.entry_levels)}, {dim}) (entries, config.model.kb.dim)"
+                f"knowledge-base table has shape {table.shape}, expected {shape} "
+                "(entries, config.model.kb.dim)"
             )
         else:  # a host array, not a committed device array, so out_sharding can place it
-            table = np.asarray(table, np.float32)
-        self.trainable = trainable
+            table = np.asarray(table, precision.param_dtype)
         self.embeddings = nnx.Param(table, out_sharding=("kb", "kb_embed"))
-        # Zero-initialised residual: starts as the identity on the pretrained table.
+        # Zero-initialised residual on a built table: starts as the identity on it.
         self.adapter = (
             linear(
-                dim,
-                dim,
+                cfg.dim,
+                cfg.dim,
                 ("kb_embed", "kb_embed_out"),
+                precision=self.scoring,
                 kernel_init=nnx.initializers.zeros_init(),
                 rngs=rngs,
             )
-            if adapter
+            if cfg.adapter and not learned
             else None
         )
         self.logit_scale = nnx.Param(jnp.asarray(np.log(10.0), jnp.float32))
 
     def table(self) -> jax.Array:
-        """The entry embeddings used for search and cues, [N, Dk]."""
-        table = self.embeddings[...]
+        """The entry embeddings used for search and cues, [N, Dk] float32."""
+        table = self.embeddings[...].astype(jnp.float32)
         if not self.trainable:
             table = jax.lax.stop_gradient(table)
         if self.adapter is not None:
             table = table + self.adapter(table)
         return table
 
-    def num_entries(self, level: int) -> int:
-        return sum(entry_level == level for entry_level in self.entry_levels)
+    def num_entries(self, kb_level: str) -> int:
+        return sum(level == kb_level for level in self.entry_levels)
 
-    def scores(self, query: jax.Array, level: int) -> jax.Array:
-        """query [B, Dk] -> scores [B, N], -inf outside `level`."""
+    def scores(self, query: jax.Array, kb_level: str) -> jax.Array:
+        """query [B, Dk] -> scores [B, N] (float32), -inf outside `kb_level`."""
         keys = _normalize(self.table())
-        scores = jnp.einsum("bd,nd->bn", _normalize(query), keys) * jnp.exp(self.logit_scale[...])
-        in_level = jnp.asarray(self.entry_levels) == level
-        return jnp.where(in_level[None, :], scores, -jnp.inf)
+        scores = matmul("bd,nd->bn", _normalize(query.astype(jnp.float32)), keys, self.scoring)
+        scores = scores * jnp.exp(self.logit_scale[...])
+        in_level = np.asarray(self.entry_levels) == kb_level
+        return jnp.where(jnp.asarray(in_level)[None, :], scores, -jnp.inf)
 
-    def retrieve(
-        self,
-        query: jax.Array,
-        level: int,
-        k: int,
-        approx: bool = False,
-        recall_target: float = 0.95,
-        ids: jax.Array | None = None,
-    ) -> Retrieved:
-        """query [B, Dk] -> top-k of `level`. ids [B, k]: entries already chosen (host-side
-        retrieval); they are scored like the rest, so the query still gets gradients."""
-        all_scores = self.scores(query, level)
+    def retrieve(self, query: jax.Array, kb_level: str, ids: jax.Array | None = None) -> Retrieved:
+        """query [B, Dk] -> the top-k entries of `kb_level`. ids [B, k]: entries already chosen
+        (host-side retrieval); they are scored like the rest, so the query still gets
+        gradients."""
+        all_scores = self.scores(query, kb_level)
         if ids is not None:
             scores = jnp.take_along_axis(all_scores, ids, axis=-1)
-        elif approx:
-            scores, ids = jax.lax.approx_max_k(all_scores, k, recall_target=recall_target)
+        elif self.cfg.approx:
+            scores, ids = jax.lax.approx_max_k(
+                all_scores, self.cfg.top_k, recall_target=self.cfg.recall_target
+            )
         else:
-            scores, ids = jax.lax.top_k(all_scores, k)
+            scores, ids = jax.lax.top_k(all_scores, self.cfg.top_k)
         return Retrieved(ids, scores, all_scores)
 
     def lookup(self, ids: jax.Array) -> jax.Array:
-        """ids [B, k] -> embeddings [B, k, Dk]."""
+        """ids [B, k] -> embeddings [B, k, Dk] (float32)."""
         return jnp.take(self.table(), ids, axis=0)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from flax import nnx
 
 from rs_jax.models.attention import Attention
+from rs_jax.models.config import Precision
 from rs_jax.models.layers import linear, masked_mean
 
 # Every logical axis used by the encoder, replicated: the default when no rules are given.
@@ -104,10 +105,16 @@ class BertLayer(nnx.Module):
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         d, eps = config.hidden_size, config.layer_norm_eps
-        self.attention = Attention(d, config.num_heads, use_bias=True, rngs=rngs)
+        # A frozen encoder whose embeddings are compared across runs: always float32.
+        fp32 = Precision()
+        self.attention = Attention(d, config.num_heads, precision=fp32, use_bias=True, rngs=rngs)
         self.attention_norm = _layer_norm(d, eps, rngs)
-        self.mlp_in = linear(d, config.intermediate_size, ("embed", "mlp"), rngs=rngs)
-        self.mlp_out = linear(config.intermediate_size, d, ("mlp", "embed"), rngs=rngs)
+        self.mlp_in = linear(
+            d, config.intermediate_size, ("embed", "mlp"), precision=fp32, rngs=rngs
+        )
+        self.mlp_out = linear(
+            config.intermediate_size, d, ("mlp", "embed"), precision=fp32, rngs=rngs
+        )
         self.mlp_norm = _layer_norm(d, eps, rngs)
 
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:

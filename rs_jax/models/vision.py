@@ -1,19 +1,25 @@
-"""ViT image encoder that returns the hidden state of every block (levels tap into them)."""
+"""ViT image encoder that returns the hidden states of the blocks the semantic levels tap."""
+
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from rs_jax.models.attention import Attention
-from rs_jax.models.layers import Mlp, layer_norm, linear
+from rs_jax.models.config import Layers, Precision, VisionConfig
+from rs_jax.models.layers import LayerNorm, Mlp, linear, param
+from rs_jax.models.stack import LayerStack
 
 
 class VisionBlock(nnx.Module):
-    def __init__(self, width: int, num_heads: int, mlp_dim: int, *, rngs: nnx.Rngs):
-        self.attn_norm = layer_norm(width, rngs=rngs)
-        self.attn = Attention(width, num_heads, rngs=rngs)
-        self.mlp_norm = layer_norm(width, rngs=rngs)
-        self.mlp = Mlp(width, mlp_dim, width, rngs=rngs)
+    """Pre-LN transformer block: [B, N, D] -> [B, N, D]."""
+
+    def __init__(self, cfg: VisionConfig, precision: Precision, *, rngs: nnx.Rngs):
+        self.attn_norm = LayerNorm(cfg.width, precision=precision, rngs=rngs)
+        self.attn = Attention(cfg.width, cfg.num_heads, precision=precision, rngs=rngs)
+        self.mlp_norm = LayerNorm(cfg.width, precision=precision, rngs=rngs)
+        self.mlp = Mlp(cfg.width, cfg.mlp_dim, cfg.width, precision=precision, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x + self.attn(self.attn_norm(x))[0]
@@ -21,48 +27,43 @@ class VisionBlock(nnx.Module):
 
 
 class VisionEncoder(nnx.Module):
-    """pixels [B, H, W, 3] in [-1, 1] -> hidden states [depth, B, N, D], N = (H / patch)^2."""
+    """pixels [B, H, W, 3] in [-1, 1] -> {block: hidden state [B, N, D]}, N = (H / patch)^2.
 
-    def __init__(
-        self,
-        image_size: int,
-        patch_size: int,
-        width: int,
-        depth: int,
-        num_heads: int,
-        mlp_dim: int,
-        *,
-        rngs: nnx.Rngs,
-    ):
-        if image_size % patch_size:
-            raise ValueError(
-                f"config.model.vision.patch_size={patch_size} must divide "
-                f"config.data.image_size={image_size}"
-            )
-        self.patch_size = patch_size
-        self.grid = image_size // patch_size
-        self.patch_embed = linear(patch_size * patch_size * 3, width, ("patch", "embed"), rngs=rngs)
-        self.position_embed = nnx.Param(
-            0.02 * jax.random.normal(rngs.params(), (self.grid * self.grid, width)),
-            out_sharding=("position", "embed"),
-        )
-        self.blocks = nnx.List(
-            [VisionBlock(width, num_heads, mlp_dim, rngs=rngs) for _ in range(depth)]
-        )
-        self.norm = layer_norm(width, rngs=rngs)
+    Only the blocks up to the deepest tap run; the last block's output is layer-normed.
+    """
 
-    def __call__(self, pixels: jax.Array) -> jax.Array:
+    def __init__(self, cfg: VisionConfig, precision: Precision, layers: Layers, *, rngs):
+        self.cfg, self.dtype = cfg, precision.dtype
+        p = cfg.patch_size
+        self.patch_embed = linear(
+            p * p * 3, cfg.width, ("patch", "embed"), precision=precision, rngs=rngs
+        )
+        self.position_embed = param(
+            nnx.initializers.normal(0.02),
+            (cfg.grid * cfg.grid, cfg.width),
+            ("position", "embed"),
+            precision,
+            rngs,
+        )
+        self.blocks = LayerStack(
+            lambda r: VisionBlock(cfg, precision, rngs=r), cfg.depth, layers, rngs=rngs
+        )
+        self.norm = LayerNorm(cfg.width, precision=precision, rngs=rngs)
+
+    def __call__(self, pixels: jax.Array, taps: Sequence[int]) -> dict[int, jax.Array]:
         b, h, w, c = pixels.shape
-        p = self.patch_size
+        p = self.cfg.patch_size
         patches = pixels.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
         x = self.patch_embed(patches.reshape(b, (h // p) * (w // p), p * p * c))
-        x = x + self.position_embed[...]
-        hidden = []
-        for block in self.blocks:
-            x = block(x)
-            hidden.append(x)
-        hidden[-1] = self.norm(hidden[-1])
-        return jnp.stack(hidden)
+        x = x + self.position_embed[...].astype(self.dtype)
+
+        hidden, start = {}, 0
+        for tap in sorted(set(taps)):
+            # One scan per segment between taps: only the tapped states leave the loop.
+            x, _ = self.blocks(lambda block, x, _: (block(x), None), x, start=start, stop=tap + 1)
+            hidden[tap] = self.norm(x) if tap == self.cfg.depth - 1 else x
+            start = tap + 1
+        return hidden
 
 
 def pool_to_grid(tokens: jax.Array, grid: int) -> jax.Array:
@@ -72,4 +73,5 @@ def pool_to_grid(tokens: jax.Array, grid: int) -> jax.Array:
     if side * side != n or side % grid:
         raise ValueError(f"level grid {grid} must divide the {side}x{side} patch grid")
     x = tokens.reshape(b, grid, side // grid, grid, side // grid, d)
-    return x.mean(axis=(2, 4)).reshape(b, grid * grid, d)
+    pooled = x.astype(jnp.float32).mean(axis=(2, 4))
+    return pooled.astype(tokens.dtype).reshape(b, grid * grid, d)

@@ -20,6 +20,7 @@ from rs_jax.kb.host_retrieval import HostRetriever, prompt_query
 from rs_jax.kb.linking import link_labels, relabel
 from rs_jax.kb.store import BuiltKB, check_encoder
 from rs_jax.models import build_model
+from rs_jax.models.config import ModelConfig
 from rs_jax.train import optimizer as optimizer_lib
 from rs_jax.train import partitioning
 
@@ -30,14 +31,19 @@ class Knowledge:
 
     entries: list  # KB rows: objects with level, name, aliases
     table: np.ndarray | None  # [N, D] embeddings of a built KB; None = learned from scratch
-    row_level: np.ndarray  # [N] model level of each row, -1 = a level the model does not use
     row_of_label: np.ndarray  # [num dataset labels] KB row of each dataset label, -1 = none
     retriever: HostRetriever | None = None  # kb.retrieval = "host": adds kb_ids to batches
+
+    @property
+    def entry_levels(self) -> tuple[str, ...]:
+        """The KB level of every row [N]."""
+        return tuple(e.level for e in self.entries)
 
 
 @dataclasses.dataclass
 class Experiment:
     config: ml_collections.ConfigDict
+    model_config: ModelConfig
     mesh: jax.sharding.Mesh
     data: DataBundle
     knowledge: Knowledge
@@ -59,12 +65,12 @@ class Experiment:
 
     def shard_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         """Host batch -> global arrays, with kb_labels turned into KB rows per model level."""
-        if "kb_labels" in batch and not self.config.model.baseline:
+        if "kb_labels" in batch and not self.model_config.baseline:
             labels = relabel(
                 batch["kb_labels"],
                 self.knowledge.row_of_label,
-                self.knowledge.row_level,
-                len(self.config.model.level_names),
+                self.knowledge.entry_levels,
+                self.model_config.kb_levels,
             )
             batch = {**batch, "kb_labels": labels}
         return partitioning.shard_batch(batch, self.mesh, self.rules)
@@ -81,14 +87,23 @@ def setup(
     embedding by the built KB's encoder); ignored in device mode.
     """
     _check_retrieval_mode(config)
+    model_config = ModelConfig.from_config(config.model, config.data.image_size)
     mesh = partitioning.make_mesh(config.mesh)
     rules = tuple(config.sharding_rules)
-    data = build_data(config, workdir)
     _check_batch_fits_mesh(config, mesh, rules)
-    knowledge = load_knowledge(config, data, query_fn)
+    data = build_data(config, workdir)
+    model_config = model_config.with_vocab(data.vocab_size)
+    knowledge = load_knowledge(config, model_config, data, query_fn)
     data.host_retriever = knowledge.retriever
 
-    model = build_model(config, data.vocab_size, knowledge.row_level, mesh, knowledge.table)
+    model = build_model(
+        model_config,
+        knowledge.entry_levels,
+        mesh,
+        rules,
+        seed=config.seed,
+        kb_table=knowledge.table,
+    )
     graphdef, params = nnx.split(model)
     tx, schedule = optimizer_lib.make_optimizer(config.train)
     if knowledge.table is not None and not config.model.kb.trainable:
@@ -98,20 +113,22 @@ def setup(
         step = jax.device_put(jnp.zeros((), jnp.int32), jax.NamedSharding(mesh, jax.P()))
     state = {"step": step, "params": params, "opt_state": opt_state}
     shardings = jax.tree.map(lambda x: x.sharding, state)
-    return Experiment(config, mesh, data, knowledge, graphdef, state, shardings, tx, schedule)
+    return Experiment(
+        config, model_config, mesh, data, knowledge, graphdef, state, shardings, tx, schedule
+    )
 
 
 def load_knowledge(
     config: ml_collections.ConfigDict,
+    model_config: ModelConfig,
     data: DataBundle,
     query_fn: Callable[[dict], np.ndarray] | None = None,
 ) -> Knowledge:
     """The dataset's own label vocabulary as a learned KB, or a built KB (`kb.source`), and
     in host retrieval mode the retriever over its ScaNN index."""
-    model_levels = list(config.model.level_names)
     table, retriever = None, None
     entries = data.kb_entries
-    if config.model.kb.source and not config.model.baseline:
+    if config.model.kb.source and not model_config.baseline:
         host = config.model.kb.retrieval == "host"
         built = BuiltKB.load(
             config.model.kb.source, expect_dim=config.model.kb.dim, load_index=host
@@ -120,18 +137,18 @@ def load_knowledge(
         if host:
             if query_fn is None:
                 query_fn = prompt_query(_load_kb_encoder(built))
-            retriever = HostRetriever(built, model_levels, config.model.kb.top_k, query_fn)
-    if not config.model.baseline:
+            retriever = HostRetriever(
+                built, model_config.kb_levels, model_config.kb.top_k, query_fn
+            )
+    if not model_config.baseline:
         kb_levels = {e.level for e in entries}
-        for name in model_levels:
-            if name not in kb_levels:
+        for i, level in enumerate(model_config.levels):
+            if level.kb_level not in kb_levels:
                 raise ValueError(
-                    f"config.model.level_names has '{name}' but the knowledge base "
+                    f"config.model.levels[{i}] retrieves from knowledge-base level "
+                    f"'{level.kb_level}' but the knowledge base "
                     f"({config.model.kb.source or 'dataset labels'}) has levels {sorted(kb_levels)}"
                 )
-    row_level = np.array(
-        [model_levels.index(e.level) if e.level in model_levels else -1 for e in entries], np.int32
-    )
     row_of_label, unmatched = link_labels(data.kb_entries, entries)
     if unmatched and table is not None:
         print(
@@ -139,7 +156,7 @@ def load_knowledge(
             f"{config.model.kb.source}; retrieval hit rates ignore them: {', '.join(unmatched)}",
             flush=True,
         )
-    return Knowledge(entries, table, row_level, row_of_label, retriever)
+    return Knowledge(entries, table, row_of_label, retriever)
 
 
 def _check_retrieval_mode(config: ml_collections.ConfigDict) -> None:
@@ -177,13 +194,16 @@ def _freeze_kb_table(tx: optax.GradientTransformation, params: nnx.State):
 
 
 def _check_batch_fits_mesh(config, mesh, rules) -> None:
-    divisor = partitioning.batch_divisor(mesh, rules)
-    for name, size in (
-        ("data.batch_size", config.data.batch_size),
-        ("eval.batch_size", config.eval.batch_size),
+    divisor = partitioning.batch_divisor(mesh, rules) * jax.process_count()
+    accum = config.train.grad_accum_steps
+    for name, size, parts in (
+        ("data.batch_size", config.data.batch_size, divisor * accum),
+        ("eval.batch_size", config.eval.batch_size, divisor),
     ):
-        if size % (divisor * jax.process_count()):
+        if size % parts:
+            micro = f" times config.train.grad_accum_steps={accum}" if parts != divisor else ""
             raise ValueError(
-                f"config.{name}={size} must be divisible by the {divisor} batch shards of "
-                f"mesh {dict(mesh.shape)} times {jax.process_count()} host(s)"
+                f"config.{name}={size} must be divisible by the {divisor // jax.process_count()}"
+                f" batch shards of mesh {dict(mesh.shape)} times {jax.process_count()} host(s)"
+                f"{micro}"
             )

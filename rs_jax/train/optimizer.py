@@ -55,7 +55,6 @@ def make_optimizer(
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """Global-norm clipping (if grad_clip > 0) then masked AdamW; returns (tx, schedule)."""
     schedule = make_schedule(train_config)
-    get = train_config.get
     grad_clip = float(train_config["grad_clip"])
     # grad_clip <= 0 disables clipping (identity keeps the optimizer state layout).
     clip = optax.clip_by_global_norm(grad_clip) if grad_clip > 0 else optax.identity()
@@ -63,9 +62,9 @@ def make_optimizer(
         clip,
         optax.adamw(
             learning_rate=schedule,
-            b1=float(get("b1", 0.9)),
-            b2=float(get("b2", 0.999)),
-            eps=float(get("eps", 1e-8)),
+            b1=float(train_config["b1"]),
+            b2=float(train_config["b2"]),
+            eps=float(train_config["eps"]),
             weight_decay=float(train_config["weight_decay"]),
             mask=decay_mask,
         ),

@@ -4,11 +4,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 from flax import nnx
 
 from rs_jax.train import experiment as experiment_lib
+from rs_jax.train import partitioning, report
 from rs_jax.train.checkpointing import Checkpointer
 from rs_jax.train.losses import compute_loss, expert_usage_from_metrics
 from rs_jax.train.progress import MetricWriter, ProgressLine
@@ -18,23 +20,65 @@ HEADLINE_METRICS = ("loss", "answer_loss", "token_accuracy")
 
 
 def make_train_step(exp: experiment_lib.Experiment):
-    """A jitted (state, batch) -> (state, metrics) with explicit shardings; state donated."""
-    graphdef, tx, schedule, model_config = (
-        exp.graphdef,
-        exp.optimizer,
-        exp.schedule,
-        exp.config.model,
-    )
-    seed = exp.config.seed
+    """A jitted (state, batch) -> (state, metrics) with explicit shardings; state donated.
+
+    With config.train.grad_accum_steps = N the batch is split into N micro-batches whose
+    gradients are summed in float32; the answer loss is normalised by the whole batch's
+    answer tokens, so N micro-batches give the gradient of one N-times-larger batch (the
+    auxiliary losses are averaged over the micro-batches).
+    """
+    graphdef, tx, schedule = exp.graphdef, exp.optimizer, exp.schedule
+    train = exp.config.train
+    seed, accum, vocab_chunk = exp.config.seed, train.grad_accum_steps, train.loss_vocab_chunk
+
+    def grads_and_metrics(params, batch, key, num_tokens=None):
+        def loss_fn(p):
+            return compute_loss(
+                nnx.merge(graphdef, p),
+                batch,
+                vocab_chunk=vocab_chunk,
+                jitter_key=key,
+                num_tokens=num_tokens,
+                num_micro_batches=accum,
+            )
+
+        return jax.grad(loss_fn, has_aux=True)(params)
+
+    def accumulate(params, batch, key):
+        # Micro-batch k takes rows k, k + N, ...: every device keeps its share of each.
+        micro = jax.tree.map(
+            lambda x: x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1), batch
+        )
+        num_tokens = (batch["answer_mask"] * batch["valid"][:, None]).sum().astype(jnp.float32)
+
+        def body(total, inputs):
+            micro_batch, index = inputs
+            micro_batch = jax.tree.map(
+                lambda x: jax.lax.with_sharding_constraint(
+                    x, partitioning.batch_sharding(exp.mesh, exp.rules, x.ndim)
+                ),
+                micro_batch,
+            )
+            grads, metrics = grads_and_metrics(
+                params, micro_batch, jax.random.fold_in(key, index), num_tokens
+            )
+            total = jax.tree.map(lambda t, g: t + g.astype(jnp.float32), total, grads)
+            return total, metrics
+
+        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+        grads, metrics = jax.lax.scan(body, zeros, (micro, jnp.arange(accum)))
+        grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
+        metrics = {k: v.mean(0) for k, v in metrics.items()}
+        metrics["loss"] = metrics["loss"] * accum  # the micro-batch losses add up
+        return grads, metrics
 
     def train_step(state: dict[str, Any], batch: dict[str, jax.Array]):
         # A function of the step alone, so a resumed run draws the same router jitter.
         jitter_key = jax.random.fold_in(jax.random.key(seed), state["step"])
-
-        def loss_fn(params):
-            return compute_loss(nnx.merge(graphdef, params), batch, model_config, jitter_key)
-
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state["params"])
+        if accum == 1:
+            grads, metrics = grads_and_metrics(state["params"], batch, jitter_key)
+        else:
+            grads, metrics = accumulate(state["params"], batch, jitter_key)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         metrics |= {"grad_norm": optax.global_norm(grads), "learning_rate": schedule(state["step"])}
@@ -69,26 +113,39 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         checkpointer.close()
         return {"step": start}
 
-    num_params = sum(x.size for x in jax.tree.leaves(state["params"]))
+    precision, accum = exp.model_config.precision, config.train.grad_accum_steps
     print(
         f"Training {'baseline' if config.model.baseline else 'full'} model: "
-        f"{num_params / 1e6:.2f}M parameters, mesh {dict(exp.mesh.shape)}, "
-        f"global batch {config.data.batch_size}, steps {start}->{total}.",
+        f"mesh {dict(exp.mesh.shape)}, global batch {config.data.batch_size}"
+        + (f" in {accum} micro-batches" if accum > 1 else "")
+        + f", compute {jnp.dtype(precision.dtype).name}, weights "
+        f"{jnp.dtype(precision.param_dtype).name}, steps {start}->{total}.",
         flush=True,
     )
-    train_step = make_train_step(exp)
+    first_batch = exp.shard_batch(next(train_iter))
+    # Compiled ahead of the loop: its buffer assignment is part of the start-up report.
+    with jax.set_mesh(exp.mesh):
+        train_step = make_train_step(exp).lower(state, first_batch).compile()
+    print(
+        report.format_report(
+            report.state_report(state, exp.mesh), report.compiled_report(train_step)
+        ),
+        flush=True,
+    )
     progress = ProgressLine(total, start, config.train.log_every)
     writer = MetricWriter(workdir_path / "tensorboard")
     metrics: dict[str, Any] = {}
     with jax.set_mesh(exp.mesh):
         for step in range(start + 1, total + 1):
-            batch = exp.shard_batch(next(train_iter))
+            batch = first_batch if step == start + 1 else exp.shard_batch(next(train_iter))
             state, metrics = train_step(state, batch)
             line = progress.update(step, _headline(metrics), config.data.batch_size)
             if line is not None:
                 writer.write_scalars(step, jax.device_get(metrics))
             if step == total:
-                _write_expert_usage_images(writer, step, jax.device_get(metrics), config)
+                _write_expert_usage_images(
+                    writer, step, jax.device_get(metrics), exp.model_config.level_names
+                )
             if step % config.train.checkpoint_every == 0 or step == total:
                 checkpointer.save(step, state, train_iter)
     checkpointer.wait()
@@ -102,13 +159,13 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_expert_usage_images(
-    writer: MetricWriter, step: int, metrics: dict[str, Any], config: ml_collections.ConfigDict
+    writer: MetricWriter, step: int, metrics: dict[str, Any], level_names: tuple[str, ...]
 ) -> None:
     """The expert usage bar charts (last batch's routing) as TensorBoard images."""
     from rs_jax.eval.plots import expert_usage_figure, figure_to_array  # matplotlib: lazily
 
     for prefix in ("moe", "moe_llm"):
-        usage = expert_usage_from_metrics(metrics, config.model.level_names, prefix)
+        usage = expert_usage_from_metrics(metrics, level_names, prefix)
         if usage:
             image = figure_to_array(expert_usage_figure(usage))
             writer.write_image(step, f"{prefix}/expert_usage", image)

@@ -35,7 +35,7 @@ def _check_batch(b, bundle, batch_size, size=32):
         ("answer_mask", (batch_size, TA)),
         ("task_id", (batch_size,)),
         ("valid", (batch_size,)),
-        ("kb_labels", (batch_size, 3, 8)),
+        ("kb_labels", (batch_size, 24)),
     ]:
         assert b[key].shape == shape and b[key].dtype == np.int32, key
     pm, am = b["prompt_mask"].astype(bool), b["answer_mask"].astype(bool)
@@ -53,10 +53,11 @@ def _check_batch(b, bundle, batch_size, size=32):
     assert ((b["task_id"] >= 0) & (b["task_id"] < len(bundle.tasks))).all()
     kb = b["kb_labels"]
     assert ((kb >= -1) & (kb < len(bundle.kb_entries))).all()
-    # Each level's ids point at entries of that level.
-    for level, name in enumerate(bundle.level_names):
-        for kb_id in kb[:, level][kb[:, level] >= 0]:
-            assert bundle.kb_entries[kb_id].level == name
+    # Every image has exactly one scene class among its labels, and no label twice.
+    for row in kb:
+        labels = row[row >= 0]
+        assert [bundle.kb_entries[i].level for i in labels].count("scene") == 1
+        assert len(set(labels.tolist())) == len(labels)
 
 
 def _valid_pairs(batches):
@@ -70,7 +71,6 @@ def _valid_pairs(batches):
 
 def test_bundle_fields(bundle):
     assert bundle.tasks == ("scene", "presence", "count", "comparison", "rural_urban")
-    assert bundle.level_names == ("scene", "landcover", "object")
     assert bundle.vocab_size == len(bundle.tokenizer)
     assert (bundle.pad_id, bundle.bos_id, bundle.eos_id) == (0, 2, 3)
     assert bundle.kb_entries == synth.kb_entries()
@@ -81,7 +81,7 @@ def test_train_batches(bundle):
     batches = [next(it) for _ in range(10)]  # > 1 epoch of 64 images: repeats forever
     for b in batches:
         _check_batch(b, bundle, 8)
-        assert (b["valid"] == 1).all() and (b["kb_labels"][:, 0, 0] >= 0).all()
+        assert (b["valid"] == 1).all() and (b["kb_labels"][:, 0] >= 0).all()
     assert len({int(t) for b in batches for t in b["task_id"]}) == len(bundle.tasks)
     # Answers decode to what the task expects.
     tok = bundle.tokenizer

@@ -3,15 +3,25 @@ import numpy as np
 import pytest
 
 from rs_jax.eval.generation import greedy_generate
-from rs_jax.models import build_model
-from tests.models.conftest import KB_LEVELS, VOCAB, random_batch, tiny_config
+from tests.models.conftest import make_model, random_batch, tiny_config
 
 
-@pytest.mark.parametrize("baseline, moe_every", [(False, 0), (True, 0), (False, 1)])
-def test_kv_cache_generation_equals_full_recompute(baseline, moe_every, single_device_mesh):
-    config = tiny_config(baseline)
-    config.model.llm.moe_every = moe_every  # visual-token MoE in the LLM: prefill only
-    model = build_model(config, VOCAB, KB_LEVELS, single_device_mesh)
+@pytest.mark.parametrize(
+    "arg, overrides",
+    [
+        (None, {}),
+        ("baseline", {}),
+        (None, {"llm.moe_every": 1}),  # visual-token MoE in the LLM: prefill only
+        ("baseline", {"llm.tie_embeddings": False, "dtype": "bfloat16"}),
+        (None, {"scan_layers": False}),
+    ],
+)
+def test_kv_cache_generation_equals_full_recompute(arg, overrides, single_device_mesh):
+    config = tiny_config(arg)
+    for key, value in overrides.items():
+        section, _, leaf = key.rpartition(".")
+        (config.model[section] if section else config.model)[leaf] = value
+    model = make_model(config, single_device_mesh)
     batch = random_batch(seed=3)
     prompt = (jnp.asarray(batch["prompt_ids"]), jnp.asarray(batch["prompt_mask"]))
     args = (model.encode(jnp.asarray(batch["image"]), *prompt).tokens, *prompt)
@@ -24,7 +34,7 @@ def test_kv_cache_generation_equals_full_recompute(baseline, moe_every, single_d
 
 
 def test_tokens_after_eos_become_padding(single_device_mesh):
-    model = build_model(tiny_config(), VOCAB, KB_LEVELS, single_device_mesh)
+    model = make_model(tiny_config(), single_device_mesh)
     batch = random_batch(seed=3)
     prompt = (jnp.asarray(batch["prompt_ids"]), jnp.asarray(batch["prompt_mask"]))
     args = (model.encode(jnp.asarray(batch["image"]), *prompt).tokens, *prompt)

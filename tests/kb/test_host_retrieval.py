@@ -15,6 +15,7 @@ from rs_jax.data.synth import kb_entries
 from rs_jax.kb.index import LevelIndex
 from rs_jax.kb.schema import Entry, make_id
 from rs_jax.kb.store import write_built_kb
+from rs_jax.models.config import KnowledgeConfig, Precision
 from rs_jax.models.retrieval import KnowledgeBase
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.partitioning import make_mesh, sharding_context
@@ -37,14 +38,17 @@ def test_scann_ids_equal_device_top_k_ids(k):
     table = _unit_rows(rng.normal(size=(90, DIM)))
     queries = rng.normal(size=(16, DIM)).astype(np.float32)
     index = LevelIndex.build(table, [LEVELS[i] for i in row_level])
+    cfg = KnowledgeConfig(DIM, k, False, 0.95, False, False, 0.1)
     with sharding_context(make_mesh({}, jax.devices()[:1]), SHARDING_RULES):
-        kb = KnowledgeBase(row_level, DIM, table=table, trainable=False, rngs=nnx.Rngs(0))
-    for level, name in enumerate(LEVELS):
+        kb = KnowledgeBase(
+            [LEVELS[i] for i in row_level], cfg, Precision(), table=table, rngs=nnx.Rngs(0)
+        )
+    for name in LEVELS:
         host_ids, _ = index.search(queries, name, k)
-        found = kb.retrieve(jnp.asarray(queries), level, k)
+        found = kb.retrieve(jnp.asarray(queries), name)
         np.testing.assert_array_equal(host_ids, np.asarray(found.ids), err_msg=name)
         # Given those ids, the model scores them exactly as its own top-k.
-        given = kb.retrieve(jnp.asarray(queries), level, k, ids=jnp.asarray(host_ids))
+        given = kb.retrieve(jnp.asarray(queries), name, ids=jnp.asarray(host_ids))
         np.testing.assert_array_equal(np.asarray(given.ids), host_ids)
         np.testing.assert_allclose(np.asarray(given.scores), np.asarray(found.scores))
 
@@ -83,8 +87,9 @@ def test_host_mode_batches_carry_ids_and_train(built_kb, tmp_path):
     host = next(exp.data.train_iterator(seed=0))
     ids = host["kb_ids"]
     assert ids.shape == (exp.config.data.batch_size, num_levels, k) and ids.dtype == np.int32
-    for level in range(num_levels):
-        assert (exp.knowledge.row_level[ids[:, level]] == level).all()
+    entry_levels = np.asarray(exp.knowledge.entry_levels)
+    for level, name in enumerate(LEVELS):
+        assert (entry_levels[ids[:, level]] == name).all()
     # Row 0's ids are the index's answer for its question's query.
     want, _ = built_kb.index.search(
         fake_query({"question_text": host["question_text"][0]})[None], "object", k

@@ -1,17 +1,50 @@
+import dataclasses
+
 import numpy as np
 
 from configs import tiny
+from rs_jax.models import build_model
+from rs_jax.models.config import ExpertsConfig, ModelConfig
 
-# 3 levels: scene (4 entries), landcover (3), object (5).
-KB_LEVELS = np.array([0] * 4 + [1] * 3 + [2] * 5)
+# 3 KB levels: scene (4 entries), landcover (3), object (5).
+KB_LEVELS = ("scene",) * 4 + ("landcover",) * 3 + ("object",) * 5
 VOCAB = 64
 
 
-def tiny_config(baseline: bool = False):
-    return tiny.get_config("baseline" if baseline else None)
+def tiny_config(arg: str | None = None):
+    return tiny.get_config(arg)
+
+
+def model_config(config) -> ModelConfig:
+    return ModelConfig.from_config(config.model, config.data.image_size).with_vocab(VOCAB)
+
+
+def make_model(config, mesh, kb_levels=KB_LEVELS, **kwargs):
+    return build_model(
+        model_config(config), kb_levels, mesh, config.sharding_rules, seed=config.seed, **kwargs
+    )
+
+
+def experts_config(**overrides) -> ExpertsConfig:
+    """A small level-grouped MoE: 3 levels x 2 experts, 1 shared, top-1, roomy capacity."""
+    defaults = ExpertsConfig(
+        num_levels=3,
+        experts_per_level=2,
+        shared_experts=1,
+        top_k=1,
+        capacity_factor=4.0,
+        mlp_dim=32,
+        dispatch="einsum",
+        router_jitter=0.0,
+        coarse_to_fine=False,
+        balance_loss_weight=0.01,
+        z_loss_weight=1e-3,
+    )
+    return dataclasses.replace(defaults, **overrides)
 
 
 def random_batch(batch_size: int = 8, image_size: int = 16, seed: int = 0) -> dict:
+    """Model-level batch for the 3 tiny levels; kb_labels [B, 3, 2] are rows of KB_LEVELS."""
     rng = np.random.default_rng(seed)
     prompt_mask = np.ones((batch_size, 6), np.int32)
     prompt_mask[::2, :2] = 0  # some prompts left-padded

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from rs_jax.models.config import Precision
 from rs_jax.models.experts import SemanticExperts
+from tests.models.conftest import experts_config
 
 pytestmark = pytest.mark.usefixtures("model_context")
 
@@ -11,15 +13,14 @@ TOKEN_LEVELS = np.array([0] * 2 + [1] * 4 + [2] * 8)
 
 
 def make_experts(shared: int = 1, capacity_factor: float = 4.0, top_k: int = 1):
-    return SemanticExperts(
-        16, num_levels=3, experts_per_level=2, shared_experts=shared, top_k=top_k,
-        capacity_factor=capacity_factor, mlp_dim=32, rngs=nnx.Rngs(0),
-    )
+    cfg = experts_config(shared_experts=shared, capacity_factor=capacity_factor, top_k=top_k)
+    return SemanticExperts(16, cfg, Precision(), rngs=nnx.Rngs(0))
 
 
 def tokens(seed: int = 0):
-    return jnp.asarray(np.random.default_rng(seed).normal(size=(4, len(TOKEN_LEVELS), 16)),
-                       jnp.float32)
+    return jnp.asarray(
+        np.random.default_rng(seed).normal(size=(4, len(TOKEN_LEVELS), 16)), jnp.float32
+    )
 
 
 def test_level_tokens_reach_only_their_experts_and_the_shared_ones():

@@ -5,18 +5,17 @@ import optax
 import pytest
 from flax import nnx
 
-from rs_jax.models import build_model
 from rs_jax.train.losses import compute_loss
-from tests.models.conftest import KB_LEVELS, VOCAB, random_batch, tiny_config
+from tests.models.conftest import KB_LEVELS, make_model, random_batch, tiny_config
 
 
 @pytest.mark.parametrize("baseline", [False, True])
 def test_output_shapes(baseline, single_device_mesh):
-    config = tiny_config(baseline)
-    model = build_model(config, VOCAB, KB_LEVELS, single_device_mesh)
+    config = tiny_config("baseline" if baseline else None)
+    model = make_model(config, single_device_mesh)
     batch = jax.tree.map(jnp.asarray, random_batch())
-    logits, visual = nnx.jit(lambda m, b: m(b))(model, batch)
-    assert logits.shape == (8, 4, VOCAB)
+    hidden, visual = nnx.jit(lambda m, b: m(b))(model, batch)
+    assert hidden.shape == (8, 4, 32)  # the answer positions only, before the vocabulary
     if baseline:
         # LLaVA-1.5: every patch of a 16 px image with 4 px patches, no KB, no experts.
         assert visual.tokens.shape == (8, 16, 32)
@@ -31,8 +30,8 @@ def test_output_shapes(baseline, single_device_mesh):
 
 @pytest.mark.parametrize("baseline", [False, True])
 def test_few_steps_on_fixed_batch_lower_the_loss(baseline, single_device_mesh):
-    config = tiny_config(baseline)
-    model = build_model(config, VOCAB, KB_LEVELS, single_device_mesh)
+    config = tiny_config("baseline" if baseline else None)
+    model = make_model(config, single_device_mesh)
     batch = jax.tree.map(jnp.asarray, random_batch())
     graphdef, params = nnx.split(model)
     tx = optax.adam(3e-3)
@@ -41,7 +40,7 @@ def test_few_steps_on_fixed_batch_lower_the_loss(baseline, single_device_mesh):
     @jax.jit
     def step(params, opt_state):
         def loss_fn(p):
-            return compute_loss(nnx.merge(graphdef, p), batch, config.model)
+            return compute_loss(nnx.merge(graphdef, p), batch)
 
         (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -60,16 +59,18 @@ def test_sharded_forward_and_grads_equal_single_device(single_device_mesh, multi
     batch = random_batch()
 
     def loss_and_grads(mesh):
-        model = build_model(config, VOCAB, KB_LEVELS, mesh)
+        model = make_model(config, mesh)
         graphdef, params = nnx.split(model)
         with jax.set_mesh(mesh):
-            sharded = {k: jax.device_put(v, jax.NamedSharding(mesh, jax.P(("data", "fsdp"))))
-                       for k, v in batch.items()}
+            sharded = {
+                k: jax.device_put(v, jax.NamedSharding(mesh, jax.P(("data", "fsdp"))))
+                for k, v in batch.items()
+            }
 
             @jax.jit
             def f(params, batch):
                 def loss_fn(p):
-                    return compute_loss(nnx.merge(graphdef, p), batch, config.model)[0]
+                    return compute_loss(nnx.merge(graphdef, p), batch)[0]
 
                 return jax.value_and_grad(loss_fn)(params)
 
@@ -87,37 +88,35 @@ def test_sharded_forward_and_grads_equal_single_device(single_device_mesh, multi
 
 
 @pytest.mark.parametrize(
-    "override, message",
+    "kb_levels, message",
     [
-        (lambda c: c.model.experts.update(top_k=3), "top_k=3 exceeds experts_per_level=2"),
-        (lambda c: c.model.levels.scene.update(block=7), "levels.scene.block=7"),
-        (lambda c: c.model.levels.object.update(grid=3), "grid 3 must divide"),
-        (lambda c: c.model.kb.update(top_k=4), "exceeds the 3 knowledge-base entries"),
-        (lambda c: c.model.vision.update(patch_size=5), "patch_size=5 must divide"),
+        (
+            KB_LEVELS[:7],
+            "levels\\[2\\] \\('object'\\) retrieves from knowledge-base level 'object', "
+            "which has no entries",
+        ),
+        (
+            KB_LEVELS[:5] + KB_LEVELS[7:],
+            "top_k=2 exceeds the 1 knowledge-base entries of level 'landcover'",
+        ),
     ],
 )
-def test_model_config_errors_are_clear(override, message, single_device_mesh):
-    config = tiny_config()
-    override(config)
+def test_knowledge_base_that_cannot_serve_the_levels_is_a_clear_error(
+    kb_levels, message, single_device_mesh
+):
     with pytest.raises(ValueError, match=message):
-        model = build_model(config, VOCAB, KB_LEVELS, single_device_mesh)
-        model(jax.tree.map(jnp.asarray, random_batch()))
-
-
-def test_missing_kb_level_is_a_clear_error(single_device_mesh):
-    with pytest.raises(ValueError, match="no entries for level 'object'"):
-        build_model(tiny_config(), VOCAB, KB_LEVELS[KB_LEVELS < 2], single_device_mesh)
+        make_model(tiny_config(), single_device_mesh, kb_levels)
 
 
 def test_router_jitter_reaches_the_experts_only_with_a_key(single_device_mesh):
     config = tiny_config()
     config.model.experts.router_jitter = 0.5
-    model = build_model(config, VOCAB, KB_LEVELS, single_device_mesh)
+    model = make_model(config, single_device_mesh)
     batch = jax.tree.map(jnp.asarray, random_batch())
 
     @nnx.jit
     def loss(model, key):
-        return compute_loss(model, batch, config.model, key)[0]
+        return compute_loss(model, batch, jitter_key=key)[0]
 
     plain = loss(model, None)
     assert float(plain) != float(loss(model, jax.random.key(1)))

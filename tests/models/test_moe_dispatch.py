@@ -17,8 +17,10 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from configs.common import SHARDING_RULES
+from rs_jax.models.config import Precision
 from rs_jax.models.experts import SemanticExperts
 from rs_jax.train.partitioning import make_mesh, sharding_context
+from tests.models.conftest import experts_config
 
 LEVELS = np.array([0] * 4 + [1] * 12)
 BATCH, WIDTH, MLP, NUM_EXPERTS = 8, 16, 32, 8
@@ -29,18 +31,17 @@ MESHES = {
 }
 
 
-def make_experts(dispatch: str, experts_per_level: int = 4) -> SemanticExperts:
-    return SemanticExperts(
-        WIDTH,
+def make_experts(dispatch: str, experts_per_level: int = 4, **overrides) -> SemanticExperts:
+    settings = dict(
         num_levels=2,
         experts_per_level=experts_per_level,
-        shared_experts=1,
         top_k=2,
         capacity_factor=8.0,
         mlp_dim=MLP,
         dispatch=dispatch,
-        rngs=nnx.Rngs(0),
     )
+    cfg = experts_config(**(settings | overrides))
+    return SemanticExperts(WIDTH, cfg, Precision(), rngs=nnx.Rngs(0))
 
 
 def inputs() -> tuple[np.ndarray, np.ndarray]:
@@ -133,23 +134,11 @@ def test_config_errors():
     not_divisible = pytest.raises(ValueError, match="6 experts is not divisible by the mesh expert")
     with sharding_context(mesh, SHARDING_RULES), not_divisible:
         make_experts("einsum", experts_per_level=3)
-    with pytest.raises(ValueError, match="dispatch='scatter'"):
-        make_experts("scatter")
 
 
 @pytest.mark.usefixtures("model_context")
 def test_router_jitter_needs_a_key():
-    experts = SemanticExperts(
-        WIDTH,
-        num_levels=2,
-        experts_per_level=4,
-        shared_experts=0,
-        top_k=1,
-        capacity_factor=8.0,
-        mlp_dim=MLP,
-        router_jitter=0.5,
-        rngs=nnx.Rngs(0),
-    )
+    experts = make_experts("einsum", shared_experts=0, top_k=1, router_jitter=0.5)
     x = jnp.asarray(inputs()[0])
     plain, _ = experts(x, LEVELS)
     again, _ = experts(x, LEVELS)

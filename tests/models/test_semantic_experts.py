@@ -6,26 +6,17 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rs_jax.models import build_model
+from rs_jax.models.config import Precision
 from rs_jax.models.experts import SemanticExperts
 from rs_jax.train.losses import compute_loss, expert_usage_from_metrics
-from tests.models.conftest import KB_LEVELS, VOCAB, random_batch, tiny_config
+from tests.models.conftest import experts_config, make_model, random_batch, tiny_config
 
 TOKEN_LEVELS = np.array([0] * 2 + [1] * 4 + [2] * 8)
 
 
 def make_experts(coarse_to_fine: bool) -> SemanticExperts:
-    return SemanticExperts(
-        16,
-        num_levels=3,
-        experts_per_level=2,
-        shared_experts=1,
-        top_k=1,
-        capacity_factor=4.0,
-        mlp_dim=32,
-        coarse_to_fine=coarse_to_fine,
-        rngs=nnx.Rngs(0),
-    )
+    cfg = experts_config(coarse_to_fine=coarse_to_fine)
+    return SemanticExperts(16, cfg, Precision(), rngs=nnx.Rngs(0))
 
 
 def tokens(seed: int = 0) -> jax.Array:
@@ -75,18 +66,39 @@ def test_switched_off_equals_on_with_a_zero_projection():
 def test_llm_moe_routes_visual_tokens_and_adds_its_losses(single_device_mesh):
     config = tiny_config()
     config.model.llm.moe_every = 2  # tiny LLM has 2 blocks: block 1 gets the MoE
-    model = build_model(config, VOCAB, KB_LEVELS, single_device_mesh)
-    assert [block.moe is not None for block in model.llm.blocks] == [False, True]
+    model = make_model(config, single_device_mesh)
+    blocks = model.llm.groups.blocks.blocks  # one scanned group of 2 blocks
+    assert [block.moe is not None for block in blocks] == [False, True]
     batch = jax.tree.map(jnp.asarray, random_batch())
-    metrics = nnx.jit(lambda m, b: compute_loss(m, b, config.model)[1])(model, batch)
+    metrics = nnx.jit(lambda m, b: compute_loss(m, b)[1])(model, batch)
+    level_names = model.cfg.level_names
     for prefix in ("moe", "moe_llm"):
         assert float(metrics[f"{prefix}/balance_loss"]) > 0
         assert float(metrics[f"{prefix}/z_loss"]) > 0
-        usage = expert_usage_from_metrics(jax.device_get(metrics), config.model.level_names, prefix)
-        assert list(usage) == list(config.model.level_names)
+        usage = expert_usage_from_metrics(jax.device_get(metrics), level_names, prefix)
+        assert list(usage) == list(level_names)
         assert all(abs(sum(shares) - 1) < 1e-5 for shares in usage.values())
 
     # Decode steps carry no visual tokens: the MoE block is skipped and reports nothing.
     embeds = jnp.zeros((2, 1, config.model.llm.width))
-    _, _, routing = model.llm.forward(embeds, jnp.ones((2, 1), bool))
-    assert routing == ()
+    _, _, routing = model.llm(embeds, jnp.ones((2, 1), bool))
+    assert routing is None
+
+
+def test_llm_moe_uses_the_experts_config(single_device_mesh):
+    """One experts config serves both MoEs: the decoder's reads its mlp_dim, jitter and
+    coarse-to-fine switch too."""
+    config = tiny_config()
+    config.model.llm.moe_every = 1
+    config.model.experts.update(mlp_dim=24, router_jitter=0.5, coarse_to_fine=True)
+    model = make_model(config, single_device_mesh)
+    moe = model.llm.groups.blocks.blocks[0].moe
+    assert moe.wi_gate.shape == (2, 3 * 2, 32, 24)  # [layers, experts, width, mlp_dim]
+    assert moe.condition is not None and moe.cfg.router_jitter == 0.5
+    batch = jax.tree.map(jnp.asarray, random_batch())
+
+    @nnx.jit
+    def llm_stats(model, key):
+        return compute_loss(model, batch, jitter_key=key)[1]["moe_llm/z_loss"]
+
+    assert float(llm_stats(model, None)) != float(llm_stats(model, jax.random.key(3)))

@@ -23,8 +23,10 @@ def built_kb(tmp_path_factory):
     entries = [
         Entry(id=make_id(e.level, e.name), level=e.level, name=e.name, description=e.description)
         for e in kb_entries()
-    ] + [Entry(id=f"object/thing_{i}", level="object", name=f"thing {i}", description="x")
-         for i in range(5)]
+    ] + [
+        Entry(id=f"object/thing_{i}", level="object", name=f"thing {i}", description="x")
+        for i in range(5)
+    ]
     table = np.random.default_rng(0).normal(size=(len(entries), 24)).astype(np.float32)
     out = tmp_path_factory.mktemp("kb") / "built"
     write_built_kb(out, entries, table, encoder=FakeEncoder(dim=24))
@@ -33,16 +35,21 @@ def built_kb(tmp_path_factory):
 
 def config_for(built, tmp_path, **overrides):
     # One dataset for the whole module (next to the built KB), one workdir per test.
-    values = {"model.kb.source": str(built), "model.kb.dim": 24,
-              "data.data_dir": str(Path(built).parent / "data"), **overrides}
+    values = {
+        "model.kb.source": str(built),
+        "model.kb.dim": 24,
+        "data.data_dir": str(Path(built).parent / "data"),
+        **overrides,
+    }
     return load_config(str(REPO / "configs/tiny.py"), [f"{k}={v}" for k, v in values.items()])
 
 
 @pytest.mark.parametrize("adapter", [False, True])
 def test_frozen_table_stays_put_and_labels_map_onto_it(built_kb, tmp_path, adapter):
     built, table = built_kb
-    exp = experiment_lib.setup(config_for(built, tmp_path, **{"model.kb.adapter": adapter}),
-                               str(tmp_path))
+    exp = experiment_lib.setup(
+        config_for(built, tmp_path, **{"model.kb.adapter": adapter}), str(tmp_path)
+    )
     # Every synthetic label found its entry, at its own level.
     assert (exp.knowledge.row_of_label >= 0).all()
     batch = exp.shard_batch(next(exp.data.train_iterator(seed=0)))
@@ -56,15 +63,17 @@ def test_frozen_table_stays_put_and_labels_map_onto_it(built_kb, tmp_path, adapt
     if adapter:
         assert np.abs(after["kb"]["adapter"]["kernel"][...]).max() > 0
     # The rest of the model trains.
-    assert not np.array_equal(after["llm"]["embedding"]["embedding"][...],
-                              before["llm"]["embedding"]["embedding"][...])
+    assert not np.array_equal(
+        after["llm"]["embedding"]["embedding"][...], before["llm"]["embedding"]["embedding"][...]
+    )
     assert np.isfinite(float(metrics["loss"]))
 
 
 def test_trainable_table_moves(built_kb, tmp_path):
     built, table = built_kb
-    exp = experiment_lib.setup(config_for(built, tmp_path, **{"model.kb.trainable": True}),
-                               str(tmp_path))
+    exp = experiment_lib.setup(
+        config_for(built, tmp_path, **{"model.kb.trainable": True}), str(tmp_path)
+    )
     batch = exp.shard_batch(next(exp.data.train_iterator(seed=0)))
     step = make_train_step(exp)
     with jax.set_mesh(exp.mesh):
@@ -80,8 +89,10 @@ def test_dimension_mismatch_is_a_clear_startup_error(built_kb, tmp_path):
 
 
 def test_kb_without_a_configured_level_is_a_clear_startup_error(tmp_path):
-    entries = [Entry(id="scene/a", level="scene", name="a", description="x"),
-               Entry(id="landcover/b", level="landcover", name="b", description="x")]
+    entries = [
+        Entry(id="scene/a", level="scene", name="a", description="x"),
+        Entry(id="landcover/b", level="landcover", name="b", description="x"),
+    ]
     out = tmp_path / "two_levels"
     write_built_kb(out, entries, np.eye(2, 24, dtype=np.float32), encoder=FakeEncoder(dim=24))
     with pytest.raises(ValueError, match="'object'"):

@@ -8,7 +8,16 @@ from flax import nnx
 
 from rs_jax.train.optimizer import decay_mask, make_optimizer
 
-TRAIN = dict(learning_rate=1e-2, steps=200, warmup_steps=20, weight_decay=0.0, grad_clip=1.0)
+TRAIN = dict(
+    learning_rate=1e-2,
+    steps=200,
+    warmup_steps=20,
+    weight_decay=0.0,
+    grad_clip=1.0,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+)
 
 
 def test_schedule_endpoints():

@@ -40,16 +40,27 @@ def data_dir(tmp_path_factory):
 def test_killed_run_resumes_from_last_checkpoint_with_the_data_stream(tmp_path, data_dir):
     """SIGKILL a run between checkpoints; the same command continues and ends exactly where
     an uninterrupted run does (same weights, so the same batches were seen in order)."""
-    args = ["--config", str(REPO / "configs/tiny.py"), f"--config.data.data_dir={data_dir}",
-            "--config.train.steps=8", "--config.train.checkpoint_every=3",
-            # Synchronous saves make "checkpoint 3 is complete at step 5" certain.
-            "--config.train.async_checkpoints=false"]
+    args = [
+        "--config",
+        str(REPO / "configs/tiny.py"),
+        f"--config.data.data_dir={data_dir}",
+        "--config.train.steps=8",
+        "--config.train.checkpoint_every=3",
+        # Synchronous saves make "checkpoint 3 is complete at step 5" certain.
+        "--config.train.async_checkpoints=false",
+    ]
     env = {**os.environ, "RS_JAX_CPU_DEVICES": "1", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "rs_jax.cli", "train", *args]
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([*command, "--workdir", str(killed)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        [*command, "--workdir", str(killed)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     for line in proc.stdout:
         if line.startswith("step 5/8"):  # checkpoint 3 exists; steps 4-5 will be lost
             proc.send_signal(signal.SIGKILL)
@@ -58,14 +69,26 @@ def test_killed_run_resumes_from_last_checkpoint_with_the_data_stream(tmp_path, 
     assert proc.returncode == -signal.SIGKILL
     assert Checkpointer(killed).latest_step() == 3
 
-    resumed = subprocess.run([*command, "--workdir", str(killed)], capture_output=True,
-                             text=True, env=env, cwd=REPO, check=True)
+    resumed = subprocess.run(
+        [*command, "--workdir", str(killed)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=True,
+    )
     assert "Resumed from" in resumed.stdout and "(step 3)" in resumed.stdout
     assert "step 4/8" in resumed.stdout and "step 1/8" not in resumed.stdout
 
     straight = tmp_path / "straight"
-    subprocess.run([*command, "--workdir", str(straight)], capture_output=True, text=True,
-                   env=env, cwd=REPO, check=True)
+    subprocess.run(
+        [*command, "--workdir", str(straight)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=True,
+    )
 
     config = tiny(**{"data.data_dir": data_dir})
     a, b = final_params(config, killed), final_params(config, straight)
@@ -85,8 +108,13 @@ def test_train_then_eval_writes_reports(tmp_path, data_dir, variant):
     assert events
     scalars = read_scalars(tmp_path / "tensorboard")
     if not variant:  # routing statistics per level and expert, and the usage chart
-        for tag in ("moe/balance_loss", "moe/z_loss", "moe/dropped_fraction",
-                    "moe/scene/expert_0", "moe/object/expert_1"):
+        for tag in (
+            "moe/balance_loss",
+            "moe/z_loss",
+            "moe/dropped_fraction",
+            "moe/scene/expert_0",
+            "moe/object/expert_1",
+        ):
             assert scalars[tag][-1][0] == 8, tag
         assert any(b"moe/expert_usage" in path.read_bytes() for path in events)
     results = evaluate(config, str(tmp_path))

@@ -1,0 +1,351 @@
+"""Typed, frozen model configs, built once from `config.model` and handed to the modules.
+
+`ModelConfig.from_config(config.model)` checks every value and names the key of the first
+one out of range; the modules then read plain attributes and never see the ConfigDict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# none: keep every activation for the backward pass. dots: keep matmul outputs, recompute
+# the elementwise rest. projections: keep only the tagged q/k/v/out and MLP projections.
+# full: keep only each block's input and recompute the block.
+REMAT_POLICIES = ("none", "dots", "projections", "full")
+DISPATCH_MODES = ("einsum", "dropless")
+# Activations named with `jax.ad_checkpoint.checkpoint_name`; the `projections` policy saves
+# these and recomputes everything else in a block.
+PROJECTION_NAMES = ("query", "key", "value", "attention_out", "mlp_in", "mlp_out")
+
+
+class ModelConfigError(ValueError):
+    """A `config.model` value is out of range; the message names the key."""
+
+
+def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ModelConfigError(f"config.model.{key}={value!r}: {expected}")
+
+
+def _positive(section: Mapping[str, Any], prefix: str, *keys: str) -> None:
+    for key in keys:
+        value = section[key]
+        _require(isinstance(value, int) and value > 0, f"{prefix}.{key}", value, "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """Activations and matmul operands in `dtype` (matmuls accumulate in float32), weights
+    stored in `param_dtype`. Softmax, norms, RoPE, the router and the loss run in float32."""
+
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+
+@dataclasses.dataclass(frozen=True)
+class Layers:
+    """How a stack of identical blocks runs: one `jax.lax.scan` over stacked parameters
+    (compile time independent of depth) or unrolled, and what the backward pass keeps."""
+
+    scan: bool = True
+    remat_policy: str = "none"
+
+    def checkpoint_policy(self):
+        """The `jax.checkpoint` policy of `remat_policy` (None: no rematerialisation)."""
+        policies = jax.checkpoint_policies
+        return {
+            "none": None,
+            "dots": policies.dots_with_no_batch_dims_saveable,
+            "projections": policies.save_only_these_names(*PROJECTION_NAMES),
+            "full": policies.nothing_saveable,
+        }[self.remat_policy]
+
+
+@dataclasses.dataclass(frozen=True)
+class VisionConfig:
+    image_size: int
+    patch_size: int
+    width: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+
+    @property
+    def grid(self) -> int:
+        """Patches per image side."""
+        return self.image_size // self.patch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelConfig:
+    """One semantic level: the ViT block it taps, the grid its patch tokens are pooled to,
+    and the knowledge-base level its cues come from."""
+
+    name: str
+    block: int
+    grid: int
+    kb_level: str
+
+
+@dataclasses.dataclass(frozen=True)
+class KnowledgeConfig:
+    dim: int
+    top_k: int
+    approx: bool
+    recall_target: float
+    trainable: bool
+    adapter: bool
+    retrieval_loss_weight: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpertsConfig:
+    """A level-grouped mixture of experts: the semantic experts and the decoder's MoE blocks."""
+
+    num_levels: int
+    experts_per_level: int
+    shared_experts: int
+    top_k: int
+    capacity_factor: float
+    mlp_dim: int
+    dispatch: str
+    router_jitter: float
+    coarse_to_fine: bool
+    balance_loss_weight: float
+    z_loss_weight: float
+
+    @property
+    def num_experts(self) -> int:
+        return self.num_levels * self.experts_per_level
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+    vocab_size: int  # 0 until resolved against the tokenizer (ModelConfig.with_vocab)
+    width: int
+    depth: int
+    num_heads: int
+    num_kv_heads: int
+    mlp_dim: int
+    rope_theta: float
+    qkv_bias: bool
+    tie_embeddings: bool
+    moe_every: int  # 0: dense; N: blocks N-1, 2N-1, ... route the visual tokens
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.num_heads
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    baseline: bool
+    vision: VisionConfig
+    levels: tuple[LevelConfig, ...]
+    kb: KnowledgeConfig
+    augment_heads: int
+    experts: ExpertsConfig
+    llm: DecoderConfig
+    precision: Precision
+    layers: Layers
+
+    @property
+    def level_names(self) -> tuple[str, ...]:
+        return tuple(level.name for level in self.levels)
+
+    @property
+    def kb_levels(self) -> tuple[str, ...]:
+        """The knowledge-base level each model level retrieves from, coarse to fine."""
+        return tuple(level.kb_level for level in self.levels)
+
+    def with_vocab(self, tokenizer_size: int) -> ModelConfig:
+        """Resolve `llm.vocab_size` (0 = the tokenizer's size; larger pads the table)."""
+        size = self.llm.vocab_size or tokenizer_size
+        _require(
+            size >= tokenizer_size,
+            "llm.vocab_size",
+            self.llm.vocab_size,
+            f"smaller than the tokenizer's {tokenizer_size} tokens",
+        )
+        return dataclasses.replace(self, llm=dataclasses.replace(self.llm, vocab_size=size))
+
+    @classmethod
+    def from_config(cls, model: Mapping[str, Any], image_size: int) -> ModelConfig:
+        """From `config.model` (and `config.data.image_size`); raises naming the bad key."""
+        for key in ("dtype", "param_dtype"):
+            _require(model[key] in DTYPES, key, model[key], f"expected one of {list(DTYPES)}")
+        _require(
+            model.remat_policy in REMAT_POLICIES,
+            "remat_policy",
+            model.remat_policy,
+            f"expected one of {list(REMAT_POLICIES)}",
+        )
+        vision = _vision(model.vision, image_size)
+        levels = _levels(model.levels, vision)
+        llm = _decoder(model.llm)
+        return cls(
+            baseline=bool(model.baseline),
+            vision=vision,
+            levels=levels,
+            kb=_knowledge(model.kb),
+            augment_heads=_augment_heads(model.augment, vision.width),
+            experts=_experts(model.experts, len(levels)),
+            llm=llm,
+            precision=Precision(DTYPES[model.dtype], DTYPES[model.param_dtype]),
+            layers=Layers(bool(model.scan_layers), model.remat_policy),
+        )
+
+
+def _vision(v: Mapping[str, Any], image_size: int) -> VisionConfig:
+    _positive(v, "vision", "patch_size", "width", "depth", "num_heads", "mlp_dim")
+    _require(
+        image_size % v.patch_size == 0,
+        "vision.patch_size",
+        v.patch_size,
+        f"must divide config.data.image_size={image_size}",
+    )
+    _require(
+        v.width % v.num_heads == 0,
+        "vision.num_heads",
+        v.num_heads,
+        f"must divide vision.width={v.width}",
+    )
+    return VisionConfig(image_size, v.patch_size, v.width, v.depth, v.num_heads, v.mlp_dim)
+
+
+def _levels(levels: Any, vision: VisionConfig) -> tuple[LevelConfig, ...]:
+    depth = vision.depth
+    expected = "a tuple of (name, block, grid[, kb_level]) entries, coarse to fine"
+    _require(isinstance(levels, tuple | list) and len(levels) > 0, "levels", levels, expected)
+    parsed = []
+    for i, entry in enumerate(levels):
+        key = f"levels[{i}]"
+        _require(isinstance(entry, tuple | list) and len(entry) in (3, 4), key, entry, expected)
+        name, block, grid, *kb_level = entry
+        _require(isinstance(name, str) and bool(name), key, entry, "the name must be a string")
+        _require(
+            isinstance(block, int) and -depth <= block < depth,
+            key,
+            entry,
+            f"block {block} is outside the ViT's {depth} blocks",
+        )
+        _require(
+            isinstance(grid, int) and grid >= 1 and vision.grid % grid == 0,
+            key,
+            entry,
+            f"grid must be >= 1 and divide the ViT's {vision.grid}x{vision.grid} patch grid",
+        )
+        parsed.append(LevelConfig(name, block % depth, grid, kb_level[0] if kb_level else name))
+    names = [level.name for level in parsed]
+    _require(len(set(names)) == len(names), "levels", levels, "level names must be unique")
+    return tuple(parsed)
+
+
+def _knowledge(kb: Mapping[str, Any]) -> KnowledgeConfig:
+    _positive(kb, "kb", "dim", "top_k")
+    _require(0 < kb.recall_target <= 1, "kb.recall_target", kb.recall_target, "must be in (0, 1]")
+    _require(
+        kb.retrieval_loss_weight >= 0,
+        "kb.retrieval_loss_weight",
+        kb.retrieval_loss_weight,
+        "must be >= 0",
+    )
+    return KnowledgeConfig(
+        kb.dim,
+        kb.top_k,
+        bool(kb.approx),
+        float(kb.recall_target),
+        bool(kb.trainable),
+        bool(kb.adapter),
+        float(kb.retrieval_loss_weight),
+    )
+
+
+def _augment_heads(augment: Mapping[str, Any], width: int) -> int:
+    _positive(augment, "augment", "num_heads")
+    _require(
+        width % augment.num_heads == 0,
+        "augment.num_heads",
+        augment.num_heads,
+        f"must divide vision.width={width}",
+    )
+    return augment.num_heads
+
+
+def _experts(e: Mapping[str, Any], num_levels: int) -> ExpertsConfig:
+    _positive(e, "experts", "experts_per_level", "top_k", "mlp_dim")
+    _require(e.shared_experts >= 0, "experts.shared_experts", e.shared_experts, "must be >= 0")
+    _require(
+        e.top_k <= e.experts_per_level,
+        "experts.top_k",
+        e.top_k,
+        f"exceeds experts_per_level={e.experts_per_level}: a token is routed within its "
+        "level's group",
+    )
+    _require(e.capacity_factor > 0, "experts.capacity_factor", e.capacity_factor, "must be > 0")
+    _require(
+        e.dispatch in DISPATCH_MODES,
+        "experts.dispatch",
+        e.dispatch,
+        f"expected one of {list(DISPATCH_MODES)}",
+    )
+    _require(
+        0 <= e.router_jitter < 1, "experts.router_jitter", e.router_jitter, "must be in [0, 1)"
+    )
+    for key in ("balance_loss_weight", "z_loss_weight"):
+        _require(e[key] >= 0, f"experts.{key}", e[key], "must be >= 0")
+    return ExpertsConfig(
+        num_levels=num_levels,
+        experts_per_level=e.experts_per_level,
+        shared_experts=e.shared_experts,
+        top_k=e.top_k,
+        capacity_factor=float(e.capacity_factor),
+        mlp_dim=e.mlp_dim,
+        dispatch=e.dispatch,
+        router_jitter=float(e.router_jitter),
+        coarse_to_fine=bool(e.coarse_to_fine),
+        balance_loss_weight=float(e.balance_loss_weight),
+        z_loss_weight=float(e.z_loss_weight),
+    )
+
+
+def _decoder(llm: Mapping[str, Any]) -> DecoderConfig:
+    _positive(llm, "llm", "width", "depth", "num_heads", "num_kv_heads", "mlp_dim")
+    _require(llm.vocab_size >= 0, "llm.vocab_size", llm.vocab_size, "must be >= 0")
+    _require(
+        llm.width % llm.num_heads == 0 and (llm.width // llm.num_heads) % 2 == 0,
+        "llm.num_heads",
+        llm.num_heads,
+        f"must divide llm.width={llm.width} into an even head size (RoPE rotates pairs)",
+    )
+    _require(
+        llm.num_heads % llm.num_kv_heads == 0,
+        "llm.num_kv_heads",
+        llm.num_kv_heads,
+        f"must divide llm.num_heads={llm.num_heads}",
+    )
+    _require(llm.rope_theta > 0, "llm.rope_theta", llm.rope_theta, "must be > 0")
+    _require(
+        llm.moe_every >= 0 and (llm.moe_every == 0 or llm.depth % llm.moe_every == 0),
+        "llm.moe_every",
+        llm.moe_every,
+        f"must be 0 or divide llm.depth={llm.depth} (blocks are scanned in groups of it)",
+    )
+    return DecoderConfig(
+        vocab_size=llm.vocab_size,
+        width=llm.width,
+        depth=llm.depth,
+        num_heads=llm.num_heads,
+        num_kv_heads=llm.num_kv_heads,
+        mlp_dim=llm.mlp_dim,
+        rope_theta=float(llm.rope_theta),
+        qkv_bias=bool(llm.qkv_bias),
+        tie_embeddings=bool(llm.tie_embeddings),
+        moe_every=llm.moe_every,
+    )
