@@ -14,14 +14,16 @@ import jax
 import jax.numpy as jnp
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-# none: keep every activation for the backward pass. dots: keep matmul outputs, recompute
-# the elementwise rest. projections: keep only the tagged q/k/v/out and MLP projections.
-# full: keep only each block's input and recompute the block.
+# none: keep every activation for the backward pass. dots: keep the output of every matmul
+# with a weight, recompute the rest. projections: keep only the q/k/v/out and MLP
+# projections. full: keep only each block's input and recompute the block.
 REMAT_POLICIES = ("none", "dots", "projections", "full")
 DISPATCH_MODES = ("einsum", "dropless")
 # Activations named with `jax.ad_checkpoint.checkpoint_name`; the `projections` policy saves
 # these and recomputes everything else in a block.
 PROJECTION_NAMES = ("query", "key", "value", "attention_out", "mlp_in", "mlp_out")
+# Every other weight matmul (layers.Einsum) names its output this.
+DENSE_NAME = "dense"
 
 
 class ModelConfigError(ValueError):
@@ -61,7 +63,12 @@ class Layers:
         policies = jax.checkpoint_policies
         return {
             "none": None,
-            "dots": policies.dots_with_no_batch_dims_saveable,
+            # By name as well: below float32 the matmuls run inside a custom VJP, which the
+            # primitive-based policy does not see.
+            "dots": policies.save_from_both_policies(
+                policies.dots_with_no_batch_dims_saveable,
+                policies.save_only_these_names(*PROJECTION_NAMES, DENSE_NAME),
+            ),
             "projections": policies.save_only_these_names(*PROJECTION_NAMES),
             "full": policies.nothing_saveable,
         }[self.remat_policy]

@@ -7,6 +7,7 @@ sharded. Matmuls take operands in the compute dtype and accumulate in float32
 bf16 paths (AMX on CPU, tensor cores, the MXU) are the bf16 x bf16 -> f32 ones.
 """
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
-from rs_jax.models.config import Precision
+from rs_jax.models.config import DENSE_NAME, Precision
 
 Axes = Sequence[str | None]
 
@@ -34,20 +35,47 @@ def param(
 
 
 def matmul(spec: str, x: jax.Array, w: jax.Array, precision: Precision) -> jax.Array:
-    """einsum(spec, x, w) on compute-dtype operands with float32 accumulation -> float32."""
-    return jnp.einsum(
-        spec,
-        x.astype(precision.dtype),
-        w.astype(precision.dtype),
-        preferred_element_type=jnp.float32,
-    )
+    """einsum(spec, x, w) on compute-dtype operands with float32 accumulation -> float32.
+
+    Below float32 the backward pass multiplies in the compute dtype too: plain autodiff
+    would meet the float32 cotangent with a bf16 operand and run both gradient matmuls in
+    float32.
+    """
+    x, w = x.astype(precision.dtype), w.astype(precision.dtype)
+    if precision.dtype == jnp.float32:
+        return jnp.einsum(spec, x, w, preferred_element_type=jnp.float32)
+    return _low_precision_einsum(spec, x, w)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _low_precision_einsum(spec: str, x: jax.Array, w: jax.Array) -> jax.Array:
+    return jnp.einsum(spec, x, w, preferred_element_type=jnp.float32)
+
+
+def _low_precision_einsum_fwd(spec, x, w):
+    return _low_precision_einsum(spec, x, w), (x, w)
+
+
+def _low_precision_einsum_bwd(spec, residuals, cotangent):
+    # For 'A,B->C': dA = einsum('C,B->A'), dB = einsum('A,C->B'); every index of A is in B
+    # or C and vice versa in all of this package's specs.
+    x, w = residuals
+    lhs, rest = spec.split(",")
+    rhs, out = rest.split("->")
+    cotangent = cotangent.astype(x.dtype)
+    dx = jnp.einsum(f"{out},{rhs}->{lhs}", cotangent, w, preferred_element_type=jnp.float32)
+    dw = jnp.einsum(f"{lhs},{out}->{rhs}", x, cotangent, preferred_element_type=jnp.float32)
+    return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_low_precision_einsum.defvjp(_low_precision_einsum_fwd, _low_precision_einsum_bwd)
 
 
 class Einsum(nnx.Module):
     """A projection by `spec` (e.g. 'btd,dnh->btnh') with a kernel of `shape` on `axes`.
 
     The bias covers the kernel dims that reach the output; `tag` names the output for the
-    `projections` remat policy.
+    `projections` remat policy (the `dots` policy saves every Einsum's output).
     """
 
     def __init__(
@@ -62,7 +90,7 @@ class Einsum(nnx.Module):
         kernel_init: nnx.Initializer = default_kernel_init,
         rngs: nnx.Rngs,
     ):
-        self.spec, self.tag, self.precision = spec, tag, precision
+        self.spec, self.tag, self.precision = spec, tag or DENSE_NAME, precision
         self.kernel = param(kernel_init, shape, axes, precision, rngs)
         kernel_dims, out_dims = spec.split(",")[1].split("->")
         kept = [i for i, dim in enumerate(kernel_dims) if dim in out_dims]
@@ -82,8 +110,7 @@ class Einsum(nnx.Module):
         y = matmul(self.spec, x, self.kernel[...], self.precision)
         if self.bias is not None:
             y = y + self.bias[...].astype(jnp.float32)
-        y = y.astype(self.precision.dtype)
-        return y if self.tag is None else checkpoint_name(y, self.tag)
+        return checkpoint_name(y.astype(self.precision.dtype), self.tag)
 
 
 def linear(

@@ -104,14 +104,17 @@ def einsum_ffn(
     """Capacity dispatch. h [B, S, D], dispatch/combine [B, S, E, C] -> [B, S, D]."""
     dtype = precision.dtype
     b, s, e, c = dispatch.shape
-    # Slots-major [B, E*C, S] against [B, S, D]: a plain batched matmul. Written as
+    # Dispatch and combine as plain batched matmuls over the E*C slots. Written as
     # 'bsec,bsd->ebcd', XLA:CPU can leave a bf16 x bf16 -> f32 dot that both operands
-    # contract on dim 1, which it cannot run (DotThunk: UNIMPLEMENTED).
+    # contract on dim 1, which it cannot run (DotThunk: UNIMPLEMENTED); that is also the
+    # combine's weight gradient.
     slots = dispatch.reshape(b, s, e * c).swapaxes(1, 2)
     expert_in = matmul("bxs,bsd->bxd", slots, h, precision).astype(dtype)
     expert_in = _constrain_expert_major(expert_in.reshape(b, e, c, -1).swapaxes(0, 1))
     expert_out = _constrain_expert_major(_swiglu(expert_in, wi_gate, wi_up, wo, precision))
-    return matmul("bsec,ebcd->bsd", combine, expert_out, precision).astype(dtype)
+    expert_out = expert_out.swapaxes(0, 1).reshape(b, e * c, -1)
+    y = matmul("bsx,bxd->bsd", combine.reshape(b, s, e * c), expert_out, precision)
+    return y.astype(dtype)
 
 
 # --- dropless -------------------------------------------------------------------------------

@@ -19,17 +19,16 @@ from rs_jax.train.progress import MetricWriter, ProgressLine
 HEADLINE_METRICS = ("loss", "answer_loss", "token_accuracy")
 
 
-def make_train_step(exp: experiment_lib.Experiment):
-    """A jitted (state, batch) -> (state, metrics) with explicit shardings; state donated.
+def make_grad_fn(exp: experiment_lib.Experiment):
+    """(params, batch, jitter_key) -> (gradients, metrics), traceable inside jit.
 
     With config.train.grad_accum_steps = N the batch is split into N micro-batches whose
     gradients are summed in float32; the answer loss is normalised by the whole batch's
     answer tokens, so N micro-batches give the gradient of one N-times-larger batch (the
-    auxiliary losses are averaged over the micro-batches).
+    auxiliary losses, nonlinear in the batch, are averaged over the micro-batches).
     """
-    graphdef, tx, schedule = exp.graphdef, exp.optimizer, exp.schedule
-    train = exp.config.train
-    seed, accum, vocab_chunk = exp.config.seed, train.grad_accum_steps, train.loss_vocab_chunk
+    graphdef, train = exp.graphdef, exp.config.train
+    accum, vocab_chunk = train.grad_accum_steps, train.loss_vocab_chunk
 
     def grads_and_metrics(params, batch, key, num_tokens=None):
         def loss_fn(p):
@@ -72,13 +71,18 @@ def make_train_step(exp: experiment_lib.Experiment):
         metrics["loss"] = metrics["loss"] * accum  # the micro-batch losses add up
         return grads, metrics
 
+    return accumulate if accum > 1 else grads_and_metrics
+
+
+def make_train_step(exp: experiment_lib.Experiment):
+    """A jitted (state, batch) -> (state, metrics) with explicit shardings; state donated."""
+    tx, schedule, seed = exp.optimizer, exp.schedule, exp.config.seed
+    grad_fn = make_grad_fn(exp)
+
     def train_step(state: dict[str, Any], batch: dict[str, jax.Array]):
         # A function of the step alone, so a resumed run draws the same router jitter.
         jitter_key = jax.random.fold_in(jax.random.key(seed), state["step"])
-        if accum == 1:
-            grads, metrics = grads_and_metrics(state["params"], batch, jitter_key)
-        else:
-            grads, metrics = accumulate(state["params"], batch, jitter_key)
+        grads, metrics = grad_fn(state["params"], batch, jitter_key)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         metrics |= {"grad_norm": optax.global_norm(grads), "learning_rate": schedule(state["step"])}

@@ -97,17 +97,45 @@ def test_killed_run_resumes_from_last_checkpoint_with_the_data_stream(tmp_path, 
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("variant", ["", ":baseline"])
-def test_train_then_eval_writes_reports(tmp_path, data_dir, variant):
+@pytest.mark.parametrize(
+    "variant, overrides",
+    [
+        ("", {}),
+        # Acceptance: bf16 end to end (train, eval, generation); an untied LM head.
+        (":baseline", {"model.dtype": "bfloat16", "model.llm.tie_embeddings": False}),
+        # The number of levels is the length of config.model.levels.
+        (":levels4", {"model.dtype": "bfloat16", "model.remat_policy": "full"}),
+        (
+            ":levels2",
+            {
+                "model.llm.tie_embeddings": False,
+                "train.grad_accum_steps": 2,
+                "mesh.tensor": 2,  # 4 batch shards x 2 micro-batches of the 8 rows
+            },
+        ),
+    ],
+)
+def test_train_then_eval_writes_reports(tmp_path, data_dir, variant, overrides, capsys):
     from rs_jax.eval.evaluate import evaluate
 
-    config = load_config(str(REPO / f"configs/tiny.py{variant}"), [f"data.data_dir={data_dir}"])
+    values = {"data.data_dir": data_dir, **overrides}
+    config = load_config(
+        str(REPO / f"configs/tiny.py{variant}"), [f"{k}={v}" for k, v in values.items()]
+    )
+    level_names = {level[0] for level in config.model.levels}
     summary = train(config, str(tmp_path))
+    printed = capsys.readouterr().out
+    # The start-up report comes before step 0.
+    assert (
+        printed.index("Parameters: ")
+        < printed.index("Compiled train step per device")
+        < (printed.index("step 1/8"))
+    )
     assert summary["step"] == 8 and np.isfinite(summary["loss"])
     events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert events
     scalars = read_scalars(tmp_path / "tensorboard")
-    if not variant:  # routing statistics per level and expert, and the usage chart
+    if variant != ":baseline":  # routing statistics per level and expert, and the usage chart
         for tag in (
             "moe/balance_loss",
             "moe/z_loss",
@@ -123,11 +151,11 @@ def test_train_then_eval_writes_reports(tmp_path, data_dir, variant):
     assert set(saved["tasks"]) <= set(config.data.tasks)
     for row in saved["tasks"].values():
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 < row["chance"] <= 1.0
-    if variant:
+    if variant == ":baseline":
         assert "retrieval" not in saved or not saved["retrieval"]
     else:
-        assert set(saved["retrieval"]) == {"scene", "landcover", "object"}
-        assert set(saved["expert_usage"]) == {"scene", "landcover", "object"}
+        assert set(saved["retrieval"]) == level_names
+        assert set(saved["expert_usage"]) == level_names
         assert (tmp_path / "expert_usage.png").stat().st_size > 0
         assert 0.0 <= saved["expert_dropped_fraction"] <= 1.0
 
@@ -138,11 +166,11 @@ def test_train_then_eval_writes_reports(tmp_path, data_dir, variant):
     image = np.random.default_rng(0).integers(0, 256, (40, 40, 3), np.uint8)
     answer = session.ask(image, "Is there a ship in the image?")
     assert isinstance(answer.text, str) and answer.image.shape == (16, 16, 3)
-    if variant:
+    if variant == ":baseline":
         assert answer.retrieved == {} and answer.expert_usage == {}
     else:
         top_k = config.model.kb.top_k
-        assert [len(v) for v in answer.retrieved.values()] == [top_k] * 3
+        assert [len(v) for v in answer.retrieved.values()] == [top_k] * len(level_names)
         scene_names = {e.name for e in session.exp.knowledge.entries if e.level == "scene"}
         assert {name for name, _ in answer.retrieved["scene"]} <= scene_names
         assert all(abs(sum(shares) - 1) < 1e-6 for shares in answer.expert_usage.values())
