@@ -6,7 +6,7 @@ WORKDIR ?= runs/demo
 # Tests run on 8 simulated CPU devices (set in tests/conftest.py).
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: install
 test: install
 	$(BIN)/ruff check rs_jax configs tests benchmarks launch
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Every benchmark in benchmarks/ (tens of minutes on 2 cores): benchmarks/results/all.json
+# and benchmarks/results/summary.md.
+bench: install
+	$(BIN)/python benchmarks/run_all.py
 
 lint: install
 	$(BIN)/ruff check rs_jax configs tests benchmarks launch

@@ -11,20 +11,18 @@ experts (best dispatch path).
 """
 
 import argparse
-import json
-import platform
-import statistics
 import time
-from pathlib import Path
 
+import common
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from configs.common import SHARDING_RULES
+from rs_jax.models.config import DTYPES, ExpertsConfig, Precision
 from rs_jax.models.experts import SemanticExperts
-from rs_jax.models.layers import SwiGLU, rms_norm
+from rs_jax.models.layers import RMSNorm, SwiGLU
 from rs_jax.train.partitioning import make_mesh, sharding_context
 
 TARGET = 1.3
@@ -33,9 +31,9 @@ TARGET = 1.3
 class DenseFFN(nnx.Module):
     """x [B, S, D] -> x + SwiGLU(norm(x)) [B, S, D]: the dense counterpart of the MoE layer."""
 
-    def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs):
-        self.norm = rms_norm(width, rngs=rngs)
-        self.ffn = SwiGLU(width, hidden, rngs=rngs)
+    def __init__(self, width: int, hidden: int, precision: Precision, *, rngs: nnx.Rngs):
+        self.norm = RMSNorm(width, precision=precision, rngs=rngs)
+        self.ffn = SwiGLU(width, hidden, precision=precision, rngs=rngs)
 
     def __call__(self, x: jax.Array, token_levels: np.ndarray) -> tuple[jax.Array, None]:
         return x + self.ffn(self.norm(x)), None
@@ -64,26 +62,31 @@ def main() -> None:
     parser.add_argument("--experts", default="4,8,16,32")
     parser.add_argument("--calls", type=int, default=3, help="timed calls per round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", default="benchmarks/results/moe.json")
+    parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
+    parser.add_argument("--out", default=str(common.RESULTS / "moe.json"))
     args = parser.parse_args()
+    precision = Precision(DTYPES[args.dtype], jnp.float32)
 
     levels = np.zeros(args.seq, np.int64)  # one level: plain top-k routing over all experts
     x = jnp.asarray(
-        np.random.default_rng(0).normal(size=(args.batch, args.seq, args.width)), jnp.float32
+        np.random.default_rng(0).normal(size=(args.batch, args.seq, args.width)), precision.dtype
     )
     mesh = make_mesh({}, jax.devices()[:1])
     cases = {}
     with sharding_context(mesh, SHARDING_RULES):
         cases["dense"] = make_step(
-            DenseFFN(args.width, args.top_k * args.expert_hidden, rngs=nnx.Rngs(0)), levels
+            DenseFFN(args.width, args.top_k * args.expert_hidden, precision, rngs=nnx.Rngs(0)),
+            levels,
         )
         for num_experts in (int(e) for e in args.experts.split(",")):
             for dispatch in ("einsum", "dropless"):
-                module = SemanticExperts(
-                    args.width, num_levels=1, experts_per_level=num_experts, shared_experts=0,
+                experts = ExpertsConfig(
+                    num_levels=1, experts_per_level=num_experts, shared_experts=0,
                     top_k=args.top_k, capacity_factor=args.capacity_factor,
-                    mlp_dim=args.expert_hidden, dispatch=dispatch, rngs=nnx.Rngs(0),
+                    mlp_dim=args.expert_hidden, dispatch=dispatch, router_jitter=0.0,
+                    coarse_to_fine=False, balance_loss_weight=0.0, z_loss_weight=0.0,
                 )  # fmt: skip
+                module = SemanticExperts(args.width, experts, precision, rngs=nnx.Rngs(0))
                 cases[f"moe_e{num_experts}_{dispatch}"] = make_step(module, levels)
 
         compile_s = {}
@@ -91,17 +94,17 @@ def main() -> None:
             start = time.perf_counter()
             jax.block_until_ready(step(state, x))
             compile_s[name] = time.perf_counter() - start
-        times: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.rounds):
-            for name, (step, state) in cases.items():
-                start = time.perf_counter()
-                for _ in range(args.calls):
-                    out = step(state, x)
-                jax.block_until_ready(out)
-                times[name].append((time.perf_counter() - start) / args.calls)
+        times = common.interleaved(
+            {
+                name: (lambda step=step, state=state: jax.block_until_ready(step(state, x)))
+                for name, (step, state) in cases.items()
+            },
+            args.rounds,
+            args.calls,
+        )
 
     tokens = args.batch * args.seq
-    median = {name: statistics.median(t) for name, t in times.items()}
+    median = {name: common.median(t) for name, t in times.items()}
     results = {
         name: {
             "median_s": median[name],
@@ -116,11 +119,6 @@ def main() -> None:
     ratio8 = results.get(f"moe_e8_{best8}", {}).get("ratio_to_dense")
     result = {
         "benchmark": "moe",
-        "backend": jax.default_backend(),
-        "device": str(jax.devices()[0]),
-        "machine": platform.machine(),
-        "cpu_count": __import__("os").cpu_count(),
-        "jax": jax.__version__,
         "settings": vars(args),
         "results": results,
         "target": {
@@ -132,16 +130,21 @@ def main() -> None:
             "miss_by": None if ratio8 is None else max(0.0, ratio8 - TARGET),
         },
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'case':<22} {'median ms':>10} {'tokens/s':>10} {'x dense':>8}")
-    for name, r in results.items():
-        print(
-            f"{name:<22} {1e3 * r['median_s']:>10.2f} {r['tokens_per_s']:>10.0f} "
-            f"{r['ratio_to_dense']:>8.2f}"
-        )
-    print("target:", result["target"])
+    rows = [
+        [name, f"{1e3 * r['median_s']:.1f}", f"{r['tokens_per_s']:.0f}",
+         f"{r['ratio_to_dense']:.2f}"]
+        for name, r in results.items()
+    ]  # fmt: skip
+    target = result["target"]
+    summary = [
+        f"### MoE layer (`moe.py`, {args.dtype})",
+        "",
+        *common.table(["case", "median ms", "tokens/s", "x dense"], rows),
+        "",
+        f"8 experts ({best8}) / dense: **{ratio8:.2f}** (target <= {TARGET}, "
+        f"{'met' if target['met'] else 'missed'}).",
+    ]
+    common.write(result, args.out, summary)
 
 
 if __name__ == "__main__":

@@ -27,17 +27,16 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import common
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+REPO = common.REPO
 
 K = 10
 RECALL_TARGET = 0.95
@@ -312,7 +311,7 @@ def target_verdict(cases: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="benchmarks/results/retrieval.json")
+    parser.add_argument("--out", default=str(common.RESULTS / "retrieval.json"))
     parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--dim", type=int, default=384)
@@ -351,33 +350,36 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in previous["cases"] if c["name"] not in rerun] + cases
         notes = [n for n in previous.get("notes", []) if "shipped KB" not in n] + notes
 
-    import jax
-
-    from rs_jax import __version__
-
-    report = {
+    verdict = target_verdict(cases)
+    result = {
         "benchmark": "retrieval",
         "k": K,
-        "target": target_verdict(cases),
+        "target": verdict,
         "cases": cases,
         "notes": notes,
         "memory": "peak RSS (VmHWM) above the RSS at method start, MiB; see module docstring",
         "queries_per_s": "all queries of a case, batched; best of 2 runs (numpy: 1 run)",
-        "environment": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "jax": jax.__version__,
-            "jax_backend": jax.default_backend(),
-            "numpy": np.__version__,
-            "rs_jax": __version__,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        },
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report["target"], indent=2))
-    print(f"wrote {out}")
+    rows = [
+        [case["name"], case["n"], r["method"], f"{r['recall_at_10']:.3f}",
+         f"{r['queries_per_s']:,.0f}"]
+        for case in cases
+        for r in case["results"]
+    ]  # fmt: skip
+    summary = [
+        "### Retrieval (`retrieval.py`)",
+        "",
+        *common.table(["case", "N", "method", "recall@10", "queries/s"], rows),
+    ]
+    if verdict.get("evaluated"):
+        summary += [
+            "",
+            f"ScaNN at 1M: recall@10 {verdict['recall_at_10']:.3f} at "
+            f"{verdict['speedup_vs_numpy_exact']}x the exact rate (target >= {RECALL_TARGET} at "
+            f">= {SPEEDUP_TARGET}x, {'met' if verdict['met'] else 'missed'}).",
+        ]
+    common.write(result, out, summary)
     return 0
 
 

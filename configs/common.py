@@ -24,6 +24,7 @@ SHARDING_RULES = (
     ("channels", None),
     ("position", None),
     ("length", None),
+    ("layers", None),  # the stacked blocks of a scanned tower
 )
 
 

@@ -37,6 +37,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         width=256, depth=4, num_heads=4, num_kv_heads=2, mlp_dim=688, tie_embeddings=False
     )
 
+    # On XLA:CPU saving a scanned block's activations costs more than recomputing them
+    # (benchmarks/README.md, scan_remat.py): recompute each block in the backward pass.
+    config.model.remat_policy = "full"
+
     config.train.steps = 1000
     config.train.learning_rate = 3e-4
     if "bf16" in variants:

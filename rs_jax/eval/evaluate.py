@@ -24,6 +24,10 @@ def make_eval_step(exp: experiment_lib.Experiment):
     graphdef, data, config = exp.graphdef, exp.data, exp.config
 
     def eval_step(params, batch):
+        with nnx.logical_axis_rules(exp.rules):
+            return generate(params, batch)
+
+    def generate(params, batch):
         model = nnx.merge(graphdef, params)
         visual = model.encode(
             batch["image"], batch["prompt_ids"], batch["prompt_mask"], batch.get("kb_ids")

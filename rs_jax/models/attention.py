@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rs_jax.models.config import Precision
-from rs_jax.models.layers import Einsum, matmul
+from rs_jax.models.layers import Einsum, constrain, matmul
 
 # Added to masked logits: finite, so a row with nothing to attend to stays a uniform
 # softmax instead of NaN (padding rows), and far below any real logit.
@@ -121,7 +121,9 @@ class Attention(nnx.Module):
         and the queries attend over all S cache slots (mask covers them).
         """
         context = x if context is None else context
-        query, key, value = self.query(x), self.key(context), self.value(context)
+        query = constrain(self.query(x), ("batch", "length", "heads", "head_dim"))
+        key = constrain(self.key(context), ("batch", "length", "kv_heads", "head_dim"))
+        value = constrain(self.value(context), ("batch", "length", "kv_heads", "head_dim"))
         if self.rope_theta is not None:
             query = rotary_embedding(query, positions, self.rope_theta)
             key = rotary_embedding(key, positions, self.rope_theta)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.linen import spmd as linen_spmd
 from jax.ad_checkpoint import checkpoint_name
 
 from rs_jax.models.config import DENSE_NAME, Precision
@@ -32,6 +33,21 @@ def param(
     """A parameter of `shape` in `precision.param_dtype`, sharded along logical `axes`."""
     value = init(rngs.params(), tuple(shape), jnp.float32).astype(precision.param_dtype)
     return nnx.Param(value, out_sharding=tuple(axes))
+
+
+def constrain(x: jax.Array, axes: Axes) -> jax.Array:
+    """Pin the sharding of activation x by logical axis names, e.g. ('batch', 'length',
+    'embed'), under the active mesh and logical-axis rules (a no-op without them).
+
+    Without these pins GSPMD may shard a block's activations along the weights' fsdp axis
+    and gather the batch instead: every device then holds the whole batch's activations.
+    """
+    rules = linen_spmd.get_logical_axis_rules()
+    if not rules or jax.sharding.get_abstract_mesh().empty:
+        return x
+    # First matching rule wins and a mesh axis is used once: ('batch', 'embed') puts the
+    # batch on ('data', 'fsdp', 'expert') and leaves 'embed' unsharded.
+    return jax.lax.with_sharding_constraint(x, linen_spmd.logical_to_mesh_axes(tuple(axes)))
 
 
 def matmul(spec: str, x: jax.Array, w: jax.Array, precision: Precision) -> jax.Array:
@@ -195,7 +211,8 @@ class Mlp(nnx.Module):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(jax.nn.gelu(self.fc1(x)))
+        hidden = constrain(jax.nn.gelu(self.fc1(x)), ("batch", "length", "mlp"))
+        return self.fc2(hidden)
 
 
 class SwiGLU(nnx.Module):
@@ -212,7 +229,8 @@ class SwiGLU(nnx.Module):
         self.down = proj(hidden, width, ("mlp", "embed"), "mlp_out")
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.down(jax.nn.silu(self.gate(x)) * self.up(x))
+        hidden = constrain(jax.nn.silu(self.gate(x)) * self.up(x), ("batch", "length", "mlp"))
+        return self.down(hidden)
 
 
 def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:

@@ -15,7 +15,7 @@ from flax import nnx
 from rs_jax.models.attention import Attention, KVCache
 from rs_jax.models.config import DecoderConfig, ExpertsConfig, Layers, Precision
 from rs_jax.models.experts import RoutingStats, SemanticExperts
-from rs_jax.models.layers import Embed, RMSNorm, SwiGLU, matmul, param
+from rs_jax.models.layers import Embed, RMSNorm, SwiGLU, constrain, matmul, param
 from rs_jax.models.stack import LayerStack
 
 
@@ -61,10 +61,11 @@ class DecoderBlock(nnx.Module):
 
         visual_levels [V] (static): slots 0..V-1 of x are visual tokens of these levels.
         """
+        x = constrain(x, ("batch", "length", "embed"))
         attended, cache = self.attn(
             self.attn_norm(x), mask=mask, positions=positions, cache=cache, cache_index=cache_index
         )
-        x = x + attended
+        x = constrain(x + attended, ("batch", "length", "embed"))
         if self.moe is None or visual_levels is None:
             return x + self.mlp(self.mlp_norm(x)), cache, None
         v = len(visual_levels)

@@ -57,7 +57,7 @@ class LayerStack(nnx.Module):
             # Inside a scan the loop already keeps XLA from merging the recomputation with
             # the forward pass; unrolled, prevent_cse has to.
             step = jax.checkpoint(step, policy=policy, prevent_cse=not self.layers.scan)
-        if self.layers.scan:
+        if self.layers.scan and stop - start > 1:  # a scan over one block is only overhead
             return jax.lax.scan(step, carry, (params, xs))
         outputs = []
         for i in range(stop - start):

@@ -8,7 +8,7 @@ from flax import nnx
 
 from rs_jax.models.attention import Attention
 from rs_jax.models.config import Layers, Precision, VisionConfig
-from rs_jax.models.layers import LayerNorm, Mlp, linear, param
+from rs_jax.models.layers import LayerNorm, Mlp, constrain, linear, param
 from rs_jax.models.stack import LayerStack
 
 
@@ -22,7 +22,8 @@ class VisionBlock(nnx.Module):
         self.mlp = Mlp(cfg.width, cfg.mlp_dim, cfg.width, precision=precision, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = x + self.attn(self.attn_norm(x))[0]
+        x = constrain(x, ("batch", "length", "embed"))
+        x = constrain(x + self.attn(self.attn_norm(x))[0], ("batch", "length", "embed"))
         return x + self.mlp(self.mlp_norm(x))
 
 

@@ -4,7 +4,7 @@ Training and evaluation share this, so both see the same mesh, shardings and sta
 """
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -15,7 +15,7 @@ import optax
 from flax import nnx
 
 from rs_jax.config import ConfigError
-from rs_jax.data.pipeline import DataBundle, build_data
+from rs_jax.data.pipeline import MAX_KB_LABELS, DataBundle, build_data
 from rs_jax.kb.host_retrieval import HostRetriever, prompt_query
 from rs_jax.kb.linking import link_labels, relabel
 from rs_jax.kb.store import BuiltKB, check_encoder
@@ -45,7 +45,7 @@ class Experiment:
     config: ml_collections.ConfigDict
     model_config: ModelConfig
     mesh: jax.sharding.Mesh
-    data: DataBundle
+    data: DataBundle | None  # None for a planned (abstract) experiment
     knowledge: Knowledge
     graphdef: nnx.GraphDef
     state: dict[str, Any]  # {"step": int32 [], "params": nnx.State, "opt_state": optax state}
@@ -75,6 +75,34 @@ class Experiment:
             batch = {**batch, "kb_labels": labels}
         return partitioning.shard_batch(batch, self.mesh, self.rules)
 
+    def abstract_batch(self, batch_size: int | None = None) -> dict[str, jax.ShapeDtypeStruct]:
+        """What `shard_batch` hands a train step, as sharded shapes (global batch_size,
+        default config.data.batch_size): for lowering a step without data."""
+        data = self.config.data
+        b, size = batch_size or data.batch_size, data.image_size
+        prompt, answer = (b, data.max_prompt_len), (b, data.max_answer_len)
+        labels = (b, MAX_KB_LABELS)
+        if not self.model_config.baseline:
+            labels = (b, len(self.model_config.levels), MAX_KB_LABELS)
+        shapes = {
+            "image": ((b, size, size, 3), jnp.uint8),
+            "prompt_ids": (prompt, jnp.int32),
+            "prompt_mask": (prompt, jnp.int32),
+            "answer_ids": (answer, jnp.int32),
+            "answer_mask": (answer, jnp.int32),
+            "task_id": ((b,), jnp.int32),
+            "kb_labels": (labels, jnp.int32),
+            "valid": ((b,), jnp.int32),
+        }
+        return {
+            key: jax.ShapeDtypeStruct(
+                shape,
+                dtype,
+                sharding=partitioning.batch_sharding(self.mesh, self.rules, len(shape)),
+            )
+            for key, (shape, dtype) in shapes.items()
+        }
+
 
 def setup(
     config: ml_collections.ConfigDict,
@@ -89,13 +117,43 @@ def setup(
     _check_retrieval_mode(config)
     model_config = ModelConfig.from_config(config.model, config.data.image_size)
     mesh = partitioning.make_mesh(config.mesh)
-    rules = tuple(config.sharding_rules)
-    _check_batch_fits_mesh(config, mesh, rules)
+    _check_batch_fits_mesh(config, mesh, tuple(config.sharding_rules))
     data = build_data(config, workdir)
     model_config = model_config.with_vocab(data.vocab_size)
     knowledge = load_knowledge(config, model_config, data, query_fn)
     data.host_retriever = knowledge.retriever
+    return _assemble(config, model_config, mesh, data, knowledge)
 
+
+def plan(
+    config: ml_collections.ConfigDict, kb_entries: list, devices: Sequence[Any] | None = None
+) -> Experiment:
+    """An experiment with abstract state (shapes, dtypes and shardings; nothing allocated)
+    and no data, for planning memory ahead of time: lower and compile its train step.
+
+    kb_entries: the knowledge base the model would retrieve from (a learned table of that
+    size). The vocabulary is config.model.llm.vocab_size: no tokenizer is loaded.
+    """
+    model_config = ModelConfig.from_config(config.model, config.data.image_size)
+    if not model_config.llm.vocab_size:
+        raise ConfigError("planning needs config.model.llm.vocab_size (no tokenizer is loaded)")
+    model_config = model_config.with_vocab(model_config.llm.vocab_size)
+    mesh = partitioning.make_mesh(config.mesh, devices)
+    _check_batch_fits_mesh(config, mesh, tuple(config.sharding_rules))
+    knowledge = Knowledge(kb_entries, None, np.zeros((0,), np.int32))
+    return _assemble(config, model_config, mesh, None, knowledge, abstract=True)
+
+
+def _assemble(
+    config: ml_collections.ConfigDict,
+    model_config: ModelConfig,
+    mesh: jax.sharding.Mesh,
+    data: DataBundle | None,
+    knowledge: Knowledge,
+    abstract: bool = False,
+) -> Experiment:
+    """The model, optimizer and train state on `mesh` (abstract: ShapeDtypeStructs)."""
+    rules = tuple(config.sharding_rules)
     model = build_model(
         model_config,
         knowledge.entry_levels,
@@ -103,14 +161,30 @@ def setup(
         rules,
         seed=config.seed,
         kb_table=knowledge.table,
+        abstract=abstract,
     )
     graphdef, params = nnx.split(model)
+    if abstract:
+        shardings = partitioning.state_shardings(params, mesh, rules)
+        params = partitioning.abstract_with_shardings(params, shardings)
     tx, schedule = optimizer_lib.make_optimizer(config.train)
     if knowledge.table is not None and not config.model.kb.trainable:
         tx = _freeze_kb_table(tx, params)
+    replicated = jax.NamedSharding(mesh, jax.P())
+    # The moments live where their parameters do: fsdp shards optimizer state too.
+    abstract_opt_state = jax.eval_shape(tx.init, params)
+    opt_shardings = partitioning.mirror_shardings(abstract_opt_state, params, replicated)
     with jax.set_mesh(mesh):
-        opt_state = jax.jit(tx.init)(params)
-        step = jax.device_put(jnp.zeros((), jnp.int32), jax.NamedSharding(mesh, jax.P()))
+        if abstract:
+            opt_state = jax.tree.map(
+                lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                abstract_opt_state,
+                opt_shardings,
+            )
+            step = jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated)
+        else:
+            opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
+            step = jax.device_put(jnp.zeros((), jnp.int32), replicated)
     state = {"step": step, "params": params, "opt_state": opt_state}
     shardings = jax.tree.map(lambda x: x.sharding, state)
     return Experiment(

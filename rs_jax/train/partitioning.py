@@ -190,6 +190,22 @@ def state_shardings(abstract_state: Any, mesh: Mesh, rules: Rules) -> Any:
     )
 
 
+def mirror_shardings(tree: Any, params: Any, default: NamedSharding) -> Any:
+    """Shardings for a tree whose leaves mirror parameters (an optimizer state's moments): a
+    leaf whose key path ends with a parameter's path, at that parameter's shape, gets its
+    sharding; every other leaf (step counts, ...) gets `default`."""
+    by_path = {tuple(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+
+    def pick(path: tuple, leaf: Any) -> NamedSharding:
+        for start in range(len(path)):
+            param = by_path.get(tuple(path[start:]))
+            if param is not None and param.shape == leaf.shape:
+                return param.sharding
+        return default
+
+    return jax.tree_util.tree_map_with_path(pick, tree)
+
+
 def abstract_with_shardings(abstract_state: Any, shardings: Any) -> Any:
     """ShapeDtypeStructs carrying shardings: the target for sharded checkpoint restore."""
     return jax.tree.map(

@@ -71,7 +71,14 @@ def make_grad_fn(exp: experiment_lib.Experiment):
         metrics["loss"] = metrics["loss"] * accum  # the micro-batch losses add up
         return grads, metrics
 
-    return accumulate if accum > 1 else grads_and_metrics
+    grad_fn = accumulate if accum > 1 else grads_and_metrics
+
+    def with_rules(params, batch, key):
+        # Activations are pinned by logical axis names (models.layers.constrain).
+        with nnx.logical_axis_rules(exp.rules):
+            return grad_fn(params, batch, key)
+
+    return with_rules
 
 
 def make_train_step(exp: experiment_lib.Experiment):

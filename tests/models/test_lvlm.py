@@ -87,6 +87,30 @@ def test_sharded_forward_and_grads_equal_single_device(single_device_mesh, multi
         np.testing.assert_allclose(g1, g8, rtol=1e-4, atol=1e-5)
 
 
+def test_activations_stay_sharded_over_the_batch_under_fsdp():
+    """Pinned activations: GSPMD gathers the fsdp-sharded weights, never the batch."""
+    from configs.common import SHARDING_RULES
+    from rs_jax.train.partitioning import make_mesh
+
+    mesh = make_mesh({"data": 2, "fsdp": 4})
+    model = make_model(tiny_config("baseline"), mesh)
+    graphdef, params = nnx.split(model)
+    batch = {
+        k: jax.device_put(v, jax.NamedSharding(mesh, jax.P(("data", "fsdp"))))
+        for k, v in random_batch().items()
+    }
+
+    @jax.jit
+    def hidden(params, batch):
+        with nnx.logical_axis_rules(SHARDING_RULES):
+            return nnx.merge(graphdef, params)(batch)[0]
+
+    with jax.set_mesh(mesh):
+        out = hidden(params, batch)
+    assert {"data", "fsdp"} <= set(out.sharding.spec[0]), out.sharding.spec
+    assert out.sharding.shard_shape(out.shape) == (1, 4, 32)  # 8 rows over 8 devices
+
+
 @pytest.mark.parametrize(
     "kb_levels, message",
     [

@@ -48,7 +48,7 @@ def test_scanned_equals_unrolled(moe_every, single_device_mesh):
 
 
 def test_remat_policies_give_the_same_loss_and_gradients(single_device_mesh):
-    config = tiny_config()
+    config = tiny_config("baseline")
     reference, grads, params = loss_and_grads(config, single_device_mesh)
     for policy in ("dots", "projections", "full"):
         config.model.remat_policy = policy

@@ -142,3 +142,39 @@ def test_state_shardings_errors(mesh):
 class Holder(nnx.Module):
     def __init__(self, p: nnx.Param):
         self.p = p
+
+
+def test_mirror_shardings_follow_the_parameters(mesh):
+    sharded = jax.NamedSharding(mesh, PartitionSpec("fsdp", "tensor"))
+    replicated = jax.NamedSharding(mesh, PartitionSpec())
+    params = {"w": jax.ShapeDtypeStruct((4, 6), jnp.float32, sharding=sharded)}
+    opt_state = ({"count": jnp.zeros(()), "mu": {"w": jnp.zeros((4, 6))}}, {"w": jnp.zeros(3)})
+    shardings = part.mirror_shardings(opt_state, params, replicated)
+    assert shardings[0]["mu"]["w"] == sharded  # same path suffix and shape
+    assert shardings[0]["count"] == replicated
+    assert shardings[1]["w"] == replicated  # same path, another shape: not a moment of w
+
+
+def test_optimizer_state_is_sharded_like_the_parameters(tmp_path):
+    """fsdp shards the AdamW moments too, and the planned (abstract) experiment has exactly
+    the shardings of the built one."""
+    from rs_jax.config import load_config
+    from rs_jax.data.synth import kb_entries
+    from rs_jax.train import experiment as experiment_lib
+    from rs_jax.train import report
+    from tests.train.test_trainer import REPO
+
+    overrides = [f"data.data_dir={tmp_path}", "mesh.data=4", "mesh.fsdp=2"]
+    config = load_config(str(REPO / "configs/tiny.py"), overrides)
+    built = experiment_lib.setup(config, str(tmp_path))
+    memory = report.state_report(built.state, built.mesh)
+    assert memory["sharded_param_fraction"] > 0.9
+    # mu and nu: twice the parameters' bytes on each device, not twice the whole model.
+    params_bytes = memory["param_bytes_per_device"]
+    assert memory["opt_state_bytes_per_device"] < 2.1 * params_bytes
+    with config.unlocked():
+        config.model.llm.vocab_size = built.model_config.llm.vocab_size
+    planned = experiment_lib.plan(config, kb_entries())
+    for a, b in zip(jax.tree.leaves(planned.state), jax.tree.leaves(built.state), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert a.sharding.is_equivalent_to(b.sharding, a.ndim), (a.sharding, b.sharding)

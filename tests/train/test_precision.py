@@ -5,17 +5,23 @@ import re
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import nnx
 
 from rs_jax.config import load_config
 from rs_jax.train import experiment as experiment_lib
+from rs_jax.train.losses import compute_loss
 from rs_jax.train.trainer import make_train_step
+from tests.models.conftest import make_model, random_batch, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 30
-# bf16 operands with fp32 accumulation and fp32 master weights: measured max |loss
-# difference| 0.008 over 60 steps of the tiny config; allowed here: 0.05.
+# bf16 operands with fp32 accumulation and fp32 master weights against fp32, same init and
+# batches. Measured: at most 2.5% of the loss here (4 random batches memorised, where routing
+# decisions flip), 0.3% on rs_synth with the tiny config over 60 steps. Allowed: 5%.
 LOSS_TOLERANCE = 0.05
 
 
@@ -25,35 +31,47 @@ def data_dir(tmp_path_factory):
 
 
 def experiment(data_dir, workdir, arg="", **overrides):
-    values = {"data.data_dir": data_dir, "train.steps": STEPS, **overrides}
+    values = {"data.data_dir": data_dir, **overrides}
     config = load_config(
         str(REPO / f"configs/tiny.py{arg}"), [f"{k}={v}" for k, v in values.items()]
     )
     return experiment_lib.setup(config, str(workdir))
 
 
-def losses(exp) -> np.ndarray:
-    iterator, step = exp.data.train_iterator(seed=0), make_train_step(exp)
-    state, out = exp.state, []
-    with jax.set_mesh(exp.mesh):
-        for _ in range(STEPS):
-            state, metrics = step(state, exp.shard_batch(next(iterator)))
-            out.append(float(metrics["loss"]))
+def losses(mesh, **model_overrides) -> np.ndarray:
+    """Per-step losses of the tiny full model trained with AdamW on 4 fixed random batches."""
+    config = tiny_config()
+    config.model.update(model_overrides)
+    graphdef, params = nnx.split(make_model(config, mesh))
+    tx = optax.adamw(1e-3)
+    batches = [jax.tree.map(jnp.asarray, random_batch(seed=i)) for i in range(4)]
+
+    @jax.jit
+    def step(params, opt_state, batch):
+        def loss_fn(p):
+            return compute_loss(nnx.merge(graphdef, p), batch)[0]
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    opt_state, out = tx.init(params), []
+    with jax.set_mesh(mesh):
+        for i in range(STEPS):
+            params, opt_state, loss = step(params, opt_state, batches[i % len(batches)])
+            out.append(float(loss))
     return np.array(out)
 
 
-def test_bfloat16_loss_follows_float32(data_dir, tmp_path):
-    fp32 = losses(experiment(data_dir, tmp_path))
-    bf16 = losses(experiment(data_dir, tmp_path, **{"model.dtype": "bfloat16"}))
-    assert np.abs(bf16 - fp32).max() < LOSS_TOLERANCE, np.abs(bf16 - fp32).max()
-    assert bf16[-5:].mean() < 0.6 * bf16[:5].mean()  # and it is learning
+def test_bfloat16_loss_follows_float32(single_device_mesh):
+    fp32 = losses(single_device_mesh)
+    bf16 = losses(single_device_mesh, dtype="bfloat16")
+    relative = np.abs(bf16 - fp32) / fp32
+    assert relative.max() < LOSS_TOLERANCE, relative.max()
+    assert bf16[-5:].mean() < 0.75 * bf16[:5].mean()  # and it is learning
     # Pure bf16 (weights too) trains, less precisely: small updates round away.
-    pure = losses(
-        experiment(
-            data_dir, tmp_path, **{"model.dtype": "bfloat16", "model.param_dtype": "bfloat16"}
-        )
-    )
-    assert pure[-5:].mean() < 0.7 * pure[:5].mean()
+    pure = losses(single_device_mesh, dtype="bfloat16", param_dtype="bfloat16")
+    assert pure[-5:].mean() < 0.8 * pure[:5].mean()
 
 
 def _dot_flops(stablehlo: str) -> dict[str, float]:

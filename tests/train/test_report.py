@@ -42,3 +42,30 @@ def test_compiled_report_reads_the_buffer_assignment():
     step = report.compiled_report(compiled)
     assert step["argument_bytes"] == 1024 * 4  # one device's row
     assert report.peak_bytes(step) >= step["argument_bytes"] + step["output_bytes"]
+
+
+def test_planned_step_compiles_without_data_or_allocation(tmp_path):
+    """The memory planner's path: abstract state, abstract batch, compiled step, report."""
+    from pathlib import Path
+
+    from rs_jax.config import load_config
+    from rs_jax.data.synth import kb_entries
+    from rs_jax.train import experiment as experiment_lib
+    from rs_jax.train.trainer import make_train_step
+
+    repo = Path(__file__).resolve().parents[2]
+    config = load_config(
+        str(repo / "configs/tiny.py"), ["model.llm.vocab_size=100", "mesh.data=4", "mesh.fsdp=2"]
+    )
+    exp = experiment_lib.plan(config, kb_entries())
+    assert exp.data is None
+    assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(exp.state))
+    batch = exp.abstract_batch()
+    assert batch["kb_labels"].shape == (8, 3, 24)
+    with jax.set_mesh(exp.mesh):
+        step = report.compiled_report(make_train_step(exp).lower(exp.state, batch).compile())
+    memory = report.state_report(exp.state, exp.mesh)
+    state_bytes = memory["param_bytes_per_device"] + memory["opt_state_bytes_per_device"]
+    # The step's arguments are the state (plus the step counter) and one device's batch rows.
+    assert state_bytes < step["argument_bytes"] < state_bytes + 16 * 1024
+    assert step["alias_bytes"] > 0.9 * state_bytes  # the state is donated
