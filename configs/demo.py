@@ -26,6 +26,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # 8 px patches on 32 px images: a 4x4 patch grid, the object level keeps all 16 tokens.
     config.model.vision.patch_size = 8
 
+    # bf16 compute (fp32 master weights) and full remat: the fastest step on a CPU with AMX
+    # (benchmarks/README.md); the loss follows fp32's (docs/model.md).
+    config.model.dtype = "bfloat16"
+    config.model.remat_policy = "full"
+
     config.train.steps = 1500
     config.train.learning_rate = 1e-3
     config.train.warmup_steps = 100

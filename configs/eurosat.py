@@ -40,6 +40,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # 8 px patches on 64 px images: an 8x8 patch grid.
     config.model.vision.update(patch_size=8, width=96, depth=4, num_heads=4, mlp_dim=192)
 
+    config.model.dtype = "bfloat16"  # fp32 master weights; see configs/demo.py
+    config.model.remat_policy = "full"
+
     config.train.steps = 1500
     config.train.learning_rate = 1e-3
     config.train.warmup_steps = 100
