@@ -124,7 +124,7 @@ def main() -> None:
                 format_bytes(plan["state"]["param_bytes_per_device"]),
                 format_bytes(plan["state"]["opt_state_bytes_per_device"]),
                 format_bytes(one["temp_bytes"]),
-                format_bytes(plan["fit"]["bytes_per_example"]),
+                format_bytes(plan["fit"]["bytes_per_example"] * plan["batch_shards"]),
                 f"{one['compile_s']:.0f} s",
                 plan["max_global_batch"]["tpu_v5p_95GiB"],
                 plan["max_global_batch"]["h100_80GiB"],

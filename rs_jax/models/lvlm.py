@@ -71,22 +71,19 @@ class RSVLM(nnx.Module):
                 for _ in cfg.levels
             ]
         )
-        num_levels = len(cfg.levels)
-        self.vision_level_embed = param(
-            nnx.initializers.normal(0.02),
-            (num_levels, vision_width),
-            ("levels", "embed"),
-            precision,
-            rngs,
-        )
+
+        def level_embed(width):
+            return param(
+                nnx.initializers.normal(0.02),
+                (len(cfg.levels), width),
+                ("levels", "embed"),
+                precision,
+                rngs,
+            )
+
+        self.vision_level_embed = level_embed(vision_width)
         self.experts = SemanticExperts(vision_width, cfg.experts, precision, rngs=rngs)
-        self.llm_level_embed = param(
-            nnx.initializers.normal(0.02),
-            (num_levels, llm_width),
-            ("levels", "embed"),
-            precision,
-            rngs,
-        )
+        self.llm_level_embed = level_embed(llm_width)
 
     def token_levels(self) -> np.ndarray:
         """Level id [V] of each visual token, coarse to fine."""

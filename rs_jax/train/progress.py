@@ -77,7 +77,7 @@ class ProgressLine:
         parts = [f"step {step}/{self.total_steps}"]
         parts += [f"{k} {_format_metric(v)}" for k, v in values.items()]
         if is_first or self._mark_time is None:
-            parts.append(f"first step (incl. compile) {now - self._start:.1f} s")
+            parts.append(f"first step {now - self._start:.1f} s")
         else:
             elapsed = now - self._mark_time
             steps = step - self._mark_step

@@ -1,5 +1,6 @@
 """The training loop: jitted sharded steps, checkpoints with the data stream, resume."""
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -135,12 +136,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     )
     first_batch = exp.shard_batch(next(train_iter))
     # Compiled ahead of the loop: its buffer assignment is part of the start-up report.
+    start_compile = time.perf_counter()
     with jax.set_mesh(exp.mesh):
         train_step = make_train_step(exp).lower(state, first_batch).compile()
     print(
         report.format_report(
             report.state_report(state, exp.mesh), report.compiled_report(train_step)
-        ),
+        )
+        + f"\nCompiled the train step in {time.perf_counter() - start_compile:.1f} s.",
         flush=True,
     )
     progress = ProgressLine(total, start, config.train.log_every)
