@@ -24,6 +24,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check rs_jax configs tests benchmarks launch
+	$(BIN)/ruff format --check rs_jax configs tests benchmarks launch
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Every benchmark in benchmarks/ (tens of minutes on 2 cores): benchmarks/results/all.json
@@ -33,6 +34,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check rs_jax configs tests benchmarks launch
+	$(BIN)/ruff format --check rs_jax configs tests benchmarks launch
 
 clean:
 	rm -rf runs

@@ -11,7 +11,8 @@ Overrides use the type of the value they replace: ``--config.train.steps=10``,
 
 Simulating N devices on a CPU: set ``RS_JAX_CPU_DEVICES=N`` (e.g. 8). The CLI reads it
 before jax is imported and sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
-and, unless already set, ``JAX_PLATFORMS=cpu``; then ``--config.mesh.*`` can describe
+and, unless already set, ``JAX_PLATFORMS=cpu`` and ``NPROC`` (XLA's CPU thread pool;
+see `simulate_cpu_devices`); then ``--config.mesh.*`` can describe
 any mesh of N devices. Set ``RS_JAX_TRACEBACK=1`` to see full tracebacks of errors
 that are otherwise reported in one line.
 """
@@ -37,12 +38,24 @@ def _simulate_cpu_devices() -> None:
         # The device count is fixed when jax's backend starts; too late to change it.
         print("rs-jax: warning: jax already imported; RS_JAX_CPU_DEVICES ignored", file=sys.stderr)
         return
-    flag = f"--xla_force_host_platform_device_count={int(count)}"
+    simulate_cpu_devices(int(count))
+
+
+def simulate_cpu_devices(count: int) -> None:
+    """Makes jax (imported after this) see `count` CPU devices.
+
+    XLA:CPU runs every simulated device's collectives on one intra-op thread pool sized
+    to the cores; a device waiting in one collective holds a thread while its peers may
+    need threads for another, so on a 2-core machine 8 devices can deadlock until XLA
+    aborts. XLA sizes that pool from NPROC: four threads per device avoid the stall.
+    """
+    flag = f"--xla_force_host_platform_device_count={count}"
     flags = re.sub(
         r"--xla_force_host_platform_device_count=\S*", "", os.environ.get("XLA_FLAGS", "")
     )
     os.environ["XLA_FLAGS"] = f"{flags.strip()} {flag}".strip()
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    os.environ.setdefault("NPROC", str(max(4 * count, os.cpu_count() or 1)))
 
 
 def _initialize_distributed() -> None:

@@ -2,9 +2,10 @@
 
 import os
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 os.environ["JAX_PLATFORMS"] = "cpu"
+from rs_jax.cli import simulate_cpu_devices  # noqa: E402  (does not import jax)
 
+simulate_cpu_devices(8)
 
 import pytest  # noqa: E402  (after the environment above is set)
 

@@ -99,11 +99,15 @@ def test_missing_config_file_and_bad_args(capsys):
 def test_cpu_device_simulation_env():
     code = (
         "from rs_jax import cli; cli._simulate_cpu_devices(); import jax; "
-        "print(jax.device_count(), jax.default_backend())"
+        "import os; jax.device_put(1.0).block_until_ready(); "
+        "xla_threads = sum(open(f'/proc/self/task/{t}/comm').read().startswith('tf_XLAEigen') "
+        "for t in os.listdir('/proc/self/task')); "
+        "print(jax.device_count(), jax.default_backend(), xla_threads)"
     )
     env = dict(
         os.environ, RS_JAX_CPU_DEVICES="3", XLA_FLAGS="--xla_force_host_platform_device_count=8"
     )
+    env.pop("NPROC", None)
     out = subprocess.run(
         [sys.executable, "-c", code],
         env=env,
@@ -112,4 +116,5 @@ def test_cpu_device_simulation_env():
         check=True,
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
     )
-    assert out.stdout.split() == ["3", "cpu"]
+    # Four pool threads per simulated device (at least the cores): collectives cannot starve.
+    assert out.stdout.split() == ["3", "cpu", str(max(12, os.cpu_count()))]
