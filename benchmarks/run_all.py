@@ -17,7 +17,7 @@ from pathlib import Path
 
 import common
 
-BENCHMARKS = ("train_step", "scan_remat", "moe", "retrieval", "plan_memory")
+BENCHMARKS = ("train_step", "scan_remat", "moe", "retrieval", "plan_memory", "hf_import")
 
 
 def main() -> int:
@@ -46,7 +46,10 @@ def main() -> int:
             results[name] = json.loads(out.read_text())
     summary = [f"# rs-jax benchmarks ({time.strftime('%Y-%m-%d')})", ""]
     for name, result in results.items():
-        summary += result.get("summary", [f"### {name}", "", f"FAILED: {result['failed']}"])
+        if "failed" in result:
+            summary += [f"### {name}", "", f"FAILED: {result['failed']}"]
+        else:
+            summary += result["summary"]
         summary.append("")
     (out_dir / "all.json").write_text(json.dumps(results, indent=2) + "\n")
     (out_dir / "summary.md").write_text("\n".join(summary))
