@@ -2,30 +2,9 @@
 
 import ml_collections
 
-# Mesh axes, outermost first. Sizes come from config.mesh; -1 fills the remaining devices.
-MESH_AXES = ("data", "fsdp", "expert", "tensor")
-
-# Logical parameter / activation axis -> mesh axes. First match wins; None = replicated.
-SHARDING_RULES = (
-    ("batch", ("data", "fsdp", "expert")),
-    ("embed", "fsdp"),
-    ("vision_embed", "fsdp"),
-    ("mlp", "tensor"),
-    ("heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("head_dim", None),
-    ("vocab", "tensor"),
-    ("exp", "expert"),
-    ("kb", None),
-    ("kb_embed", None),
-    ("kb_embed_out", None),
-    ("levels", None),
-    ("patch", None),
-    ("channels", None),
-    ("position", None),
-    ("length", None),
-    ("layers", None),  # the stacked blocks of a scanned tower
-)
+# Mesh axes (outermost first) and the logical-axis -> mesh-axes rules every parameter and
+# activation is placed by live in rs_jax/train/partitioning.py.
+from rs_jax.train.partitioning import MESH_AXES, SHARDING_RULES
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -54,6 +33,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.allow_skips = False  # folder dataset: skip unreadable images (counted)
     config.data.seed = 0  # rs_synth: renders the dataset; independent of config.seed
 
+    # Pretrained towers: Hugging Face folders (config.json + *.safetensors) whose
+    # architecture replaces config.model.vision / config.model.llm and whose weights
+    # initialise them (docs/pretrained.md). "" = train that tower from scratch.
+    config.init = ml_collections.ConfigDict(dict(vision="", llm=""))
     config.model = ml_collections.ConfigDict()
     config.model.baseline = False
     # Precision policy (docs/model.md): activations and matmul operands in `dtype`, matmuls
@@ -68,7 +51,25 @@ def base_config() -> ml_collections.ConfigDict:
     # outputs), "projections" (q/k/v/out and MLP projections only), "full" (block inputs).
     config.model.remat_policy = "none"
     config.model.vision = ml_collections.ConfigDict(
-        dict(patch_size=4, width=96, depth=4, num_heads=4, mlp_dim=192)
+        dict(
+            patch_size=4,
+            width=96,
+            depth=4,
+            num_heads=4,
+            mlp_dim=192,
+            # What pretrained towers differ in (set from config.json on import, see
+            # docs/pretrained.md): CLIP has a class token, a LayerNorm before the blocks,
+            # no patch bias, quick GELU and no LayerNorm after the last block.
+            class_token=False,
+            pre_norm=False,
+            final_norm=True,
+            patch_bias=True,
+            activation="gelu_tanh",  # "gelu_tanh" | "gelu" | "quick_gelu"
+            norm_eps=1e-6,
+            # Pixels in [0, 1] become (x - mean) / std per channel (CLIP's and SigLIP's own).
+            pixel_mean=(0.5, 0.5, 0.5),
+            pixel_std=(0.5, 0.5, 0.5),
+        )
     )
     # Semantic levels, coarse to fine: (name, ViT block it taps, grid its patch tokens are
     # pooled to[, knowledge-base level of its cues; default: the name]). The number of levels
@@ -120,6 +121,18 @@ def base_config() -> ml_collections.ConfigDict:
             num_kv_heads=2,
             mlp_dim=256,
             rope_theta=10_000.0,
+            # "none" | "linear" (positions / factor) | "llama3" (Llama 3's per-band scaling).
+            rope_scaling=ml_collections.ConfigDict(
+                dict(
+                    type="none",
+                    factor=1.0,
+                    low_freq_factor=1.0,
+                    high_freq_factor=4.0,
+                    original_max_positions=8192,
+                )
+            ),
+            norm_eps=1e-6,
+            sliding_window=0,  # > 0: attend to the last this many positions (Mistral)
             qkv_bias=False,
             tie_embeddings=True,
             # N > 0: blocks N-1, 2N-1, ... send the visual tokens through a level-grouped MoE

@@ -4,6 +4,8 @@
   rs-jax eval  --config configs/demo.py --workdir runs/demo
   rs-jax config --config configs/demo.py --config.train.steps=10   # print the result
   rs-jax kb validate|build|search ...   # knowledge base; see `rs-jax kb --help`
+  rs-jax convert check --hf DIR          # a Hugging Face folder in rs-jax vs transformers
+  rs-jax convert orbax-to-hf --config C --workdir W --out DIR [--config.KEY=VALUE ...]
 
 Overrides use the type of the value they replace: ``--config.train.steps=10``,
 ``--config.model.baseline=true``, ``--config.data.tasks=scene,count``,
@@ -23,7 +25,7 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 
 CONFIG_PREFIX = "--config."
 
@@ -41,8 +43,9 @@ def _simulate_cpu_devices() -> None:
     simulate_cpu_devices(int(count))
 
 
-def simulate_cpu_devices(count: int) -> None:
-    """Makes jax (imported after this) see `count` CPU devices.
+def simulate_cpu_devices(count: int, env: MutableMapping[str, str] = os.environ) -> None:
+    """Makes jax (imported after this, or in a process started with `env`) see `count` CPU
+    devices.
 
     XLA:CPU runs every simulated device's collectives on one intra-op thread pool sized
     to the cores; a device waiting in one collective holds a thread while its peers may
@@ -50,12 +53,10 @@ def simulate_cpu_devices(count: int) -> None:
     aborts. XLA sizes that pool from NPROC: four threads per device avoid the stall.
     """
     flag = f"--xla_force_host_platform_device_count={count}"
-    flags = re.sub(
-        r"--xla_force_host_platform_device_count=\S*", "", os.environ.get("XLA_FLAGS", "")
-    )
-    os.environ["XLA_FLAGS"] = f"{flags.strip()} {flag}".strip()
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    os.environ.setdefault("NPROC", str(max(4 * count, os.cpu_count() or 1)))
+    flags = re.sub(r"--xla_force_host_platform_device_count=\S*", "", env.get("XLA_FLAGS", ""))
+    env["XLA_FLAGS"] = f"{flags.strip()} {flag}".strip()
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    env.setdefault("NPROC", str(max(4 * count, os.cpu_count() or 1)))
 
 
 def _initialize_distributed() -> None:
@@ -112,9 +113,11 @@ def _build_parser() -> argparse.ArgumentParser:
     add("eval", "Evaluate the latest checkpoint in --workdir.")
     add("config", "Print the resolved config and exit.", workdir=False)
 
+    from rs_jax.convert.cli import add_convert_parser
     from rs_jax.kb.cli import add_kb_parser
 
     add_kb_parser(commands)
+    add_convert_parser(commands)
     return parser
 
 
@@ -134,10 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the process exit code."""
     parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command == "kb":
-        return _main_kb(parser, args, extra)
+    takes_config = args.command not in ("kb", "convert") or (
+        getattr(args, "convert_command", None) == "orbax-to-hf"
+    )
     try:
-        overrides, unknown = _split_overrides(extra)
+        overrides, unknown = _split_overrides(extra) if takes_config else ([], extra)
     except ValueError as e:
         parser.error(str(e))
     if unknown:
@@ -145,6 +149,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         _simulate_cpu_devices()
+        if args.command == "kb":
+            from rs_jax.kb.cli import run
+
+            return run(args)
+        if args.command == "convert":
+            from rs_jax.convert.cli import run
+
+            return run(args, overrides)
         from rs_jax.config import load_config
 
         config = load_config(args.config, overrides)
@@ -155,28 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _cmd_train(config, args.workdir)
         elif args.command == "eval":
             _cmd_eval(config, args.workdir)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         if os.environ.get("RS_JAX_TRACEBACK"):
             raise
         # Config, mesh and checkpoint problems are the user's to fix: one line, no stack.
         print(f"rs-jax: error: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-def _main_kb(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> int:
-    if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        _simulate_cpu_devices()
-        from rs_jax.kb.cli import run
-
-        return run(args)
-    except (ValueError, FileNotFoundError) as e:
-        if os.environ.get("RS_JAX_TRACEBACK"):
-            raise
-        print(f"rs-jax: error: {e}", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from rs_jax.models.llm import Decoder
 from rs_jax.models.lvlm import RSVLM
 
 
@@ -19,45 +21,65 @@ def greedy_generate(
 ) -> jax.Array:
     """Greedy answers [B, max_new_tokens]; tokens after the first eos become pad_id.
 
-    visual [B, V, D]: the model's visual tokens (`model.encode(...).tokens`). Both paths
-    compute the same tokens; the uncached one re-runs the decoder over the whole sequence
-    every step and exists as the reference for the cached one. The LLM's visual-token MoE
-    blocks (config.model.llm.moe_every) run in the prefill only: decode steps are text.
+    visual [B, V, D]: the model's visual tokens (`model.encode(...).tokens`). The LLM's
+    visual-token MoE blocks (config.model.llm.moe_every) run in the prefill only: decode
+    steps are text.
     """
     b, v, _ = visual.shape
     prefix = jnp.concatenate([visual, model.llm.embed(prompt_ids)], axis=1)
     prefix_mask = jnp.concatenate([jnp.ones((b, v), bool), prompt_mask > 0], axis=1)
-    p = prefix.shape[1]
-    levels = model.visual_levels()
+    tokens = greedy_decode(
+        model.llm,
+        prefix,
+        prefix_mask,
+        max_new_tokens=max_new_tokens,
+        visual_levels=model.visual_levels(),
+        use_cache=use_cache,
+    )
+    after_eos = jnp.cumsum(tokens == eos_id, axis=1) - (tokens == eos_id) > 0
+    return jnp.where(after_eos, pad_id, tokens).astype(prompt_ids.dtype)
+
+
+def greedy_decode(
+    llm: Decoder,
+    prefix: jax.Array,
+    prefix_mask: jax.Array,
+    *,
+    max_new_tokens: int,
+    visual_levels: np.ndarray | None = None,
+    use_cache: bool = True,
+) -> jax.Array:
+    """The decoder's greedy continuation [B, max_new_tokens] (int32) of the embedded
+    prefix [B, P, D] (prefix_mask [B, P]: real tokens; prompts are left-padded).
+
+    Both paths compute the same tokens; the uncached one re-runs the decoder over the
+    whole sequence every step and exists as the reference for the cached one.
+    """
+    b, p, _ = prefix.shape
     steps = jnp.arange(max_new_tokens)
 
     if use_cache:
-        cache = model.llm.init_cache(b, p + max_new_tokens)
-        hidden, cache, _ = model.llm(prefix, prefix_mask, cache, 0, visual_levels=levels)
-        first = jnp.argmax(model.llm.logits(hidden[:, -1]), axis=-1)
+        cache = llm.init_cache(b, p + max_new_tokens)
+        hidden, cache, _ = llm(prefix, prefix_mask, cache, 0, visual_levels=visual_levels)
+        first = jnp.argmax(llm.logits(hidden[:, -1]), axis=-1)
 
         def step(carry, i):
             token, cache = carry
-            hidden, cache, _ = model.llm(
-                model.llm.embed(token[:, None]), jnp.ones((b, 1), bool), cache, p + i
-            )
-            next_token = jnp.argmax(model.llm.logits(hidden[:, -1]), axis=-1)
+            hidden, cache, _ = llm(llm.embed(token[:, None]), jnp.ones((b, 1), bool), cache, p + i)
+            next_token = jnp.argmax(llm.logits(hidden[:, -1]), axis=-1)
             return (next_token, cache), next_token
 
         _, rest = jax.lax.scan(step, (first, cache), steps[:-1])
-        tokens = jnp.concatenate([first[:, None], rest.T], axis=1)
-    else:
+        return jnp.concatenate([first[:, None], rest.T], axis=1).astype(jnp.int32)
 
-        def step(generated, i):
-            embeds = jnp.concatenate([prefix, model.llm.embed(generated)], axis=1)
-            mask = jnp.concatenate([prefix_mask, (steps < i)[None, :].repeat(b, 0)], axis=1)
-            hidden, _, _ = model.llm(embeds, mask, visual_levels=levels)
-            # Slot p + i - 1 holds the newest real token (the last prompt token at i = 0).
-            next_token = jnp.argmax(model.llm.logits(hidden[:, p + i - 1]), axis=-1)
-            return generated.at[:, i].set(next_token), None
+    def step(generated, i):
+        embeds = jnp.concatenate([prefix, llm.embed(generated)], axis=1)
+        mask = jnp.concatenate([prefix_mask, (steps < i)[None, :].repeat(b, 0)], axis=1)
+        hidden, _, _ = llm(embeds, mask, visual_levels=visual_levels)
+        # Slot p + i - 1 holds the newest real token (the last prompt token at i = 0).
+        next_token = jnp.argmax(llm.logits(hidden[:, p + i - 1]), axis=-1)
+        return generated.at[:, i].set(next_token.astype(jnp.int32)), None
 
-        generated = jnp.full((b, max_new_tokens), pad_id, prompt_ids.dtype)
-        tokens, _ = jax.lax.scan(step, generated, steps)
-
-    after_eos = jnp.cumsum(tokens == eos_id, axis=1) - (tokens == eos_id) > 0
-    return jnp.where(after_eos, pad_id, tokens).astype(prompt_ids.dtype)
+    generated = jnp.zeros((b, max_new_tokens), jnp.int32)
+    tokens, _ = jax.lax.scan(step, generated, steps)
+    return tokens

@@ -1,13 +1,15 @@
 """Multi-head attention serving all towers: ViT self-attention, the Semantic Augmentation
 cross-attention and the decoder's causal grouped-query attention with RoPE and a KV cache."""
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-from rs_jax.models.config import Precision
+from rs_jax.models.config import Precision, Rope
 from rs_jax.models.layers import Einsum, constrain, matmul
 
 # Added to masked logits: finite, so a row with nothing to attend to stays a uniform
@@ -27,11 +29,33 @@ class KVCache(NamedTuple):
         return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
 
-def rotary_embedding(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
-    """Rotate pairs of channels of x [B, T, N, H] by angles positions [B, T] * freq (in f32)."""
+def rope_frequencies(head_dim: int, rope: Rope) -> np.ndarray:
+    """Inverse frequencies [H/2] of `rope` (float64 numpy: computed once, at trace time)."""
+    half = head_dim // 2
+    freq = rope.theta ** (-np.arange(half, dtype=np.float64) / half)
+    if rope.scaling == "linear":
+        return freq / rope.factor
+    if rope.scaling == "llama3":
+        wavelength = 2 * np.pi / freq
+        low_freq_wavelength = rope.original_max_positions / rope.low_freq_factor
+        high_freq_wavelength = rope.original_max_positions / rope.high_freq_factor
+        smooth = (rope.original_max_positions / wavelength - rope.low_freq_factor) / (
+            rope.high_freq_factor - rope.low_freq_factor
+        )
+        interpolated = (1 - smooth) * freq / rope.factor + smooth * freq
+        return np.where(
+            wavelength > low_freq_wavelength,
+            freq / rope.factor,
+            np.where(wavelength < high_freq_wavelength, freq, interpolated),
+        )
+    return freq
+
+
+def rotary_embedding(x: jax.Array, positions: jax.Array, freq: Sequence[float]) -> jax.Array:
+    """Rotate pairs of channels (i, i + H/2) of x [B, T, N, H] by angles positions [B, T] *
+    freq [H/2], in float32."""
     half = x.shape[-1] // 2
-    freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
-    angle = positions[..., None].astype(jnp.float32) * freq  # [B, T, H/2]
+    angle = positions[..., None].astype(jnp.float32) * jnp.asarray(freq, jnp.float32)
     sin, cos = jnp.sin(angle)[:, :, None, :], jnp.cos(angle)[:, :, None, :]
     x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
     rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
@@ -61,7 +85,7 @@ def dot_product_attention(
 class Attention(nnx.Module):
     """Attention of queries x [B, T, D] over context [B, S, Dc] (x itself by default).
 
-    num_kv_heads < num_heads gives grouped-query attention; rope_theta enables RoPE.
+    num_kv_heads < num_heads gives grouped-query attention; `rope` enables RoPE.
     """
 
     def __init__(
@@ -72,8 +96,9 @@ class Attention(nnx.Module):
         precision: Precision,
         num_kv_heads: int | None = None,
         context_width: int | None = None,
-        use_bias: bool = True,
-        rope_theta: float | None = None,
+        qkv_bias: bool = True,
+        out_bias: bool = True,
+        rope: Rope | None = None,
         rngs: nnx.Rngs,
     ):
         num_kv_heads = num_kv_heads or num_heads
@@ -84,9 +109,11 @@ class Attention(nnx.Module):
             )
         head_dim = width // num_heads
         context_width = context_width or width
-        self.rope_theta, self.precision = rope_theta, precision
+        self.precision = precision
+        # A tuple: static (part of the graph definition), not a parameter.
+        self.rope_freq = None if rope is None else tuple(rope_frequencies(head_dim, rope).tolist())
 
-        def projection(spec, shape, axes, tag):
+        def projection(spec, shape, axes, tag, use_bias=qkv_bias):
             return Einsum(
                 spec, shape, axes, precision=precision, use_bias=use_bias, tag=tag, rngs=rngs
             )
@@ -103,6 +130,7 @@ class Attention(nnx.Module):
             (num_heads, head_dim, width),
             ("heads", "head_dim", "embed"),
             "attention_out",
+            use_bias=out_bias,
         )
 
     def __call__(
@@ -124,9 +152,9 @@ class Attention(nnx.Module):
         query = constrain(self.query(x), ("batch", "length", "heads", "head_dim"))
         key = constrain(self.key(context), ("batch", "length", "kv_heads", "head_dim"))
         value = constrain(self.value(context), ("batch", "length", "kv_heads", "head_dim"))
-        if self.rope_theta is not None:
-            query = rotary_embedding(query, positions, self.rope_theta)
-            key = rotary_embedding(key, positions, self.rope_theta)
+        if self.rope_freq is not None:
+            query = rotary_embedding(query, positions, self.rope_freq)
+            key = rotary_embedding(key, positions, self.rope_freq)
         if cache is not None:
             start = (0, cache_index, 0, 0)
             cache = KVCache(

@@ -19,6 +19,10 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # projections. full: keep only each block's input and recompute the block.
 REMAT_POLICIES = ("none", "dots", "projections", "full")
 DISPATCH_MODES = ("einsum", "dropless")
+# The ViT MLP's nonlinearity: SigLIP's tanh-approximated GELU, exact GELU, CLIP's x*sigmoid(1.702x).
+ACTIVATIONS = ("gelu_tanh", "gelu", "quick_gelu")
+# RoPE frequency scaling: none, positions divided by a factor, or Llama 3's per-band scaling.
+ROPE_SCALINGS = ("none", "linear", "llama3")
 # Activations named with `jax.ad_checkpoint.checkpoint_name`; the `projections` policy saves
 # these and recomputes everything else in a block.
 PROJECTION_NAMES = ("query", "key", "value", "attention_out", "mlp_in", "mlp_out")
@@ -76,12 +80,24 @@ class Layers:
 
 @dataclasses.dataclass(frozen=True)
 class VisionConfig:
+    """A ViT. The optional parts are those of pretrained towers: CLIP has a class token, a
+    LayerNorm before the blocks, no patch bias and quick GELU; SigLIP none of these."""
+
     image_size: int
     patch_size: int
     width: int
     depth: int
     num_heads: int
     mlp_dim: int
+    class_token: bool = False
+    pre_norm: bool = False
+    final_norm: bool = True  # LayerNorm on the last block's tokens (SigLIP; not CLIP)
+    patch_bias: bool = True
+    activation: str = "gelu_tanh"
+    norm_eps: float = 1e-6
+    # Pixels in [0, 1] are normalised as (x - mean) / std per channel, as the tower was trained.
+    pixel_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    pixel_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
     @property
     def grid(self) -> int:
@@ -133,6 +149,21 @@ class ExpertsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class Rope:
+    """Rotary position embedding: inverse frequencies theta^(-2i/H), optionally scaled."""
+
+    theta: float = 10_000.0
+    scaling: str = "none"
+    factor: float = 1.0
+    # llama3 only: wavelengths above original_max_positions / low_freq_factor are divided
+    # by factor, those below original_max_positions / high_freq_factor kept, and the band
+    # between interpolated.
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_positions: int = 8192
+
+
+@dataclasses.dataclass(frozen=True)
 class DecoderConfig:
     vocab_size: int  # 0 until resolved against the tokenizer (ModelConfig.with_vocab)
     width: int
@@ -140,10 +171,12 @@ class DecoderConfig:
     num_heads: int
     num_kv_heads: int
     mlp_dim: int
-    rope_theta: float
+    rope: Rope
     qkv_bias: bool
     tie_embeddings: bool
     moe_every: int  # 0: dense; N: blocks N-1, 2N-1, ... route the visual tokens
+    norm_eps: float = 1e-6
+    sliding_window: int = 0  # > 0: a token attends to the last this many positions only
 
     @property
     def head_dim(self) -> int:
@@ -193,9 +226,9 @@ class ModelConfig:
             model.remat_policy,
             f"expected one of {list(REMAT_POLICIES)}",
         )
-        vision = _vision(model.vision, image_size)
+        vision = vision_config(model.vision, image_size)
         levels = _levels(model.levels, vision)
-        llm = _decoder(model.llm)
+        llm = decoder_config(model.llm)
         return cls(
             baseline=bool(model.baseline),
             vision=vision,
@@ -209,7 +242,7 @@ class ModelConfig:
         )
 
 
-def _vision(v: Mapping[str, Any], image_size: int) -> VisionConfig:
+def vision_config(v: Mapping[str, Any], image_size: int) -> VisionConfig:
     _positive(v, "vision", "patch_size", "width", "depth", "num_heads", "mlp_dim")
     _require(
         image_size % v.patch_size == 0,
@@ -223,7 +256,33 @@ def _vision(v: Mapping[str, Any], image_size: int) -> VisionConfig:
         v.num_heads,
         f"must divide vision.width={v.width}",
     )
-    return VisionConfig(image_size, v.patch_size, v.width, v.depth, v.num_heads, v.mlp_dim)
+    _require(
+        v.activation in ACTIVATIONS,
+        "vision.activation",
+        v.activation,
+        f"expected one of {list(ACTIVATIONS)}",
+    )
+    _require(v.norm_eps > 0, "vision.norm_eps", v.norm_eps, "must be > 0")
+    for key in ("pixel_mean", "pixel_std"):
+        value = tuple(v[key])
+        _require(len(value) == 3, f"vision.{key}", value, "expected 3 values (R, G, B)")
+    _require(min(v.pixel_std) > 0, "vision.pixel_std", tuple(v.pixel_std), "must be > 0")
+    return VisionConfig(
+        image_size,
+        v.patch_size,
+        v.width,
+        v.depth,
+        v.num_heads,
+        v.mlp_dim,
+        class_token=bool(v.class_token),
+        pre_norm=bool(v.pre_norm),
+        final_norm=bool(v.final_norm),
+        patch_bias=bool(v.patch_bias),
+        activation=v.activation,
+        norm_eps=float(v.norm_eps),
+        pixel_mean=tuple(float(x) for x in v.pixel_mean),
+        pixel_std=tuple(float(x) for x in v.pixel_std),
+    )
 
 
 def _levels(levels: Any, vision: VisionConfig) -> tuple[LevelConfig, ...]:
@@ -322,7 +381,7 @@ def _experts(e: Mapping[str, Any], num_levels: int) -> ExpertsConfig:
     )
 
 
-def _decoder(llm: Mapping[str, Any]) -> DecoderConfig:
+def decoder_config(llm: Mapping[str, Any]) -> DecoderConfig:
     _positive(llm, "llm", "width", "depth", "num_heads", "num_kv_heads", "mlp_dim")
     _require(llm.vocab_size >= 0, "llm.vocab_size", llm.vocab_size, "must be >= 0")
     _require(
@@ -338,6 +397,8 @@ def _decoder(llm: Mapping[str, Any]) -> DecoderConfig:
         f"must divide llm.num_heads={llm.num_heads}",
     )
     _require(llm.rope_theta > 0, "llm.rope_theta", llm.rope_theta, "must be > 0")
+    _require(llm.norm_eps > 0, "llm.norm_eps", llm.norm_eps, "must be > 0")
+    _require(llm.sliding_window >= 0, "llm.sliding_window", llm.sliding_window, "must be >= 0")
     _require(
         llm.moe_every >= 0 and (llm.moe_every == 0 or llm.depth % llm.moe_every == 0),
         "llm.moe_every",
@@ -351,8 +412,36 @@ def _decoder(llm: Mapping[str, Any]) -> DecoderConfig:
         num_heads=llm.num_heads,
         num_kv_heads=llm.num_kv_heads,
         mlp_dim=llm.mlp_dim,
-        rope_theta=float(llm.rope_theta),
+        rope=_rope(llm.rope_theta, llm.rope_scaling),
         qkv_bias=bool(llm.qkv_bias),
         tie_embeddings=bool(llm.tie_embeddings),
         moe_every=llm.moe_every,
+        norm_eps=float(llm.norm_eps),
+        sliding_window=llm.sliding_window,
+    )
+
+
+def _rope(theta: float, scaling: Mapping[str, Any]) -> Rope:
+    key = "llm.rope_scaling"
+    _require(
+        scaling.type in ROPE_SCALINGS,
+        f"{key}.type",
+        scaling.type,
+        f"expected one of {list(ROPE_SCALINGS)}",
+    )
+    _require(scaling.factor >= 1, f"{key}.factor", scaling.factor, "must be >= 1")
+    _require(
+        0 < scaling.low_freq_factor < scaling.high_freq_factor,
+        f"{key}.low_freq_factor",
+        scaling.low_freq_factor,
+        f"must be in (0, high_freq_factor={scaling.high_freq_factor})",
+    )
+    _positive(scaling, key, "original_max_positions")
+    return Rope(
+        theta=float(theta),
+        scaling=scaling.type,
+        factor=float(scaling.factor),
+        low_freq_factor=float(scaling.low_freq_factor),
+        high_freq_factor=float(scaling.high_freq_factor),
+        original_max_positions=scaling.original_max_positions,
     )

@@ -199,10 +199,27 @@ class Embed(nnx.Module):
         return jnp.take(self.embedding[...], ids, axis=0).astype(self.precision.dtype)
 
 
-class Mlp(nnx.Module):
-    """Two-layer GELU MLP (ViT blocks, LLaVA projector): [..., d_in] -> [..., d_out]."""
+ACTIVATION_FNS = {  # by config.model.vision.activation
+    "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+}
 
-    def __init__(self, d_in: int, hidden: int, d_out: int, *, precision: Precision, rngs: nnx.Rngs):
+
+class Mlp(nnx.Module):
+    """Two-layer MLP (ViT blocks, LLaVA projector): [..., d_in] -> [..., d_out]."""
+
+    def __init__(
+        self,
+        d_in: int,
+        hidden: int,
+        d_out: int,
+        *,
+        precision: Precision,
+        activation: str = "gelu_tanh",
+        rngs: nnx.Rngs,
+    ):
+        self.activation = activation
         self.fc1 = linear(
             d_in, hidden, ("embed", "mlp"), precision=precision, tag="mlp_in", rngs=rngs
         )
@@ -211,7 +228,7 @@ class Mlp(nnx.Module):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        hidden = constrain(jax.nn.gelu(self.fc1(x)), ("batch", "length", "mlp"))
+        hidden = constrain(ACTIVATION_FNS[self.activation](self.fc1(x)), ("batch", "length", "mlp"))
         return self.fc2(hidden)
 
 

@@ -40,17 +40,18 @@ class DecoderBlock(nnx.Module):
         *,
         rngs: nnx.Rngs,
     ):
-        self.attn_norm = RMSNorm(cfg.width, precision=precision, rngs=rngs)
+        self.attn_norm = RMSNorm(cfg.width, precision=precision, eps=cfg.norm_eps, rngs=rngs)
         self.attn = Attention(
             cfg.width,
             cfg.num_heads,
             precision=precision,
             num_kv_heads=cfg.num_kv_heads,
-            use_bias=cfg.qkv_bias,
-            rope_theta=cfg.rope_theta,
+            qkv_bias=cfg.qkv_bias,
+            out_bias=False,
+            rope=cfg.rope,
             rngs=rngs,
         )
-        self.mlp_norm = RMSNorm(cfg.width, precision=precision, rngs=rngs)
+        self.mlp_norm = RMSNorm(cfg.width, precision=precision, eps=cfg.norm_eps, rngs=rngs)
         self.mlp = SwiGLU(cfg.width, cfg.mlp_dim, precision=precision, rngs=rngs)
         self.moe = SemanticExperts(cfg.width, moe, precision, rngs=rngs) if moe else None
 
@@ -130,7 +131,7 @@ class Decoder(nnx.Module):
             layers,
             rngs=rngs,
         )
-        self.final_norm = RMSNorm(cfg.width, precision=precision, rngs=rngs)
+        self.final_norm = RMSNorm(cfg.width, precision=precision, eps=cfg.norm_eps, rngs=rngs)
         self.lm_head = (
             None
             if cfg.tie_embeddings
@@ -201,6 +202,10 @@ class Decoder(nnx.Module):
             key_mask = jax.lax.dynamic_update_slice(cache.key_mask, token_mask, (0, cache_index))
             key_slots = jnp.arange(key_mask.shape[1])
         mask = (key_slots[None, None, :] <= query_slots[None, :, None]) & key_mask[:, None, :]
+        if self.cfg.sliding_window:  # counted in positions (real tokens), not slots
+            key_positions = jnp.cumsum(key_mask, axis=1) - 1
+            distance = positions[:, :, None] - key_positions[:, None, :]
+            mask &= distance < self.cfg.sliding_window
 
         num_groups = self.cfg.depth // self.group_size
         caches = None

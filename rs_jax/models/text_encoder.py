@@ -107,7 +107,7 @@ class BertLayer(nnx.Module):
         d, eps = config.hidden_size, config.layer_norm_eps
         # A frozen encoder whose embeddings are compared across runs: always float32.
         fp32 = Precision()
-        self.attention = Attention(d, config.num_heads, precision=fp32, use_bias=True, rngs=rngs)
+        self.attention = Attention(d, config.num_heads, precision=fp32, rngs=rngs)
         self.attention_norm = _layer_norm(d, eps, rngs)
         self.mlp_in = linear(
             d, config.intermediate_size, ("embed", "mlp"), precision=fp32, rngs=rngs

@@ -15,6 +15,7 @@ import optax
 from flax import nnx
 
 from rs_jax.config import ConfigError
+from rs_jax.convert import pretrained
 from rs_jax.data.pipeline import MAX_KB_LABELS, DataBundle, build_data
 from rs_jax.kb.host_retrieval import HostRetriever, prompt_query
 from rs_jax.kb.linking import link_labels, relabel
@@ -112,8 +113,10 @@ def setup(
     """Builds mesh, data and a freshly initialised, sharded train state.
 
     query_fn: the frozen query of host-side retrieval (default: the question's sentence
-    embedding by the built KB's encoder); ignored in device mode.
+    embedding by the built KB's encoder); ignored in device mode. With `config.init.vision`
+    / `config.init.llm`, `Experiment.config` holds those towers' architecture.
     """
+    config = pretrained.resolve(config)
     _check_retrieval_mode(config)
     model_config = ModelConfig.from_config(config.model, config.data.image_size)
     mesh = partitioning.make_mesh(config.mesh)
@@ -134,6 +137,7 @@ def plan(
     kb_entries: the knowledge base the model would retrieve from (a learned table of that
     size). The vocabulary is config.model.llm.vocab_size: no tokenizer is loaded.
     """
+    config = pretrained.resolve(config)
     model_config = ModelConfig.from_config(config.model, config.data.image_size)
     if not model_config.llm.vocab_size:
         raise ConfigError("planning needs config.model.llm.vocab_size (no tokenizer is loaded)")
@@ -163,6 +167,9 @@ def _assemble(
         kb_table=knowledge.table,
         abstract=abstract,
     )
+    if not abstract:
+        with jax.set_mesh(mesh):
+            pretrained.load(model, config)
     graphdef, params = nnx.split(model)
     if abstract:
         shardings = partitioning.state_shardings(params, mesh, rules)

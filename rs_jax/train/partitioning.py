@@ -24,6 +24,28 @@ MESH_AXES = ("data", "fsdp", "expert", "tensor")
 
 Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 
+# Logical parameter / activation axis -> mesh axes. First match wins; None = replicated.
+SHARDING_RULES = (
+    ("batch", ("data", "fsdp", "expert")),
+    ("embed", "fsdp"),
+    ("vision_embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("vocab", "tensor"),
+    ("exp", "expert"),
+    ("kb", None),
+    ("kb_embed", None),
+    ("kb_embed_out", None),
+    ("levels", None),
+    ("patch", None),
+    ("channels", None),
+    ("position", None),
+    ("length", None),
+    ("layers", None),  # the stacked blocks of a scanned tower
+)
+
 
 def _format_mesh(sizes: Mapping[str, int]) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in sizes.items()) + "}"

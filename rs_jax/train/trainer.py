@@ -108,9 +108,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains to config.train.steps, resuming from the latest checkpoint in workdir."""
     workdir_path = Path(workdir)
     workdir_path.mkdir(parents=True, exist_ok=True)
-    (workdir_path / "config.json").write_text(config.to_json_best_effort(indent=2))
-
     exp = experiment_lib.setup(config, workdir)
+    # The resolved config: pretrained towers' architecture included.
+    (workdir_path / "config.json").write_text(exp.config.to_json_best_effort(indent=2))
     checkpointer = Checkpointer(
         workdir, keep=config.train.keep_checkpoints, async_save=config.train.async_checkpoints
     )

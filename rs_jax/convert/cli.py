@@ -1,0 +1,37 @@
+"""`rs-jax convert ...`: the parser imports nothing heavy, so the CLI can set devices first."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_convert_parser(commands: argparse._SubParsersAction) -> None:
+    convert = commands.add_parser("convert", help="Hugging Face checkpoint conversion.")
+    actions = convert.add_subparsers(dest="convert_command", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check",
+        help="Load a Hugging Face folder in rs-jax and transformers; print the largest "
+        "output difference on random inputs (exit code 1 above 1e-4).",
+    )
+    check.add_argument("--hf", required=True, metavar="DIR", help="config.json + *.safetensors")
+    export = actions.add_parser(
+        "orbax-to-hf",
+        help="Write the latest checkpoint's decoder (OUT/llm, with the tokenizer) and vision "
+        "tower (OUT/vision) as folders transformers loads. Give the config and overrides "
+        "the run was trained with.",
+    )
+    export.add_argument("--config", required=True, metavar="FILE.py[:ARG]")
+    export.add_argument("--workdir", required=True, help="the training run's folder")
+    export.add_argument("--out", required=True, help="a new or empty folder")
+
+
+def run(args: argparse.Namespace, overrides: list[str]) -> int:
+    if args.convert_command == "check":
+        from rs_jax.convert import check
+
+        return check.run(args.hf)
+    from rs_jax.config import load_config
+    from rs_jax.convert.export import orbax_to_hf
+
+    orbax_to_hf(load_config(args.config, overrides), args.workdir, args.out)
+    return 0
