@@ -36,7 +36,11 @@ def base_config() -> ml_collections.ConfigDict:
     # Pretrained towers: Hugging Face folders (config.json + *.safetensors) whose
     # architecture replaces config.model.vision / config.model.llm and whose weights
     # initialise them (docs/pretrained.md). "" = train that tower from scratch.
-    config.init = ml_collections.ConfigDict(dict(vision="", llm=""))
+    # from_checkpoint: a run's workdir (its latest checkpoint) or one step directory whose
+    # parameters start this run where shapes match (stage 2 from stage 1); new parameters
+    # (LoRA adapters) keep their initialisation. A checkpoint of this run's own workdir
+    # takes precedence (resuming).
+    config.init = ml_collections.ConfigDict(dict(vision="", llm="", from_checkpoint=""))
     config.model = ml_collections.ConfigDict()
     config.model.baseline = False
     # Precision policy (docs/model.md): activations and matmul operands in `dtype`, matmuls
@@ -133,6 +137,15 @@ def base_config() -> ml_collections.ConfigDict:
             ),
             norm_eps=1e-6,
             sliding_window=0,  # > 0: attend to the last this many positions (Mistral)
+            # Low-rank adapters (stage 2 instruction tuning with train.freeze=("vision",
+            # "llm")): rank 0 = none; targets among the q/k/v/out and MLP projections.
+            lora=ml_collections.ConfigDict(
+                dict(
+                    rank=0,
+                    alpha=16.0,
+                    targets=("query", "key", "value", "attention_out", "mlp_in", "mlp_out"),
+                )
+            ),
             qkv_bias=False,
             tie_embeddings=True,
             # N > 0: blocks N-1, 2N-1, ... send the visual tokens through a level-grouped MoE
@@ -155,6 +168,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.grad_clip = 1.0
     # N > 1: each step sums the gradients of N micro-batches of data.batch_size / N.
     config.train.grad_accum_steps = 1
+    # Parts of the model that do not train (no updates, no optimizer state), as dotted
+    # parameter-path prefixes: ("vision", "llm") is LLaVA's stage 1 (projector, semantic
+    # augmentation and experts train); LoRA adapters inside a frozen part still train.
+    config.train.freeze = ()
     # The answer loss projects onto the vocabulary this many entries at a time, so
     # [tokens, vocab] float32 logits never exist at once (0 = the whole vocabulary).
     config.train.loss_vocab_chunk = 0

@@ -32,6 +32,7 @@ from rs_jax.convert.weights import (
     split_heads,
 )
 from rs_jax.models.config import DecoderConfig, Layers, Precision, decoder_config
+from rs_jax.models.layers import merge_lora
 from rs_jax.models.llm import Decoder
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
@@ -136,7 +137,8 @@ def load_weights(decoder: Decoder, folder: str | Path) -> None:
         owned=lambda name: name.startswith(prefix) or name == head,
         # Older checkpoints store RoPE's inverse frequencies; they follow from config.json.
         ignored=lambda name: name.endswith("rotary_emb.inv_freq"),
-        fresh=lambda path: "moe" in path,
+        # New parts trained from their own init: a visual-token MoE, LoRA adapters.
+        fresh=lambda path: "moe" in path or path[-1] in ("lora_a", "lora_b"),
     )
 
 
@@ -150,7 +152,9 @@ def load_decoder(
 ) -> Decoder:
     """A `Decoder` holding `folder`'s weights, sharded on `mesh` by the logical `rules`;
     no random initialisation happens and no tensor is held twice."""
-    cfg = decoder_config(ml_collections.ConfigDict({**llm_settings(folder), "moe_every": 0}))
+    no_lora = {"rank": 0, "alpha": 1.0, "targets": ()}
+    settings = {**llm_settings(folder), "moe_every": 0, "lora": no_lora}
+    cfg = decoder_config(ml_collections.ConfigDict(settings))
     make = lambda: Decoder(cfg, precision or Precision(), layers or Layers(), rngs=nnx.Rngs(0))
     return load_abstract(make, lambda decoder: load_weights(decoder, folder), mesh, rules)
 
@@ -200,7 +204,8 @@ def export_decoder(
     decoder: Decoder, folder: str | Path, *, model_type: str | None = None, dtype: Any = None
 ) -> None:
     """Writes `decoder` as a transformers folder (`config.json` + safetensors) that
-    `AutoModelForCausalLM.from_pretrained` loads. `folder` must not hold a model already."""
+    `AutoModelForCausalLM.from_pretrained` loads, LoRA adapters merged into the kernels.
+    `folder` must not hold a model already."""
     if decoder.group_size > 1:
         raise ValueError(
             "a decoder with visual-token MoE blocks (llm.moe_every) has no transformers "
@@ -210,6 +215,8 @@ def export_decoder(
     if (folder / "config.json").exists():
         raise FileExistsError(f"{folder} already holds a model (config.json); choose another")
     config = hf_config(decoder.cfg, model_type)
+    if decoder.cfg.lora.rank:
+        decoder = merge_lora(decoder)
     head = "lm_head.weight"
     export_from(decoder, weight_map(decoder.cfg, 1, "model.", head), folder, dtype=dtype)
     config.save_pretrained(folder)

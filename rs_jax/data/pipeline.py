@@ -65,8 +65,9 @@ class TextEncoder:
         return ids
 
     def prompt(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """[bos, question...] left-padded to max_prompt_len -> (ids, mask) int32 [Tp]."""
-        ids = [self.bos_id, *self.tokens(text)]
+        """[bos, question...] left-padded to max_prompt_len -> (ids, mask) int32 [Tp]
+        (no bos for a tokenizer without one)."""
+        ids = [self.bos_id, *self.tokens(text)] if self.bos_id is not None else self.tokens(text)
         return self._pad(
             ids,
             self.max_prompt_len,
@@ -246,7 +247,7 @@ class DataBundle:
 
     tokenizer: Any
     pad_id: int
-    bos_id: int
+    bos_id: int | None
     eos_id: int
     vocab_size: int
     tasks: tuple[str, ...]

@@ -1,7 +1,10 @@
 """WordPiece tokenizer training and loading (Hugging Face ``tokenizers`` / ``transformers``).
 
-Conventions shared with the model: pad = [PAD] (id 0 for trained tokenizers),
-bos = [CLS], eos = [SEP].
+Conventions shared with the model: a prompt starts with bos, an answer ends with eos,
+padding is masked. BERT-style tokenizers (the trained one, MiniLM): pad = [PAD] (id 0 for
+trained tokenizers), bos = [CLS], eos = [SEP]. LLaMA / Mistral / Qwen-style ones (a
+decoder's folder): their bos (Qwen has none: prompts then start without one) and eos, and
+pad = their pad token, else unk, else eos.
 """
 
 from __future__ import annotations
@@ -139,15 +142,24 @@ def load_tokenizer(path: str):
     if not os.path.isdir(path):
         raise FileNotFoundError(f"Tokenizer folder {path!r} does not exist")
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    for name in ("pad_token_id", "cls_token_id", "sep_token_id"):
-        if getattr(tok, name) is None:
-            raise ValueError(f"Tokenizer at {path!r} has no {name} (need [PAD], [CLS], [SEP])")
+    if tok.sep_token_id is None and tok.eos_token_id is None:
+        raise ValueError(f"Tokenizer at {path!r} has no end token (neither [SEP] nor eos)")
     return tok
 
 
-def special_ids(tok) -> dict[str, int]:
-    """pad / bos / eos ids by this project's convention (pad=[PAD], bos=[CLS], eos=[SEP])."""
-    return {"pad": tok.pad_token_id, "bos": tok.cls_token_id, "eos": tok.sep_token_id}
+def _first(*ids: int | None) -> int | None:
+    return next((i for i in ids if i is not None), None)
+
+
+def special_ids(tok) -> dict[str, int | None]:
+    """pad / bos / eos ids by this project's convention (module docstring); bos may be
+    None (a tokenizer without one)."""
+    eos = _first(tok.sep_token_id, tok.eos_token_id)
+    return {
+        "pad": _first(tok.pad_token_id, tok.unk_token_id, eos),
+        "bos": _first(tok.cls_token_id, tok.bos_token_id),
+        "eos": eos,
+    }
 
 
 def tokenizer_summary(tok) -> str:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rs_jax.models.config import Precision, Rope
+from rs_jax.models.config import Lora, Precision, Rope
 from rs_jax.models.layers import Einsum, constrain, matmul
 
 # Added to masked logits: finite, so a row with nothing to attend to stays a uniform
@@ -99,6 +99,7 @@ class Attention(nnx.Module):
         qkv_bias: bool = True,
         out_bias: bool = True,
         rope: Rope | None = None,
+        lora: Lora | None = None,
         rngs: nnx.Rngs,
     ):
         num_kv_heads = num_kv_heads or num_heads
@@ -115,7 +116,14 @@ class Attention(nnx.Module):
 
         def projection(spec, shape, axes, tag, use_bias=qkv_bias):
             return Einsum(
-                spec, shape, axes, precision=precision, use_bias=use_bias, tag=tag, rngs=rngs
+                spec,
+                shape,
+                axes,
+                precision=precision,
+                use_bias=use_bias,
+                tag=tag,
+                lora=lora,
+                rngs=rngs,
             )
 
         self.query = projection(

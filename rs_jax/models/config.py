@@ -149,6 +149,23 @@ class ExpertsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class Lora:
+    """Low-rank adapters on the decoder's projections: y += (alpha / rank) * x A B, with
+    B zero at the start (the adapted model starts as the base one). rank 0: none."""
+
+    rank: int = 0
+    alpha: float = 16.0
+    targets: tuple[str, ...] = PROJECTION_NAMES
+
+    def applies_to(self, tag: str) -> bool:
+        return self.rank > 0 and tag in self.targets
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+
+@dataclasses.dataclass(frozen=True)
 class Rope:
     """Rotary position embedding: inverse frequencies theta^(-2i/H), optionally scaled."""
 
@@ -177,6 +194,7 @@ class DecoderConfig:
     moe_every: int  # 0: dense; N: blocks N-1, 2N-1, ... route the visual tokens
     norm_eps: float = 1e-6
     sliding_window: int = 0  # > 0: a token attends to the last this many positions only
+    lora: Lora = Lora()
 
     @property
     def head_dim(self) -> int:
@@ -418,7 +436,17 @@ def decoder_config(llm: Mapping[str, Any]) -> DecoderConfig:
         moe_every=llm.moe_every,
         norm_eps=float(llm.norm_eps),
         sliding_window=llm.sliding_window,
+        lora=_lora(llm.lora),
     )
+
+
+def _lora(lora: Mapping[str, Any]) -> Lora:
+    _require(lora.rank >= 0, "llm.lora.rank", lora.rank, "must be >= 0 (0 = no adapters)")
+    _require(lora.alpha > 0, "llm.lora.alpha", lora.alpha, "must be > 0")
+    targets = tuple(lora.targets)
+    unknown = [t for t in targets if t not in PROJECTION_NAMES]
+    _require(not unknown, "llm.lora.targets", targets, f"expected some of {list(PROJECTION_NAMES)}")
+    return Lora(lora.rank, float(lora.alpha), targets)
 
 
 def _rope(theta: float, scaling: Mapping[str, Any]) -> Rope:

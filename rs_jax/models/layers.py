@@ -8,6 +8,7 @@ bf16 paths (AMX on CPU, tensor cores, the MXU) are the bf16 x bf16 -> f32 ones.
 """
 
 import functools
+import math
 from collections.abc import Sequence
 
 import jax
@@ -16,7 +17,7 @@ from flax import nnx
 from flax.linen import spmd as linen_spmd
 from jax.ad_checkpoint import checkpoint_name
 
-from rs_jax.models.config import DENSE_NAME, Precision
+from rs_jax.models.config import DENSE_NAME, Lora, Precision
 
 Axes = Sequence[str | None]
 
@@ -91,7 +92,9 @@ class Einsum(nnx.Module):
     """A projection by `spec` (e.g. 'btd,dnh->btnh') with a kernel of `shape` on `axes`.
 
     The bias covers the kernel dims that reach the output; `tag` names the output for the
-    `projections` remat policy (the `dots` policy saves every Einsum's output).
+    `projections` remat policy (the `dots` policy saves every Einsum's output). With a
+    `lora` that targets `tag`, low-rank adapters A [contracted dims, r] and B [r, output
+    dims] add (alpha / r) * x A B.
     """
 
     def __init__(
@@ -104,12 +107,15 @@ class Einsum(nnx.Module):
         use_bias: bool = True,
         tag: str | None = None,
         kernel_init: nnx.Initializer = default_kernel_init,
+        lora: Lora | None = None,
         rngs: nnx.Rngs,
     ):
         self.spec, self.tag, self.precision = spec, tag or DENSE_NAME, precision
         self.kernel = param(kernel_init, shape, axes, precision, rngs)
-        kernel_dims, out_dims = spec.split(",")[1].split("->")
+        inputs, rest = spec.split(",")
+        kernel_dims, out_dims = rest.split("->")
         kept = [i for i, dim in enumerate(kernel_dims) if dim in out_dims]
+        contracted = [i for i, dim in enumerate(kernel_dims) if dim not in out_dims]
         self.bias = (
             param(
                 nnx.initializers.zeros_init(),
@@ -121,12 +127,67 @@ class Einsum(nnx.Module):
             if use_bias
             else None
         )
+        self.lora_scale = lora.scale if lora is not None and lora.applies_to(self.tag) else 0.0
+        if self.lora_scale:
+            rank = next(c for c in "rzyxwvuq" if c not in spec)  # a free einsum letter
+            c = "".join(kernel_dims[i] for i in contracted)
+            k = "".join(kernel_dims[i] for i in kept)
+            reduced = "".join(d for d in inputs if d not in c)
+            self.lora_specs = (
+                f"{inputs},{c}{rank}->{reduced}{rank}",
+                f"{reduced}{rank},{rank}{k}->{out_dims}",
+                # The merged delta, with any leading (stacked-layer) dims: ...cr,...rk->...ck.
+                f"...{c}{rank},...{rank}{k}->...{kernel_dims}",
+            )
+            fan_in = math.prod(shape[i] for i in contracted)
+            self.lora_a = param(
+                nnx.initializers.normal(fan_in**-0.5),
+                [shape[i] for i in contracted] + [lora.rank],
+                [axes[i] for i in contracted] + [None],
+                precision,
+                rngs,
+            )
+            self.lora_b = param(
+                nnx.initializers.zeros_init(),
+                [lora.rank] + [shape[i] for i in kept],
+                [None] + [axes[i] for i in kept],
+                precision,
+                rngs,
+            )
+
+    def merged_kernel(self) -> jax.Array:
+        """The kernel with the adapters folded in (for export); the kernel without them."""
+        kernel = self.kernel[...]
+        if not self.lora_scale:
+            return kernel
+        delta = jnp.einsum(
+            self.lora_specs[2],
+            self.lora_a[...].astype(jnp.float32),
+            self.lora_b[...].astype(jnp.float32),
+        )
+        return (kernel.astype(jnp.float32) + self.lora_scale * delta).astype(kernel.dtype)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = matmul(self.spec, x, self.kernel[...], self.precision)
+        if self.lora_scale:
+            down = matmul(self.lora_specs[0], x, self.lora_a[...], self.precision)
+            up = matmul(self.lora_specs[1], down, self.lora_b[...], self.precision)
+            y = y + self.lora_scale * up
         if self.bias is not None:
             y = y + self.bias[...].astype(jnp.float32)
         return checkpoint_name(y.astype(self.precision.dtype), self.tag)
+
+
+def merge_lora(module: nnx.Module) -> nnx.Module:
+    """A copy of `module` whose kernels hold their LoRA adapters folded in and whose
+    adapters are gone: the plain model they define (to export it)."""
+    merged = nnx.clone(module)
+    adapted = [n for _, n in nnx.iter_graph(merged) if isinstance(n, Einsum) and n.lora_scale]
+    for node in adapted:
+        node.kernel.set_value(node.merged_kernel())
+        node.lora_scale = 0.0
+        del node.lora_a, node.lora_b, node.lora_specs
+    return merged
 
 
 def linear(
@@ -139,6 +200,7 @@ def linear(
     use_bias: bool = True,
     tag: str | None = None,
     kernel_init: nnx.Initializer = default_kernel_init,
+    lora: Lora | None = None,
 ) -> Einsum:
     """A dense layer [..., in] -> [..., out] whose kernel is sharded along `axes`."""
     return Einsum(
@@ -149,6 +211,7 @@ def linear(
         use_bias=use_bias,
         tag=tag,
         kernel_init=kernel_init,
+        lora=lora,
         rngs=rngs,
     )
 
@@ -235,10 +298,25 @@ class Mlp(nnx.Module):
 class SwiGLU(nnx.Module):
     """LLaMA feed-forward: down(silu(gate(x)) * up(x)), [..., D] -> [..., D]."""
 
-    def __init__(self, width: int, hidden: int, *, precision: Precision, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        width: int,
+        hidden: int,
+        *,
+        precision: Precision,
+        lora: Lora | None = None,
+        rngs: nnx.Rngs,
+    ):
         def proj(d_in, d_out, axes, tag):
             return linear(
-                d_in, d_out, axes, precision=precision, use_bias=False, tag=tag, rngs=rngs
+                d_in,
+                d_out,
+                axes,
+                precision=precision,
+                use_bias=False,
+                tag=tag,
+                lora=lora,
+                rngs=rngs,
             )
 
         self.gate = proj(width, hidden, ("embed", "mlp"), "mlp_in")

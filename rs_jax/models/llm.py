@@ -49,10 +49,11 @@ class DecoderBlock(nnx.Module):
             qkv_bias=cfg.qkv_bias,
             out_bias=False,
             rope=cfg.rope,
+            lora=cfg.lora,
             rngs=rngs,
         )
         self.mlp_norm = RMSNorm(cfg.width, precision=precision, eps=cfg.norm_eps, rngs=rngs)
-        self.mlp = SwiGLU(cfg.width, cfg.mlp_dim, precision=precision, rngs=rngs)
+        self.mlp = SwiGLU(cfg.width, cfg.mlp_dim, precision=precision, lora=cfg.lora, rngs=rngs)
         self.moe = SemanticExperts(cfg.width, moe, precision, rngs=rngs) if moe else None
 
     def __call__(

@@ -128,3 +128,79 @@ class Checkpointer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def warm_start(params: Any, source: str | Path) -> tuple[Path, list[str]]:
+    """Sets, in place, every parameter in `params` (an nnx.State of variables) that the
+    latest checkpoint of the run in `source` (a workdir, or one step directory) also holds
+    with the same shape: stage 2 starting from stage 1. Only those arrays are read.
+
+    Returns the step directory read and the parameters it lacks (which keep their
+    initialisation, e.g. new LoRA adapters). A run in `source` with no checkpoint, or one
+    that shares no parameter, is an error naming config.init.from_checkpoint.
+    """
+    from flax import nnx
+
+    setting = "config.init.from_checkpoint"
+    source = Path(source).expanduser().absolute()
+    if (source / STATE).is_dir():
+        step_dir = source
+    else:
+        steps = [p for p in (source / "checkpoints").glob("*") if p.name.isdigit()]
+        steps = [p for p in steps if (p / STATE).is_dir()]
+        if not steps:
+            raise CheckpointError(f"{setting}={str(source)!r}: no checkpoint there")
+        step_dir = max(steps, key=lambda p: int(p.name))
+    checkpointer = ocp.PyTreeCheckpointer()
+    stored = checkpointer.metadata(step_dir / STATE).item_metadata.tree["params"]
+
+    def stored_path(path: tuple) -> tuple[str, ...] | None:
+        """The key path of a parameter in the stored tree (a variable may be stored as
+        {"value": array}); None if absent."""
+        node, keys = stored, []
+        for part in map(str, path):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+            keys.append(part)
+        if isinstance(node, dict) and "value" in node:
+            node = node["value"]
+            keys.append("value")
+        return tuple(keys) if hasattr(node, "shape") else None
+
+    def shape_at(keys: tuple[str, ...]) -> tuple[int, ...]:
+        node = stored
+        for key in keys:
+            node = node[key]
+        return tuple(node.shape)
+
+    variables = dict(nnx.to_flat_state(params))
+    target, found, missing = {}, {}, []
+    for path, var in variables.items():
+        value = var.get_value()
+        keys = stored_path(path)
+        if keys is None or shape_at(keys) != tuple(value.shape):
+            missing.append("/".join(map(str, path)))
+            continue
+        found[path] = keys
+        node = target
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        sharding = value.sharding
+        node[keys[-1]] = jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=sharding)
+    if not target:
+        raise CheckpointError(f"{setting}={str(source)!r}: {step_dir} shares no parameter")
+    restored = checkpointer.restore(
+        step_dir / STATE,
+        args=ocp.args.PyTreeRestore(
+            {"params": target},
+            restore_args=ocp.checkpoint_utils.construct_restore_args({"params": target}),
+            partial_restore=True,
+        ),
+    )["params"]
+    for path, keys in found.items():
+        node = restored
+        for key in keys:
+            node = node[key]
+        variables[path].set_value(node)
+    return step_dir, missing

@@ -22,8 +22,8 @@ from rs_jax.kb.linking import link_labels, relabel
 from rs_jax.kb.store import BuiltKB, check_encoder
 from rs_jax.models import build_model
 from rs_jax.models.config import ModelConfig
+from rs_jax.train import checkpointing, partitioning
 from rs_jax.train import optimizer as optimizer_lib
-from rs_jax.train import partitioning
 
 
 @dataclasses.dataclass
@@ -170,13 +170,16 @@ def _assemble(
     if not abstract:
         with jax.set_mesh(mesh):
             pretrained.load(model, config)
+            if config.init.from_checkpoint:
+                _warm_start(model, config.init.from_checkpoint)
     graphdef, params = nnx.split(model)
     if abstract:
         shardings = partitioning.state_shardings(params, mesh, rules)
         params = partitioning.abstract_with_shardings(params, shardings)
-    tx, schedule = optimizer_lib.make_optimizer(config.train)
+    frozen = list(config.train.freeze)
     if knowledge.table is not None and not config.model.kb.trainable:
-        tx = _freeze_kb_table(tx, params)
+        frozen.append("kb.embeddings")  # a built KB's table stays as built
+    tx, schedule = optimizer_lib.make_optimizer(config.train, params, frozen)
     replicated = jax.NamedSharding(mesh, jax.P())
     # The moments live where their parameters do: fsdp shards optimizer state too.
     abstract_opt_state = jax.eval_shape(tx.init, params)
@@ -263,15 +266,13 @@ def _load_kb_encoder(built: BuiltKB):
     return encoder
 
 
-def _freeze_kb_table(tx: optax.GradientTransformation, params: nnx.State):
-    """Leave a pretrained KB table untouched: no updates, no weight decay, no moments."""
-
-    def label(path, _):
-        keys = [getattr(k, "key", getattr(k, "name", None)) for k in path]
-        return "frozen" if keys[:2] == ["kb", "embeddings"] else "train"
-
-    labels = jax.tree_util.tree_map_with_path(label, params)
-    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+def _warm_start(model: nnx.Module, source: str) -> None:
+    step_dir, kept = checkpointing.warm_start(nnx.state(model, nnx.Param), source)
+    note = ""
+    if kept:
+        shown = ", ".join(kept[:3]) + (", ..." if len(kept) > 3 else "")
+        note = f"; {len(kept)} keep their initialisation ({shown})"
+    print(f"Parameters from {step_dir}{note}.", flush=True)
 
 
 def _check_batch_fits_mesh(config, mesh, rules) -> None:

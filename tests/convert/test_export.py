@@ -83,3 +83,26 @@ def test_export_never_overwrites_a_model(tmp_path):
     with pytest.raises(FileExistsError, match="already holds a model"):
         hf_decoder.export_decoder(decoder, tmp_path)
     assert (tmp_path / "model.safetensors").read_bytes() == before
+
+
+def test_lora_adapters_are_merged_on_export(tmp_path, model_context):
+    """Stage 2 with LoRA: the exported plain model equals the adapted one."""
+    import dataclasses
+
+    from rs_jax.models.config import Layers, Lora, Precision
+    from rs_jax.models.llm import Decoder
+
+    save_decoder(tmp_path / "in", "llama")
+    imported = hf_decoder.load_decoder(tmp_path / "in", mesh_of(), SHARDING_RULES)
+    cfg = dataclasses.replace(imported.cfg, lora=Lora(rank=4, alpha=8.0))
+    adapted = Decoder(cfg, Precision(), Layers(), rngs=nnx.Rngs(0))
+    hf_decoder.load_weights(adapted, tmp_path / "in")
+    perturb(adapted)  # the adapters too: B is no longer zero
+    hf_decoder.export_decoder(adapted, tmp_path / "out")
+    model = AutoModelForCausalLM.from_pretrained(
+        tmp_path / "out", dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    ids, mask = np.arange(10)[None] % 96, np.ones((1, 10), np.int64)
+    np.testing.assert_allclose(
+        our_logits(adapted, ids, mask), hf_logits(model, ids, mask), atol=1e-4
+    )

@@ -60,13 +60,7 @@ def towers(tmp_path_factory):
 
 
 def config_for(tmp_path, root, arg="", **extra):
-    values = {
-        "data.data_dir": tmp_path / "data",
-        "data.tokenizer": "minilm",
-        "init.vision": root / "clip",
-        "init.llm": root / "llama",
-        **extra,
-    }
+    values = overrides_of(tmp_path, root, **extra)
     return load_config(str(REPO / f"configs/tiny.py{arg}"), [f"{k}={v}" for k, v in values.items()])
 
 
@@ -87,55 +81,6 @@ def test_full_model_holds_the_pretrained_towers(tmp_path, towers, arg):
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
 
-def test_train_then_export_to_transformers(tmp_path, towers, capsys):
-    """Towers in -> train -> `rs-jax convert orbax-to-hf` -> transformers loads the decoder
-    and its tokenizer, and computes the trained model's logits."""
-    root, _ = towers
-    overrides = {"train.steps": 4, "train.checkpoint_every": 4}
-    config = config_for(tmp_path, root, **overrides)
-    trainer.train(config, str(tmp_path / "work"))
-    recorded = json.loads((tmp_path / "work" / "config.json").read_text())
-    assert recorded["model"]["vision"]["activation"] == "quick_gelu"
-    assert recorded["model"]["llm"]["vocab_size"] == MINILM_VOCAB
-
-    values = {
-        "data.data_dir": tmp_path / "data",
-        "data.tokenizer": "minilm",
-        "init.vision": root / "clip",
-        "init.llm": root / "llama",
-        **overrides,
-    }
-    command = ["convert", "orbax-to-hf", "--config", str(REPO / "configs/tiny.py")]
-    command += ["--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "hf")]
-    command += [f"--config.{k}={v}" for k, v in values.items()]
-    assert cli.main(command) == 0
-    assert "Wrote" in capsys.readouterr().out
-
-    exp = experiment_lib.setup(config, str(tmp_path / "work"))
-    checkpointer = Checkpointer(str(tmp_path / "work"))
-    params = checkpointer.restore(4, exp.abstract_state())["params"]
-    checkpointer.close()
-    trained = nnx.merge(exp.graphdef, params)
-    exported = AutoModelForCausalLM.from_pretrained(
-        tmp_path / "hf" / "llm", dtype=torch.float32, attn_implementation="eager"
-    ).eval()
-    text = "how many buildings are there"
-    ids = AutoTokenizer.from_pretrained(tmp_path / "hf" / "llm")(text, return_tensors="np")
-    ids = ids["input_ids"]
-    with jax.set_mesh(exp.mesh):
-        hidden, _, _ = trained.llm(trained.llm.embed(jnp.asarray(ids)), jnp.ones(ids.shape, bool))
-        ours = np.asarray(trained.llm.logits(hidden))
-    with torch.no_grad():
-        theirs = exported(input_ids=torch.from_numpy(ids)).logits.numpy()
-    np.testing.assert_allclose(ours, theirs, atol=1e-4)
-    # Training moved the decoder away from the imported weights.
-    assert not np.allclose(theirs, towers[1](input_ids=torch.from_numpy(ids)).logits.detach())
-    assert (tmp_path / "hf" / "vision" / "config.json").exists()
-    # The folder given as --out is never written into twice.
-    assert cli.main(command) == 2
-    assert "exists and is not an empty folder" in capsys.readouterr().err
-
-
 def test_image_size_must_match_the_tower(tmp_path, towers):
     root, _ = towers
     with pytest.raises(ValueError, match=r"config.data.image_size=32: .* trained at 16 px"):
@@ -150,3 +95,88 @@ def test_missing_folder_names_the_key(tmp_path, towers):
         experiment_lib.setup(
             config_for(tmp_path, root, **{"init.llm": tmp_path / "nowhere"}), str(tmp_path / "w")
         )
+
+
+def _params(workdir, config, step):
+    exp = experiment_lib.setup(config, str(workdir))
+    checkpointer = Checkpointer(str(workdir))
+    params = checkpointer.restore(step, exp.abstract_state())["params"]
+    checkpointer.close()
+    return exp, params
+
+
+def overrides_of(tmp_path, root, **extra):
+    return {
+        "data.data_dir": tmp_path / "data",
+        "data.tokenizer": "minilm",
+        "init.vision": root / "clip",
+        "init.llm": root / "llama",
+        **extra,
+    }
+
+
+def test_stage1_stage2_lora_then_export(tmp_path, towers, capsys):
+    """HF CLIP + LLaMA -> stage 1 (towers frozen: no updates, no moments) -> stage 2 from
+    stage 1's checkpoint with LoRA on the frozen decoder -> `rs-jax convert orbax-to-hf`
+    -> transformers loads the decoder (adapters merged) and its tokenizer and computes the
+    trained model's logits."""
+    root, llama = towers
+    steps = {"train.steps": 2, "train.checkpoint_every": 2, "train.learning_rate": 0.01}
+    stage1 = config_for(tmp_path, root, **steps, **{"train.freeze": "vision,llm"})
+    trainer.train(stage1, str(tmp_path / "stage1"))
+    recorded = json.loads((tmp_path / "stage1" / "config.json").read_text())
+    assert recorded["model"]["vision"]["activation"] == "quick_gelu"  # the towers' own
+    assert recorded["model"]["llm"]["vocab_size"] == MINILM_VOCAB
+    exp1, after1 = _params(tmp_path / "stage1", stage1, 2)
+    after1 = dict(nnx.to_flat_state(after1))
+    fresh = dict(nnx.to_flat_state(exp1.state["params"]))  # towers as imported
+    moved = lambda key: not np.array_equal(after1[key].get_value(), fresh[key].get_value())  # noqa: E731
+    towers_keys = [k for k in after1 if k[0] in ("vision", "llm")]
+    assert not any(moved(k) for k in towers_keys)
+    assert any(moved(k) for k in after1 if k[0] == "projector")
+    opt_leaves = jax.tree.leaves(exp1.state["opt_state"])
+    moments = sum(x.size for x in opt_leaves if jnp.issubdtype(x.dtype, jnp.floating))
+    frozen = sum(after1[k].get_value().size for k in towers_keys)
+    total = sum(v.get_value().size for v in after1.values())
+    assert moments == 2 * (total - frozen)  # AdamW mu and nu for the trained part only
+
+    # The projector frozen too in stage 2: it must still be stage 1's.
+    stage2_extra = {
+        **steps,
+        "model.llm.lora.rank": 4,
+        "init.from_checkpoint": tmp_path / "stage1",
+        "train.freeze": "vision,llm,projector",
+    }
+    stage2 = config_for(tmp_path, root, **stage2_extra)
+    trainer.train(stage2, str(tmp_path / "stage2"))
+    exp2, params2 = _params(tmp_path / "stage2", stage2, 2)
+    after2 = dict(nnx.to_flat_state(params2))
+    for key in [k for k in after1 if k[0] in ("projector", "llm")]:
+        np.testing.assert_array_equal(after2[key].get_value(), after1[key].get_value())
+    adapters = [k for k in after2 if k[-1] == "lora_b"]
+    assert adapters and all(np.abs(after2[k].get_value()).max() > 0 for k in adapters)
+
+    command = ["convert", "orbax-to-hf", "--config", str(REPO / "configs/tiny.py")]
+    command += ["--workdir", str(tmp_path / "stage2"), "--out", str(tmp_path / "hf")]
+    stage2_values = overrides_of(tmp_path, root, **stage2_extra)
+    command += [f"--config.{k}={v}" for k, v in stage2_values.items()]
+    assert cli.main(command) == 0
+    assert "Wrote" in capsys.readouterr().out
+    exported = AutoModelForCausalLM.from_pretrained(
+        tmp_path / "hf" / "llm", dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf" / "llm")
+    ids = tokenizer("how many buildings are there", return_tensors="np")["input_ids"]
+    trained = nnx.merge(exp2.graphdef, params2)
+    with jax.set_mesh(exp2.mesh):
+        hidden, _, _ = trained.llm(trained.llm.embed(jnp.asarray(ids)), jnp.ones(ids.shape, bool))
+        ours = np.asarray(trained.llm.logits(hidden))
+    with torch.no_grad():
+        theirs = exported(input_ids=torch.from_numpy(ids)).logits.numpy()
+        imported = llama(input_ids=torch.from_numpy(ids)).logits.numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    assert np.abs(theirs - imported).max() > 1e-3  # the adapters changed the decoder
+    assert (tmp_path / "hf" / "vision" / "config.json").exists()
+    # A folder given as --out is never written into twice.
+    assert cli.main(command) == 2
+    assert "exists and is not an empty folder" in capsys.readouterr().err

@@ -58,3 +58,40 @@ def test_small_vocab_spells_rare_words(tmp_path):
     assert tok.unk_token_id not in ids and tok.decode(ids) == "alpha gamma"
     with pytest.raises(ValueError, match="vocab_size"):
         tok_lib.train_tokenizer(texts, str(tmp_path / "u"), vocab_size=8)
+
+
+def _decoder_style_tokenizer(folder, **special):
+    """A tokenizer shaped like a LLaMA (<s>, </s>, <unk>; no pad) or Qwen one (no bos)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<unk>", "<s>", "</s>", "<|endoftext|>", "how", "many", "trees", "two"]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=core, **special).save_pretrained(folder)
+    return tok_lib.load_tokenizer(str(folder))
+
+
+def test_llama_and_qwen_style_special_tokens(tmp_path):
+    from rs_jax.data.pipeline import TextEncoder
+
+    llama = _decoder_style_tokenizer(
+        tmp_path / "llama", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    assert tok_lib.special_ids(llama) == {"pad": 0, "bos": 1, "eos": 2}  # pad: unk
+    encoder = TextEncoder(llama, max_prompt_len=5, max_answer_len=3)
+    ids, mask = encoder.prompt("how many trees")
+    assert ids.tolist() == [0, 1, 4, 5, 6] and mask.tolist() == [0, 1, 1, 1, 1]
+    assert encoder.answer("two")[0].tolist() == [7, 2, 0]
+
+    qwen = _decoder_style_tokenizer(
+        tmp_path / "qwen", eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
+    assert tok_lib.special_ids(qwen) == {"pad": 3, "bos": None, "eos": 3}
+    ids, mask = TextEncoder(qwen, 4, 2).prompt("how many")
+    assert ids.tolist() == [3, 3, 4, 5] and mask.tolist() == [0, 0, 1, 1]  # no bos
+
+
+def test_tokenizer_without_an_end_token(tmp_path):
+    with pytest.raises(ValueError, match="has no end token"):
+        _decoder_style_tokenizer(tmp_path, unk_token="<unk>")

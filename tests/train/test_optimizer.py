@@ -92,3 +92,33 @@ def test_works_with_nnx_optimizer():
     before = model.linear.kernel.get_value().copy()
     optimizer.update(model, grads)
     assert not jnp.allclose(before, model.linear.kernel.get_value())
+
+
+def _model_like_params():
+    ones = lambda *shape: jnp.ones(shape, jnp.float32)  # noqa: E731
+    return {
+        "vision": {"kernel": ones(4, 4)},
+        "llm": {"attn": {"kernel": ones(4, 4), "lora_a": ones(4, 2), "lora_b": ones(2, 4)}},
+        "projector": {"kernel": ones(4, 4), "bias": ones(4)},
+    }
+
+
+def test_frozen_parts_get_no_updates_and_no_moments():
+    """LLaVA stage 1 (vision and llm frozen): only the projector and the LoRA adapters move,
+    and the AdamW moments exist for them alone."""
+    params = _model_like_params()
+    tx, _ = make_optimizer(dict(TRAIN, warmup_steps=0), params, ("vision", "llm"))
+    state = tx.init(params)
+    trainable = 4 * 2 + 2 * 4 + 4 * 4 + 4  # lora_a, lora_b, projector kernel and bias
+    moments = sum(x.size for x in jax.tree.leaves(state) if getattr(x, "ndim", 0) >= 1)
+    assert moments == 2 * trainable  # mu and nu, nothing for the 32 frozen values
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = tx.update(grads, state, params)
+    new = optax.apply_updates(params, updates)
+    assert (new["vision"]["kernel"] == 1).all() and (new["llm"]["attn"]["kernel"] == 1).all()
+    assert (new["llm"]["attn"]["lora_a"] != 1).all() and (new["projector"]["bias"] != 1).all()
+
+
+def test_freezing_an_unknown_part_names_the_key():
+    with pytest.raises(ValueError, match=r"config.train.freeze: 'visoin' names no parameter"):
+        make_optimizer(TRAIN, _model_like_params(), ("visoin",))
