@@ -40,7 +40,11 @@ def base_config() -> ml_collections.ConfigDict:
     # parameters start this run where shapes match (stage 2 from stage 1); new parameters
     # (LoRA adapters) keep their initialisation. A checkpoint of this run's own workdir
     # takes precedence (resuming).
-    config.init = ml_collections.ConfigDict(dict(vision="", llm="", from_checkpoint=""))
+    # vision_types / llm_types: the config.json model_types a preset was made for (empty =
+    # any supported); another kind of folder is an error naming the key.
+    config.init = ml_collections.ConfigDict(
+        dict(vision="", llm="", from_checkpoint="", vision_types=(), llm_types=())
+    )
     config.model = ml_collections.ConfigDict()
     config.model.baseline = False
     # Precision policy (docs/model.md): activations and matmul operands in `dtype`, matmuls
@@ -190,6 +194,41 @@ def base_config() -> ml_collections.ConfigDict:
 def make_baseline(config: ml_collections.ConfigDict) -> None:
     """Plain LLaVA-1.5: every patch token of the last block, MLP projector, no KB, no experts."""
     config.model.baseline = True
+
+
+# What the presets' `:stage1` / `:stage2[,lora]` / `:tiny` variants set (configs/geochat_like.py).
+STAGE_VARIANTS = ("stage1", "stage2", "lora", "tiny")
+
+
+def pretrained_stage(config: ml_collections.ConfigDict, variants: set[str]) -> None:
+    """LLaVA's recipe on a preset built from pretrained towers. stage1: the towers frozen,
+    the rest trains at 1e-3. stage2: the decoder tuned at 2e-5, or with `lora` LoRA
+    adapters (rank 128, alpha 256) at 2e-4 on the frozen decoder; start it from stage 1 with
+    --config.init.from_checkpoint. tiny: the same recipe at the test size (random tiny
+    towers with 3 blocks at 16 px)."""
+    if "stage1" in variants and "stage2" in variants:
+        raise ValueError("choose one of the variants stage1 and stage2")
+    if "stage1" in variants:
+        config.train.freeze = ("vision", "llm")
+        config.train.learning_rate = 1e-3
+    if "stage2" in variants:
+        config.train.freeze = ("vision", "llm") if "lora" in variants else ("vision",)
+        config.train.learning_rate = 2e-4 if "lora" in variants else 2e-5
+        if "lora" in variants:
+            config.model.llm.lora.update(rank=128, alpha=256.0)
+    if "tiny" in variants:
+        config.mesh.update(data=-1, fsdp=1)
+        config.data.update(image_size=16, num_train=64, num_test=8, batch_size=8)
+        config.data.update(max_prompt_len=64, max_answer_len=16)
+        config.eval.batch_size = 8
+        config.model.update(dtype="float32", remat_policy="none")
+        config.model.levels = (("scene", -1, 1), ("landcover", -2, 2), ("object", -3, 4))
+        config.model.kb.dim = 16
+        config.model.augment.num_heads = 2
+        config.model.experts.update(experts_per_level=2, top_k=1, mlp_dim=32)
+        config.model.llm.lora.rank = min(config.model.llm.lora.rank, 4)
+        config.train.update(steps=2, warmup_steps=1, log_every=1, checkpoint_every=2)
+        config.train.loss_vocab_chunk = 0
 
 
 def parse_variants(arg: str | None, allowed: tuple[str, ...]) -> set[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import ml_collections
 
 from rs_jax.convert import hf_decoder, hf_vision
+from rs_jax.convert.weights import read_hf_config
 from rs_jax.models.lvlm import RSVLM
 
 
@@ -25,6 +26,14 @@ def _folder(config: ml_collections.ConfigDict, key: str) -> Path | None:
         raise FileNotFoundError(
             f"config.init.{key}={value!r}: no config.json there (expected a Hugging Face "
             "model folder: config.json + *.safetensors)"
+        )
+    part = "vision_config" if key == "vision" else "text_config"
+    expected = tuple(config.init[f"{key}_types"])
+    model_type = read_hf_config(folder, part).model_type
+    if expected and model_type not in expected:
+        raise ValueError(
+            f"config.init.{key}={value!r} holds a {model_type}; this config is made for "
+            f"{' or '.join(expected)} (config.init.{key}_types)"
         )
     return folder
 
