@@ -53,6 +53,7 @@ class Experiment:
     state_shardings: Any
     optimizer: optax.GradientTransformation
     schedule: optax.Schedule
+    frozen: tuple[str, ...] = ()  # parameter-path prefixes the optimizer leaves alone
 
     @property
     def rules(self) -> tuple:
@@ -198,7 +199,17 @@ def _assemble(
     state = {"step": step, "params": params, "opt_state": opt_state}
     shardings = jax.tree.map(lambda x: x.sharding, state)
     return Experiment(
-        config, model_config, mesh, data, knowledge, graphdef, state, shardings, tx, schedule
+        config,
+        model_config,
+        mesh,
+        data,
+        knowledge,
+        graphdef,
+        state,
+        shardings,
+        tx,
+        schedule,
+        tuple(frozen),
     )
 
 

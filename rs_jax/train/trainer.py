@@ -11,6 +11,7 @@ import optax
 from flax import nnx
 
 from rs_jax.train import experiment as experiment_lib
+from rs_jax.train import optimizer as optimizer_lib
 from rs_jax.train import partitioning, report
 from rs_jax.train.checkpointing import Checkpointer
 from rs_jax.train.losses import compute_loss, expert_usage_from_metrics
@@ -30,6 +31,7 @@ def make_grad_fn(exp: experiment_lib.Experiment):
     """
     graphdef, train = exp.graphdef, exp.config.train
     accum, vocab_chunk = train.grad_accum_steps, train.loss_vocab_chunk
+    labels = optimizer_lib.frozen_labels(exp.state["params"], exp.frozen)
 
     def grads_and_metrics(params, batch, key, num_tokens=None):
         def loss_fn(p):
@@ -62,7 +64,13 @@ def make_grad_fn(exp: experiment_lib.Experiment):
             grads, metrics = grads_and_metrics(
                 params, micro_batch, jax.random.fold_in(key, index), num_tokens
             )
-            total = jax.tree.map(lambda t, g: t + g.astype(jnp.float32), total, grads)
+            # Frozen parts' gradients are left out, so that XLA does not compute them.
+            total = jax.tree.map(
+                lambda t, g, label: t + g.astype(jnp.float32) if label == "train" else t,
+                total,
+                grads,
+                labels,
+            )
             return total, metrics
 
         zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
@@ -86,6 +94,9 @@ def make_train_step(exp: experiment_lib.Experiment):
     """A jitted (state, batch) -> (state, metrics) with explicit shardings; state donated."""
     tx, schedule, seed = exp.optimizer, exp.schedule, exp.config.seed
     grad_fn = make_grad_fn(exp)
+    # The norm of the gradients that train: a frozen part's would keep its weight gradients
+    # alive, which XLA otherwise drops (the optimizer ignores them).
+    labels = jax.tree.leaves(optimizer_lib.frozen_labels(exp.state["params"], exp.frozen))
 
     def train_step(state: dict[str, Any], batch: dict[str, jax.Array]):
         # A function of the step alone, so a resumed run draws the same router jitter.
@@ -93,7 +104,9 @@ def make_train_step(exp: experiment_lib.Experiment):
         grads, metrics = grad_fn(state["params"], batch, jitter_key)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        metrics |= {"grad_norm": optax.global_norm(grads), "learning_rate": schedule(state["step"])}
+        trained = [g for g, label in zip(jax.tree.leaves(grads), labels) if label == "train"]
+        metrics["grad_norm"] = optax.global_norm(trained)
+        metrics["learning_rate"] = schedule(state["step"])
         return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 
     return jax.jit(
