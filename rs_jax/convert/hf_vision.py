@@ -146,9 +146,11 @@ def load_weights(encoder: VisionEncoder, folder: str | Path) -> None:
     checkpoint = Checkpoint(folder)
     anchor = "embeddings.patch_embedding.weight"
     prefix = find_prefix(checkpoint.names, anchor, "vision tower", checkpoint.folder)
-    unused = ("embeddings.position_ids", "post_layernorm.", "head.")  # SigLIP's pooling head
-    if encoder.cfg.final_norm:
-        unused = unused[:1] + unused[2:]
+    # Not part of the tower's tokens: the position-id buffer, SigLIP's pooling head and, where
+    # the last block is not normed (CLIP), the norm that only pools the class token.
+    unused = ("embeddings.position_ids", "head.")
+    if not encoder.cfg.final_norm:
+        unused += ("post_layernorm.",)
     load_into(
         encoder,
         weight_map(encoder.cfg, prefix),

@@ -152,12 +152,12 @@ def warm_start(params: Any, source: str | Path) -> tuple[Path, list[str]]:
             raise CheckpointError(f"{setting}={str(source)!r}: no checkpoint there")
         step_dir = max(steps, key=lambda p: int(p.name))
     checkpointer = ocp.PyTreeCheckpointer()
-    stored = checkpointer.metadata(step_dir / STATE).item_metadata.tree["params"]
+    tree = checkpointer.metadata(step_dir / STATE).item_metadata.tree["params"]
 
-    def stored_path(path: tuple) -> tuple[str, ...] | None:
-        """The key path of a parameter in the stored tree (a variable may be stored as
-        {"value": array}); None if absent."""
-        node, keys = stored, []
+    def stored(path: tuple) -> tuple[tuple[str, ...], Any] | None:
+        """(key path, metadata) of a parameter in the stored tree (a variable may be stored
+        as {"value": array}); None if absent."""
+        node, keys = tree, []
         for part in map(str, path):
             if not isinstance(node, dict) or part not in node:
                 return None
@@ -166,22 +166,17 @@ def warm_start(params: Any, source: str | Path) -> tuple[Path, list[str]]:
         if isinstance(node, dict) and "value" in node:
             node = node["value"]
             keys.append("value")
-        return tuple(keys) if hasattr(node, "shape") else None
-
-    def shape_at(keys: tuple[str, ...]) -> tuple[int, ...]:
-        node = stored
-        for key in keys:
-            node = node[key]
-        return tuple(node.shape)
+        return (tuple(keys), node) if hasattr(node, "shape") else None
 
     variables = dict(nnx.to_flat_state(params))
     target, found, missing = {}, {}, []
     for path, var in variables.items():
         value = var.get_value()
-        keys = stored_path(path)
-        if keys is None or shape_at(keys) != tuple(value.shape):
+        entry = stored(path)
+        if entry is None or tuple(entry[1].shape) != tuple(value.shape):
             missing.append("/".join(map(str, path)))
             continue
+        keys = entry[0]
         found[path] = keys
         node = target
         for key in keys[:-1]:

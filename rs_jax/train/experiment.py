@@ -59,6 +59,10 @@ class Experiment:
     def rules(self) -> tuple:
         return tuple(self.config.sharding_rules)
 
+    def param_labels(self) -> Any:
+        """'train' or 'frozen' for each parameter (the optimizer's grouping)."""
+        return optimizer_lib.frozen_labels(self.state["params"], self.frozen)
+
     def abstract_state(self) -> Any:
         """ShapeDtypeStructs with shardings: the target a checkpoint is restored into."""
         return jax.tree.map(

@@ -11,7 +11,6 @@ import optax
 from flax import nnx
 
 from rs_jax.train import experiment as experiment_lib
-from rs_jax.train import optimizer as optimizer_lib
 from rs_jax.train import partitioning, report
 from rs_jax.train.checkpointing import Checkpointer
 from rs_jax.train.losses import compute_loss, expert_usage_from_metrics
@@ -31,7 +30,7 @@ def make_grad_fn(exp: experiment_lib.Experiment):
     """
     graphdef, train = exp.graphdef, exp.config.train
     accum, vocab_chunk = train.grad_accum_steps, train.loss_vocab_chunk
-    labels = optimizer_lib.frozen_labels(exp.state["params"], exp.frozen)
+    labels = exp.param_labels()
 
     def grads_and_metrics(params, batch, key, num_tokens=None):
         def loss_fn(p):
@@ -96,7 +95,7 @@ def make_train_step(exp: experiment_lib.Experiment):
     grad_fn = make_grad_fn(exp)
     # The norm of the gradients that train: a frozen part's would keep its weight gradients
     # alive, which XLA otherwise drops (the optimizer ignores them).
-    labels = jax.tree.leaves(optimizer_lib.frozen_labels(exp.state["params"], exp.frozen))
+    labels = jax.tree.leaves(exp.param_labels())
 
     def train_step(state: dict[str, Any], batch: dict[str, jax.Array]):
         # A function of the step alone, so a resumed run draws the same router jitter.
