@@ -26,7 +26,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.num_test = 300  # rs_synth only
     config.data.tasks = ("scene", "presence", "count", "comparison", "rural_urban")
     config.data.tokenizer = ""  # "" = train a WordPiece tokenizer on the task corpus
-    config.data.max_prompt_len = 24
+    # The conversation format (rs_jax/data/templates.json): "plain" (rs-jax's own),
+    # "vicuna_v1" (LLaVA, GeoChat), "llama3", "chatml" (Qwen2); a pretrained decoder answers
+    # best in the one it was tuned with.
+    config.data.template = "plain"
+    config.data.max_prompt_len = 24  # tokens of the question's turn, after the image
     config.data.max_answer_len = 8
     config.data.batch_size = 32  # global, across all hosts
     config.data.worker_count = 0

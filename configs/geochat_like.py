@@ -8,8 +8,9 @@ Mistral) from folders you downloaded, trained with LLaVA's two stages.
       --config.init.vision=... --config.init.llm=... --config.init.from_checkpoint=runs/gc1
 
 The towers' shapes come from their config.json (docs/pretrained.md); this file sets what
-they do not: 336 px images, three semantic levels tapping the penultimate block (where
-LLaVA takes its tokens) and two earlier ones, semantic experts, bf16 with full remat, FSDP.
+they do not: 336 px images, the Vicuna v1 conversation format, three semantic levels
+tapping the penultimate block (where LLaVA takes its tokens) and two earlier ones, semantic
+experts, bf16 with full remat, FSDP.
 Other folder kinds are refused (config.init.vision_types / llm_types). `:tiny` is the same
 recipe for random tiny towers (tests).
 """
@@ -26,6 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.mesh.update(data=1, fsdp=-1)
     config.data.update(image_size=336, max_prompt_len=384, max_answer_len=128)
     config.data.update(batch_size=128, tokenizer="")  # the decoder folder's tokenizer
+    config.data.template = "vicuna_v1"  # as LLaVA v1.5 and GeoChat; "llama3" for Llama 3
     config.eval.batch_size = 128
     config.model.update(dtype="bfloat16", remat_policy="full")
     # CLIP-L/14 at 336 px: a 24 x 24 patch grid; blocks counted from the end of the tower.

@@ -22,7 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.init.update(vision_types=("siglip_vision_model",), llm_types=("qwen2",))
     config.mesh.update(data=1, fsdp=-1)
     config.data.update(image_size=384, max_prompt_len=384, max_answer_len=128)
-    config.data.update(batch_size=128, tokenizer="")
+    config.data.update(batch_size=128, tokenizer="", template="chatml")
     config.eval.batch_size = 128
     config.model.update(dtype="bfloat16", remat_policy="full")
     config.model.levels = (("scene", -2, 3), ("landcover", -9, 9), ("object", -18, 27))

@@ -2,10 +2,12 @@
 
 Batch contract (numpy, B = per-host batch):
   image        uint8  [B, S, S, 3]
-  prompt_ids   int32  [B, Tp]  LEFT-padded with pad_id; the first real token is bos
-  prompt_mask  int32  [B, Tp]  1 on real tokens (bos + question)
-  answer_ids   int32  [B, Ta]  RIGHT-padded; answer tokens then eos
-  answer_mask  int32  [B, Ta]  1 on answer tokens and eos
+  prefix_ids   int32  [B, P]   the template's text before the image (the same in every row;
+                               P = 0 for the "plain" template)
+  prompt_ids   int32  [B, Tp]  the question's turn after the image, LEFT-padded with pad_id
+  prompt_mask  int32  [B, Tp]  1 on real tokens
+  answer_ids   int32  [B, Ta]  RIGHT-padded; the reply, then the template's stop token
+  answer_mask  int32  [B, Ta]  1 on answer tokens and the stop token
   task_id      int32  [B]      index into DataBundle.tasks
   kb_labels    int32  [B, 24]  ids into DataBundle.kb_entries of the classes present (any
                                level), -1 padded
@@ -15,7 +17,8 @@ Batch contract (numpy, B = per-host batch):
   kb_ids       int32  [B, L, k] host-side retrieval only (DataBundle.host_retriever): KB rows
                                per model level
 Tp = config.data.max_prompt_len, Ta = config.data.max_answer_len; texts that do
-not fit raise ValueError (never truncated).
+not fit raise ValueError (never truncated). The text follows config.data.template
+(rs_jax/data/conversation.py): "plain" is [image] bos question | answer eos.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from rs_jax.data import synth
+from rs_jax.data import conversation, synth
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data import tokenizer as tokenizer_lib
 from rs_jax.data.folder import FolderDataset
@@ -48,55 +51,59 @@ TOKENIZER_VOCAB_SIZE = 1000
 
 
 class TextEncoder:
-    """Tokenises prompts/answers to fixed-length id/mask rows (cached per distinct text)."""
+    """Tokenises questions and answers in the conversation template to fixed-length id/mask
+    rows (cached per distinct text).
 
-    def __init__(self, tokenizer: Any, max_prompt_len: int, max_answer_len: int):
+    A prompt is the user turn (the text after the image) up to the assistant's header, an
+    answer the assistant's reply with the stop token, both tokenised as in the whole
+    conversation. `prefix_ids` [P]: the template's text before the image (the same for
+    every example; empty for "plain").
+    """
+
+    def __init__(self, tokenizer: Any, template: str, max_prompt_len: int, max_answer_len: int):
         ids = tokenizer_lib.special_ids(tokenizer)
         self.tokenizer = tokenizer
-        self.pad_id, self.bos_id, self.eos_id = ids["pad"], ids["bos"], ids["eos"]
+        self.formatter = conversation.Formatter(
+            tokenizer, conversation.load_template(template), ids["bos"], ids["eos"]
+        )
+        self.pad_id, self.eos_id = ids["pad"], self.formatter.stop_id
         self.max_prompt_len, self.max_answer_len = int(max_prompt_len), int(max_answer_len)
-        self._cache: dict[str, list[int]] = {}
+        self.prefix_ids = np.asarray(self._encode("").before_image, np.int32)
+        self._prompts: dict[str, list[int]] = {}
+        self._answers: dict[str, list[int]] = {}
 
-    def tokens(self, text: str) -> list[int]:
-        ids = self._cache.get(text)
-        if ids is None:
-            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-            self._cache[text] = ids
-        return ids
+    def _encode(self, question: str, answer: str | None = None) -> conversation.Encoded:
+        messages = [{"role": "user", "content": question}]
+        if answer is not None:
+            messages.append({"role": "assistant", "content": answer})
+        return self.formatter.encode(messages, add_generation_prompt=answer is None)
 
     def prompt(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """[bos, question...] left-padded to max_prompt_len -> (ids, mask) int32 [Tp]
-        (no bos for a tokenizer without one)."""
-        ids = [self.bos_id, *self.tokens(text)] if self.bos_id is not None else self.tokens(text)
-        return self._pad(
-            ids,
-            self.max_prompt_len,
-            left=True,
-            what=f"Prompt {text!r}",
-            limit="max_prompt_len",
-            special="bos",
-        )
+        """The question's turn, left-padded to max_prompt_len -> (ids, mask) int32 [Tp]."""
+        ids = self._prompts.get(text)
+        if ids is None:
+            ids = self._prompts[text] = self._encode(text).ids
+        return self._pad(ids, self.max_prompt_len, left=True, what=f"Prompt {text!r}")
 
     def answer(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """[answer..., eos] right-padded to max_answer_len -> (ids, mask) int32 [Ta]."""
-        ids = [*self.tokens(text), self.eos_id]
-        return self._pad(
-            ids,
-            self.max_answer_len,
-            left=False,
-            what=f"Answer {text!r}",
-            limit="max_answer_len",
-            special="eos",
-        )
+        """The reply with its stop token, right-padded to max_answer_len -> (ids, mask) [Ta]."""
+        ids = self._answers.get(text)
+        if ids is None:
+            # The header before it keeps the reply's tokens independent of the question.
+            encoded = self._encode("", text)
+            ids = [i for i, t in zip(encoded.ids, encoded.targets, strict=True) if t]
+            self._answers[text] = ids
+        return self._pad(ids, self.max_answer_len, left=False, what=f"Answer {text!r}")
 
     def _pad(
-        self, ids: list[int], length: int, *, left: bool, what: str, limit: str, special: str
+        self, ids: list[int], length: int, *, left: bool, what: str
     ) -> tuple[np.ndarray, np.ndarray]:
         n = len(ids)
         if n > length:
+            limit = "max_prompt_len" if left else "max_answer_len"
             raise ValueError(
-                f"{what} needs {n} tokens (with {special}) but config.data.{limit} "
-                f"is {length}; raise the limit (texts are never truncated)"
+                f"{what} needs {n} tokens in template {self.formatter.template.name!r} but "
+                f"config.data.{limit} is {length}; raise the limit (texts are never truncated)"
             )
         out = np.full(length, self.pad_id, np.int32)
         mask = np.zeros(length, np.int32)
@@ -200,6 +207,7 @@ def _make_example(record: dict, qa: tasks_lib.QA, task_id: int, enc: TextEncoder
     answer_ids, answer_mask = enc.answer(qa.answer)
     return {
         "image": record["image"],
+        "prefix_ids": enc.prefix_ids,
         "prompt_ids": prompt_ids,
         "prompt_mask": prompt_mask,
         "answer_ids": answer_ids,
@@ -247,8 +255,7 @@ class DataBundle:
 
     tokenizer: Any
     pad_id: int
-    bos_id: int | None
-    eos_id: int
+    eos_id: int  # where generation stops: the template's stop token
     vocab_size: int
     tasks: tuple[str, ...]
     kb_entries: list[synth.KBEntry]
@@ -424,8 +431,7 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
         raise ValueError(f"Unknown config.data.name {dc.name!r}; expected 'rs_synth' or 'folder'")
 
     tok = _prepare_tokenizer(dc.tokenizer, data_dir, corpus)
-    encoder = TextEncoder(tok, dc.max_prompt_len, dc.max_answer_len)
-    ids = tokenizer_lib.special_ids(tok)
+    encoder = TextEncoder(tok, dc.template, dc.max_prompt_len, dc.max_answer_len)
 
     # Index every eval (image, question) pair once; encoding them here also reports
     # texts that exceed the length limits before training starts.
@@ -438,9 +444,8 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
                 eval_pairs.append((i, j))
     return DataBundle(
         tokenizer=tok,
-        pad_id=ids["pad"],
-        bos_id=ids["bos"],
-        eos_id=ids["eos"],
+        pad_id=encoder.pad_id,
+        eos_id=encoder.eos_id,
         vocab_size=len(tok),
         tasks=task_names,
         kb_entries=kb,

@@ -35,8 +35,7 @@ def make_eval_step(exp: experiment_lib.Experiment):
         answers = greedy_generate(
             model,
             visual.tokens,
-            batch["prompt_ids"],
-            batch["prompt_mask"],
+            batch,
             max_new_tokens=config.eval.max_new_tokens,
             eos_id=data.eos_id,
             pad_id=data.pad_id,

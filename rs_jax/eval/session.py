@@ -50,6 +50,7 @@ class Session:
         rows = partitioning.batch_divisor(self.exp.mesh, self.exp.rules)
         batch = {
             "image": np.repeat(pixels[None], rows, 0),
+            "prefix_ids": np.repeat(self.exp.data.encoder.prefix_ids[None], rows, 0),
             "prompt_ids": np.repeat(prompt_ids[None], rows, 0),
             "prompt_mask": np.repeat(prompt_mask[None], rows, 0),
             "kb_labels": np.full((rows, 1), -1, np.int32),

@@ -57,11 +57,21 @@ class DecoderBlock(nnx.Module):
         self.moe = SemanticExperts(cfg.width, moe, precision, rngs=rngs) if moe else None
 
     def __call__(
-        self, x, *, mask, positions, cache, cache_index, visual_levels=None, jitter_key=None
+        self,
+        x,
+        *,
+        mask,
+        positions,
+        cache,
+        cache_index,
+        visual_levels=None,
+        visual_start=0,
+        jitter_key=None,
     ):
         """x [B, T, D] -> x, cache, RoutingStats (None unless this block's MoE ran).
 
-        visual_levels [V] (static): slots 0..V-1 of x are visual tokens of these levels.
+        visual_levels [V] (static): slots visual_start.. visual_start + V - 1 of x are visual
+        tokens of these levels.
         """
         x = constrain(x, ("batch", "length", "embed"))
         attended, cache = self.attn(
@@ -70,10 +80,12 @@ class DecoderBlock(nnx.Module):
         x = constrain(x + attended, ("batch", "length", "embed"))
         if self.moe is None or visual_levels is None:
             return x + self.mlp(self.mlp_norm(x)), cache, None
-        v = len(visual_levels)
-        visual, stats = self.moe(x[:, :v], visual_levels, jitter_key=jitter_key)  # + residual
-        text = x[:, v:] + self.mlp(self.mlp_norm(x[:, v:]))
-        return jnp.concatenate([visual, text], axis=1), cache, stats
+        start, end = visual_start, visual_start + len(visual_levels)
+        visual, stats = self.moe(x[:, start:end], visual_levels, jitter_key=jitter_key)
+        text = jnp.concatenate([x[:, :start], x[:, end:]], axis=1)
+        text = text + self.mlp(self.mlp_norm(text))
+        x = jnp.concatenate([text[:, :start], visual, text[:, start:]], axis=1)
+        return x, cache, stats
 
 
 class BlockGroup(nnx.Module):
@@ -174,12 +186,14 @@ class Decoder(nnx.Module):
         cache_index: jax.Array | int = 0,
         *,
         visual_levels: np.ndarray | None = None,
+        visual_start: int = 0,
         jitter_key: jax.Array | None = None,
     ) -> tuple[jax.Array, DecoderCache | None, RoutingStats | None]:
         """embeds [B, T, D], token_mask [B, T] -> hidden [B, T, D], the updated cache, and
         the RoutingStats of the MoE blocks stacked on a leading block axis (None if none ran).
 
-        visual_levels [V] (static numpy): slots 0..V-1 are visual tokens of these levels, so
+        visual_levels [V] (static numpy): slots visual_start..visual_start + V - 1 (static
+        int: after the template's text before the image) are visual tokens of these levels, so
         MoE blocks route them. Pass it for a whole sequence or a prefill that starts at slot 0;
         leave it None for decode steps, which hold text tokens only. jitter_key: router jitter
         (training only).
@@ -187,9 +201,10 @@ class Decoder(nnx.Module):
         b, t, _ = embeds.shape
         if visual_levels is not None:
             visual_levels = np.asarray(visual_levels)
-            if len(visual_levels) > t or (isinstance(cache_index, int) and cache_index != 0):
+            end = visual_start + len(visual_levels)
+            if end > t or (isinstance(cache_index, int) and cache_index != 0):
                 raise ValueError(
-                    f"visual_levels marks slots 0..{len(visual_levels) - 1} as visual tokens; "
+                    f"visual_levels marks slots {visual_start}..{end - 1} as visual tokens; "
                     f"the call must start at slot 0 and hold them (got {t} tokens)"
                 )
         token_mask = token_mask.astype(bool)
@@ -224,6 +239,7 @@ class Decoder(nnx.Module):
                 positions=positions,
                 cache_index=cache_index,
                 visual_levels=visual_levels,
+                visual_start=visual_start,
                 jitter_key=key,
             )
             return x, (group_caches, stats)

@@ -138,11 +138,19 @@ class RSVLM(nnx.Module):
         level_embed = self.llm_level_embed[...][token_levels].astype(cfg.precision.dtype)
         return VisualOutput(self.projector(tokens) + level_embed, tuple(retrieved), routing)
 
+    def text_before_image(self, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        """Embedded template text before the image [B, P, D_llm] and its mask [B, P] (P = 0
+        without batch["prefix_ids"])."""
+        ids = batch.get("prefix_ids")
+        if ids is None:
+            ids = jnp.zeros((batch["prompt_ids"].shape[0], 0), jnp.int32)
+        return self.llm.embed(ids), jnp.ones(ids.shape, bool)
+
     def __call__(
         self, batch: dict[str, jax.Array], jitter_key: jax.Array | None = None
     ) -> tuple[jax.Array, VisualOutput]:
         """Teacher-forced hidden states [B, Ta, D_llm] of the positions that predict the
-        answer tokens of [visual; prompt; answer].
+        answer tokens of [text before the image; visual; prompt; answer].
 
         jitter_key: randomness for router jitter (training only; None = no jitter).
         """
@@ -154,17 +162,21 @@ class RSVLM(nnx.Module):
             batch.get("kb_ids"),
             vision_key,
         )
-        b, v, _ = visual.tokens.shape
-        text_ids = jnp.concatenate([batch["prompt_ids"], batch["answer_ids"]], axis=1)
-        embeds = jnp.concatenate([visual.tokens, self.llm.embed(text_ids)], axis=1)
-        token_mask = jnp.concatenate(
-            [jnp.ones((b, v), bool), batch["prompt_mask"] > 0, batch["answer_mask"] > 0], axis=1
-        )
+        before, before_mask = self.text_before_image(batch)
+        after_ids = jnp.concatenate([batch["prompt_ids"], batch["answer_ids"]], axis=1)
+        after_mask = jnp.concatenate([batch["prompt_mask"], batch["answer_mask"]], axis=1) > 0
+        visual_mask = jnp.ones(visual.tokens.shape[:2], bool)
+        embeds = jnp.concatenate([before, visual.tokens, self.llm.embed(after_ids)], axis=1)
+        token_mask = jnp.concatenate([before_mask, visual_mask, after_mask], axis=1)
         hidden, _, llm_routing = self.llm(
-            embeds, token_mask, visual_levels=self.visual_levels(), jitter_key=llm_key
+            embeds,
+            token_mask,
+            visual_levels=self.visual_levels(),
+            visual_start=before.shape[1],
+            jitter_key=llm_key,
         )
         # The token before each answer token predicts it.
-        prefix = v + batch["prompt_ids"].shape[1]
+        prefix = before.shape[1] + visual.tokens.shape[1] + batch["prompt_ids"].shape[1]
         answer_len = batch["answer_ids"].shape[1]
         answer_hidden = hidden[:, prefix - 1 : prefix - 1 + answer_len]
         return answer_hidden, visual._replace(llm_routing=llm_routing)

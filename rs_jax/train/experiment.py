@@ -87,11 +87,14 @@ class Experiment:
         data = self.config.data
         b, size = batch_size or data.batch_size, data.image_size
         prompt, answer = (b, data.max_prompt_len), (b, data.max_answer_len)
+        # A planned experiment has no tokenizer: its template text before the image is unknown.
+        before = (b, 0 if self.data is None else len(self.data.encoder.prefix_ids))
         labels = (b, MAX_KB_LABELS)
         if not self.model_config.baseline:
             labels = (b, len(self.model_config.levels), MAX_KB_LABELS)
         shapes = {
             "image": ((b, size, size, 3), jnp.uint8),
+            "prefix_ids": (before, jnp.int32),
             "prompt_ids": (prompt, jnp.int32),
             "prompt_mask": (prompt, jnp.int32),
             "answer_ids": (answer, jnp.int32),

@@ -18,8 +18,8 @@ from transformers import (
 )
 
 from rs_jax.config import load_config
-from rs_jax.data.tokenizer import minilm_tokenizer_dir
 from rs_jax.train import experiment as experiment_lib
+from tests.chat_tokenizers import make_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 VISION = dict(
@@ -48,14 +48,13 @@ MODELS = {
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    from transformers import AutoTokenizer
-
     root = tmp_path_factory.mktemp("presets")
     torch.manual_seed(0)
     for name, make in MODELS.items():
         make().save_pretrained(root / name)
-        if name in ("llama", "qwen2"):  # the decoder folder brings its tokenizer
-            AutoTokenizer.from_pretrained(minilm_tokenizer_dir()).save_pretrained(root / name)
+    # The decoder folders bring tokenizers with their special tokens.
+    make_tokenizer("llama2", root / "llama")
+    make_tokenizer("qwen2", root / "qwen2")
     return root
 
 
@@ -71,14 +70,18 @@ def preset(tmp_path, name, arg, vision, llm, **extra):
 
 
 @pytest.mark.parametrize(
-    "name, vision, llm", [("geochat_like", "clip", "llama"), ("qwen2_siglip", "siglip", "qwen2")]
+    "name, vision, llm, stop",
+    [("geochat_like", "clip", "llama", "</s>"), ("qwen2_siglip", "siglip", "qwen2", "<|im_end|>")],
 )
-def test_tiny_preset_builds_on_its_towers(tmp_path, folders, name, vision, llm):
+def test_tiny_preset_builds_on_its_towers(tmp_path, folders, name, vision, llm, stop):
     config = preset(tmp_path, name, "tiny,stage2,lora", folders / vision, folders / llm)
     exp = experiment_lib.setup(config, str(tmp_path / "work"))
     assert exp.model_config.llm.lora.rank == 4
     assert tuple(exp.config.train.freeze) == ("vision", "llm")
     assert exp.config.data.tokenizer == str(folders / llm)  # the decoder folder's tokenizer
+    # Its conversation format: the stop token ends answers and generation.
+    assert exp.data.eos_id == exp.data.tokenizer.convert_tokens_to_ids(stop)
+    assert len(exp.data.encoder.prefix_ids) > 0
     assert [level.block for level in exp.model_config.levels] == [2, 1, 0]
 
 

@@ -42,7 +42,9 @@ def _check_batch(b, bundle, batch_size, size=32):
     # Left padding: the mask is 0...0 1...1, the first real token is bos.
     assert (np.diff(b["prompt_mask"], axis=1) >= 0).all()
     first = TP - pm.sum(1)
-    assert (b["prompt_ids"][np.arange(batch_size), first] == bundle.bos_id).all()
+    bos = bundle.tokenizer.cls_token_id  # "plain": the prompt starts with bos
+    assert (b["prompt_ids"][np.arange(batch_size), first] == bos).all()
+    assert b["prefix_ids"].shape == (batch_size, 0)  # nothing before the image
     assert (b["prompt_ids"][~pm] == bundle.pad_id).all()
     # Right padding: 1...1 0...0, last real token is eos.
     assert (np.diff(b["answer_mask"], axis=1) <= 0).all()
@@ -72,7 +74,7 @@ def _valid_pairs(batches):
 def test_bundle_fields(bundle):
     assert bundle.tasks == ("scene", "presence", "count", "comparison", "rural_urban")
     assert bundle.vocab_size == len(bundle.tokenizer)
-    assert (bundle.pad_id, bundle.bos_id, bundle.eos_id) == (0, 2, 3)
+    assert (bundle.pad_id, bundle.eos_id) == (0, 3)
     assert bundle.kb_entries == synth.kb_entries()
 
 
@@ -151,7 +153,7 @@ def test_multi_host_slicing(bundle, monkeypatch):
 
 
 def test_too_long_text_raises(bundle):
-    enc = pipeline.TextEncoder(bundle.tokenizer, max_prompt_len=4, max_answer_len=2)
+    enc = pipeline.TextEncoder(bundle.tokenizer, "plain", max_prompt_len=4, max_answer_len=2)
     with pytest.raises(ValueError, match=r"How many storage tanks.*max_prompt_len is 4"):
         enc.prompt("How many storage tanks are there?")
     with pytest.raises(ValueError, match=r"dense residential.*max_answer_len is 2"):

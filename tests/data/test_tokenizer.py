@@ -79,7 +79,7 @@ def test_llama_and_qwen_style_special_tokens(tmp_path):
         tmp_path / "llama", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
     )
     assert tok_lib.special_ids(llama) == {"pad": 0, "bos": 1, "eos": 2}  # pad: unk
-    encoder = TextEncoder(llama, max_prompt_len=5, max_answer_len=3)
+    encoder = TextEncoder(llama, "plain", max_prompt_len=5, max_answer_len=3)
     ids, mask = encoder.prompt("how many trees")
     assert ids.tolist() == [0, 1, 4, 5, 6] and mask.tolist() == [0, 1, 1, 1, 1]
     assert encoder.answer("two")[0].tolist() == [7, 2, 0]
@@ -88,7 +88,7 @@ def test_llama_and_qwen_style_special_tokens(tmp_path):
         tmp_path / "qwen", eos_token="<|endoftext|>", pad_token="<|endoftext|>"
     )
     assert tok_lib.special_ids(qwen) == {"pad": 3, "bos": None, "eos": 3}
-    ids, mask = TextEncoder(qwen, 4, 2).prompt("how many")
+    ids, mask = TextEncoder(qwen, "plain", 4, 2).prompt("how many")
     assert ids.tolist() == [3, 3, 4, 5] and mask.tolist() == [0, 0, 1, 1]  # no bos
 
 

@@ -16,6 +16,7 @@ from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import Checkpointer
 from rs_jax.train.progress import read_scalars
 from rs_jax.train.trainer import train
+from tests.chat_tokenizers import make_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -100,7 +101,8 @@ def test_killed_run_resumes_from_last_checkpoint_with_the_data_stream(tmp_path, 
 @pytest.mark.parametrize(
     "variant, overrides",
     [
-        ("", {}),
+        # A decoder's conversation format (ChatML, with its tokenizer): text before the image.
+        ("", {"data.template": "chatml", "data.max_prompt_len": 40, "data.max_answer_len": 12}),
         # Acceptance: bf16 end to end (train, eval, generation); an untied LM head.
         (":baseline", {"model.dtype": "bfloat16", "model.llm.tie_embeddings": False}),
         # The number of levels is the length of config.model.levels.
@@ -119,6 +121,9 @@ def test_train_then_eval_writes_reports(tmp_path, data_dir, variant, overrides, 
     from rs_jax.eval.evaluate import evaluate
 
     values = {"data.data_dir": data_dir, **overrides}
+    if "data.template" in overrides:
+        make_tokenizer("qwen2", tmp_path / "tokenizer")
+        values["data.tokenizer"] = tmp_path / "tokenizer"
     config = load_config(
         str(REPO / f"configs/tiny.py{variant}"), [f"{k}={v}" for k, v in values.items()]
     )
