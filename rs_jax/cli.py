@@ -5,6 +5,7 @@
   rs-jax config --config configs/demo.py --config.train.steps=10   # print the result
   rs-jax kb validate|build|search ...   # knowledge base; see `rs-jax kb --help`
   rs-jax convert check --hf DIR          # a Hugging Face folder in rs-jax vs transformers
+  rs-jax convert hf-to-orbax --config C --workdir W [--config.KEY=VALUE ...]
   rs-jax convert orbax-to-hf --config C --workdir W --out DIR [--config.KEY=VALUE ...]
 
 Overrides use the type of the value they replace: ``--config.train.steps=10``,
@@ -138,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
     takes_config = args.command not in ("kb", "convert") or (
-        getattr(args, "convert_command", None) == "orbax-to-hf"
+        getattr(args, "convert_command", None) in ("orbax-to-hf", "hf-to-orbax")
     )
     try:
         overrides, unknown = _split_overrides(extra) if takes_config else ([], extra)

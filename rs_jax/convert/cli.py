@@ -14,6 +14,14 @@ def add_convert_parser(commands: argparse._SubParsersAction) -> None:
         "output difference on random inputs (exit code 1 above 1e-4).",
     )
     check.add_argument("--hf", required=True, metavar="DIR", help="config.json + *.safetensors")
+    to_orbax = actions.add_parser(
+        "hf-to-orbax",
+        help="Write the full model with the towers of config.init.vision / config.init.llm "
+        "as step 0 of a new workdir (to evaluate, or start from with "
+        "config.init.from_checkpoint).",
+    )
+    to_orbax.add_argument("--config", required=True, metavar="FILE.py[:ARG]")
+    to_orbax.add_argument("--workdir", required=True, help="a new folder")
     export = actions.add_parser(
         "orbax-to-hf",
         help="Write the latest checkpoint's decoder (OUT/llm, with the tokenizer) and vision "
@@ -31,7 +39,11 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
 
         return check.run(args.hf)
     from rs_jax.config import load_config
-    from rs_jax.convert.export import orbax_to_hf
+    from rs_jax.convert import export
 
-    orbax_to_hf(load_config(args.config, overrides), args.workdir, args.out)
+    config = load_config(args.config, overrides)
+    if args.convert_command == "hf-to-orbax":
+        export.hf_to_orbax(config, args.workdir)
+    else:
+        export.orbax_to_hf(config, args.workdir, args.out)
     return 0

@@ -1,5 +1,9 @@
-"""`rs-jax convert orbax-to-hf`: a training run's latest checkpoint -> transformers folders
-for its decoder (`OUT/llm`, with the run's tokenizer) and its vision tower (`OUT/vision`)."""
+"""Between training runs (Orbax) and Hugging Face folders.
+
+`rs-jax convert hf-to-orbax`: the full model with the towers of config.init.vision /
+config.init.llm, as a step-0 checkpoint of a new workdir (to evaluate, serve or start
+from). `rs-jax convert orbax-to-hf`: a run's latest checkpoint -> transformers folders for
+its decoder (`OUT/llm`, with the run's tokenizer) and its vision tower (`OUT/vision`)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,32 @@ import ml_collections
 from flax import nnx
 
 from rs_jax.convert import hf_decoder, hf_vision
+
+
+def hf_to_orbax(config: ml_collections.ConfigDict, workdir: str | Path) -> Path:
+    """Writes the initial train state (imported towers, the other parts initialised from
+    config.seed) as step 0 of `workdir`, with the resolved config.json; returns the step's
+    folder. A workdir that holds a run (a checkpoint or a config.json) is left untouched."""
+    from rs_jax.train import experiment as experiment_lib
+    from rs_jax.train.checkpointing import Checkpointer
+
+    workdir = Path(workdir)
+    if not (config.init.vision or config.init.llm):
+        raise ValueError("hf-to-orbax needs config.init.vision and/or config.init.llm (folders)")
+    checkpointer = Checkpointer(workdir)
+    if checkpointer.all_steps() or (workdir / "config.json").exists():
+        checkpointer.close()
+        raise FileExistsError(
+            f"--workdir {workdir} already holds a run (checkpoints or config.json); "
+            f"choose a new folder"
+        )
+    exp = experiment_lib.setup(config, str(workdir))
+    (workdir / "config.json").write_text(exp.config.to_json_best_effort(indent=2))
+    checkpointer.save(0, exp.state)
+    checkpointer.wait()
+    checkpointer.close()
+    print(f"Wrote {checkpointer.step_dir(0)} from {config.init.vision} and {config.init.llm}.")
+    return checkpointer.step_dir(0)
 
 
 def orbax_to_hf(config: ml_collections.ConfigDict, workdir: str, out: str | Path) -> list[Path]:

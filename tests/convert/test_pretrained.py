@@ -180,3 +180,27 @@ def test_stage1_stage2_lora_then_export(tmp_path, towers, capsys):
     # A folder given as --out is never written into twice.
     assert cli.main(command) == 2
     assert "exists and is not an empty folder" in capsys.readouterr().err
+
+
+def test_hf_to_orbax_writes_the_imported_model_as_step_0(tmp_path, towers, capsys):
+    root, llama = towers
+    values = overrides_of(tmp_path, root)
+    command = ["convert", "hf-to-orbax", "--config", str(REPO / "configs/tiny.py")]
+    command += ["--workdir", str(tmp_path / "run")]
+    command += [f"--config.{k}={v}" for k, v in values.items()]
+    assert cli.main(command) == 0
+    assert "Wrote" in capsys.readouterr().out
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert recorded["model"]["llm"]["vocab_size"] == MINILM_VOCAB  # the towers' architecture
+    exp, params = _params(tmp_path / "run", config_for(tmp_path, root), 0)
+    model = nnx.merge(exp.graphdef, params)
+    ids = np.random.default_rng(1).integers(0, MINILM_VOCAB, (2, 8))
+    with jax.set_mesh(exp.mesh):
+        hidden, _, _ = model.llm(model.llm.embed(jnp.asarray(ids)), jnp.ones((2, 8), bool))
+        ours = np.asarray(model.llm.logits(hidden))
+    with torch.no_grad():
+        theirs = llama(input_ids=torch.from_numpy(ids)).logits.numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    # A workdir holding a run is never written into.
+    assert cli.main(command) == 2
+    assert "already holds a run" in capsys.readouterr().err
