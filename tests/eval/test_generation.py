@@ -49,7 +49,8 @@ def test_generation_with_template_text_before_the_image_equals_teacher_forcing(
     arg, single_device_mesh
 ):
     """[text before image; visual; prompt] -> greedy tokens; fed back as the answer, the
-    teacher-forced logits of the training path pick the same tokens, with the same logits."""
+    teacher-forced logits of the training path pick the same tokens and equal the logits
+    the KV-cache generation computed, step for step."""
     config = tiny_config(arg)
     config.model.llm.moe_every = 1  # visual-token MoE blocks after the text before the image
     model = make_model(config, single_device_mesh)
@@ -63,9 +64,31 @@ def test_generation_with_template_text_before_the_image_equals_teacher_forcing(
     np.testing.assert_array_equal(np.asarray(tokens), np.asarray(full))
     forced = {**batch, "answer_ids": tokens, "answer_mask": jnp.ones_like(tokens)}
     hidden, _ = model(forced)
-    logits = model.llm.logits(hidden)
-    np.testing.assert_array_equal(np.asarray(jnp.argmax(logits, -1)), np.asarray(tokens))
+    logits = np.asarray(model.llm.logits(hidden))
+    np.testing.assert_array_equal(logits.argmax(-1), np.asarray(tokens))
     assert len(np.unique(np.asarray(tokens))) > 1
+    np.testing.assert_allclose(cached_logits(model, visual, batch, tokens), logits, atol=1e-5)
+
+
+def cached_logits(model, visual, batch, tokens):
+    """The logits generation sees: a prefill of [text before image; visual; prompt] into
+    the KV cache, then one cached decode step per generated token."""
+    llm = model.llm
+    before, before_mask = model.text_before_image(batch)
+    prefix = jnp.concatenate([before, visual, llm.embed(batch["prompt_ids"])], axis=1)
+    mask = jnp.concatenate(
+        [before_mask, jnp.ones(visual.shape[:2], bool), batch["prompt_mask"] > 0], axis=1
+    )
+    b, p, _ = prefix.shape
+    cache = llm.init_cache(b, p + tokens.shape[1])
+    levels, start = model.visual_levels(), before.shape[1]
+    hidden, cache, _ = llm(prefix, mask, cache, 0, visual_levels=levels, visual_start=start)
+    steps = [llm.logits(hidden[:, -1])]
+    for i in range(tokens.shape[1] - 1):
+        token = tokens[:, i : i + 1]
+        hidden, cache, _ = llm(llm.embed(token), jnp.ones((b, 1), bool), cache, p + i)
+        steps.append(llm.logits(hidden[:, -1]))
+    return np.asarray(jnp.stack(steps, axis=1))
 
 
 def test_text_before_the_image_is_text_to_the_decoders_moe(single_device_mesh):

@@ -50,7 +50,7 @@ def test_matches_sentence_transformers(embeddings, reference_embeddings):
     ours = embeddings
     assert ours.shape == (len(SENTENCES), 384) and ours.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-6)
-    assert np.abs(ours - reference_embeddings).max() <= 1e-5
+    assert np.abs(ours - reference_embeddings).max() <= 1e-6  # measured 2.5e-7
 
 
 def test_sharded_mesh_matches(multi_device_mesh, encoder, reference_embeddings):
@@ -59,7 +59,7 @@ def test_sharded_mesh_matches(multi_device_mesh, encoder, reference_embeddings):
     )
     word = sharded.model.embeddings.word.embedding.get_value()
     assert len(word.sharding.device_set) == 8
-    assert np.abs(sharded.encode(SENTENCES) - reference_embeddings).max() <= 1e-5
+    assert np.abs(sharded.encode(SENTENCES) - reference_embeddings).max() <= 1e-6
     # Reloading into the now concrete model, no mesh in scope, keeps each parameter's sharding.
     folder, _ = resolve_model_dir("minilm")
     load_bert_weights(sharded.model, read_safetensors(folder / "model.safetensors"))

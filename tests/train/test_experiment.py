@@ -1,4 +1,4 @@
-"""A built knowledge base inside the model: frozen table, adapter, dimension checks."""
+"""Experiment setup with a built knowledge base: frozen table, adapter, dimension checks."""
 
 from pathlib import Path
 
