@@ -122,10 +122,11 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_train(config: object, workdir: str) -> None:
-    from rs_jax.train import trainer
+def _cmd_train(config: object, workdir: str) -> int:
+    from rs_jax.train import preemption, trainer
 
-    trainer.train(config, workdir)
+    summary = trainer.train(config, workdir)
+    return preemption.PREEMPTED_EXIT_CODE if summary.get("preempted") else 0
 
 
 def _cmd_eval(config: object, workdir: str) -> None:
@@ -165,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "config":
             print(config)
         elif args.command == "train":
-            _cmd_train(config, args.workdir)
+            return _cmd_train(config, args.workdir)
         elif args.command == "eval":
             _cmd_eval(config, args.workdir)
     except (ValueError, FileNotFoundError, FileExistsError) as e:

@@ -208,7 +208,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     """Cheap sanity checks that need no devices; mesh/device checks live in partitioning."""
     train = config.get("train")
     if train is not None:
-        for key in ("steps", "log_every", "checkpoint_every"):
+        # keep_checkpoints >= 1: rotation keeps the newest; 0 would delete every checkpoint.
+        for key in ("steps", "log_every", "checkpoint_every", "keep_checkpoints"):
             if key in train and train[key] <= 0:
                 raise ConfigError(f"config.train.{key} must be positive, got {train[key]}")
         if "warmup_steps" in train and train.warmup_steps < 0:
@@ -225,3 +226,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     data = config.get("data")
     if data is not None and "batch_size" in data and data.batch_size <= 0:
         raise ConfigError(f"config.data.batch_size must be positive, got {data.batch_size}")
+    evaluation = config.get("eval")
+    if evaluation is not None:
+        for key in ("batch_size", "max_new_tokens"):
+            if key in evaluation and evaluation[key] <= 0:
+                raise ConfigError(f"config.eval.{key} must be positive, got {evaluation[key]}")
+        if evaluation.get("num_examples", -1) != -1 and evaluation.num_examples < 1:
+            raise ConfigError(
+                f"config.eval.num_examples must be positive, or -1 for all, got "
+                f"{evaluation.num_examples}"
+            )

@@ -24,7 +24,7 @@ def _fake_module(monkeypatch, name: str, module) -> None:
 def fake_trainer(monkeypatch):
     calls = []
     module = types.ModuleType("rs_jax.train.trainer")
-    module.train = lambda config, workdir: calls.append((config, workdir))
+    module.train = lambda config, workdir: calls.append((config, workdir)) or {"step": 1}
     _fake_module(monkeypatch, "rs_jax.train.trainer", module)
     return calls
 

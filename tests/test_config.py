@@ -124,3 +124,20 @@ def test_validation_rejects_nonsense():
         load_config(DEMO, ["train.steps=0"])
     with pytest.raises(ConfigError, match="config.data.batch_size must be positive"):
         load_config(DEMO, ["data.batch_size=-4"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        # 0 kept checkpoints would let rotation delete every checkpoint of the workdir.
+        ("train.keep_checkpoints=0", "config.train.keep_checkpoints must be positive"),
+        ("eval.batch_size=0", "config.eval.batch_size must be positive"),
+        ("eval.max_new_tokens=0", "config.eval.max_new_tokens must be positive"),
+        ("eval.num_examples=0", "config.eval.num_examples must be positive, or -1 for all"),
+        ("eval.num_examples=-5", "config.eval.num_examples must be positive, or -1 for all"),
+    ],
+)
+def test_values_out_of_range_name_their_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(DEMO, [override])
+    assert load_config(DEMO, ["eval.num_examples=-1"]).eval.num_examples == -1

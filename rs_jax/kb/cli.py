@@ -1,7 +1,7 @@
 """``rs-jax kb``: validate, build and search a knowledge base.
 
   rs-jax kb validate FILE.jsonl
-  rs-jax kb build --kb FILE.jsonl --out DIR [--encoder minilm] [--batch-size 64]
+  rs-jax kb build --kb FILE.jsonl --out DIR [--overwrite] [--encoder minilm] [--batch-size 64]
   rs-jax kb search DIR "airport runway" [--level scene] [-k 5]
 
 Exit codes: 0 ok, 1 the KB has problems (each printed with its line number), 2 other
@@ -35,6 +35,9 @@ def add_kb_parser(commands: Any) -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="Validate, embed and index a KB into a directory.")
     build.add_argument("--kb", required=True, metavar="FILE", help="knowledge base JSONL")
     build.add_argument("--out", required=True, metavar="DIR", help="built-KB directory")
+    build.add_argument(
+        "--overwrite", action="store_true", help="replace a KB built earlier at --out"
+    )
     build.add_argument("--encoder", default="minilm", help="text encoder (default: minilm)")
     build.add_argument("--batch-size", type=int, default=64, help="texts per encoder batch")
 
@@ -51,7 +54,13 @@ def run(args: argparse.Namespace) -> int:
     if args.kb_command == "validate":
         return cmd_validate(args.file)
     if args.kb_command == "build":
-        return cmd_build(args.kb, args.out, encoder=args.encoder, batch_size=args.batch_size)
+        return cmd_build(
+            args.kb,
+            args.out,
+            encoder=args.encoder,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+        )
     if args.kb_command == "search":
         return cmd_search(args.dir, args.query, level=args.level, k=args.k)
     raise ValueError(f"unknown kb command {args.kb_command!r}")
@@ -93,10 +102,20 @@ def cmd_validate(path: str) -> int:
     return 0
 
 
-def cmd_build(kb_path: str, out: str, *, encoder: str = "minilm", batch_size: int = 64) -> int:
+def cmd_build(
+    kb_path: str,
+    out: str,
+    *,
+    encoder: str = "minilm",
+    batch_size: int = 64,
+    overwrite: bool = False,
+) -> int:
     """Validate, embed (`entry_text` of each entry) and index a KB into `out`."""
+    from rs_jax.kb.store import check_output_dir
+
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    check_output_dir(Path(out), overwrite)  # before the slow part
     if _check(kb_path):
         print(f"rs-jax: refusing to build {kb_path}: fix the problems above", file=sys.stderr)
         return 1
@@ -120,6 +139,7 @@ def cmd_build(kb_path: str, out: str, *, encoder: str = "minilm", batch_size: in
         encoder_source=str(Path(encoder).resolve()) if Path(encoder).is_dir() else encoder,
         kb_path=kb_path,
         build_seconds=embedded - start,
+        overwrite=overwrite,
     )
     done = time.perf_counter()
     per_level = ", ".join(f"{lvl} {n}" for lvl, n in built.metadata["levels"].items())

@@ -201,6 +201,38 @@ def check_encoder(
         )
 
 
+_BUILT_FILES = {METADATA_FILE, ENTRIES_FILE, EMBEDDINGS_FILE, INDEX_DIR}
+_BUILT_METADATA = {"format_version", "encoder", "dim", "count", "levels", "kb_sha256", "index"}
+
+
+def check_output_dir(root: Path, overwrite: bool) -> None:
+    """A build may write `root` if it is new or empty, or if `overwrite` is set and it
+    holds exactly a KB built by this project (its files and their metadata): a folder that
+    merely has a metadata.json (a dataset's, say) is never replaced."""
+    if not root.exists() or (root.is_dir() and not any(root.iterdir())):
+        return
+    if not root.is_dir():
+        raise ValueError(f"--out {root} is a file; choose a new folder")
+    try:
+        metadata = json.loads((root / METADATA_FILE).read_text())
+    except (OSError, ValueError):
+        metadata = None
+    built = (
+        isinstance(metadata, dict)
+        and set(metadata) >= _BUILT_METADATA
+        and {p.name for p in root.iterdir()} == _BUILT_FILES
+    )
+    if not built:
+        raise ValueError(
+            f"--out {root} exists and is not a knowledge base built by rs-jax; nothing was "
+            f"changed: choose a new folder"
+        )
+    if not overwrite:
+        raise ValueError(
+            f"--out {root} holds a built knowledge base; pass --overwrite to replace it"
+        )
+
+
 def write_built_kb(
     out: str | os.PathLike,
     entries: Sequence[Entry],
@@ -211,13 +243,15 @@ def write_built_kb(
     kb_path: str | os.PathLike | None = None,
     build_seconds: float | None = None,
     index_kwargs: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> BuiltKB:
     """Write a built-KB directory at `out` and return it loaded (index included).
 
     The directory is assembled next to `out` and moved into place, so an interrupted
-    build never leaves a half-written KB. An existing built KB at `out` is replaced; any
-    other non-empty directory is refused. `encoder_source` is what loaded the encoder
-    (e.g. "minilm" or a model folder), recorded so that queries can load the same one.
+    build never leaves a half-written KB. `out` must be new or empty, or (with
+    `overwrite`) a KB this project built and nothing else (`check_output_dir`).
+    `encoder_source` is what loaded the encoder (e.g. "minilm" or a model folder), recorded
+    so that queries can load the same one.
     """
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] != len(entries):
@@ -227,10 +261,7 @@ def write_built_kb(
             f"embeddings are {x.shape[1]}-d but encoder {encoder.name!r} is {encoder.dim}-d"
         )
     root = Path(out)
-    if root.exists() and (
-        not root.is_dir() or (any(root.iterdir()) and not (root / METADATA_FILE).is_file())
-    ):
-        raise ValueError(f"{root} exists and is not a built KB; choose another --out")
+    check_output_dir(root, overwrite)
 
     levels: dict[str, int] = {}
     for entry in entries:

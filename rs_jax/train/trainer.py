@@ -14,6 +14,7 @@ from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import partitioning, report
 from rs_jax.train.checkpointing import Checkpointer
 from rs_jax.train.losses import compute_loss, expert_usage_from_metrics
+from rs_jax.train.preemption import StopSignals
 from rs_jax.train.progress import MetricWriter, ProgressLine
 
 # Shown on the progress line; everything else goes to TensorBoard.
@@ -117,7 +118,10 @@ def make_train_step(exp: experiment_lib.Experiment):
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Trains to config.train.steps, resuming from the latest checkpoint in workdir."""
+    """Trains to config.train.steps, resuming from the latest checkpoint in workdir.
+
+    SIGTERM / SIGINT (or a preemption notice) end the run after the current step with a
+    checkpoint; the summary then has "preempted": True (rs_jax.train.preemption)."""
     workdir_path = Path(workdir)
     workdir_path.mkdir(parents=True, exist_ok=True)
     exp = experiment_lib.setup(config, workdir)
@@ -161,7 +165,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     progress = ProgressLine(total, start, config.train.log_every)
     writer = MetricWriter(workdir_path / "tensorboard")
     metrics: dict[str, Any] = {}
-    with jax.set_mesh(exp.mesh):
+    stopped_by = None
+    with jax.set_mesh(exp.mesh), StopSignals() as signals:
         for step in range(start + 1, total + 1):
             batch = first_batch if step == start + 1 else exp.shard_batch(next(train_iter))
             state, metrics = train_step(state, batch)
@@ -172,12 +177,26 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 _write_expert_usage_images(
                     writer, step, jax.device_get(metrics), exp.model_config.level_names
                 )
-            if step % config.train.checkpoint_every == 0 or step == total:
+            if checkpointer.reached_preemption(step):
+                stopped_by = "a preemption notice"
+            elif signals.received:
+                stopped_by = signals.received
+            if step % config.train.checkpoint_every == 0 or step == total or stopped_by:
                 checkpointer.save(step, state, train_iter)
-    checkpointer.wait()
+            if stopped_by:
+                break
+        checkpointer.wait()
     checkpointer.close()
     writer.close()
-    return {"step": total, **{k: float(v) for k, v in jax.device_get(metrics).items()}}
+    summary = {"step": step, **{k: float(v) for k, v in jax.device_get(metrics).items()}}
+    if stopped_by and step < total:
+        print(
+            f"Stopped by {stopped_by} after step {step}: saved {checkpointer.step_dir(step)}. "
+            f"The same command resumes from there.",
+            flush=True,
+        )
+        summary["preempted"] = True
+    return summary
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:

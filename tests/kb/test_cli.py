@@ -86,6 +86,27 @@ def test_build_and_search(tmp_path, capsys, fake_encoder):
     assert [r.split()[2] for r in rows] == ["scene", "scene"]
 
 
+def test_build_never_replaces_a_folder_it_did_not_make(tmp_path, capsys, fake_encoder):
+    """A dataset folder with a metadata.json of its own survives `kb build --out` with or
+    without --overwrite, before anything is embedded; a KB built earlier needs
+    --overwrite."""
+    kb = write_jsonl(tmp_path / "kb.jsonl", GOOD)
+    dataset = tmp_path / "eurosat"
+    dataset.mkdir()
+    (dataset / "metadata.json").write_text('{"classes": 10}')
+    for extra in ([], ["--overwrite"]):
+        command = ["kb", "build", "--kb", str(kb), "--out", str(dataset), *extra]
+        assert cli.main(command) == 2
+        assert "is not a knowledge base built by rs-jax" in capsys.readouterr().err
+        assert not fake_encoder  # refused before loading the encoder
+    assert [p.name for p in dataset.iterdir()] == ["metadata.json"]
+    out = tmp_path / "built"
+    assert cli.main(["kb", "build", "--kb", str(kb), "--out", str(out)]) == 0
+    assert cli.main(["kb", "build", "--kb", str(kb), "--out", str(out)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert cli.main(["kb", "build", "--kb", str(kb), "--out", str(out), "--overwrite"]) == 0
+
+
 def test_search_refuses_other_encoder_weights(tmp_path, capsys, fake_encoder):
     kb = write_jsonl(tmp_path / "kb.jsonl", GOOD)
     out = tmp_path / "built"

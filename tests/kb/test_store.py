@@ -50,8 +50,10 @@ def test_store_round_trip(built):
     # Ranked by the inner product with the query, the score being that product.
     assert [h.rank for h in hits] == [1, 2]
     np.testing.assert_allclose([h.score for h in hits], kb.embeddings[rows] @ query, rtol=1e-6)
-    # Rebuilding over an existing built KB replaces it.
-    write_built_kb(kb.path, ENTRIES[:2], kb.embeddings[:2], encoder=encoder)
+    # Rebuilding over a built KB replaces it only when asked to.
+    with pytest.raises(ValueError, match="holds a built knowledge base; pass --overwrite"):
+        write_built_kb(kb.path, ENTRIES[:2], kb.embeddings[:2], encoder=encoder)
+    write_built_kb(kb.path, ENTRIES[:2], kb.embeddings[:2], encoder=encoder, overwrite=True)
     assert BuiltKB.load(kb.path).metadata["count"] == 2
 
 
@@ -83,7 +85,33 @@ def test_missing_files_are_named(built, tmp_path):
         BuiltKB.load(kb.path)
     with pytest.raises(FileNotFoundError, match="not found"):
         BuiltKB.load(tmp_path / "nowhere")
-    (tmp_path / "notes").mkdir()
-    (tmp_path / "notes" / "a.txt").write_text("keep me")
-    with pytest.raises(ValueError, match="not a built KB"):
-        write_built_kb(tmp_path / "notes", ENTRIES, kb.embeddings, encoder=FakeEncoder())
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"a.txt": "keep me"},
+        # A dataset folder with its own metadata.json is not a KB.
+        {"metadata.json": '{"name": "eurosat"}', "images.txt": "x"},
+        # A built KB's metadata but a file the build did not write: never deleted.
+        {"metadata.json": None, "notes.txt": "mine"},
+    ],
+)
+def test_a_folder_the_build_did_not_make_is_never_replaced(built, tmp_path, files):
+    kb, _ = built
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for name, text in files.items():
+        if text is None:
+            text = (kb.path / "metadata.json").read_text()
+        (folder / name).write_text(text)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="not a knowledge base built by rs-jax"):
+            write_built_kb(
+                folder, ENTRIES, kb.embeddings, encoder=FakeEncoder(), overwrite=overwrite
+            )
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        write_built_kb(tmp_path / "file", ENTRIES, kb.embeddings, encoder=FakeEncoder())

@@ -49,9 +49,10 @@ def data_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("data")
 
 
-def test_killed_run_resumes_from_last_checkpoint_with_the_data_stream(tmp_path, data_dir):
-    """SIGKILL a run between checkpoints; the same command continues and ends exactly where
-    an uninterrupted run does (same weights, so the same batches were seen in order)."""
+def test_killed_or_stopped_run_resumes_with_the_data_stream(tmp_path, data_dir):
+    """SIGKILL a run between checkpoints, or SIGTERM it (saved at once); the same command
+    continues and ends exactly where an uninterrupted run does (same weights, so the same
+    batches were seen in order)."""
     args = [
         "--config",
         str(REPO / "configs/tiny.py"),
@@ -104,12 +105,38 @@ def test_killed_run_resumes_from_last_checkpoint_with_the_data_stream(tmp_path, 
         check=True,
     )
 
+    # SIGTERM (a scheduler's preemption): the step in flight finishes, is saved, and the
+    # run exits with 75; the same command resumes.
+    terminated = tmp_path / "terminated"
+    proc = subprocess.Popen(
+        [*command, "--workdir", str(terminated)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    printed = ""
+    for line in proc.stdout:
+        printed += line
+        if line.startswith("step 4/8"):  # between the checkpoints of steps 3 and 6
+            proc.send_signal(signal.SIGTERM)
+    assert proc.wait() == 75, printed
+    saved = Checkpointer(terminated).latest_step()
+    assert saved in (4, 5) and f"Stopped by SIGTERM after step {saved}: saved" in printed
+    subprocess.run(
+        [*command, "--workdir", str(terminated)], capture_output=True, env=env, cwd=REPO, check=True
+    )
+
     config = tiny(**{"data.data_dir": data_dir})
-    a, b = final_params(config, killed), final_params(config, straight)
-    assert int(a["step"]) == int(b["step"]) == 8
-    # Bit-exact, as docs promise: the same seed on the same machine gives the same numbers.
-    for x, y in zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"]), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    b = final_params(config, straight)
+    for workdir in (killed, terminated):
+        a = final_params(config, workdir)
+        assert int(a["step"]) == int(b["step"]) == 8
+        # Bit-exact, as the docs promise: the same seed on the same machine, the same numbers.
+        leaves = zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"]), strict=True)
+        for x, y in leaves:
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     # The loss curves too: the resumed steps 4-8 equal the uninterrupted run's exactly (the
     # killed process's own events died unflushed with it), and the printed metrics of steps
     # 1-5 before the kill equal those of the same steps run again with the same seed.
@@ -117,6 +144,7 @@ def test_killed_run_resumes_from_last_checkpoint_with_the_data_stream(tmp_path, 
     assert sorted(straight_loss) == list(range(1, 9))
     resumed_loss = dict(read_scalars(killed / "tensorboard")["loss"])
     assert resumed_loss == {step: straight_loss[step] for step in range(4, 9)}
+    assert dict(read_scalars(terminated / "tensorboard")["loss"]) == straight_loss
     before, again = metrics_of(printed_before_kill), metrics_of(straight_out.stdout)
     assert [before[step] for step in range(1, 6)] == [again[step] for step in range(1, 6)]
     assert before[1]  # the loss is among the printed metrics
