@@ -63,3 +63,48 @@ def test_hits_at_k():
     ids = jnp.array([[3, 5], [1, 2], [0, 4]])
     labels = jnp.array([[5, -1], [7, 8], [-1, -1]])
     np.testing.assert_array_equal(np.asarray(hits_at_k(ids, labels)), [True, False, False])
+
+
+def test_hit_at_1_and_hit_at_k_on_hand_made_rows():
+    """hit@1 looks at the first retrieved id only, hit@k at all k; -1 label padding never
+    matches, not even a retrieved id of -1; a row without labels is never a hit."""
+    ids = jnp.array(
+        [
+            [4, 9, 2],  # label 4 first: hit@1 and hit@k
+            [9, 2, 7],  # label 7 third: hit@k only
+            [9, 2, 3],  # labels 5, 6: neither
+            [0, 1, 2],  # no label at all
+            [-1, 8, 2],  # a -1 id against -1 label padding: still no hit at 1; 8 at k
+            [6, 6, 6],  # repeated id equal to the second label
+        ]
+    )
+    labels = jnp.array([[4, -1, -1], [1, 7, -1], [5, 6, -1], [-1, -1, -1], [8, -1, -1], [0, 6, 1]])
+    hit_1 = np.asarray(hits_at_k(ids[:, :1], labels))
+    hit_k = np.asarray(hits_at_k(ids, labels))
+    np.testing.assert_array_equal(hit_1, [True, False, False, False, False, True])
+    np.testing.assert_array_equal(hit_k, [True, True, False, False, True, True])
+    # Aggregated as the evaluator does: over rows with a label (5 of 6).
+    labelled = np.asarray((labels >= 0).any(-1))
+    assert (hit_1 & labelled).sum() / labelled.sum() == 2 / 5
+    assert (hit_k & labelled).sum() / labelled.sum() == 4 / 5
+
+
+@pytest.mark.parametrize("level", range(3))
+def test_exact_top_k_equals_numpy_argsort(level):
+    """Exact retrieval (kb.approx off) returns numpy's descending argsort of the scaled cosine
+    scores within the level, for every k up to the level's size (the documented maximum:
+    build_model rejects a larger top_k), with those scores."""
+    _, levels, table = planted_kb()
+    members = np.flatnonzero(levels == level)
+    query = np.random.default_rng(3).normal(size=(5, table.shape[1]))
+    # Logit scale starts at log(10): scores are 10 x cosine similarity.
+    cosine = (query / np.linalg.norm(query, axis=1, keepdims=True)) @ (
+        table / np.linalg.norm(table, axis=1, keepdims=True)
+    ).T
+    want_order = members[np.argsort(-cosine[:, members], axis=1, kind="stable")]
+    for k in range(1, len(members) + 1):
+        kb, _, _ = planted_kb(k=k)
+        found = kb.retrieve(jnp.asarray(query, jnp.float32), NAMES[level])
+        np.testing.assert_array_equal(np.asarray(found.ids), want_order[:, :k])
+        want_scores = 10 * np.take_along_axis(cosine, want_order[:, :k], axis=1)
+        np.testing.assert_allclose(np.asarray(found.scores), want_scores, rtol=1e-4, atol=1e-4)

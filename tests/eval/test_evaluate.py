@@ -1,0 +1,186 @@
+"""The evaluator end to end on a step-0 checkpoint, with generation replaced by an oracle:
+answers are decoded, matched to their references and aggregated correctly into eval.json,
+and retrieval hit rates are counted over the rows that were actually retrieved for."""
+
+import collections
+import json
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rs_jax.config import load_config
+from rs_jax.eval import evaluate as evaluate_lib
+from rs_jax.train import experiment as experiment_lib
+from rs_jax.train.checkpointing import Checkpointer
+
+REPO = Path(__file__).resolve().parents[2]
+NUM_TEST = 3  # images; about 8 questions each: two eval batches of 16, the last padded
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny config and a workdir holding its freshly initialised state as step 0."""
+    workdir = tmp_path_factory.mktemp("eval")
+    config = load_config(
+        str(REPO / "configs/tiny.py"),
+        [
+            f"data.data_dir={workdir / 'data'}",
+            "data.num_train=8",
+            f"data.num_test={NUM_TEST}",
+            # The oracle hands back the whole answer row: generation must be as long.
+            "eval.max_new_tokens=8",
+            "data.max_answer_len=8",
+        ],
+    )
+    exp = experiment_lib.setup(config, str(workdir))
+    checkpointer = Checkpointer(workdir)
+    checkpointer.save(0, exp.state)
+    checkpointer.wait()
+    checkpointer.close()
+    # Reference per eval question, read from the records rather than from the batches.
+    references = [
+        (qa.task, qa.answer)
+        for i in range(len(exp.data.eval_records))
+        for qa in exp.data.eval_records[i]["qas"]
+        if qa.task in config.data.tasks
+    ]
+    return config, str(workdir), references
+
+
+def oracle(rows):
+    """A greedy_generate stand-in: the reference answer ids on the rows `rows(batch)`
+    selects, nothing (all padding) on the others."""
+
+    def generate(model, visual, batch, *, max_new_tokens, eos_id, pad_id, use_cache=True):
+        answers = batch["answer_ids"]
+        assert answers.shape[1] == max_new_tokens
+        return jnp.where(rows(batch)[:, None], answers, pad_id).astype(answers.dtype)
+
+    return generate
+
+
+class FixedRetriever:
+    """A host-side retriever stand-in (kb_ids on every batch) whose hits are known: per
+    level, the first retrieved id is a ground-truth entry on rows 0, 3, 6, ... of a batch,
+    the second on rows 1, 4, ..., neither on the others (where the level leaves room).
+
+    tally[level] = [hit@1, hit@k, labelled] over valid rows, by set membership."""
+
+    def __init__(self, exp):
+        self.row_of_label = exp.knowledge.row_of_label
+        self.k = exp.model_config.kb.top_k
+        self.levels = [(level.name, level.kb_level) for level in exp.model_config.levels]
+        self.members = {
+            kb_level: [n for n, e in enumerate(exp.knowledge.entries) if e.level == kb_level]
+            for _, kb_level in self.levels
+        }
+        self.tally = {name: np.zeros(3, int) for name, _ in self.levels}
+
+    def map_batch(self, batch):
+        rows = len(batch["valid"])
+        kb_ids = np.zeros((rows, len(self.levels), self.k), np.int32)
+        for r in range(rows):
+            labels = {int(self.row_of_label[x]) for x in batch["kb_labels"][r] if x >= 0}
+            for i, (name, kb_level) in enumerate(self.levels):
+                members = self.members[kb_level]
+                true = [n for n in members if n in labels]
+                wrong = [n for n in members if n not in labels]
+                ids = wrong[: self.k]
+                if true and r % 3 < 2:
+                    ids.insert(r % 3, true[0])
+                ids = (ids + members)[: self.k]
+                kb_ids[r, i] = ids
+                if batch["valid"][r]:
+                    hits = [n in labels for n in ids]
+                    self.tally[name] += [hits[0], any(hits), bool(true)]
+        return {**batch, "kb_ids": kb_ids}
+
+
+def evaluate_with(monkeypatch, run, rows):
+    """evaluate() with the oracle answering `rows` and retrieval by a FixedRetriever."""
+    config, workdir, _ = run
+    retrievers = []
+
+    def setup(*args, **kwargs):
+        exp = real_setup(*args, **kwargs)
+        exp.data.host_retriever = FixedRetriever(exp)
+        retrievers.append(exp.data.host_retriever)
+        return exp
+
+    real_setup = experiment_lib.setup
+    monkeypatch.setattr(experiment_lib, "setup", setup)
+    monkeypatch.setattr(evaluate_lib, "greedy_generate", oracle(rows))
+    results = evaluate_lib.evaluate(config, workdir)
+    assert json.loads((Path(workdir) / "eval.json").read_text()) == results
+    (retriever,) = retrievers
+    return results, retriever
+
+
+def test_reference_answers_score_one_with_counts_and_chance(monkeypatch, run):
+    _, _, references = run
+    results, _ = evaluate_with(monkeypatch, run, lambda b: jnp.ones_like(b["valid"], bool))
+    per_task = collections.Counter(task for task, _ in references)
+    answers = collections.defaultdict(collections.Counter)
+    for task, answer in references:
+        answers[task][answer] += 1
+    assert results["count"] == len(references) > 16  # more than one eval batch
+    assert set(results["tasks"]) == set(per_task)
+    for task, row in results["tasks"].items():
+        assert row["accuracy"] == 1.0, task
+        assert row["count"] == per_task[task], task
+        assert row["chance"] == pytest.approx(max(answers[task].values()) / per_task[task])
+    assert results["overall_accuracy"] == results["mean_accuracy"] == 1.0
+    assert results["step"] == 0
+    samples = results["samples"]
+    assert len(samples) == 12 and all(s["correct"] for s in samples)
+    # The decoded text is the reference itself, not merely equal after normalisation.
+    assert [s["prediction"] for s in samples] == [s["answer"] for s in samples]
+
+
+def test_empty_answers_score_zero(monkeypatch, run):
+    results, _ = evaluate_with(monkeypatch, run, lambda b: jnp.zeros_like(b["valid"], bool))
+    assert results["count"] == len(run[2])
+    assert all(row["accuracy"] == 0.0 for row in results["tasks"].values())
+    assert results["overall_accuracy"] == results["mean_accuracy"] == 0.0
+    assert not any(s["correct"] for s in results["samples"])
+
+
+def test_every_third_row_answered_and_retrieval_hit_rates(monkeypatch, run):
+    """Rows 0, 3, 6, ... of each eval batch answered: per-task accuracy, their mean and the
+    question-weighted overall are those of these positions of the question list; hit@1 /
+    hit@k / labelled per level are the FixedRetriever's own tally."""
+    config, _, references = run
+    results, retriever = evaluate_with(
+        monkeypatch, run, lambda b: jnp.arange(b["valid"].shape[0]) % 3 == 0
+    )
+    right, total = collections.Counter(), collections.Counter()
+    for position, (task, _) in enumerate(references):
+        right[task] += position % config.eval.batch_size % 3 == 0
+        total[task] += 1
+    want = {task: right[task] / total[task] for task in total}
+    assert {task: row["accuracy"] for task, row in results["tasks"].items()} == pytest.approx(want)
+    assert results["mean_accuracy"] == pytest.approx(sum(want.values()) / len(want))
+    assert results["overall_accuracy"] == pytest.approx(sum(right.values()) / len(references))
+    # The two aggregates differ here, so swapping them would be caught.
+    assert abs(results["mean_accuracy"] - results["overall_accuracy"]) > 1e-3
+
+    k = config.model.kb.top_k
+    assert set(results["retrieval"]) == set(retriever.tally)
+    for name, (hit_1, hit_k, labelled) in retriever.tally.items():
+        assert results["retrieval"][name] == {
+            "hit@1": pytest.approx(hit_1 / labelled),
+            f"hit@{k}": pytest.approx(hit_k / labelled),
+            "labelled": labelled,
+        }, name
+    # Every image has a scene: all questions labelled, a third of them hit first, two
+    # thirds within k; the case distinguishes hit@1 from hit@k.
+    hit_1, hit_k, labelled = retriever.tally["scene"]
+    assert labelled == len(references) and 0 < hit_1 < hit_k < labelled
+    usage = results["expert_usage"]
+    assert set(usage) == set(retriever.tally)
+    for shares in usage.values():
+        assert len(shares) == config.model.experts.experts_per_level
+        assert sum(shares) == pytest.approx(1.0)
+    assert 0.0 <= results["expert_dropped_fraction"] <= 1.0

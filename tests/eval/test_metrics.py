@@ -1,0 +1,102 @@
+"""TaskAccuracy and format_table on hand-computed cases."""
+
+import pytest
+
+from rs_jax.eval.metrics import TaskAccuracy, format_table
+
+
+def filled(rows):
+    accuracy = TaskAccuracy()
+    hits = [accuracy.add(*row) for row in rows]
+    return accuracy, hits
+
+
+# presence: 3 of 4 right, references yes, yes, yes, no -> chance 3/4.
+# count: 1 of 2 right, references 2, 3 -> chance 1/2 (a tie: either answer's share).
+# scene: 0 of 1 right -> chance 1.
+ROWS = [
+    ("presence", "yes", "yes"),
+    ("presence", "no", "yes"),
+    ("presence", "yes", "yes"),
+    ("presence", "no", "no"),
+    ("count", "2", "2"),
+    ("count", "4", "3"),
+    ("scene", "harbor", "airport"),
+]
+
+
+def test_per_task_accuracy_chance_and_counts():
+    accuracy, hits = filled(ROWS)
+    assert hits == [True, False, True, True, True, False, False]
+    tasks = accuracy.summary()["tasks"]
+    assert tasks == {
+        "presence": {"accuracy": 3 / 4, "chance": 3 / 4, "count": 4},
+        "count": {"accuracy": 1 / 2, "chance": 1 / 2, "count": 2},
+        "scene": {"accuracy": 0.0, "chance": 1.0, "count": 1},
+    }
+
+
+def test_chance_is_the_most_frequent_reference_not_the_most_frequent_prediction():
+    """The model always says "no" but the references are mostly "yes": chance is 2/3."""
+    accuracy, _ = filled([("presence", "no", "yes")] * 2 + [("presence", "no", "no")])
+    row = accuracy.summary()["tasks"]["presence"]
+    assert row["chance"] == pytest.approx(2 / 3)
+    assert row["accuracy"] == pytest.approx(1 / 3)
+
+
+def test_mean_of_tasks_differs_from_the_question_weighted_overall():
+    summary = filled(ROWS)[0].summary()
+    # Mean over the 3 tasks vs 4 right of 7 questions.
+    assert summary["mean_accuracy"] == pytest.approx((3 / 4 + 1 / 2 + 0) / 3)
+    assert summary["overall_accuracy"] == pytest.approx(4 / 7)
+    assert summary["count"] == 7
+
+
+@pytest.mark.parametrize(
+    "prediction, reference",
+    [
+        ("Yes", "yes"),  # case
+        ("yes.", "yes"),  # trailing punctuation
+        ("  storage   tank ", "storage tank"),  # surrounding and repeated whitespace
+        ("storage_tank", "storage tank"),  # underscore is punctuation, not a word character
+        ("Two!", "2"),  # number words become digits
+        ("bare-land", "bare land"),  # a hyphen splits words
+        ("no", "No"),  # the reference is normalised too
+    ],
+)
+def test_answers_match_after_normalisation(prediction, reference):
+    assert filled([("t", prediction, reference)])[1] == [True]
+
+
+@pytest.mark.parametrize(
+    "prediction, reference",
+    [("yes no", "yes"), ("3", "2"), ("storagetank", "storage tank"), ("", "yes")],
+)
+def test_different_answers_stay_different(prediction, reference):
+    assert filled([("t", prediction, reference)])[1] == [False]
+
+
+def test_chance_counts_references_after_normalisation():
+    """ "Yes", "yes." and "YES" are one answer: chance 3/4, not 1/4 or 2/4."""
+    accuracy, _ = filled([("p", "", "Yes"), ("p", "", "yes."), ("p", "", "YES"), ("p", "", "no")])
+    assert accuracy.summary()["tasks"]["p"]["chance"] == pytest.approx(3 / 4)
+
+
+def test_empty_summary():
+    summary = TaskAccuracy().summary()
+    assert summary == {"tasks": {}, "mean_accuracy": 0.0, "overall_accuracy": 0.0, "count": 0}
+
+
+def test_format_table_rows():
+    lines = format_table(filled(ROWS)[0].summary()).splitlines()
+    assert [line.split() for line in lines] == [
+        ["task", "accuracy", "chance", "n"],
+        ["presence", "0.750", "0.750", "4"],
+        ["count", "0.500", "0.500", "2"],
+        ["scene", "0.000", "1.000", "1"],
+        ["mean", "of", "tasks", "0.417"],
+        ["overall", "0.571", "7"],
+    ]
+    # Fixed width: the numbers line up under their headers.
+    assert len({len(line) for line in lines[:4]}) == 1
+    assert lines[0].index("chance") + len("chance") == lines[1].index("0.750", 20) + 5
