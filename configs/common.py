@@ -187,6 +187,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.checkpoint_every = 500
     config.train.keep_checkpoints = 2
     config.train.async_checkpoints = True  # write in the background while training goes on
+    # A step whose loss, gradients or update are not finite is never applied. "stop": the
+    # run ends with an error naming the step (its batch written to the workdir); "skip":
+    # the step is dropped, counted and reported.
+    config.train.on_nonfinite = "stop"
 
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 100

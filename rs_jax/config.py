@@ -212,6 +212,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         for key in ("steps", "log_every", "checkpoint_every", "keep_checkpoints"):
             if key in train and train[key] <= 0:
                 raise ConfigError(f"config.train.{key} must be positive, got {train[key]}")
+        if train.get("on_nonfinite", "stop") not in ("stop", "skip"):
+            raise ConfigError(
+                f"config.train.on_nonfinite must be 'stop' or 'skip', got {train.on_nonfinite!r}"
+            )
         if "warmup_steps" in train and train.warmup_steps < 0:
             raise ConfigError(f"config.train.warmup_steps must be >= 0, got {train.warmup_steps}")
         if "grad_accum_steps" in train and train.grad_accum_steps < 1:

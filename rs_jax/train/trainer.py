@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 
@@ -107,6 +108,16 @@ def make_train_step(exp: experiment_lib.Experiment):
         trained = [g for g, label in zip(jax.tree.leaves(grads), labels) if label == "train"]
         metrics["grad_norm"] = optax.global_norm(trained)
         metrics["learning_rate"] = schedule(state["step"])
+        # A non-finite loss, gradient or update is never applied: the parameters and the
+        # optimizer state stay as they were, and the host decides (train.on_nonfinite).
+        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+        finite &= jnp.isfinite(optax.global_norm(updates))
+        params, opt_state = jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old),
+            (params, opt_state),
+            (state["params"], state["opt_state"]),
+        )
+        metrics["nonfinite"] = (~finite).astype(jnp.int32)
         return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 
     return jax.jit(
@@ -150,11 +161,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         f"{jnp.dtype(precision.param_dtype).name}, steps {start}->{total}.",
         flush=True,
     )
-    first_batch = exp.shard_batch(next(train_iter))
+    host_batch = next(train_iter)
+    batch = exp.shard_batch(host_batch)
     # Compiled ahead of the loop: its buffer assignment is part of the start-up report.
     start_compile = time.perf_counter()
     with jax.set_mesh(exp.mesh):
-        train_step = make_train_step(exp).lower(state, first_batch).compile()
+        train_step = make_train_step(exp).lower(state, batch).compile()
     print(
         report.format_report(
             report.state_report(state, exp.mesh), report.compiled_report(train_step)
@@ -165,30 +177,43 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     progress = ProgressLine(total, start, config.train.log_every)
     writer = MetricWriter(workdir_path / "tensorboard")
     metrics: dict[str, Any] = {}
-    stopped_by = None
-    with jax.set_mesh(exp.mesh), StopSignals() as signals:
-        for step in range(start + 1, total + 1):
-            batch = first_batch if step == start + 1 else exp.shard_batch(next(train_iter))
-            state, metrics = train_step(state, batch)
-            line = progress.update(step, _headline(metrics), config.data.batch_size)
-            if line is not None:
-                writer.write_scalars(step, jax.device_get(metrics))
-            if step == total:
-                _write_expert_usage_images(
-                    writer, step, jax.device_get(metrics), exp.model_config.level_names
-                )
-            if checkpointer.reached_preemption(step):
-                stopped_by = "a preemption notice"
-            elif signals.received:
-                stopped_by = signals.received
-            if step % config.train.checkpoint_every == 0 or step == total or stopped_by:
-                checkpointer.save(step, state, train_iter)
-            if stopped_by:
-                break
+    stopped_by, skipped = None, []
+    try:
+        with jax.set_mesh(exp.mesh), StopSignals() as signals:
+            for step in range(start + 1, total + 1):
+                if step > start + 1:
+                    host_batch = next(train_iter)
+                    batch = exp.shard_batch(host_batch)
+                state, metrics = train_step(state, batch)
+                if int(metrics["nonfinite"]):  # one scalar per step: the guard's verdict
+                    skipped.append(step)
+                    _on_nonfinite(config, workdir_path, step, metrics, host_batch, checkpointer)
+                if progress.update(step, _headline(metrics), config.data.batch_size):
+                    writer.write_scalars(step, jax.device_get(metrics))
+                if step == total:
+                    _write_expert_usage_images(
+                        writer, step, jax.device_get(metrics), exp.model_config.level_names
+                    )
+                if checkpointer.reached_preemption(step):
+                    stopped_by = "a preemption notice"
+                elif signals.received:
+                    stopped_by = signals.received
+                if step % config.train.checkpoint_every == 0 or step == total or stopped_by:
+                    checkpointer.save(step, state, train_iter)
+                if stopped_by:
+                    break
+    finally:
         checkpointer.wait()
-    checkpointer.close()
-    writer.close()
+        checkpointer.close()
+        writer.close()
     summary = {"step": step, **{k: float(v) for k, v in jax.device_get(metrics).items()}}
+    summary["nonfinite_steps"] = len(skipped)
+    if skipped:
+        print(
+            f"Skipped {len(skipped)} step(s) whose loss or gradients were not finite "
+            f"(train.on_nonfinite=skip): {_ranges(skipped)}.",
+            flush=True,
+        )
     if stopped_by and step < total:
         print(
             f"Stopped by {stopped_by} after step {step}: saved {checkpointer.step_dir(step)}. "
@@ -197,6 +222,40 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         )
         summary["preempted"] = True
     return summary
+
+
+class NonFiniteError(ValueError):
+    """Training met a non-finite loss or gradient and train.on_nonfinite is "stop"."""
+
+
+def _on_nonfinite(config, workdir: Path, step: int, metrics, host_batch, checkpointer) -> None:
+    """Stops the run (train.on_nonfinite="stop", writing the batch for inspection) or
+    reports the dropped update ("skip")."""
+    values = ", ".join(f"{k}={float(metrics[k]):.4g}" for k in ("loss", "grad_norm"))
+    if config.train.on_nonfinite == "skip":
+        print(f"step {step}: not finite ({values}); update dropped", flush=True)
+        return
+    path = workdir / f"nonfinite_batch_step{step}.npz"
+    if not path.exists():
+        np.savez(path, **{k: v for k, v in host_batch.items() if v.dtype != object})
+    last = checkpointer.latest_step()
+    raise NonFiniteError(
+        f"step {step}: the loss or gradients are not finite ({values}); the update was not "
+        f"applied and the last checkpoint is step {last}. The batch is in {path}. Lower "
+        f"config.train.learning_rate or set config.train.grad_clip, or set "
+        f"config.train.on_nonfinite=skip to drop such steps"
+    )
+
+
+def _ranges(steps: list[int]) -> str:
+    """[1, 2, 3, 7] -> "1-3, 7"."""
+    runs: list[list[int]] = []
+    for step in steps:
+        if runs and step == runs[-1][1] + 1:
+            runs[-1][1] = step
+        else:
+            runs.append([step, step])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from rs_jax.config import load_config
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import Checkpointer
 from rs_jax.train.progress import read_scalars
-from rs_jax.train.trainer import HEADLINE_METRICS, train
+from rs_jax.train.trainer import HEADLINE_METRICS, NonFiniteError, train
 from tests.chat_tokenizers import make_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -233,3 +233,34 @@ def test_train_then_eval_writes_reports(tmp_path, data_dir, variant, overrides, 
         scene_names = {e.name for e in session.exp.knowledge.entries if e.level == "scene"}
         assert {name for name, _ in answer.retrieved["scene"]} <= scene_names
         assert all(abs(sum(shares) - 1) < 1e-6 for shares in answer.expert_usage.values())
+
+
+@pytest.mark.parametrize("mode", ["stop", "skip"])
+def test_a_diverging_run_never_applies_or_saves_non_finite_numbers(tmp_path, data_dir, mode):
+    """learning_rate=nan makes every update non-finite. "stop": an error naming step 1, no
+    checkpoint, the batch written; "skip": every step dropped and counted, and the saved
+    parameters are the finite initial ones."""
+    config = tiny(
+        **{
+            "data.data_dir": data_dir,
+            "train.learning_rate": "nan",
+            "train.steps": 2,
+            "train.on_nonfinite": mode,
+        }
+    )
+    if mode == "stop":
+        with pytest.raises(NonFiniteError, match=r"step 1: the loss or gradients are not fin"):
+            train(config, str(tmp_path))
+        assert Checkpointer(tmp_path).latest_step() is None
+        batch = np.load(tmp_path / "nonfinite_batch_step1.npz")
+        assert batch["image"].shape[0] == config.data.batch_size
+        return
+    summary = train(config, str(tmp_path))
+    assert summary["nonfinite_steps"] == 2
+    exp = experiment_lib.setup(config, str(tmp_path))  # its state: the initial parameters
+    checkpointer = Checkpointer(tmp_path)
+    saved = checkpointer.restore(2, exp.abstract_state())
+    checkpointer.close()
+    initial = exp.state["params"]
+    for x, y in zip(jax.tree.leaves(saved["params"]), jax.tree.leaves(initial), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
