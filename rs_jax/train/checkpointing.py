@@ -27,6 +27,14 @@ class CheckpointError(ValueError):
     """A checkpoint could not be read; the message names the step directory."""
 
 
+class CheckpointMismatchError(CheckpointError):
+    """A readable checkpoint of another model or optimizer than the one restoring it."""
+
+
+class CheckpointCorruptError(CheckpointError):
+    """A checkpoint that cannot be read at all (truncated, damaged, incomplete)."""
+
+
 class Checkpointer:
     """Async, rotating checkpoints of ``state`` (a pytree of arrays) and a data iterator."""
 
@@ -101,18 +109,38 @@ class Checkpointer:
             detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
             detail = f"{type(e).__name__}: {detail[:300]}"
             if any(marker in str(e) for marker in _MISMATCH_MARKERS):
-                raise CheckpointError(
+                raise CheckpointMismatchError(
                     f"Checkpoint {step_dir} does not match the state being restored "
                     f"({detail}). The config (model sizes, levels, optimizer) probably "
                     f"differs from the run that wrote it: use that config, or a fresh workdir."
                 ) from e
-            raise CheckpointError(
+            raise CheckpointCorruptError(
                 f"Checkpoint {step_dir} could not be restored ({detail}). It is probably "
-                f"truncated or corrupt (e.g. the run was killed while saving). Delete that "
-                f"directory to resume from the previous checkpoint, or start with a fresh "
-                f"workdir."
+                f"truncated or corrupt (e.g. the run was killed while saving)."
             ) from e
         return restored[STATE]
+
+    def restore_latest_good(
+        self, abstract_state: Any, data_iterator: Any | None = None
+    ) -> tuple[Any, int] | None:
+        """(state, step) of the newest checkpoint that restores, or None if there is none.
+
+        A damaged one is moved aside, never deleted (to <workdir>/corrupt_checkpoints/, out
+        of the rotation, so this run can save that step again) with a warning naming it, and
+        the one before it is tried. A checkpoint of another model is an error, not damage.
+        """
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                return self.restore(step, abstract_state, data_iterator), step
+            except CheckpointCorruptError as e:
+                aside = self.directory.parent / "corrupt_checkpoints" / str(step)
+                aside.parent.mkdir(exist_ok=True)
+                if aside.exists():  # an earlier run's damaged copy of this step stays too
+                    aside = aside.with_name(f"{step}.{len(list(aside.parent.iterdir()))}")
+                self.step_dir(step).rename(aside)
+                self._manager.reload()
+                print(f"rs-jax: warning: {e} Moved it to {aside}; trying the one before.")
+        return None
 
     def wait(self) -> None:
         """Block until pending async saves are on disk."""

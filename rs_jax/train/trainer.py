@@ -1,5 +1,6 @@
 """The training loop: jitted sharded steps, checkpoints with the data stream, resume."""
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from flax import nnx
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import partitioning, report
 from rs_jax.train.checkpointing import Checkpointer
+from rs_jax.train.lock import WorkdirLock
 from rs_jax.train.losses import compute_loss, expert_usage_from_metrics
 from rs_jax.train.preemption import StopSignals
 from rs_jax.train.progress import MetricWriter, ProgressLine
@@ -129,12 +131,24 @@ def make_train_step(exp: experiment_lib.Experiment):
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Trains to config.train.steps, resuming from the latest checkpoint in workdir.
+    """Trains to config.train.steps, resuming from the newest good checkpoint in workdir.
 
-    SIGTERM / SIGINT (or a preemption notice) end the run after the current step with a
-    checkpoint; the summary then has "preempted": True (rs_jax.train.preemption)."""
+    One run per workdir (rs_jax.train.lock). SIGTERM / SIGINT (or a preemption notice) end
+    the run after the current step with a checkpoint; the summary then has "preempted":
+    True (rs_jax.train.preemption)."""
     workdir_path = Path(workdir)
-    workdir_path.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir_path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FileExistsError(f"--workdir {workdir}: cannot create it ({e.strerror})") from e
+    if not os.access(workdir_path, os.W_OK):
+        raise FileExistsError(f"--workdir {workdir} is not writable")
+    with WorkdirLock(workdir_path):
+        return _train(config, workdir_path)
+
+
+def _train(config: ml_collections.ConfigDict, workdir_path: Path) -> dict[str, Any]:
+    workdir = str(workdir_path)
     exp = experiment_lib.setup(config, workdir)
     # The resolved config: pretrained towers' architecture included.
     (workdir_path / "config.json").write_text(exp.config.to_json_best_effort(indent=2))
@@ -142,9 +156,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         workdir, keep=config.train.keep_checkpoints, async_save=config.train.async_checkpoints
     )
     train_iter = exp.data.train_iterator(seed=config.seed)
-    state, start = exp.state, checkpointer.latest_step() or 0
-    if start:
-        state = checkpointer.restore(start, exp.abstract_state(), train_iter)
+    state, start = exp.state, 0
+    restored = checkpointer.restore_latest_good(exp.abstract_state(), train_iter)
+    if restored is not None:
+        state, start = restored
         print(f"Resumed from {checkpointer.step_dir(start)} (step {start}).", flush=True)
     total = config.train.steps
     if start >= total:

@@ -1,4 +1,5 @@
-"""Checkpoints: state + grain iterator round trip, shardings kept, corruption reported."""
+"""Checkpoints: state + grain iterator round trip, shardings kept, damage reported and
+survived (the newest good checkpoint restores; damaged ones are moved aside)."""
 
 import shutil
 
@@ -11,7 +12,7 @@ from flax import nnx
 
 from configs.common import SHARDING_RULES
 from rs_jax.train import partitioning as part
-from rs_jax.train.checkpointing import Checkpointer, CheckpointError
+from rs_jax.train.checkpointing import CheckpointCorruptError, Checkpointer, CheckpointError
 
 
 def make_iterator():
@@ -111,19 +112,75 @@ def _delete_state_item(step_dir):
     shutil.rmtree(step_dir / "state")
 
 
-@pytest.mark.parametrize(
-    "damage", [_truncate_data_files, _delete_iterator_state, _delete_state_item]
-)
+def _flip_bytes(step_dir):
+    for path in (step_dir / "state").rglob("*"):
+        if path.is_file() and path.parent.name == "d":
+            data = bytearray(path.read_bytes())
+            for i in range(0, len(data), 7):
+                data[i] ^= 0xFF
+            path.write_bytes(bytes(data))
+
+
+def _delete_manifest(step_dir):
+    (step_dir / "state" / "manifest.ocdbt").unlink()
+
+
+DAMAGES = [
+    _truncate_data_files,
+    _flip_bytes,
+    _delete_manifest,
+    _delete_iterator_state,
+    _delete_state_item,
+]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_corrupt_checkpoint_names_step_dir(tmp_path, damage):
     state = {"w": jnp.arange(12.0).reshape(3, 4)}
     with Checkpointer(tmp_path) as ckpt:
         ckpt.save(7, state, make_iterator())
     damage(tmp_path / "checkpoints" / "7")
-    with Checkpointer(tmp_path) as ckpt, pytest.raises(CheckpointError) as info:
+    with Checkpointer(tmp_path) as ckpt, pytest.raises(CheckpointCorruptError) as info:
         ckpt.restore(7, abstract_of(state), make_iterator())
-    message = str(info.value)
-    assert str(tmp_path / "checkpoints" / "7") in message
-    assert "Delete that directory" in message
+    assert str(tmp_path / "checkpoints" / "7") in str(info.value)
+
+
+def files_under(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, damage, capsys):
+    """The damaged step is moved aside whole (never deleted) with a warning naming it, and
+    the previous one restores, with its data stream."""
+    iterator = make_iterator()
+    with Checkpointer(tmp_path, keep=3) as ckpt:
+        ckpt.save(4, {"w": jnp.zeros((3, 4))}, iterator)
+        expected_next = next(iterator)
+        ckpt.save(7, {"w": jnp.ones((3, 4))}, iterator)
+    latest = tmp_path / "checkpoints" / "7"
+    damage(latest)
+    damaged_files = files_under(latest)
+    with Checkpointer(tmp_path) as ckpt:
+        fresh = make_iterator()
+        state, step = ckpt.restore_latest_good(
+            {"w": jax.ShapeDtypeStruct((3, 4), jnp.float32)}, fresh
+        )
+        assert step == 4 and ckpt.all_steps() == [4]
+    np.testing.assert_array_equal(np.asarray(state["w"]), np.zeros((3, 4)))
+    np.testing.assert_array_equal(next(fresh), expected_next)
+    warning = capsys.readouterr().out
+    assert f"Checkpoint {latest} could not be restored" in warning
+    assert files_under(tmp_path / "corrupt_checkpoints" / "7") == damaged_files
+
+
+def test_no_good_checkpoint_restores_nothing_and_keeps_them(tmp_path):
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(2, {"w": jnp.zeros(3)}, make_iterator())
+    _delete_state_item(tmp_path / "checkpoints" / "2")
+    with Checkpointer(tmp_path) as ckpt:
+        assert ckpt.restore_latest_good({"w": jax.ShapeDtypeStruct((3,), jnp.float32)}) is None
+    assert (tmp_path / "corrupt_checkpoints" / "2" / "data_iter").is_dir()
 
 
 def test_missing_step(tmp_path):
