@@ -137,13 +137,16 @@ def test_killed_or_stopped_run_resumes_with_the_data_stream(tmp_path, data_dir):
         leaves = zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"]), strict=True)
         for x, y in leaves:
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    # The loss curves too: the resumed steps 4-8 equal the uninterrupted run's exactly (the
-    # killed process's own events died unflushed with it), and the printed metrics of steps
-    # 1-5 before the kill equal those of the same steps run again with the same seed.
+    # The loss curves too: every loss logged in the killed workdir (the resumed steps 4-8,
+    # and whatever the killed process flushed before it died) equals the uninterrupted
+    # run's at that step, and the printed metrics of steps 1-5 before the kill equal those
+    # of the same steps run again with the same seed.
     straight_loss = dict(read_scalars(straight / "tensorboard")["loss"])
     assert sorted(straight_loss) == list(range(1, 9))
-    resumed_loss = dict(read_scalars(killed / "tensorboard")["loss"])
-    assert resumed_loss == {step: straight_loss[step] for step in range(4, 9)}
+    killed_loss = read_scalars(killed / "tensorboard")["loss"]
+    assert {step for step, _ in killed_loss} >= set(range(4, 9))
+    for step, loss in killed_loss:
+        assert loss == straight_loss[step], step
     assert dict(read_scalars(terminated / "tensorboard")["loss"]) == straight_loss
     before, again = metrics_of(printed_before_kill), metrics_of(straight_out.stdout)
     assert [before[step] for step in range(1, 6)] == [again[step] for step in range(1, 6)]
