@@ -110,7 +110,12 @@ def _build_parser() -> argparse.ArgumentParser:
             )
         return sub
 
-    add("train", "Train (resumes from the latest checkpoint in --workdir).")
+    train = add("train", "Train (resumes from the latest checkpoint in --workdir).")
+    train.add_argument(
+        "--allow_config_change",
+        action="store_true",
+        help="resume even if the config changes the model, data or optimizer (logged)",
+    )
     add("eval", "Evaluate the latest checkpoint in --workdir.")
     add("config", "Print the resolved config and exit.", workdir=False)
 
@@ -122,10 +127,10 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_train(config: object, workdir: str) -> int:
+def _cmd_train(config: object, workdir: str, allow_config_change: bool) -> int:
     from rs_jax.train import preemption, trainer
 
-    summary = trainer.train(config, workdir)
+    summary = trainer.train(config, workdir, allow_config_change)
     return preemption.PREEMPTED_EXIT_CODE if summary.get("preempted") else 0
 
 
@@ -166,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "config":
             print(config)
         elif args.command == "train":
-            return _cmd_train(config, args.workdir)
+            return _cmd_train(config, args.workdir, args.allow_config_change)
         elif args.command == "eval":
             _cmd_eval(config, args.workdir)
     except (ValueError, FileNotFoundError, FileExistsError) as e:

@@ -240,3 +240,28 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 f"config.eval.num_examples must be positive, or -1 for all, got "
                 f"{evaluation.num_examples}"
             )
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1} (lists and values kept whole)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out |= flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    return out
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (old value, new value) for every key that differs (None where absent);
+    tuples and lists compare equal (JSON has only lists)."""
+    before, after = flatten(old), flatten(new)
+
+    def plain(value: Any) -> Any:
+        return list(value) if isinstance(value, tuple) else value
+
+    return {
+        key: (before.get(key), after.get(key))
+        for key in sorted(before.keys() | after.keys())
+        if plain(before.get(key)) != plain(after.get(key))
+    }

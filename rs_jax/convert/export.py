@@ -7,6 +7,7 @@ its decoder (`OUT/llm`, with the run's tokenizer) and its vision tower (`OUT/vis
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import ml_collections
@@ -33,8 +34,9 @@ def hf_to_orbax(config: ml_collections.ConfigDict, workdir: str | Path) -> Path:
             f"choose a new folder"
         )
     exp = experiment_lib.setup(config, str(workdir))
-    (workdir / "config.json").write_text(exp.config.to_json_best_effort(indent=2))
-    checkpointer.save(0, exp.state)
+    resolved = exp.config.to_json_best_effort(indent=2)
+    (workdir / "config.json").write_text(resolved)
+    checkpointer.save(0, exp.state, config=json.loads(resolved))
     checkpointer.wait()
     checkpointer.close()
     print(f"Wrote {checkpointer.step_dir(0)} from {config.init.vision} and {config.init.llm}.")

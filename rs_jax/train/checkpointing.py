@@ -15,6 +15,7 @@ import orbax.checkpoint as ocp
 
 STATE = "state"
 DATA_ITER = "data_iter"
+CONFIG = "config"  # the resolved config that wrote the step (JSON)
 # Substrings of orbax errors that mean "valid checkpoint, different model".
 _MISMATCH_MARKERS = (
     "is not compatible with the stored shape",
@@ -45,6 +46,7 @@ class Checkpointer:
             item_handlers={
                 STATE: ocp.StandardCheckpointHandler(),
                 DATA_ITER: grain.checkpoint.CheckpointHandler(),
+                CONFIG: ocp.JsonCheckpointHandler(),
             },
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep,
@@ -70,8 +72,15 @@ class Checkpointer:
         """True when the cluster signalled preemption: save now and exit."""
         return self._manager.reached_preemption(step)
 
-    def save(self, step: int, state: Any, data_iterator: Any | None = None) -> bool:
-        """Start saving ``state`` (and the iterator's position) at ``step``.
+    def save(
+        self,
+        step: int,
+        state: Any,
+        data_iterator: Any | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> bool:
+        """Start saving ``state`` (and the iterator's position, and the config that wrote
+        it) at ``step``.
 
         Returns False if ``step`` is already saved (e.g. the final step coincides with
         a periodic save). The iterator state is captured before this returns, so the
@@ -82,7 +91,16 @@ class Checkpointer:
         items: dict[str, Any] = {STATE: ocp.args.StandardSave(state)}
         if data_iterator is not None:
             items[DATA_ITER] = grain.checkpoint.CheckpointSave(data_iterator)
+        if config is not None:
+            items[CONFIG] = ocp.args.JsonSave(config)
         return self._manager.save(step, args=ocp.args.Composite(**items))
+
+    def stored_config(self, step: int) -> dict[str, Any] | None:
+        """The config saved with ``step`` (None for checkpoints saved without one)."""
+        if not (self.step_dir(step) / CONFIG).is_dir():
+            return None
+        args = ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()})
+        return dict(self._manager.restore(step, args=args)[CONFIG])
 
     def restore(self, step: int, abstract_state: Any, data_iterator: Any | None = None) -> Any:
         """Restore ``step`` into ``abstract_state`` and set ``data_iterator``'s position.

@@ -1,5 +1,6 @@
 """The training loop: jitted sharded steps, checkpoints with the data stream, resume."""
 
+import json
 import os
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from rs_jax.config import config_changes
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import partitioning, report
 from rs_jax.train.checkpointing import Checkpointer
@@ -130,12 +132,16 @@ def make_train_step(exp: experiment_lib.Experiment):
     )
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train(
+    config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False
+) -> dict[str, Any]:
     """Trains to config.train.steps, resuming from the newest good checkpoint in workdir.
 
-    One run per workdir (rs_jax.train.lock). SIGTERM / SIGINT (or a preemption notice) end
-    the run after the current step with a checkpoint; the summary then has "preempted":
-    True (rs_jax.train.preemption)."""
+    One run per workdir (rs_jax.train.lock). Each checkpoint stores the config that wrote
+    it; resuming with one that changes the model, the data stream or the optimizer is an
+    error listing the changes, unless `allow_config_change` (then they are printed).
+    SIGTERM / SIGINT (or a preemption notice) end the run after the current step with a
+    checkpoint; the summary then has "preempted": True (rs_jax.train.preemption)."""
     workdir_path = Path(workdir)
     try:
         workdir_path.mkdir(parents=True, exist_ok=True)
@@ -144,14 +150,17 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     if not os.access(workdir_path, os.W_OK):
         raise FileExistsError(f"--workdir {workdir} is not writable")
     with WorkdirLock(workdir_path):
-        return _train(config, workdir_path)
+        return _train(config, workdir_path, allow_config_change)
 
 
-def _train(config: ml_collections.ConfigDict, workdir_path: Path) -> dict[str, Any]:
+def _train(
+    config: ml_collections.ConfigDict, workdir_path: Path, allow_config_change: bool
+) -> dict[str, Any]:
     workdir = str(workdir_path)
     exp = experiment_lib.setup(config, workdir)
-    # The resolved config: pretrained towers' architecture included.
-    (workdir_path / "config.json").write_text(exp.config.to_json_best_effort(indent=2))
+    # The resolved config (pretrained towers' architecture included), saved with every
+    # checkpoint and, once the run is validated, as <workdir>/config.json.
+    resolved = json.loads(exp.config.to_json_best_effort())
     checkpointer = Checkpointer(
         workdir, keep=config.train.keep_checkpoints, async_save=config.train.async_checkpoints
     )
@@ -160,7 +169,13 @@ def _train(config: ml_collections.ConfigDict, workdir_path: Path) -> dict[str, A
     restored = checkpointer.restore_latest_good(exp.abstract_state(), train_iter)
     if restored is not None:
         state, start = restored
+        try:
+            _check_resume_config(checkpointer, start, resolved, allow_config_change)
+        except ValueError:
+            checkpointer.close()
+            raise
         print(f"Resumed from {checkpointer.step_dir(start)} (step {start}).", flush=True)
+    _write_config_record(workdir_path, resolved)
     total = config.train.steps
     if start >= total:
         print(f"Already trained: step {start} >= config.train.steps={total}.", flush=True)
@@ -214,7 +229,7 @@ def _train(config: ml_collections.ConfigDict, workdir_path: Path) -> dict[str, A
                 elif signals.received:
                     stopped_by = signals.received
                 if step % config.train.checkpoint_every == 0 or step == total or stopped_by:
-                    checkpointer.save(step, state, train_iter)
+                    checkpointer.save(step, state, train_iter, config=resolved)
                 if stopped_by:
                     break
     finally:
@@ -237,6 +252,64 @@ def _train(config: ml_collections.ConfigDict, workdir_path: Path) -> dict[str, A
         )
         summary["preempted"] = True
     return summary
+
+
+# What a resumed run may change: how long and how it runs, logs, checkpoints and evaluates,
+# where its data lives and its devices (checkpoints restore onto another mesh).
+RESUMABLE = (
+    "train.steps",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.async_checkpoints",
+    "train.on_nonfinite",
+    "eval.",
+    "mesh.",
+    "sharding_rules",
+    "data.worker_count",
+    "data.data_dir",
+    "init.",
+)
+
+
+def _check_resume_config(checkpointer, step: int, resolved: dict, allow: bool) -> None:
+    stored = checkpointer.stored_config(step)
+    if stored is None:  # saved before checkpoints held their config
+        return
+    changes = {
+        key: change
+        for key, change in config_changes(stored, resolved).items()
+        if not key.startswith(RESUMABLE)
+    }
+    if not changes:
+        return
+    listed = [f"{key}: {old!r} -> {new!r}" for key, (old, new) in changes.items()]
+    shown = "; ".join(listed[:8]) + (f"; and {len(listed) - 8} more" if len(listed) > 8 else "")
+    where = checkpointer.step_dir(step)
+    if allow:
+        print(f"rs-jax: warning: resuming {where} with config changes: {shown}", flush=True)
+        return
+    raise ValueError(
+        f"Resuming {where} with a config that changes the model, data or optimizer: {shown}. "
+        f"The config that wrote it is in {where / 'config'}; use it, choose a new --workdir, "
+        f"or pass --allow_config_change to go on with the change"
+    )
+
+
+def _write_config_record(workdir: Path, resolved: dict) -> None:
+    """<workdir>/config.json := the resolved config; a different earlier one is kept as
+    config.<time>.json (it may be the only record of what wrote older checkpoints)."""
+    path = workdir / "config.json"
+    if path.exists():
+        try:
+            earlier = json.loads(path.read_text())
+        except ValueError:
+            earlier = None
+        if earlier == resolved:
+            return
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(path.stat().st_mtime))
+        path.rename(workdir / f"config.{stamp}.json")
+    path.write_text(json.dumps(resolved, indent=2) + "\n")
 
 
 class NonFiniteError(ValueError):

@@ -267,3 +267,24 @@ def test_a_diverging_run_never_applies_or_saves_non_finite_numbers(tmp_path, dat
     initial = exp.state["params"]
     for x, y in zip(jax.tree.leaves(saved["params"]), jax.tree.leaves(initial), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_resuming_with_a_changed_config_is_refused_unless_allowed(tmp_path, data_dir, capsys):
+    """The config that wrote a checkpoint is stored with it: a resume that changes the
+    model or optimizer stops before touching anything (config.json kept), one that trains
+    longer goes on, and --allow_config_change goes on with the change printed."""
+    base = {"data.data_dir": data_dir, "train.steps": 2, "train.checkpoint_every": 2}
+    train(tiny(**base), str(tmp_path))
+    record = (tmp_path / "config.json").read_text()
+    changed = tiny(**{**base, "seed": 1, "model.experts.top_k": 2, "train.steps": 3})
+    with pytest.raises(ValueError, match=r"model.experts.top_k: 1 -> 2; seed: 0 -> 1\. The"):
+        train(changed, str(tmp_path))
+    assert (tmp_path / "config.json").read_text() == record
+    assert Checkpointer(tmp_path).all_steps() == [2]
+    summary = train(changed, str(tmp_path), allow_config_change=True)
+    assert summary["step"] == 3
+    assert "resuming" in capsys.readouterr().out
+    # The new record replaced config.json; the one that wrote step 2 is kept beside it.
+    assert json.loads((tmp_path / "config.json").read_text())["seed"] == 1
+    (kept,) = tmp_path.glob("config.*.json")
+    assert kept.read_text().replace(" ", "") == record.replace(" ", "")
