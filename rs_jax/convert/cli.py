@@ -14,22 +14,26 @@ def add_convert_parser(commands: argparse._SubParsersAction) -> None:
         "output difference on random inputs (exit code 1 above 1e-4).",
     )
     check.add_argument("--hf", required=True, metavar="DIR", help="config.json + *.safetensors")
-    to_orbax = actions.add_parser(
+
+    def with_run(name: str, help_text: str, workdir: str) -> argparse.ArgumentParser:
+        action = actions.add_parser(name, help=help_text)
+        action.add_argument("--config", required=True, metavar="FILE.py[:ARG]")
+        action.add_argument("--workdir", required=True, help=workdir)
+        return action
+
+    with_run(
         "hf-to-orbax",
-        help="Write the full model with the towers of config.init.vision / config.init.llm "
-        "as step 0 of a new workdir (to evaluate, or start from with "
-        "config.init.from_checkpoint).",
+        "Write the full model with the towers of config.init.vision / config.init.llm as "
+        "step 0 of a new workdir (to evaluate, or start from with config.init.from_checkpoint).",
+        "a new folder",
     )
-    to_orbax.add_argument("--config", required=True, metavar="FILE.py[:ARG]")
-    to_orbax.add_argument("--workdir", required=True, help="a new folder")
-    export = actions.add_parser(
+    export = with_run(
         "orbax-to-hf",
-        help="Write the latest checkpoint's decoder (OUT/llm, with the tokenizer) and vision "
-        "tower (OUT/vision) as folders transformers loads. Give the config and overrides "
-        "the run was trained with.",
+        "Write the latest checkpoint's decoder (OUT/llm, with the tokenizer) and vision tower "
+        "(OUT/vision) as folders transformers loads. Give the config and overrides the run "
+        "was trained with.",
+        "the training run's folder",
     )
-    export.add_argument("--config", required=True, metavar="FILE.py[:ARG]")
-    export.add_argument("--workdir", required=True, help="the training run's folder")
     export.add_argument("--out", required=True, help="a new or empty folder")
 
 

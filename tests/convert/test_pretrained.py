@@ -71,8 +71,13 @@ def test_full_model_holds_the_pretrained_towers(tmp_path, towers, arg):
     # The towers' architecture came from their config.json, not from configs/tiny.py.
     assert exp.config.model.vision.width == 24 and exp.config.model.vision.class_token
     assert exp.model_config.llm.vocab_size == MINILM_VOCAB
-    model = nnx.merge(exp.graphdef, exp.state["params"])
-    ids = np.random.default_rng(0).integers(0, MINILM_VOCAB, (2, 8))
+    assert_decoder_is(llama, exp, exp.state["params"])
+
+
+def assert_decoder_is(llama, exp, params, seed=0):
+    """The decoder in `params` computes the HF model's logits on random ids (1e-4)."""
+    model = nnx.merge(exp.graphdef, params)
+    ids = np.random.default_rng(seed).integers(0, MINILM_VOCAB, (2, 8))
     with jax.set_mesh(exp.mesh):
         hidden, _, _ = model.llm(model.llm.embed(jnp.asarray(ids)), jnp.ones((2, 8), bool))
         ours = np.asarray(model.llm.logits(hidden))
@@ -193,14 +198,7 @@ def test_hf_to_orbax_writes_the_imported_model_as_step_0(tmp_path, towers, capsy
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())
     assert recorded["model"]["llm"]["vocab_size"] == MINILM_VOCAB  # the towers' architecture
     exp, params = _params(tmp_path / "run", config_for(tmp_path, root), 0)
-    model = nnx.merge(exp.graphdef, params)
-    ids = np.random.default_rng(1).integers(0, MINILM_VOCAB, (2, 8))
-    with jax.set_mesh(exp.mesh):
-        hidden, _, _ = model.llm(model.llm.embed(jnp.asarray(ids)), jnp.ones((2, 8), bool))
-        ours = np.asarray(model.llm.logits(hidden))
-    with torch.no_grad():
-        theirs = llama(input_ids=torch.from_numpy(ids)).logits.numpy()
-    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    assert_decoder_is(llama, exp, params, seed=1)
     # A workdir holding a run is never written into.
     assert cli.main(command) == 2
     assert "already holds a run" in capsys.readouterr().err

@@ -1,6 +1,9 @@
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from configs import tiny
 from rs_jax.models import build_model
@@ -66,3 +69,14 @@ def random_batch(batch_size: int = 8, image_size: int = 16, seed: int = 0) -> di
             axis=1,
         ).astype(np.int32),
     }
+
+
+def randomize(module, seed: int, scale: float = 0.3):
+    """Every parameter random: zero biases and unit norm scales would hide a misuse."""
+    rng = np.random.default_rng(seed)
+    state = nnx.state(module, nnx.Param)
+    nnx.update(
+        module,
+        jax.tree.map(lambda a: jnp.asarray(scale * rng.normal(size=a.shape), a.dtype), state),
+    )
+    return module

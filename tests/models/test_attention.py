@@ -12,7 +12,7 @@ from flax import nnx
 from rs_jax.models.attention import Attention, KVCache, rope_frequencies, rotary_embedding
 from rs_jax.models.config import DecoderConfig, Layers, Precision, Rope
 from rs_jax.models.llm import Decoder
-from tests.models.conftest import VOCAB, make_model, random_batch, tiny_config
+from tests.models.conftest import VOCAB, make_model, random_batch, randomize, tiny_config
 
 F32 = Precision()
 BF16 = Precision(jnp.bfloat16, jnp.float32)
@@ -104,17 +104,6 @@ def np_decoder(decoder, embeds: np.ndarray, window: int) -> np.ndarray:
         up = np_proj(block.mlp.up, "btd,df->btf", h, i)
         x = x + np_proj(block.mlp.down, "btf,fd->btd", gate / (1 + np.exp(-gate)) * up, i)
     return np_rms_norm(x, f64(decoder.final_norm.scale), cfg.norm_eps)[0]
-
-
-def randomize(module, seed: int, scale: float = 0.3):
-    """Every parameter random: zero biases and unit norm scales would hide a misuse."""
-    rng = np.random.default_rng(seed)
-    state = nnx.state(module, nnx.Param)
-    nnx.update(
-        module,
-        jax.tree.map(lambda a: jnp.asarray(scale * rng.normal(size=a.shape), a.dtype), state),
-    )
-    return module
 
 
 def causal(mask_or_len) -> np.ndarray:

@@ -22,6 +22,7 @@ from rs_jax.models.layers import (
     masked_mean,
     matmul,
 )
+from tests.models.conftest import randomize
 
 pytestmark = pytest.mark.usefixtures("model_context")
 
@@ -42,17 +43,6 @@ def as_dtype(x, dtype) -> np.ndarray:
 
 def f64(variable) -> np.ndarray:
     return np.asarray(variable[...], np.float64)
-
-
-def randomize(module, seed: int, scale: float = 0.3):
-    """Every parameter random: zero biases and unit norm scales would hide a misuse."""
-    rng = np.random.default_rng(seed)
-    state = nnx.state(module, nnx.Param)
-    nnx.update(
-        module,
-        jax.tree.map(lambda a: jnp.asarray(scale * rng.normal(size=a.shape), a.dtype), state),
-    )
-    return module
 
 
 def assert_rounded_once(out, exact, slack):

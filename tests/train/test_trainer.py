@@ -65,15 +65,18 @@ def test_killed_or_stopped_run_resumes_with_the_data_stream(tmp_path, data_dir):
     env = {**os.environ, "RS_JAX_CPU_DEVICES": "1", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "rs_jax.cli", "train", *args]
 
+    def start(workdir):
+        return subprocess.Popen(
+            [*command, "--workdir", str(workdir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [*command, "--workdir", str(killed)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
+    proc = start(killed)
     printed_before_kill = ""
     for line in proc.stdout:
         printed_before_kill += line
@@ -108,14 +111,7 @@ def test_killed_or_stopped_run_resumes_with_the_data_stream(tmp_path, data_dir):
     # SIGTERM (a scheduler's preemption): the step in flight finishes, is saved, and the
     # run exits with 75; the same command resumes.
     terminated = tmp_path / "terminated"
-    proc = subprocess.Popen(
-        [*command, "--workdir", str(terminated)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
+    proc = start(terminated)
     printed = ""
     for line in proc.stdout:
         printed += line
