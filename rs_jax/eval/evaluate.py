@@ -63,6 +63,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         raise FileNotFoundError(
             f"No checkpoint in {checkpointer.directory}; run `rs-jax train` with this workdir first"
         )
+    checkpointer.check_knowledge(step, exp.knowledge.sha256, exp.knowledge.source)
     params = checkpointer.restore(step, exp.abstract_state())["params"]
     checkpointer.close()
 

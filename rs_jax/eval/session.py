@@ -34,6 +34,9 @@ class Session:
         self.step = checkpointer.latest_step()
         if self.step is None:
             raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}")
+        checkpointer.check_knowledge(
+            self.step, self.exp.knowledge.sha256, self.exp.knowledge.source
+        )
         self.params = checkpointer.restore(self.step, self.exp.abstract_state())["params"]
         checkpointer.close()
         self._eval_step = make_eval_step(self.exp)

@@ -16,6 +16,7 @@ import orbax.checkpoint as ocp
 STATE = "state"
 DATA_ITER = "data_iter"
 CONFIG = "config"  # the resolved config that wrote the step (JSON)
+KNOWLEDGE_SHA256 = "knowledge_sha256"  # in CONFIG: the knowledge base the step learned with
 # Substrings of orbax errors that mean "valid checkpoint, different model".
 _MISMATCH_MARKERS = (
     "is not compatible with the stored shape",
@@ -94,6 +95,17 @@ class Checkpointer:
         if config is not None:
             items[CONFIG] = ocp.args.JsonSave(config)
         return self._manager.save(step, args=ocp.args.Composite(**items))
+
+    def check_knowledge(self, step: int, sha256: str, source: str) -> None:
+        """Raises unless `step` was trained with the knowledge base whose content hash is
+        `sha256` (checkpoints saved without one are taken as they are)."""
+        stored = (self.stored_config(step) or {}).get(KNOWLEDGE_SHA256)
+        if stored is not None and stored != sha256:
+            raise ValueError(
+                f"Checkpoint {self.step_dir(step)} was trained with knowledge base "
+                f"{stored[:16]}, but {source} is {sha256[:16]} (rebuilt or changed since); "
+                f"use the knowledge base the model was trained with"
+            )
 
     def stored_config(self, step: int) -> dict[str, Any] | None:
         """The config saved with ``step`` (None for checkpoints saved without one)."""

@@ -4,6 +4,7 @@ Training and evaluation share this, so both see the same mesh, shardings and sta
 """
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,11 +35,23 @@ class Knowledge:
     table: np.ndarray | None  # [N, D] embeddings of a built KB; None = learned from scratch
     row_of_label: np.ndarray  # [num dataset labels] KB row of each dataset label, -1 = none
     retriever: HostRetriever | None = None  # kb.retrieval = "host": adds kb_ids to batches
+    source: str = "the dataset's label vocabulary"  # or the built KB's directory
 
     @property
     def entry_levels(self) -> tuple[str, ...]:
         """The KB level of every row [N]."""
         return tuple(e.level for e in self.entries)
+
+    @property
+    def sha256(self) -> str:
+        """Content hash of the entries (level/name, in row order) and a built table: a model
+        is only meaningful with the knowledge base it was trained with."""
+        h = hashlib.sha256()
+        for entry in self.entries:
+            h.update(f"{entry.level}/{entry.name}\n".encode())
+        if self.table is not None:
+            h.update(np.ascontiguousarray(self.table, np.float32).tobytes())
+        return h.hexdigest()
 
 
 @dataclasses.dataclass
@@ -258,7 +271,10 @@ def load_knowledge(
             f"{config.model.kb.source}; retrieval hit rates ignore them: {', '.join(unmatched)}",
             flush=True,
         )
-    return Knowledge(entries, table, row_of_label, retriever)
+    knowledge = Knowledge(entries, table, row_of_label, retriever)
+    if config.model.kb.source and not model_config.baseline:
+        knowledge.source = str(config.model.kb.source)
+    return knowledge
 
 
 def _check_retrieval_mode(config: ml_collections.ConfigDict) -> None:

@@ -16,7 +16,7 @@ from flax import nnx
 from rs_jax.config import config_changes
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import partitioning, report
-from rs_jax.train.checkpointing import Checkpointer
+from rs_jax.train.checkpointing import KNOWLEDGE_SHA256, Checkpointer
 from rs_jax.train.lock import WorkdirLock
 from rs_jax.train.losses import compute_loss, expert_usage_from_metrics
 from rs_jax.train.preemption import StopSignals
@@ -161,6 +161,7 @@ def _train(
     # The resolved config (pretrained towers' architecture included), saved with every
     # checkpoint and, once the run is validated, as <workdir>/config.json.
     resolved = json.loads(exp.config.to_json_best_effort())
+    resolved[KNOWLEDGE_SHA256] = exp.knowledge.sha256
     checkpointer = Checkpointer(
         workdir, keep=config.train.keep_checkpoints, async_save=config.train.async_checkpoints
     )

@@ -9,7 +9,7 @@ import pytest
 from rs_jax.config import load_config
 from rs_jax.data.synth import kb_entries
 from rs_jax.kb.schema import Entry, make_id
-from rs_jax.kb.store import write_built_kb
+from rs_jax.kb.store import BuiltKB, write_built_kb
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.trainer import make_train_step
 from tests.fakes import FakeEncoder
@@ -97,3 +97,25 @@ def test_kb_without_a_configured_level_is_a_clear_startup_error(tmp_path):
     write_built_kb(out, entries, np.eye(2, 24, dtype=np.float32), encoder=FakeEncoder(dim=24))
     with pytest.raises(ValueError, match="'object'"):
         experiment_lib.setup(config_for(out, tmp_path), str(tmp_path))
+
+
+def test_a_rebuilt_knowledge_base_is_refused_naming_both_hashes(built_kb, tmp_path):
+    """A KB rebuilt in place (same entries, size and dimension, new embeddings) would pair
+    the checkpoint's cues with other vectors: resuming and evaluating stop, naming both."""
+    from rs_jax.eval.evaluate import evaluate
+    from rs_jax.train.trainer import train
+
+    built, table = built_kb
+    copy = tmp_path / "kb"
+    kb = BuiltKB.load(built)
+    write_built_kb(copy, kb.entries, table, encoder=FakeEncoder(dim=24))
+    config = config_for(copy, tmp_path, **{"train.steps": 1, "train.checkpoint_every": 1})
+    train(config, str(tmp_path / "run"))
+    write_built_kb(copy, kb.entries, -table, encoder=FakeEncoder(dim=24), overwrite=True)
+    config.train.steps = 2
+    with pytest.raises(ValueError, match=r"knowledge_sha256: '[0-9a-f]{64}' -> '[0-9a-f]{64}'"):
+        train(config, str(tmp_path / "run"))
+    with pytest.raises(
+        ValueError, match=rf"trained with knowledge base [0-9a-f]{{16}}, but {copy}"
+    ):
+        evaluate(config, str(tmp_path / "run"))
