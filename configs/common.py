@@ -213,7 +213,19 @@ def pretrained_stage(config: ml_collections.ConfigDict, variants: set[str]) -> N
     the rest trains at 1e-3. stage2: the decoder tuned at 2e-5, or with `lora` LoRA
     adapters (rank 128, alpha 256) at 2e-4 on the frozen decoder; start it from stage 1 with
     --config.init.from_checkpoint. tiny: the same recipe at the test size (random tiny
-    towers with 3 blocks at 16 px)."""
+    towers with 3 blocks at 16 px). The preset sets its towers' own values first (image
+    size, template, levels, expert width)."""
+    # What every preset shares: FSDP, LLaVA's text lengths and batch, bf16 with full remat,
+    # the MiniLM-sized KB, four experts per level, top-2.
+    config.mesh.update(data=1, fsdp=-1)
+    config.data.update(max_prompt_len=384, max_answer_len=128, batch_size=128)
+    config.data.tokenizer = ""  # the decoder folder's tokenizer
+    config.eval.batch_size = 128
+    config.model.update(dtype="bfloat16", remat_policy="full")
+    config.model.kb.dim = 384
+    config.model.augment.num_heads = 16
+    config.model.experts.update(experts_per_level=4, top_k=2)
+    config.train.update(steps=5000, warmup_steps=150, loss_vocab_chunk=8192)
     if "stage1" in variants and "stage2" in variants:
         raise ValueError("choose one of the variants stage1 and stage2")
     if "stage1" in variants:

@@ -9,8 +9,9 @@ Mistral) from folders you downloaded, trained with LLaVA's two stages.
 
 The towers' shapes come from their config.json (docs/pretrained.md); this file sets what
 they do not: 336 px images, the Vicuna v1 conversation format, three semantic levels
-tapping the penultimate block (where LLaVA takes its tokens) and two earlier ones, semantic
-experts, bf16 with full remat, FSDP.
+tapping the penultimate block (where LLaVA takes its tokens) and two earlier ones, and the
+expert width; `common.pretrained_stage` adds what the presets share (semantic experts, bf16
+with full remat, FSDP) and the stages.
 Other folder kinds are refused (config.init.vision_types / llm_types). `:tiny` is the same
 recipe for random tiny towers (tests).
 """
@@ -24,17 +25,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
     variants = common.parse_variants(arg, allowed=common.STAGE_VARIANTS)
     config.init.update(vision_types=("clip_vision_model",), llm_types=("llama", "mistral"))
-    config.mesh.update(data=1, fsdp=-1)
-    config.data.update(image_size=336, max_prompt_len=384, max_answer_len=128)
-    config.data.update(batch_size=128, tokenizer="")  # the decoder folder's tokenizer
+    config.data.image_size = 336
     config.data.template = "vicuna_v1"  # as LLaVA v1.5 and GeoChat; "llama3" for Llama 3
-    config.eval.batch_size = 128
-    config.model.update(dtype="bfloat16", remat_policy="full")
     # CLIP-L/14 at 336 px: a 24 x 24 patch grid; blocks counted from the end of the tower.
     config.model.levels = (("scene", -2, 3), ("landcover", -7, 8), ("object", -13, 24))
-    config.model.kb.dim = 384
-    config.model.augment.num_heads = 16
-    config.model.experts.update(experts_per_level=4, top_k=2, mlp_dim=4096)
-    config.train.update(steps=5000, warmup_steps=150, loss_vocab_chunk=8192)
+    config.model.experts.mlp_dim = 4096
     common.pretrained_stage(config, variants)
     return config

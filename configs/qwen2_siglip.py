@@ -20,15 +20,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
     variants = common.parse_variants(arg, allowed=common.STAGE_VARIANTS)
     config.init.update(vision_types=("siglip_vision_model",), llm_types=("qwen2",))
-    config.mesh.update(data=1, fsdp=-1)
-    config.data.update(image_size=384, max_prompt_len=384, max_answer_len=128)
-    config.data.update(batch_size=128, tokenizer="", template="chatml")
-    config.eval.batch_size = 128
-    config.model.update(dtype="bfloat16", remat_policy="full")
+    config.data.update(image_size=384, template="chatml")
     config.model.levels = (("scene", -2, 3), ("landcover", -9, 9), ("object", -18, 27))
-    config.model.kb.dim = 384
-    config.model.augment.num_heads = 16
-    config.model.experts.update(experts_per_level=4, top_k=2, mlp_dim=4304)
-    config.train.update(steps=5000, warmup_steps=150, loss_vocab_chunk=8192)
+    config.model.experts.mlp_dim = 4304
     common.pretrained_stage(config, variants)
     return config
