@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -74,9 +75,23 @@ class QA(NamedTuple):
     task: str
 
 
+# CJK ideographs, the ranges BERT-style normalisers put spaces around.
+_CJK = re.compile(
+    "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df"
+    "\U0002a700-\U0002ceaf\U0002f800-\U0002fa1f]"
+)
+
+
 def normalize_answer(text: str) -> str:
-    """Canonical answer form: lowercase, no punctuation, single spaces, numbers as digits."""
-    text = text.lower().strip()
+    """Canonical answer form: case-folded, accents dropped, no punctuation, ideographs and
+    words separated by single spaces, numbers as digits.
+
+    Both sides of a comparison go through this, so a tokenizer that strips accents or
+    spaces out CJK ideographs on decoding (BERT's normaliser) still matches the reference.
+    """
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
+    text = _CJK.sub(lambda m: f" {m.group()} ", text)
     text = re.sub(r"[^\w\s]|_", " ", text)
     return " ".join(_WORD_TO_DIGIT.get(word, word) for word in text.split())
 

@@ -100,3 +100,31 @@ def test_format_table_rows():
     # Fixed width: the numbers line up under their headers.
     assert len({len(line) for line in lines[:4]}) == 1
     assert lines[0].index("chance") + len("chance") == lines[1].index("0.750", 20) + 5
+
+
+NON_ASCII_CLASSES = ["forêt dense", "Zone côtière", "水体", "居民区 dense", "Ñandú-Gebiet"]
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "qwen2"])
+def test_non_ascii_class_names_round_trip_through_the_tokenizer(tmp_path, kind):
+    """The model answers with token ids; their decoded text must score as the class name
+    it spells, whether the tokenizer strips accents and spaces out ideographs (the
+    project's WordPiece) or decodes bytes exactly (a byte-level BPE)."""
+    from transformers import AutoTokenizer
+
+    from rs_jax.data.tokenizer import train_tokenizer
+    from tests.chat_tokenizers import make_tokenizer
+
+    if kind == "wordpiece":
+        train_tokenizer(NON_ASCII_CLASSES, tmp_path / "tok", vocab_size=200)
+    else:
+        make_tokenizer(kind, tmp_path / "tok")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    accuracy = TaskAccuracy()
+    for name in NON_ASCII_CLASSES:
+        ids = tokenizer(name, add_special_tokens=False)["input_ids"]
+        decoded = tokenizer.decode(ids, skip_special_tokens=True)
+        assert accuracy.add("scene", decoded, name), (name, decoded)
+    # Different classes stay different after normalisation.
+    assert not accuracy.add("scene", "forêt", "forêt dense")
+    assert not accuracy.add("scene", "水", "水体")
