@@ -1,4 +1,4 @@
-"""Image-folder classification dataset: ``<root>/<split>/<class>/*.jpg|jpeg|png|tif|tiff``.
+"""Image-folder classification dataset: ``<root>/<split>/<class>/*.jpg|png|tif|bmp|webp|gif``.
 
 A Grain-compatible random-access source (``__len__``/``__getitem__``). Files are
 listed in sorted order, so indices are stable across runs and hosts.
@@ -16,6 +16,8 @@ which low-pass filters when downsampling (antialiased).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +79,84 @@ def _list_classes(split_dir: str) -> list[str]:
     )
 
 
-def _list_images(class_dir: str) -> list[str]:
-    return sorted(
-        os.path.join(class_dir, f)
-        for f in os.listdir(class_dir)
-        if not f.startswith(".")
-        and f.lower().endswith(IMAGE_EXTENSIONS)
-        and os.path.isfile(os.path.join(class_dir, f))
-    )
+def _list_files(class_dir: str) -> tuple[list[str], list[str]]:
+    """(image paths, other files) of one class folder, sorted; hidden files are neither.
+    A dangling link with an image extension counts as an image (it fails verification)."""
+    images, others = [], []
+    for name in sorted(os.listdir(class_dir)):
+        path = os.path.join(class_dir, name)
+        if name.startswith(".") or os.path.isdir(path):
+            continue
+        (images if name.lower().endswith(IMAGE_EXTENSIONS) else others).append(path)
+    return images, others
+
+
+def _decode_error(path: str) -> str | None:
+    """Why `path` cannot be used as an image, or None when it decodes."""
+    if not os.path.exists(path):
+        return "missing (a dangling link)"
+    try:
+        with Image.open(path) as img:
+            img.load()
+            _to_rgb_uint8(img)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+class _VerifiedCache:
+    """Verification results of one split folder, keyed by file and valid while the file's
+    size and modification time are unchanged. Stored as JSON under `cache_dir` (a folder
+    the project owns); no cache_dir, or an unwritable one, just means no reuse."""
+
+    def __init__(self, cache_dir: str | None, split_dir: str):
+        self.path, self.split_dir = None, split_dir
+        self.entries: dict[str, list] = {}  # path relative to split_dir -> [size, mtime, error]
+        if cache_dir:
+            key = hashlib.sha256(os.path.abspath(split_dir).encode()).hexdigest()[:16]
+            self.path = os.path.join(cache_dir, f"{key}.json")
+            try:
+                with open(self.path) as f:
+                    self.entries = json.load(f)
+            except (OSError, ValueError):
+                self.entries = {}
+
+    @staticmethod
+    def _stamp(path: str) -> list[int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return [st.st_size, st.st_mtime_ns]
+
+    def errors(self, paths: list[str], num_threads: int) -> dict[str, str]:
+        """path -> reason for every file of `paths` that does not decode."""
+        keys = {p: os.path.relpath(p, self.split_dir) for p in paths}
+        stamps = {p: self._stamp(p) for p in paths}
+        known = {
+            p: self.entries[keys[p]][2]
+            for p in paths
+            if stamps[p] is not None and self.entries.get(keys[p], [None])[:2] == stamps[p]
+        }
+        todo = [p for p in paths if p not in known]
+        with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
+            checked = dict(zip(todo, pool.map(_decode_error, todo), strict=True))
+        if todo and self.path:
+            self._save(
+                {keys[p]: [*stamps[p], known.get(p, checked.get(p))] for p in paths if stamps[p]}
+            )
+        found = known | checked
+        return {p: found[p] for p in paths if found[p]}
+
+    def _save(self, entries: dict[str, list]) -> None:
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            tmp = f"{self.path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(entries, f)
+            os.replace(tmp, self.path)
+        except OSError as e:
+            log.info("Image verification cache not written (%s): %s", self.path, e)
 
 
 class FolderDataset:
@@ -92,8 +164,11 @@ class FolderDataset:
 
     classes: class folder names (defines the label ids); None = this split's
     folders, sorted. Pass the train split's classes when opening the eval split so
-    labels agree. With ``allow_skips`` every file is decoded once up front and the
-    unreadable ones are left out; ``skipped`` lists them and a log line reports them.
+    labels agree. Every image is decoded once when the split is indexed (in parallel;
+    results cached in `cache_dir` by file size and modification time), so a bad file is
+    an error before training starts; with ``allow_skips`` it is left out instead.
+    ``skipped`` (file -> reason) and ``unsupported`` (files that are not images of a
+    supported type) are logged and reported.
     Items: {"image": uint8 [S,S,3], "label": int32 scalar}.
     """
 
@@ -105,6 +180,7 @@ class FolderDataset:
         *,
         classes: tuple[str, ...] | list[str] | None = None,
         allow_skips: bool = False,
+        cache_dir: str | None = None,
         num_threads: int = 8,
     ):
         self.root, self.split, self.image_size = os.fspath(root), split, int(image_size)
@@ -131,12 +207,14 @@ class FolderDataset:
         self.classes = classes
         self.files: list[str] = []
         self.labels: list[int] = []
+        self.unsupported: list[str] = []
         for label, name in enumerate(classes):
             class_dir = os.path.join(split_dir, name)
             if not os.path.isdir(class_dir):
                 log.warning("Split %r has no folder for class %r", split, name)
                 continue
-            images = _list_images(class_dir)
+            images, others = _list_files(class_dir)
+            self.unsupported += others
             if not images:
                 raise ValueError(
                     f"Class folder {class_dir!r} contains no images "
@@ -144,34 +222,30 @@ class FolderDataset:
                 )
             self.files += images
             self.labels += [label] * len(images)
-
-        self.skipped: list[str] = []
-        if allow_skips:
-            self._drop_unreadable(num_threads)
-
-    def _drop_unreadable(self, num_threads: int) -> None:
-        def readable(path: str) -> bool:
-            try:
-                load_image(path, self.image_size)
-                return True
-            except UnreadableImageError:
-                return False
-
-        with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
-            ok = list(pool.map(readable, self.files))
-        self.skipped = [f for f, good in zip(self.files, ok, strict=True) if not good]
-        if self.skipped:
-            self.files = [f for f, good in zip(self.files, ok, strict=True) if good]
-            self.labels = [lab for lab, good in zip(self.labels, ok, strict=True) if good]
+        if self.unsupported:
             log.warning(
-                "%s/%s: skipped %d unreadable images: %s",
-                self.root,
-                self.split,
-                len(self.skipped),
-                self.skipped,
+                "%s: ignored %d files that are not %s images: %s",
+                split_dir,
+                len(self.unsupported),
+                "/".join(e[1:] for e in IMAGE_EXTENSIONS),
+                self.unsupported,
             )
+
+        self.skipped = _VerifiedCache(cache_dir, split_dir).errors(self.files, num_threads)
+        if self.skipped and not allow_skips:
+            path, reason = next(iter(self.skipped.items()))
+            raise ValueError(
+                f"{len(self.skipped)} unreadable image(s) in {split_dir}, first {path}: "
+                f"{reason}; fix or remove them, or set config.data.allow_skips=True to skip "
+                f"them (counted and listed in the log and eval.json)"
+            )
+        if self.skipped:
+            keep = [f not in self.skipped for f in self.files]
+            self.files = [f for f, good in zip(self.files, keep, strict=True) if good]
+            self.labels = [lab for lab, good in zip(self.labels, keep, strict=True) if good]
+            log.warning("%s: %s", split_dir, self.skip_report)
         if not self.files:
-            raise ValueError(f"No readable images left in {os.path.join(self.root, self.split)!r}")
+            raise ValueError(f"No readable images left in {split_dir!r}")
 
     @property
     def num_skipped(self) -> int:
@@ -180,6 +254,15 @@ class FolderDataset:
     @property
     def skip_report(self) -> str:
         return f"skipped {len(self.skipped)} unreadable images: {self.skipped}"
+
+    def report(self) -> dict:
+        """What indexing left out, for results files."""
+        return {
+            "split": self.split,
+            "images": len(self.files),
+            "skipped": dict(self.skipped),
+            "unsupported": list(self.unsupported),
+        }
 
     def __len__(self) -> int:
         return len(self.files)

@@ -71,29 +71,79 @@ def test_16bit_scaled_by_257(tmp_path):
     np.testing.assert_array_equal(img[0, :, 0], [0, 1, 255, 100])
 
 
-def test_truncated_and_random_bytes_name_the_file(good_root):
+def test_unreadable_files_stop_indexing_naming_the_first_and_the_count(good_root):
     jpg = good_root / "train" / "Forest" / "a.jpg"
     jpg.write_bytes(jpg.read_bytes()[: len(jpg.read_bytes()) // 2])
     junk = good_root / "train" / "SeaLake" / "junk.png"
     junk.write_bytes(np.random.default_rng(0).bytes(300))
+    with pytest.raises(
+        ValueError,
+        match=r"2 unreadable image\(s\) in .*train, first .*a\.jpg: .*"
+        r"config\.data\.allow_skips=True",
+    ):
+        FolderDataset(str(good_root), "train", 16)
+
+
+def test_a_file_damaged_after_indexing_is_named_when_read(good_root):
     ds = FolderDataset(str(good_root), "train", 16)
-    with pytest.raises(UnreadableImageError, match="a.jpg"):
-        ds[0]
-    with pytest.raises(UnreadableImageError, match="junk.png"):
-        ds[3]
+    (good_root / "train" / "Forest" / "b.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(UnreadableImageError, match="b.png"):
+        ds[1]
 
 
 def test_allow_skips_counts_and_reports(good_root, caplog):
     jpg = good_root / "train" / "Forest" / "a.jpg"
     jpg.write_bytes(jpg.read_bytes()[:100])
     (good_root / "train" / "SeaLake" / "junk.png").write_bytes(b"\x89PNG garbage")
+    os.symlink(good_root / "gone.jpg", good_root / "train" / "SeaLake" / "link.jpg")
     with caplog.at_level(logging.WARNING):
         ds = FolderDataset(str(good_root), "train", 16, allow_skips=True)
-    assert len(ds) == 2 and ds.num_skipped == 2
-    assert sorted(os.path.basename(p) for p in ds.skipped) == ["a.jpg", "junk.png"]
-    assert "skipped 2 unreadable images" in caplog.text and "junk.png" in caplog.text
-    assert ds.skip_report.startswith("skipped 2 unreadable images: [")
+    assert len(ds) == 2 and ds.num_skipped == 3
+    assert sorted(os.path.basename(p) for p in ds.skipped) == ["a.jpg", "junk.png", "link.jpg"]
+    assert "dangling" in ds.skipped[str(good_root / "train" / "SeaLake" / "link.jpg")]
+    assert "skipped 3 unreadable images" in caplog.text and "junk.png" in caplog.text
     assert all(ds[i]["image"].shape == (16, 16, 3) for i in range(len(ds)))
+    report = ds.report()
+    assert report["images"] == 2 and len(report["skipped"]) == 3
+    assert [os.path.basename(p) for p in report["unsupported"]] == ["notes.txt"]
+
+
+def test_other_image_types_are_read_and_other_files_counted(good_root, caplog):
+    folder = good_root / "train" / "Forest"
+    for i, ext in enumerate(("bmp", "webp", "gif")):
+        _save(str(folder / f"x{i}.{ext}"), _rgb(10 + i))
+    (folder / "x.aux.xml").write_text("<sidecar/>")
+    with caplog.at_level(logging.WARNING):
+        ds = FolderDataset(str(good_root), "train", 16)
+    assert sorted(os.path.basename(f) for f in ds.files[:5]) == [
+        "a.jpg", "b.png", "x0.bmp", "x1.webp", "x2.gif",
+    ]  # fmt: skip
+    assert ds[2]["image"].shape == (16, 16, 3)
+    assert sorted(os.path.basename(p) for p in ds.unsupported) == ["notes.txt", "x.aux.xml"]
+    assert "ignored 2 files" in caplog.text
+
+
+def test_verification_is_cached_by_size_and_mtime(good_root, tmp_path, monkeypatch):
+    from rs_jax.data import folder
+
+    decoded = []
+    real = folder._decode_error
+    monkeypatch.setattr(folder, "_decode_error", lambda p: decoded.append(p) or real(p))
+    cache = tmp_path / "cache"
+    FolderDataset(str(good_root), "train", 16, cache_dir=str(cache))
+    assert len(decoded) == 3
+    decoded.clear()
+    FolderDataset(str(good_root), "train", 16, cache_dir=str(cache))
+    assert decoded == []  # nothing changed: nothing decoded again
+    jpg = good_root / "train" / "Forest" / "a.jpg"
+    jpg.write_bytes(jpg.read_bytes()[:100])  # a changed file is checked again, and fails
+    with pytest.raises(ValueError, match="a.jpg"):
+        FolderDataset(str(good_root), "train", 16, cache_dir=str(cache))
+    assert [os.path.basename(p) for p in decoded] == ["a.jpg"]
+    # A cache that cannot be written is no cache, not an error.
+    (tmp_path / "file").write_text("")
+    ds = FolderDataset(str(good_root), "test", 16, cache_dir=str(tmp_path / "file" / "x"))
+    assert len(ds) == 3
 
 
 def test_structure_errors(good_root, tmp_path):
