@@ -6,7 +6,8 @@ Steps: normalise every dataset class name, map it to a canonical name (hand
 synonym tables), decide its level, merge all spellings into one entry per
 (level, canonical name), attach parents (taxonomy hierarchy, then hand table),
 contains links and hand-written descriptions, add rs-jax extras, validate,
-write sorted JSONL. Rules are documented in docs/knowledge_base.md.
+write sorted JSONL. The hand data is rs_jax/kb/data/{tables,descriptions}.json
+(read by `curation`); the rules are documented in docs/knowledge_base.md.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from rs_jax.kb import tables
-from rs_jax.kb.descriptions import DESCRIPTIONS
+from rs_jax.kb.curation import CurationError, Tables, load_descriptions, load_tables
 from rs_jax.kb.schema import LEVELS, Entry, make_id, write_kb
 from rs_jax.kb.validate import format_problems, validate_kb_file
 
@@ -55,20 +55,22 @@ def _singular(w: str) -> str:
     return w[:-1]
 
 
-def canonical(dataset: str, raw: str) -> str:
+def canonical(dataset: str, raw: str, tables: Tables) -> str:
     """Canonical KB name of one dataset class."""
-    if (dataset, raw) in tables.DATASET_SYNONYMS:
-        return tables.DATASET_SYNONYMS[(dataset, raw)]
+    if raw in tables.dataset_synonyms.get(dataset, {}):
+        return tables.dataset_synonyms[dataset][raw]
     n = normalise(raw)
-    return tables.SYNONYMS.get(n, n)
+    return tables.synonyms.get(n, n)
 
 
-def _level(dataset_level: str, name: str, object_names: set[str], lc_names: set[str]) -> str:
+def _level(
+    dataset_level: str, name: str, object_names: set[str], lc_names: set[str], tables: Tables
+) -> str:
     # Land-cover nomenclatures are pixel classes by definition: never moved.
     if dataset_level == "landcover":
         return "landcover"
-    if name in tables.LEVEL_OVERRIDES:
-        return tables.LEVEL_OVERRIDES[name]
+    if name in tables.level_overrides:
+        return tables.level_overrides[name]
     if dataset_level == "object":
         return "object"
     # Scene datasets often name a chip after its dominant object or cover type.
@@ -84,10 +86,14 @@ def _key(level_name: str) -> str:
     return make_id(level, name)
 
 
-def build_entries(taxonomy: dict) -> list[Entry]:
+def build_entries(
+    taxonomy: dict, tables: Tables, descriptions: dict[str, dict[str, str]]
+) -> list[Entry]:
     """Turn the parsed taxonomy into sorted, linked, described entries."""
     datasets = taxonomy["datasets"]
-    canon = {(ds, c): canonical(ds, c) for ds, info in datasets.items() for c in info["classes"]}
+    canon = {
+        (ds, c): canonical(ds, c, tables) for ds, info in datasets.items() for c in info["classes"]
+    }
     object_names = {
         canon[ds, c] for ds, i in datasets.items() if i["level"] == "object" for c in i["classes"]
     }
@@ -109,7 +115,7 @@ def build_entries(taxonomy: dict) -> list[Entry]:
         display = info.get("display_names", {})
         for raw in info["classes"]:
             name = canon[ds, raw]
-            level = _level(info["level"], name, object_names, lc_names)
+            level = _level(info["level"], name, object_names, lc_names, tables)
             eid = make_id(level, name)
             names[eid] = (level, name)
             id_of[ds, raw] = eid
@@ -125,28 +131,34 @@ def build_entries(taxonomy: dict) -> list[Entry]:
             if parent_ds is not None:
                 tax_parents[id_of[ds, raw]].append(id_of[parent_ds, parent_raw])
         for raw, sup in info.get("superclass", {}).items():
-            sup_name = tables.SUPERCLASS_NAMES.get(sup, sup)
+            sup_name = tables.superclass_names.get(sup, sup)
             tax_parents[id_of[ds, raw]].append(make_id("object", sup_name))
 
-    for level, name, extra_aliases in tables.EXTRAS:
-        eid = make_id(level, name)
-        if eid in names:
-            raise BuildError(f"extra {eid} already comes from the taxonomy")
-        names[eid] = (level, name)
-        aliases[eid].update(extra_aliases)
-        sources[eid].add(EXTRA_SOURCE)
+    for level, extras in tables.extras.items():
+        for name, extra_aliases in extras.items():
+            eid = make_id(level, name)
+            if eid in names:
+                raise BuildError(f"extra {eid} already comes from the taxonomy")
+            names[eid] = (level, name)
+            aliases[eid].update(extra_aliases)
+            sources[eid].add(EXTRA_SOURCE)
 
-    for key, extra_aliases in tables.ALIASES.items():
+    for key, extra_aliases in tables.aliases.items():
         if _key(key) not in names:
             raise BuildError(f"alias table names unknown entry {key}")
         aliases[_key(key)].update(extra_aliases)
 
-    missing = sorted(f"{lv}/{n}" for lv, n in names.values() if _description(lv, n) is None)
+    described = {(lv, n) for lv, by_name in descriptions.items() for n in by_name}
+    missing = sorted(f"{lv}/{n}" for lv, n in names.values() if (lv, n) not in described)
     if missing:
         raise BuildError("no description for: " + ", ".join(missing))
+    # A description under the wrong level or a stale name would otherwise be silently unused.
+    unused = sorted(f"{lv}/{n}" for lv, n in described - set(names.values()))
+    if unused:
+        raise BuildError("descriptions name unknown entries: " + ", ".join(unused))
 
-    parents = {_key(k): (_key(v) if v else None) for k, v in tables.PARENTS.items()}
-    contains = {_key(k): sorted({_key(x) for x in v}) for k, v in tables.CONTAINS.items()}
+    parents = {_key(k): (_key(v) if v else None) for k, v in tables.parents.items()}
+    contains = {_key(k): sorted({_key(x) for x in v}) for k, v in tables.contains.items()}
     unknown = sorted((set(parents) | set(contains)) - set(names))
     if unknown:
         raise BuildError("hand tables name unknown entries: " + ", ".join(unknown))
@@ -164,7 +176,7 @@ def build_entries(taxonomy: dict) -> list[Entry]:
                 id=eid,
                 level=level,
                 name=name,
-                description=_description(level, name),
+                description=descriptions[level][name],
                 aliases=sorted(a for a in aliases[eid] if a != name),
                 parent=parent,
                 contains=contains.get(eid, []),
@@ -186,14 +198,22 @@ def _parent_dataset(datasets: dict, ds: str, parent_raw: str) -> str | None:
     return None
 
 
-def _description(level: str, name: str) -> str | None:
-    return DESCRIPTIONS.get(make_id(level, name)) or DESCRIPTIONS.get(name)
+def build(
+    taxonomy_path: str | Path,
+    out_path: str | Path,
+    tables: Tables | None = None,
+    descriptions: dict[str, dict[str, str]] | None = None,
+) -> list[Entry]:
+    """Build, validate and write the KB; refuses to write an invalid one.
 
-
-def build(taxonomy_path: str | Path, out_path: str | Path) -> list[Entry]:
-    """Build, validate and write the KB; refuses to write an invalid one."""
+    tables, descriptions: default to the shipped files in rs_jax/kb/data/.
+    """
     taxonomy = json.loads(Path(taxonomy_path).read_text(encoding="utf-8"))
-    entries = build_entries(taxonomy)
+    entries = build_entries(
+        taxonomy,
+        load_tables() if tables is None else tables,
+        load_descriptions() if descriptions is None else descriptions,
+    )
     if len(entries) < MIN_ENTRIES:
         raise BuildError(f"only {len(entries)} entries, need at least {MIN_ENTRIES}")
     missing_levels = set(LEVELS) - {e.level for e in entries}
@@ -220,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         entries = build(args.taxonomy, args.out)
-    except BuildError as e:
+    except (BuildError, CurationError) as e:
         print(f"build_from_taxonomy: error: {e}", file=sys.stderr)
         return 1
     counts = {lv: sum(e.level == lv for e in entries) for lv in LEVELS}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rs_jax.kb import build_from_taxonomy as b
+from rs_jax.kb.curation import load_descriptions, load_tables
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_KB = REPO / "rs_jax" / "kb" / "data" / "rs_kb.jsonl"
@@ -39,13 +41,14 @@ def test_normalise(raw, norm):
 
 
 def test_canonical_uses_synonym_tables():
-    assert b.canonical("xView", "Fixed-wing Aircraft") == "airplane"
-    assert b.canonical("DOTA-v1.0", "plane") == "airplane"
-    assert b.canonical("iSAID", "store_tank") == "storage tank"
-    assert b.canonical("EuroSAT", "SeaLake") == "lake"
+    tables = load_tables()
+    assert b.canonical("xView", "Fixed-wing Aircraft", tables) == "airplane"
+    assert b.canonical("DOTA-v1.0", "plane", tables) == "airplane"
+    assert b.canonical("iSAID", "store_tank", tables) == "storage tank"
+    assert b.canonical("EuroSAT", "SeaLake", tables) == "lake"
     # Same spelling, different meaning per nomenclature.
-    assert b.canonical("CORINE-Land-Cover-L1", "Water bodies") == "water"
-    assert b.canonical("CORINE-Land-Cover-L3", "Water bodies") == "lake"
+    assert b.canonical("CORINE-Land-Cover-L1", "Water bodies", tables) == "water"
+    assert b.canonical("CORINE-Land-Cover-L3", "Water bodies", tables) == "lake"
 
 
 @needs_taxonomy
@@ -59,32 +62,39 @@ def test_build_is_deterministic_and_matches_shipped(tmp_path):
 
 
 @needs_taxonomy
-def test_build_refuses_entries_without_description(tmp_path, monkeypatch):
-    desc = dict(b.DESCRIPTIONS)
-    del desc["airplane"]
-    monkeypatch.setattr(b, "DESCRIPTIONS", desc)
+def test_build_refuses_entries_without_description(tmp_path):
+    descriptions = load_descriptions()
+    del descriptions["object"]["airplane"]
     out = tmp_path / "kb.jsonl"
-    with pytest.raises(b.BuildError, match="object/airplane"):
-        b.build(TAXONOMY, out)
+    with pytest.raises(b.BuildError, match="no description for: object/airplane"):
+        b.build(TAXONOMY, out, descriptions=descriptions)
     assert not out.exists()
 
 
 @needs_taxonomy
-def test_build_refuses_invalid_kb(tmp_path, monkeypatch):
+def test_build_refuses_descriptions_of_unknown_entries(tmp_path):
+    # A description filed under the wrong level would otherwise go unused.
+    descriptions = load_descriptions()
+    descriptions["scene"]["storage tank"] = descriptions["object"]["storage tank"]
+    with pytest.raises(b.BuildError, match="unknown entries: scene/storage tank"):
+        b.build(TAXONOMY, tmp_path / "kb.jsonl", descriptions=descriptions)
+
+
+@needs_taxonomy
+def test_build_refuses_invalid_kb(tmp_path):
     # A cycle in the hand parent table must be caught by validation before writing.
-    parents = dict(b.tables.PARENTS)
-    parents["object/airplane"] = "object/boeing 737"
-    monkeypatch.setattr(b.tables, "PARENTS", parents)
+    tables = load_tables()
+    parents = {**tables.parents, "object/airplane": "object/boeing 737"}
     out = tmp_path / "kb.jsonl"
     with pytest.raises(b.BuildError, match="parent cycle"):
-        b.build(TAXONOMY, out)
+        b.build(TAXONOMY, out, tables=dataclasses.replace(tables, parents=parents))
     assert not out.exists()
 
 
 @needs_taxonomy
 def test_every_taxonomy_class_lands_in_an_entry():
     taxonomy = json.loads(TAXONOMY.read_text())
-    entries = b.build_entries(taxonomy)
+    entries = b.build_entries(taxonomy, load_tables(), load_descriptions())
     by_name = {e.name for e in entries} | {a for e in entries for a in e.aliases}
     for info in taxonomy["datasets"].values():
         for raw in info["classes"]:
