@@ -18,7 +18,6 @@ _EXPORTS = {
     "load_tokenizer": "rs_jax.data.tokenizer",
     "normalize_answer": "rs_jax.data.tasks",
     "kb_entries": "rs_jax.data.synth",
-    "KBEntry": "rs_jax.data.synth",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -40,6 +40,7 @@ from rs_jax.data import tasks as tasks_lib
 from rs_jax.data import tokenizer as tokenizer_lib
 from rs_jax.data.folder import FolderDataset
 from rs_jax.data.rs_synth import prepare_rs_synth
+from rs_jax.kb.schema import Entry, make_id
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,7 @@ class DataBundle:
     eos_id: int  # where generation stops: the template's stop token
     vocab_size: int
     tasks: tuple[str, ...]
-    kb_entries: list[synth.KBEntry]
+    kb_entries: list[Entry]
     image_size: int
     global_batch_size: int
     worker_count: int
@@ -394,6 +395,23 @@ def _prepare_tokenizer(spec: str, data_dir: str, corpus: list[str]) -> Any:
     return tokenizer_lib.load_tokenizer(path)
 
 
+def _folder_kb_entries(names: Sequence[str], classes: Sequence[str], source: str) -> list[Entry]:
+    """A folder dataset's KB: a scene entry per class (its folder name an alias), then the
+    synthetic set's land-cover and object entries."""
+    scenes = [
+        Entry(
+            id=make_id("scene", name),
+            level="scene",
+            name=name,
+            description=f"a remote sensing image of {name}",
+            aliases=[folder],
+            sources=[source],
+        )
+        for name, folder in zip(names, classes, strict=True)
+    ]
+    return scenes + [e for e in synth.kb_entries() if e.level != "scene"]
+
+
 def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
     """Prepare dataset and tokenizer from ``config.data``; see the module docstring for batches."""
     dc = config.data
@@ -422,10 +440,8 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
         names = [tasks_lib.class_display_name(c) for c in train_ds.classes]
         train_records = FolderRecords(train_ds, names, train=True)
         eval_records = FolderRecords(eval_ds, names, train=False)
-        kb = [
-            synth.KBEntry("scene", n, f"a remote sensing image of {n}", (c,))
-            for n, c in zip(names, train_ds.classes, strict=True)
-        ] + [e for e in synth.kb_entries() if e.level != "scene"]
+        source = os.path.basename(os.path.normpath(dc.root))
+        kb = _folder_kb_entries(names, train_ds.classes, source)
         corpus = list(tasks_lib.CLASSIFY_PROMPTS) + names
     else:
         raise ValueError(f"Unknown config.data.name {dc.name!r}; expected 'rs_synth' or 'folder'")

@@ -13,8 +13,12 @@ label always agrees with what is in the picture.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
+
+from rs_jax.kb.curation import load_descriptions
+from rs_jax.kb.schema import Entry, make_id
 
 SCENES: tuple[str, ...] = (
     "airport",
@@ -64,59 +68,27 @@ URBAN_MIN_IMPERVIOUS = 0.25
 _WATER, _FOREST, _CROP, _GRASS, _BARE, _IMPERVIOUS = range(len(LANDCOVERS))
 
 
-@dataclasses.dataclass(frozen=True)
-class KBEntry:
-    """One knowledge-base entry: a class at one semantic level and how it looks from above."""
-
-    level: str  # "scene" | "landcover" | "object"
-    name: str
-    description: str
-    aliases: tuple[str, ...] = ()
+# The `sources` of the synthetic set's KB entries: the data set's name in configs.
+KB_SOURCE = "rs_synth"
+DESCRIPTIONS_FILE = Path(__file__).with_name("synth_descriptions.json")
 
 
-_SCENE_DESCRIPTIONS = {
-    "airport": "a long dark runway with a dashed white centre line and white cross-shaped "
-    "airplanes parked on a grey apron",
-    "harbor": "open blue water beside a grey paved dock, white elongated ships moored on the water",
-    "residential": "small buildings with red or orange roofs along grey roads, with trees "
-    "and parked cars",
-    "industrial": "large grey paved lots with round white storage tanks and big flat-roofed "
-    "warehouses",
-    "farmland": "a patchwork of striped crop fields in yellow, green and brown parcels",
-    "forest": "dense, dark green, blotchy tree canopy covering most of the image",
-    "lake": "a rounded body of blue water surrounded by land",
-    "river": "a winding band of blue water crossing the image",
-    "desert": "bare sandy land with faint dune ripples and few or no structures",
-}
-_LANDCOVER_DESCRIPTIONS = {
-    "water": "smooth dark blue surface with little texture",
-    "forest": "dark green rough canopy texture with shadows between crowns",
-    "cropland": "parallel stripes of crop rows in rectangular parcels",
-    "grassland": "light green, fairly uniform vegetation",
-    "bare land": "beige sandy or rocky ground with soft ripples",
-    "impervious surface": "grey paved or built-up ground: concrete, asphalt and rooftops",
-}
-_OBJECT_DESCRIPTIONS = {
-    "building": "a small solid rectangle with a red, orange or grey roof and a dark shadow on "
-    "one side",
-    "road": "a narrow straight grey line running across the image",
-    "vehicle": "a tiny brightly coloured rectangle on a road or paved area",
-    "ship": "a white elongated hull with a pointed bow, always on water",
-    "airplane": "a white cross shape: a long fuselage with wings and a tail, near a runway",
-    "storage tank": "a bright white circle with a grey rim, often in groups at industrial sites",
-    "tree": "a small round dark green crown with a shadow, standing alone",
-    "runway": "a wide dark strip across the image with a dashed white centre line",
-}
-
-
-def kb_entries() -> list[KBEntry]:
+def kb_entries() -> list[Entry]:
     """The global KB list: scene entries, then landcover, then object; index = KB id."""
-    entries = [KBEntry("scene", n, _SCENE_DESCRIPTIONS[n]) for n in SCENES]
-    entries += [KBEntry("landcover", n, _LANDCOVER_DESCRIPTIONS[n]) for n in LANDCOVERS]
-    entries += [
-        KBEntry("object", n, _OBJECT_DESCRIPTIONS[n], (OBJECT_PLURALS[n],)) for n in OBJECTS
+    text = load_descriptions(DESCRIPTIONS_FILE)
+    classes = [("scene", n) for n in SCENES] + [("landcover", n) for n in LANDCOVERS]
+    classes += [("object", n) for n in OBJECTS]
+    return [
+        Entry(
+            id=make_id(level, name),
+            level=level,
+            name=name,
+            description=text[level][name],
+            aliases=[OBJECT_PLURALS[name]] if level == "object" else [],
+            sources=[KB_SOURCE],
+        )
+        for level, name in classes
     ]
-    return entries
 
 
 def kb_id(level: str, name: str) -> int:

@@ -11,17 +11,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rs_jax.kb.schema import Entry
+
 
 def _key(text: str) -> str:
     # "Sea or Lake", "SeaLake", "sea_lake" -> "sealake"-like keys; "or"/"and" kept.
     return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
-def link_labels(label_entries: Sequence, kb_entries: Sequence) -> tuple[np.ndarray, list[str]]:
-    """Row of the KB for each dataset label entry (-1 when none), and the unmatched names.
-
-    Both sequences hold objects with `level`, `name` and `aliases`.
-    """
+def link_labels(
+    label_entries: Sequence[Entry], kb_entries: Sequence[Entry]
+) -> tuple[np.ndarray, list[str]]:
+    """Row of the KB for each dataset label entry (-1 when none), and the unmatched names."""
     by_key: dict[str, list[int]] = {}
     for row, entry in enumerate(kb_entries):
         for text in (entry.name, *entry.aliases):

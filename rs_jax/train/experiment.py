@@ -20,6 +20,7 @@ from rs_jax.convert import pretrained
 from rs_jax.data.pipeline import MAX_KB_LABELS, DataBundle, build_data
 from rs_jax.kb.host_retrieval import HostRetriever, prompt_query
 from rs_jax.kb.linking import link_labels, relabel
+from rs_jax.kb.schema import Entry
 from rs_jax.kb.store import BuiltKB, check_encoder
 from rs_jax.models import build_model
 from rs_jax.models.config import ModelConfig
@@ -31,7 +32,7 @@ from rs_jax.train import optimizer as optimizer_lib
 class Knowledge:
     """What the model retrieves from, and how dataset labels map onto it."""
 
-    entries: list  # KB rows: objects with level, name, aliases
+    entries: list[Entry]  # KB rows
     table: np.ndarray | None  # [N, D] embeddings of a built KB; None = learned from scratch
     row_of_label: np.ndarray  # [num dataset labels] KB row of each dataset label, -1 = none
     retriever: HostRetriever | None = None  # kb.retrieval = "host": adds kb_ids to batches
@@ -150,7 +151,9 @@ def setup(
 
 
 def plan(
-    config: ml_collections.ConfigDict, kb_entries: list, devices: Sequence[Any] | None = None
+    config: ml_collections.ConfigDict,
+    kb_entries: list[Entry],
+    devices: Sequence[Any] | None = None,
 ) -> Experiment:
     """An experiment with abstract state (shapes, dtypes and shardings; nothing allocated)
     and no data, for planning memory ahead of time: lower and compile its train step.

@@ -183,6 +183,8 @@ def test_folder_pipeline(tmp_path):
     assert bundle.tasks == ("scene",)
     assert [e.name for e in bundle.kb_entries[:2]] == ["annual crop", "sea lake"]
     assert [e.level for e in bundle.kb_entries].count("scene") == 2
+    assert bundle.kb_entries[1].aliases == ["SeaLake"]
+    assert bundle.kb_entries[1].sources == ["folder"]  # the dataset root's name
     b = next(bundle.train_iterator(0))
     _check_batch(b, bundle, 4)
     assert (b["kb_labels"][:, 1:] == -1).all() and (b["task_id"] == 0).all()

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from rs_jax.data import synth
+from rs_jax.kb.curation import load_descriptions
+from rs_jax.kb.schema import make_id
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +81,10 @@ def test_kb_entries_order_and_ids():
     assert all(e.description for e in entries)
     for e in entries:
         assert entries[synth.kb_id(e.level, e.name)] == e
+        assert e.id == make_id(e.level, e.name) and e.sources == [synth.KB_SOURCE]
+
+
+def test_descriptions_file_describes_exactly_the_classes():
+    text = load_descriptions(synth.DESCRIPTIONS_FILE)
+    classes = {"scene": synth.SCENES, "landcover": synth.LANDCOVERS, "object": synth.OBJECTS}
+    assert {level: tuple(names) for level, names in text.items()} == classes

@@ -13,7 +13,6 @@ from configs.common import SHARDING_RULES
 from rs_jax.config import ConfigError, load_config
 from rs_jax.data.synth import kb_entries
 from rs_jax.kb.index import LevelIndex
-from rs_jax.kb.schema import Entry, make_id
 from rs_jax.kb.store import write_built_kb
 from rs_jax.models.config import KnowledgeConfig, Precision
 from rs_jax.models.retrieval import KnowledgeBase
@@ -61,10 +60,7 @@ def fake_query(example: dict) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def built_kb(tmp_path_factory):
-    entries = [
-        Entry(id=make_id(e.level, e.name), level=e.level, name=e.name, description=e.description)
-        for e in kb_entries()
-    ]
+    entries = kb_entries()
     table = _unit_rows(np.random.default_rng(0).normal(size=(len(entries), DIM)))
     out = tmp_path_factory.mktemp("kb") / "built"
     return write_built_kb(out, entries, table, encoder=FakeEncoder(dim=DIM))

@@ -1,8 +1,7 @@
 import numpy as np
 
-from rs_jax.data.synth import KBEntry
 from rs_jax.kb.linking import link_labels, relabel
-from rs_jax.kb.schema import Entry
+from rs_jax.kb.schema import Entry, make_id
 
 KB = [
     Entry(
@@ -30,12 +29,16 @@ KB = [
 ]
 
 
+def _label(level: str, name: str, *aliases: str) -> Entry:
+    return Entry(make_id(level, name), level, name, "d", list(aliases))
+
+
 def test_labels_link_by_name_or_alias_preferring_their_level():
     labels = [
-        KBEntry("scene", "sea lake", "", ("SeaLake",)),  # EuroSAT class; land cover in the KB
-        KBEntry("scene", "highway", ""),
-        KBEntry("object", "Plane", ""),
-        KBEntry("object", "submarine", ""),
+        _label("scene", "sea lake", "SeaLake"),  # EuroSAT class; land cover in the KB
+        _label("scene", "highway"),
+        _label("object", "Plane"),
+        _label("object", "submarine"),
     ]
     rows, unmatched = link_labels(labels, KB)
     np.testing.assert_array_equal(rows, [1, 0, 2, -1])
