@@ -5,6 +5,7 @@ Training and evaluation share this, so both see the same mesh, shardings and sta
 
 import dataclasses
 import hashlib
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -143,6 +144,7 @@ def setup(
     model_config = ModelConfig.from_config(config.model, config.data.image_size)
     mesh = partitioning.make_mesh(config.mesh)
     _check_batch_fits_mesh(config, mesh, tuple(config.sharding_rules))
+    _check_parameters_fit_mesh(config, model_config, mesh)
     data = build_data(config, workdir)
     model_config = model_config.with_vocab(data.vocab_size)
     knowledge = load_knowledge(config, model_config, data, query_fn)
@@ -312,17 +314,30 @@ def _warm_start(model: nnx.Module, source: str) -> None:
     print(f"Parameters from {step_dir}{note}.", flush=True)
 
 
+def _check_parameters_fit_mesh(config, model_config: ModelConfig, mesh) -> None:
+    """Every parameter's sharded dimensions divide their mesh axes: checked on the abstract
+    model before data preparation, so a mesh the model cannot use fails in seconds. The
+    vocabulary and KB size are not known yet: stand-ins that divide any mesh take their place
+    (the real ones are checked when the model is built)."""
+    fill = mesh.size * 128
+    stand_in = model_config.with_vocab(model_config.llm.vocab_size or fill)
+    levels = list(model_config.kb_levels) * max(fill, config.model.kb.top_k)
+    model = build_model(stand_in, levels, mesh, tuple(config.sharding_rules), abstract=True)
+    partitioning.state_shardings(nnx.state(model), mesh, tuple(config.sharding_rules))
+
+
 def _check_batch_fits_mesh(config, mesh, rules) -> None:
-    divisor = partitioning.batch_divisor(mesh, rules) * jax.process_count()
+    # The mesh spans every host's devices; each host also feeds an equal slice of the batch.
+    shards, hosts = partitioning.batch_divisor(mesh, rules), jax.process_count()
     accum = config.train.grad_accum_steps
-    for name, size, parts in (
-        ("data.batch_size", config.data.batch_size, divisor * accum),
-        ("eval.batch_size", config.eval.batch_size, divisor),
+    for name, size, micro in (
+        ("data.batch_size", config.data.batch_size, accum),
+        ("eval.batch_size", config.eval.batch_size, 1),
     ):
-        if size % parts:
-            micro = f" times config.train.grad_accum_steps={accum}" if parts != divisor else ""
+        if size % (math.lcm(shards, hosts) * micro):
             raise ValueError(
-                f"config.{name}={size} must be divisible by the {divisor // jax.process_count()}"
-                f" batch shards of mesh {dict(mesh.shape)} times {jax.process_count()} host(s)"
-                f"{micro}"
+                f"config.{name}={size} must be divisible by the {shards} batch shards of mesh "
+                f"{dict(mesh.shape)}"
+                + (f" and the {hosts} hosts" if hosts > 1 else "")
+                + (f", times config.train.grad_accum_steps={accum}" if micro > 1 else "")
             )

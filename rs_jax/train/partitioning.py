@@ -196,15 +196,35 @@ def state_partition_specs(abstract_state: Any, rules: Rules) -> Any:
 def state_shardings(abstract_state: Any, mesh: Mesh, rules: Rules) -> Any:
     """NamedSharding tree (same structure as ``abstract_state``) from logical metadata."""
     specs = state_partition_specs(abstract_state, rules)
+    shapes, logical = {}, {}
+    for path, var in jax.tree_util.tree_leaves_with_path(
+        abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable)
+    ):
+        name = jax.tree_util.keystr(path)
+        shapes[name] = np.shape(var.value if isinstance(var, nnx.Variable) else var)
+        if isinstance(var, nnx.Variable):
+            logical[name] = var.get_metadata().get("out_sharding") or ()
 
     def to_sharding(path: Any, spec: PartitionSpec) -> NamedSharding:
-        used = [a for p in spec if p is not None for a in ((p,) if isinstance(p, str) else p)]
+        name = jax.tree_util.keystr(path).removesuffix(".value")
+        axes = [() if p is None else (p,) if isinstance(p, str) else tuple(p) for p in spec]
+        used = [a for group in axes for a in group]
         if len(used) != len(set(used)):
-            name = jax.tree_util.keystr(path).removesuffix(".value")
             raise ValueError(
                 f"Parameter {name} maps two dimensions to the same "
                 f"mesh axis: {spec}; change its logical axes or sharding_rules"
             )
+        shape, names = shapes.get(name, ()), logical.get(name, ())
+        for dim, (size, group) in enumerate(zip(shape, axes)):
+            parts = math.prod(mesh.shape[a] for a in group)
+            if size % parts:
+                keys = " x ".join(f"config.mesh.{a}={mesh.shape[a]}" for a in group)
+                what = f"{names[dim]!r}, " if dim < len(names) else ""
+                raise ValueError(
+                    f"Parameter {name} {tuple(shape)}: dimension {dim} ({what}size {size}) cannot "
+                    f"be split over {keys}; choose mesh sizes that divide it, or map that "
+                    f"dimension elsewhere in config.sharding_rules"
+                )
         return NamedSharding(mesh, spec)
 
     return jax.tree_util.tree_map_with_path(
