@@ -269,6 +269,8 @@ class DataBundle:
     eval_pairs: list[tuple[int, int]] = dataclasses.field(repr=False)
     # Adds kb_ids to every batch (rs_jax.kb.host_retrieval.HostRetriever); None = device mode.
     host_retriever: Any = dataclasses.field(default=None, repr=False)
+    # Split -> what indexing left out (FolderDataset.report); empty for generated data.
+    skips: dict[str, dict] = dataclasses.field(default_factory=dict)
 
     @property
     def num_train_images(self) -> int:
@@ -417,6 +419,7 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
     dc = config.data
     data_dir = dc.data_dir or os.path.join(workdir, "data")
     size = int(dc.image_size)
+    skips: dict[str, dict] = {}
     if dc.name == "rs_synth":
         task_names = tuple(dc.tasks)
         unknown = [t for t in task_names if t not in tasks_lib.TASKS]
@@ -433,10 +436,19 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
         corpus = tasks_lib.corpus_texts()
     elif dc.name == "folder":
         task_names = ("scene",)
-        train_ds = FolderDataset(dc.root, dc.train_split, size, allow_skips=dc.allow_skips)
-        eval_ds = FolderDataset(
-            dc.root, dc.eval_split, size, classes=train_ds.classes, allow_skips=dc.allow_skips
+        checks = os.path.join(data_dir, "image_checks")
+        train_ds = FolderDataset(
+            dc.root, dc.train_split, size, allow_skips=dc.allow_skips, cache_dir=checks
         )
+        eval_ds = FolderDataset(
+            dc.root,
+            dc.eval_split,
+            size,
+            classes=train_ds.classes,
+            allow_skips=dc.allow_skips,
+            cache_dir=checks,
+        )
+        skips = {"train": train_ds.report(), "eval": eval_ds.report()}
         names = [tasks_lib.class_display_name(c) for c in train_ds.classes]
         train_records = FolderRecords(train_ds, names, train=True)
         eval_records = FolderRecords(eval_ds, names, train=False)
@@ -472,4 +484,5 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
         train_records=train_records,
         eval_records=eval_records,
         eval_pairs=eval_pairs,
+        skips=skips,
     )

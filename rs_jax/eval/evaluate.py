@@ -2,6 +2,7 @@
 level and expert usage per level, printed as a table and written to <workdir>/eval.json."""
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +57,22 @@ def make_eval_step(exp: experiment_lib.Experiment):
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    exp = experiment_lib.setup(config, workdir)
+    # Checked before any data is prepared: a wrong or read-only workdir fails in seconds.
+    if not (Path(workdir) / "checkpoints").is_dir():
+        raise FileNotFoundError(
+            f"No checkpoint in {workdir}; run `rs-jax train` with this workdir first"
+        )
+    if not os.access(workdir, os.W_OK):
+        raise FileExistsError(
+            f"--workdir {workdir} is not writable; eval writes eval.json and its charts there"
+        )
     checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
     step = checkpointer.latest_step()
     if step is None:
         raise FileNotFoundError(
             f"No checkpoint in {checkpointer.directory}; run `rs-jax train` with this workdir first"
         )
+    exp = experiment_lib.setup(config, workdir)
     checkpointer.check_knowledge(step, exp.knowledge.sha256, exp.knowledge.source)
     params = checkpointer.restore(step, exp.abstract_state())["params"]
     checkpointer.close()
@@ -131,6 +141,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         fig = expert_usage_figure(results["expert_usage"])
         fig.savefig(Path(workdir) / "expert_usage.png", dpi=100)
     results["samples"] = samples
+    if exp.data.skips:  # what indexing left out: an eval never silently scores fewer images
+        results["data"] = exp.data.skips["eval"]
 
     (Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
     _print_report(results, config)
@@ -149,4 +161,11 @@ def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) ->
         print(f"experts   {name:<10} " + " ".join(f"{u:.2f}" for u in usage))
     if "expert_dropped_fraction" in results:
         print(f"experts   dropped over capacity {results['expert_dropped_fraction']:.3f}")
+    data = results.get("data")
+    if data and (data["skipped"] or data["unsupported"]):
+        print(
+            f"data      {data['split']} split: {data['images']} images scored; left out "
+            f"{len(data['skipped'])} unreadable and {len(data['unsupported'])} unsupported "
+            f"files (listed in eval.json)"
+        )
     print(f"(written to eval.json{'' if config.model.baseline else ' and expert_usage.png'})")

@@ -193,6 +193,23 @@ def test_folder_pipeline(tmp_path):
     answers = [a for _, a in _valid_pairs(evals)]
     assert answers == ["annual crop"] * 3 + ["sea lake"] * 3
     assert set(evals[0]["question_text"]) == {"What is the land use class of this image?"}
+    assert bundle.skips["eval"] == {"split": "test", "images": 6, "skipped": {}, "unsupported": []}
+
+    # A corrupt eval image: an error before any batch, or, with skips allowed, one image
+    # fewer and the file named in the bundle's report (which eval.json carries).
+    bad = root / "test" / "SeaLake" / "1.png"
+    bad.write_bytes(b"not a png")
+    (root / "test" / "SeaLake" / "README.txt").write_text("notes")
+    with pytest.raises(ValueError, match=r"1 unreadable image\(s\) in .*test, first .*1\.png"):
+        build_data(config, "/unused")
+    config.data.allow_skips = True
+    bundle = build_data(config, "/unused")
+    report = bundle.skips["eval"]
+    assert report["images"] == 5 and list(report["skipped"]) == [str(bad)]
+    assert report["unsupported"] == [str(root / "test" / "SeaLake" / "README.txt")]
+    assert bundle.num_eval_examples == 5
+    # Verified once: the cache in the data folder knows every file's state.
+    assert len(list((tmp_path / "d" / "image_checks").glob("*.json"))) == 2
 
 
 def test_worker_processes_match_in_process_stream(bundle):
