@@ -61,11 +61,25 @@ def simulate_cpu_devices(count: int, env: MutableMapping[str, str] = os.environ)
 
 
 def _initialize_distributed() -> None:
-    """Multi-host runs (SLURM, TPU pods) set RS_JAX_DISTRIBUTED=1; jax reads the rest."""
-    if os.environ.get("RS_JAX_DISTRIBUTED", "") not in ("", "0"):
-        import jax
+    """Multi-host runs set RS_JAX_DISTRIBUTED=1. On SLURM and TPU pods jax finds the
+    coordinator, process count and id itself; elsewhere (several processes on one machine,
+    launch/multiprocess.sh) JAX_COORDINATOR_ADDRESS, RS_JAX_NUM_PROCESSES and
+    RS_JAX_PROCESS_ID give them."""
+    if os.environ.get("RS_JAX_DISTRIBUTED", "") in ("", "0"):
+        return
+    import jax
 
-        jax.distributed.initialize()
+    given = {}
+    for key, name in (
+        ("num_processes", "RS_JAX_NUM_PROCESSES"),
+        ("process_id", "RS_JAX_PROCESS_ID"),
+    ):
+        value = os.environ.get(name, "").strip()
+        if value:
+            if not value.isdigit():
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+            given[key] = int(value)
+    jax.distributed.initialize(**given)
 
 
 def _split_overrides(extra: Sequence[str]) -> tuple[list[str], list[str]]:
