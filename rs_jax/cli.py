@@ -80,6 +80,10 @@ def _initialize_distributed() -> None:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
             given[key] = int(value)
     jax.distributed.initialize(**given)
+    if jax.process_index() > 0:
+        # Every process computes the same global metrics: one copy of the report and
+        # progress lines (process 0's) is enough; warnings and errors still reach stderr.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
 
 
 def _split_overrides(extra: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -291,15 +291,19 @@ class DataBundle:
     def train_iterator(self, seed: int) -> grain.DatasetIterator:
         """Infinite, per-epoch shuffled, per-host batches; checkpointable via get/set_state."""
         per_host = self.per_host_batch_size(self.global_batch_size)
-        ds = grain.MapDataset.source(self.train_records)
-        ds = ds[jax.process_index() :: jax.process_count()]
-        if len(ds) < per_host:
+        if len(self.train_records) < self.global_batch_size:
             raise ValueError(
-                f"Train split has {len(ds)} images on this host, fewer than one batch ({per_host})"
+                f"Train split has {len(self.train_records)} images, fewer than one batch; "
+                f"lower config.data.batch_size={self.global_batch_size}"
             )
+        ds = grain.MapDataset.source(self.train_records)
         ds = ds.seed(seed).shuffle().repeat(None)
         # After repeat: every visit of an image draws a fresh (but reproducible) question.
         ds = ds.random_map(_RandomQuestion(self.tasks, self.encoder))
+        # Sliced last, so the global stream (order and questions) is the same for any number
+        # of hosts: host h reads rows h, h + n, ...; its batch of k rows is its part of the
+        # global batch of n * k rows (lazy: a host loads only its own images).
+        ds = ds[jax.process_index() :: jax.process_count()]
         ds = ds.to_iter_dataset(
             grain.ReadOptions(num_threads=min(8, os.cpu_count() or 1), prefetch_buffer_size=64)
         )

@@ -137,16 +137,26 @@ def test_eval_batches_cover_every_pair_in_order(bundle):
 
 def test_multi_host_slicing(bundle, monkeypatch):
     monkeypatch.setattr(jax, "process_count", lambda: 2)
-    per_host = {}
+    per_host, train_parts = {}, {}
     for host in (0, 1):
         monkeypatch.setattr(jax, "process_index", lambda host=host: host)
         per_host[host] = list(bundle.eval_batches(batch_size=16))
-        assert next(bundle.train_iterator(0))["image"].shape[0] == 4
+        stream = bundle.train_iterator(0)
+        train_parts[host] = [next(stream) for _ in range(2)]
+        assert train_parts[host][0]["image"].shape[0] == 4
     assert len(per_host[0]) == len(per_host[1])
     texts = [_valid_pairs(per_host[h]) for h in (0, 1)]
     monkeypatch.undo()
     everything = _valid_pairs(bundle.eval_batches(16))
     assert texts[0] == everything[0::2] and texts[1] == everything[1::2]
+    # The training stream too: host h's rows of each batch are rows h::2 of the one-host
+    # global batch, images and drawn questions alike (the same examples for any host count).
+    one_host = bundle.train_iterator(0)
+    for step in range(2):
+        whole = next(one_host)
+        for host in (0, 1):
+            for key in ("image", "prompt_ids", "answer_ids"):
+                np.testing.assert_array_equal(train_parts[host][step][key], whole[key][host::2])
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     with pytest.raises(ValueError, match="divisible"):
         list(bundle.eval_batches(batch_size=15))
