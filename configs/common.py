@@ -1,9 +1,12 @@
 """Defaults shared by every experiment config; each experiment file overrides what it needs."""
 
+from typing import Any
+
 import ml_collections
 
 # Mesh axes (outermost first) and the logical-axis -> mesh-axes rules every parameter and
 # activation is placed by live in rs_jax/train/partitioning.py.
+from rs_jax.config import parse_value
 from rs_jax.train.partitioning import MESH_AXES, SHARDING_RULES
 
 
@@ -204,11 +207,11 @@ def make_baseline(config: ml_collections.ConfigDict) -> None:
     config.model.baseline = True
 
 
-# What the presets' `:stage1` / `:stage2[,lora]` / `:tiny` variants set (configs/geochat_like.py).
-STAGE_VARIANTS = ("stage1", "stage2", "lora", "tiny")
+# The presets' `:stage1` / `:stage2[,lora]` / `:tiny` variants (configs/geochat_like.py).
+STAGE_ARGS = dict(stage1=False, stage2=False, lora=False, tiny=False)
 
 
-def pretrained_stage(config: ml_collections.ConfigDict, variants: set[str]) -> None:
+def pretrained_stage(config: ml_collections.ConfigDict, arg: ml_collections.ConfigDict) -> None:
     """LLaVA's recipe on a preset built from pretrained towers. stage1: the towers frozen,
     the rest trains at 1e-3. stage2: the decoder tuned at 2e-5, or with `lora` LoRA
     adapters (rank 128, alpha 256) at 2e-4 on the frozen decoder; start it from stage 1 with
@@ -226,17 +229,17 @@ def pretrained_stage(config: ml_collections.ConfigDict, variants: set[str]) -> N
     config.model.augment.num_heads = 16
     config.model.experts.update(experts_per_level=4, top_k=2)
     config.train.update(steps=5000, warmup_steps=150, loss_vocab_chunk=8192)
-    if "stage1" in variants and "stage2" in variants:
+    if arg.stage1 and arg.stage2:
         raise ValueError("choose one of the variants stage1 and stage2")
-    if "stage1" in variants:
+    if arg.stage1:
         config.train.freeze = ("vision", "llm")
         config.train.learning_rate = 1e-3
-    if "stage2" in variants:
-        config.train.freeze = ("vision", "llm") if "lora" in variants else ("vision",)
-        config.train.learning_rate = 2e-4 if "lora" in variants else 2e-5
-        if "lora" in variants:
+    if arg.stage2:
+        config.train.freeze = ("vision", "llm") if arg.lora else ("vision",)
+        config.train.learning_rate = 2e-4 if arg.lora else 2e-5
+        if arg.lora:
             config.model.llm.lora.update(rank=128, alpha=256.0)
-    if "tiny" in variants:
+    if arg.tiny:
         config.mesh.update(data=-1, fsdp=1)
         config.data.update(image_size=16, num_train=64, num_test=8, batch_size=8)
         config.data.update(max_prompt_len=64, max_answer_len=16)
@@ -251,11 +254,28 @@ def pretrained_stage(config: ml_collections.ConfigDict, variants: set[str]) -> N
         config.train.loss_vocab_chunk = 0
 
 
-def parse_variants(arg: str | None, allowed: tuple[str, ...]) -> set[str]:
-    variants = {v.strip() for v in (arg or "").split(",") if v.strip()}
-    unknown = variants - set(allowed)
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+    """A config file's `:arg`: comma-separated `key=value` pairs, each typed by its default,
+    where a bare `key` sets a bool to True (big_vision's convention); every key must be one
+    of `defaults`. `parse_arg("e=4,dropless", e=8, dropless=False)` -> {e: 4, dropless: True}.
+    """
+    values = ml_collections.ConfigDict(defaults)
+    terms = [term.strip() for term in (arg or "").split(",") if term.strip()]
+    unknown = [term.split("=")[0] for term in terms if term.split("=")[0] not in defaults]
     if unknown:
+        allowed = [
+            k if isinstance(v, bool) else f"{k}=<{type(v).__name__}>" for k, v in defaults.items()
+        ]
         raise ValueError(
-            f"Unknown config variant(s) {sorted(unknown)}; allowed: {', '.join(allowed)}"
+            f"Unknown config variant(s) {sorted(unknown)}; allowed: {', '.join(allowed) or 'none'}"
         )
-    return variants
+    for term in terms:
+        key, has_value, raw = term.partition("=")
+        if not has_value and not isinstance(defaults[key], bool):
+            raise ValueError(
+                f"config variant {key} needs a value: {key}=<{type(defaults[key]).__name__}>"
+            )
+        values[key] = (
+            parse_value(raw, defaults[key], f"config variant {key}") if has_value else True
+        )
+    return values

@@ -27,13 +27,12 @@ SHARED_DATA = Path(os.environ.get("RS_JAX_SHARED_DATA", REPO.parent / "shared" /
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
-    variants = common.parse_variants(arg, allowed=("baseline", "kb"))
+    arg = common.parse_arg(arg, baseline=False, kb=False)
 
     config.data.name = "folder"
     config.data.root = str(SHARED_DATA / "eurosat_rgb")
     config.data.image_size = 64
     config.data.tasks = ("scene",)
-    config.data.batch_size = 32
     config.eval.batch_size = 100
     config.eval.max_new_tokens = 5
 
@@ -44,13 +43,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.remat_policy = "full"
 
     config.train.steps = 1500
-    config.train.learning_rate = 1e-3
-    config.train.warmup_steps = 100
     config.train.log_every = 100
-    config.train.checkpoint_every = 500
 
-    if "kb" in variants:
+    if arg.kb:
         config.model.kb.update(source=str(REPO / "runs" / "kb"), dim=384, top_k=5)
-    if "baseline" in variants:
+    if arg.baseline:
         common.make_baseline(config)
     return config

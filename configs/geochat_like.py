@@ -23,12 +23,12 @@ from configs import common
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
-    variants = common.parse_variants(arg, allowed=common.STAGE_VARIANTS)
+    arg = common.parse_arg(arg, **common.STAGE_ARGS)
     config.init.update(vision_types=("clip_vision_model",), llm_types=("llama", "mistral"))
     config.data.image_size = 336
     config.data.template = "vicuna_v1"  # as LLaVA v1.5 and GeoChat; "llama3" for Llama 3
     # CLIP-L/14 at 336 px: a 24 x 24 patch grid; blocks counted from the end of the tower.
     config.model.levels = (("scene", -2, 3), ("landcover", -7, 8), ("object", -13, 24))
     config.model.experts.mlp_dim = 4096
-    common.pretrained_stage(config, variants)
+    common.pretrained_stage(config, arg)
     return config

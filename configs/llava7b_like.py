@@ -19,7 +19,7 @@ from configs import common
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
-    common.parse_variants(arg, allowed=())
+    common.parse_arg(arg)  # no variants: a stray :arg is an error
 
     config.mesh.update(data=1, fsdp=-1)
     config.data.image_size = 336

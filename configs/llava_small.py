@@ -18,7 +18,7 @@ from configs import common
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
-    variants = common.parse_variants(arg, allowed=("baseline", "bf16"))
+    arg = common.parse_arg(arg, baseline=False, bf16=False)
 
     config.data.image_size = 64
     config.data.num_train = 512
@@ -43,8 +43,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.train.steps = 1000
     config.train.learning_rate = 3e-4
-    if "bf16" in variants:
+    if arg.bf16:
         config.model.dtype = "bfloat16"
-    if "baseline" in variants:
+    if arg.baseline:
         common.make_baseline(config)
     return config

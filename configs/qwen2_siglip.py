@@ -18,10 +18,10 @@ from configs import common
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
-    variants = common.parse_variants(arg, allowed=common.STAGE_VARIANTS)
+    arg = common.parse_arg(arg, **common.STAGE_ARGS)
     config.init.update(vision_types=("siglip_vision_model",), llm_types=("qwen2",))
     config.data.update(image_size=384, template="chatml")
     config.model.levels = (("scene", -2, 3), ("landcover", -9, 9), ("object", -18, 27))
     config.model.experts.mlp_dim = 4304
-    common.pretrained_stage(config, variants)
+    common.pretrained_stage(config, arg)
     return config

@@ -14,7 +14,7 @@ from configs import common
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
-    variants = common.parse_variants(arg, allowed=("baseline", "levels2", "levels4"))
+    arg = common.parse_arg(arg, baseline=False, levels2=False, levels4=False)
 
     config.data.image_size = 16
     config.data.num_train = 64
@@ -25,9 +25,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.model.vision.update(patch_size=4, width=32, depth=3, num_heads=2, mlp_dim=64)
     config.model.levels = (("scene", 2, 1), ("landcover", 1, 2), ("object", 0, 4))
-    if "levels2" in variants:
+    if arg.levels2:
         config.model.levels = (("scene", 2, 1), ("object", 0, 4))
-    if "levels4" in variants:
+    if arg.levels4:
         config.model.levels = (
             ("scene", 2, 1),
             ("landcover", 1, 2),
@@ -44,6 +44,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.log_every = 1
     config.train.checkpoint_every = 4
 
-    if "baseline" in variants:
+    if arg.baseline:
         common.make_baseline(config)
     return config

@@ -141,3 +141,22 @@ def test_values_out_of_range_name_their_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(DEMO, [override])
     assert load_config(DEMO, ["eval.num_examples=-1"]).eval.num_examples == -1
+
+
+def test_every_config_files_arg_is_typed_key_value_pairs():
+    from configs.common import parse_arg
+
+    parsed = parse_arg(" e=4, dropless ,cap=0.5,name=x", e=8, cap=1.25, dropless=False, name="")
+    assert parsed.to_dict() == {"e": 4, "cap": 0.5, "dropless": True, "name": "x"}
+    assert parse_arg(None, flag=False).flag is False
+    assert parse_arg("flag=false", flag=False).flag is False
+    with pytest.raises(
+        ValueError, match=r"Unknown config variant\(s\) \['k'\]; allowed: flag, e=<int>"
+    ):
+        parse_arg("k=2", flag=False, e=8)
+    with pytest.raises(ConfigError, match="config variant e expects int, got 'four'"):
+        parse_arg("e=four", e=8)
+    with pytest.raises(ValueError, match=r"config variant e needs a value: e=<int>"):
+        parse_arg("e", e=8)
+    with pytest.raises(ValueError, match="allowed: none"):
+        parse_arg("anything")
