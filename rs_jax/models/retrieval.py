@@ -80,9 +80,6 @@ class KnowledgeBase(nnx.Module):
             table = table + self.adapter(table)
         return table
 
-    def num_entries(self, kb_level: str) -> int:
-        return sum(level == kb_level for level in self.entry_levels)
-
     def scores(self, query: jax.Array, kb_level: str) -> jax.Array:
         """query [B, Dk] -> scores [B, N] (float32), -inf outside `kb_level`."""
         keys = _normalize(self.table())
