@@ -273,11 +273,11 @@ def run_case(name: str, db: np.ndarray, queries: np.ndarray, jax_methods: bool) 
 
 def kb_case(kb_path: Path, encoder_name: str, jax_methods: bool) -> dict:
     """The shipped KB: entries embedded as in `kb build`; queries = names and aliases."""
+    from rs_jax.convert.hf_bert import load_sentence_encoder
     from rs_jax.kb.schema import entry_text, load_kb
-    from rs_jax.models.text_encoder import SentenceEncoder
 
     entries = load_kb(kb_path)
-    encoder = SentenceEncoder.from_pretrained(encoder_name)
+    encoder = load_sentence_encoder(encoder_name)
     db = encoder.encode([entry_text(e) for e in entries])
     texts = [t for e in entries for t in [e.name, *e.aliases]]
     queries = encoder.encode(texts)

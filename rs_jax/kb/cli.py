@@ -68,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
 
 def load_encoder(name: str) -> Any:
     """The text encoder called `name` (one place to swap it, e.g. in tests)."""
-    from rs_jax.models.text_encoder import SentenceEncoder
+    from rs_jax.convert.hf_bert import load_sentence_encoder
 
-    return SentenceEncoder.from_pretrained(name)
+    return load_sentence_encoder(name)
 
 
 def _level_summary(levels: Sequence[str]) -> str:

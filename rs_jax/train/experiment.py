@@ -298,9 +298,9 @@ def _check_retrieval_mode(config: ml_collections.ConfigDict) -> None:
 
 def _load_kb_encoder(built: BuiltKB):
     """The sentence encoder the built KB was embedded with (checked by fingerprint)."""
-    from rs_jax.models.text_encoder import SentenceEncoder
+    from rs_jax.convert.hf_bert import load_sentence_encoder
 
-    encoder = SentenceEncoder.from_pretrained(built.encoder_source)
+    encoder = load_sentence_encoder(built.encoder_source)
     check_encoder(built.metadata, encoder, None, built.path)
     return encoder
 

@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 
 from configs.common import SHARDING_RULES
-from rs_jax.convert.hf_bert import load_bert_weights, read_safetensors
-from rs_jax.models.text_encoder import SentenceEncoder, resolve_model_dir
+from rs_jax.convert.hf_bert import (
+    load_bert_weights,
+    load_sentence_encoder,
+    read_safetensors,
+    resolve_model_dir,
+)
 
 SENTENCES = [
     "airport runway",
@@ -28,7 +32,7 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def encoder():
-    return SentenceEncoder.from_pretrained("minilm")
+    return load_sentence_encoder("minilm")
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +58,7 @@ def test_matches_sentence_transformers(embeddings, reference_embeddings):
 
 
 def test_sharded_mesh_matches(multi_device_mesh, encoder, reference_embeddings):
-    sharded = SentenceEncoder.from_pretrained(
-        "minilm", mesh=multi_device_mesh, rules=SHARDING_RULES
-    )
+    sharded = load_sentence_encoder("minilm", mesh=multi_device_mesh, rules=SHARDING_RULES)
     word = sharded.model.embeddings.word.embedding.get_value()
     assert len(word.sharding.device_set) == 8
     assert np.abs(sharded.encode(SENTENCES) - reference_embeddings).max() <= 1e-6
@@ -83,5 +85,5 @@ def test_attributes_and_edge_cases(encoder):
 def test_missing_folder_names_the_path(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match=str(tmp_path)) as err:
-        SentenceEncoder.from_pretrained(str(tmp_path))
+        load_sentence_encoder(str(tmp_path))
     assert "model.safetensors" in str(err.value) and "tokenizer.json" in str(err.value)
