@@ -16,7 +16,7 @@ from rs_jax.eval.metrics import TaskAccuracy, format_table
 from rs_jax.eval.plots import expert_usage_figure
 from rs_jax.models.retrieval import hits_at_k
 from rs_jax.train import experiment as experiment_lib
-from rs_jax.train.checkpointing import Checkpointer
+from rs_jax.train.checkpointing import open_latest
 from rs_jax.train.progress import ProgressLine
 
 
@@ -57,20 +57,11 @@ def make_eval_step(exp: experiment_lib.Experiment):
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    # Checked before any data is prepared: a wrong or read-only workdir fails in seconds.
-    if not (Path(workdir) / "checkpoints").is_dir():
-        raise FileNotFoundError(
-            f"No checkpoint in {workdir}; run `rs-jax train` with this workdir first"
-        )
-    if not os.access(workdir, os.W_OK):
+    checkpointer, step = open_latest(workdir)
+    if not os.access(workdir, os.W_OK):  # found now, not after the whole evaluation
+        checkpointer.close()
         raise FileExistsError(
             f"--workdir {workdir} is not writable; eval writes eval.json and its charts there"
-        )
-    checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
-    step = checkpointer.latest_step()
-    if step is None:
-        raise FileNotFoundError(
-            f"No checkpoint in {checkpointer.directory}; run `rs-jax train` with this workdir first"
         )
     exp = experiment_lib.setup(config, workdir)
     checkpointer.check_knowledge(step, exp.knowledge.sha256, exp.knowledge.source)

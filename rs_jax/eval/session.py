@@ -13,7 +13,7 @@ from rs_jax.data.folder import load_image
 from rs_jax.eval.evaluate import make_eval_step
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import partitioning
-from rs_jax.train.checkpointing import Checkpointer
+from rs_jax.train.checkpointing import open_latest
 
 
 @dataclasses.dataclass
@@ -29,11 +29,8 @@ class Session:
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
         self.config = config
+        checkpointer, self.step = open_latest(workdir)
         self.exp = experiment_lib.setup(config, workdir)
-        checkpointer = Checkpointer(workdir)
-        self.step = checkpointer.latest_step()
-        if self.step is None:
-            raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}")
         checkpointer.check_knowledge(
             self.step, self.exp.knowledge.sha256, self.exp.knowledge.source
         )

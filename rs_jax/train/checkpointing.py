@@ -257,3 +257,23 @@ def warm_start(params: Any, source: str | Path) -> tuple[Path, list[str]]:
             node = node[key]
         variables[path].set_value(node)
     return step_dir, missing
+
+
+def open_latest(workdir: str | Path) -> tuple[Checkpointer, int]:
+    """A trained run's checkpointer and newest step, for reading it (eval, Session, export).
+
+    Checked before anything else is prepared, so a wrong workdir fails in seconds; a folder
+    without checkpoints is not created or changed.
+    """
+    if not (Path(workdir) / "checkpoints").is_dir():
+        raise FileNotFoundError(
+            f"No checkpoint in {workdir}; run `rs-jax train` with this workdir first"
+        )
+    checkpointer = Checkpointer(workdir)
+    step = checkpointer.latest_step()
+    if step is None:
+        checkpointer.close()
+        raise FileNotFoundError(
+            f"No checkpoint in {checkpointer.directory}; run `rs-jax train` with this workdir first"
+        )
+    return checkpointer, step
