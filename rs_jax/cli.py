@@ -27,6 +27,7 @@ import os
 import re
 import sys
 from collections.abc import MutableMapping, Sequence
+from typing import NoReturn
 
 CONFIG_PREFIX = "--config."
 
@@ -106,8 +107,16 @@ def _split_overrides(extra: Sequence[str]) -> tuple[list[str], list[str]]:
     return overrides, unknown
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are reported like every other error: one line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        # argparse would print the whole usage first; the line points to --help instead.
+        self.exit(2, f"rs-jax: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rs-jax",
         description="Semantic-augmented multi-level remote-sensing VLMs in JAX.",
         epilog="Config overrides: --config.KEY.PATH=VALUE (any number, after the subcommand).",
@@ -171,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(e))
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if getattr(args, "workdir", None) is not None and not args.workdir.strip():
+        # Path("") is the current directory: a run would scatter its files there.
+        parser.error("--workdir is empty; name a folder for the run")
 
     try:
         _simulate_cpu_devices()
@@ -192,10 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_train(config, args.workdir, args.allow_config_change)
         elif args.command == "eval":
             _cmd_eval(config, args.workdir)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, OSError) as e:
         if os.environ.get("RS_JAX_TRACEBACK"):
             raise
         # Config, mesh and checkpoint problems are the user's to fix: one line, no stack.
+        # So are the files it names (OSError: missing, a folder, not a folder, no access).
         print(f"rs-jax: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -13,6 +13,7 @@ import ast
 import difflib
 import importlib.util
 import inspect
+import math
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -216,6 +217,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(
                 f"config.train.on_nonfinite must be 'stop' or 'skip', got {train.on_nonfinite!r}"
             )
+        # NaN passes every comparison: it would reach the first step and stop the run there.
+        if "learning_rate" in train and not 0 <= train.learning_rate < math.inf:
+            raise ConfigError(
+                f"config.train.learning_rate must be a finite number >= 0, got "
+                f"{train.learning_rate}"
+            )
         if "warmup_steps" in train and train.warmup_steps < 0:
             raise ConfigError(f"config.train.warmup_steps must be >= 0, got {train.warmup_steps}")
         if "grad_accum_steps" in train and train.grad_accum_steps < 1:
@@ -227,9 +234,31 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 f"config.train.loss_vocab_chunk must be >= 0 (0 = whole vocabulary), got "
                 f"{train.loss_vocab_chunk}"
             )
+    # Seeds feed numpy and grain, which refuse negative ones with a message naming no key.
+    if config.get("seed", 0) < 0:
+        raise ConfigError(f"config.seed must be >= 0, got {config.seed}")
     data = config.get("data")
-    if data is not None and "batch_size" in data and data.batch_size <= 0:
-        raise ConfigError(f"config.data.batch_size must be positive, got {data.batch_size}")
+    if data is not None:
+        for key in ("batch_size", "image_size"):
+            if key in data and data[key] <= 0:
+                raise ConfigError(f"config.data.{key} must be positive, got {data[key]}")
+        if data.get("worker_count", 0) < 0:
+            raise ConfigError(
+                f"config.data.worker_count must be >= 0 (0 = read in this process), got "
+                f"{data.worker_count}"
+            )
+        if data.get("seed", 0) < 0:
+            raise ConfigError(f"config.data.seed must be >= 0, got {data.seed}")
+        if data.get("name") == "rs_synth":
+            # Checked here, not by the generator once it has started writing the dataset.
+            for key in ("num_train", "num_test"):
+                if key in data and data[key] <= 0:
+                    raise ConfigError(f"config.data.{key} must be positive, got {data[key]}")
+            if data.get("image_size", 16) < 16:  # data.synth.render_scene's smallest scene
+                raise ConfigError(
+                    f"config.data.image_size={data.image_size}: rs_synth renders scenes of at "
+                    f"least 16 px"
+                )
     evaluation = config.get("eval")
     if evaluation is not None:
         for key in ("batch_size", "max_new_tokens"):

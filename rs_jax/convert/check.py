@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rs_jax.convert import hf_decoder, hf_vision
+from rs_jax.convert.weights import load_hf_config
 from rs_jax.train import partitioning
 
 # In fp32 the two implementations agree to rounding; more than this is a conversion bug.
@@ -86,12 +87,10 @@ def check_vision(folder: Path, seed: int = 0) -> float:
 
 def run(folder: str | Path) -> int:
     """Prints one line per part found in `folder`; exit code 1 if any exceeds TOLERANCE."""
-    import transformers
-
     folder = Path(folder)
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{folder}: no config.json (expected a Hugging Face model folder)")
-    config = transformers.AutoConfig.from_pretrained(str(folder))
+    config = load_hf_config(folder)
     vision = getattr(config, "vision_config", None) or config
     text = getattr(config, "text_config", None) or config
     parts = []

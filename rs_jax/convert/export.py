@@ -52,6 +52,9 @@ def orbax_to_hf(config: ml_collections.ConfigDict, workdir: str, out: str | Path
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"--out {out} exists and is not an empty folder; choose another")
+    # Before preparing data, and without creating anything in a mistyped --workdir.
+    if not (Path(workdir) / "checkpoints").is_dir():
+        raise FileNotFoundError(f"No checkpoint in {workdir}; run `rs-jax train` with it first")
     exp = experiment_lib.setup(config, workdir)
     checkpointer = Checkpointer(workdir)
     step = checkpointer.latest_step()

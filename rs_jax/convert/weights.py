@@ -169,10 +169,23 @@ class Checkpoint:
 def read_hf_config(folder: str | Path, part: str) -> Any:
     """`folder`'s transformers config (AutoConfig), or its `part` ("text_config",
     "vision_config") when the folder holds a composite model such as LLaVA or CLIP."""
+    config = load_hf_config(folder)
+    return getattr(config, part, None) or config
+
+
+def load_hf_config(folder: str | Path) -> Any:
+    """`folder`'s transformers config; ValueError naming its config.json if transformers
+    cannot read it (not JSON, an unknown model_type)."""
     import transformers
 
-    config = transformers.AutoConfig.from_pretrained(str(folder))
-    return getattr(config, part, None) or config
+    try:
+        return transformers.AutoConfig.from_pretrained(str(folder))
+    except (OSError, ValueError) as e:
+        # transformers explains over several lines; the first says what it could not do.
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{Path(folder) / 'config.json'}: transformers cannot read it ({detail})"
+        ) from e
 
 
 def find_prefix(names: Iterable[str], anchor: str, what: str, folder: Path) -> str:

@@ -385,7 +385,10 @@ def _primary_then_all(fn: Callable[[], Any], tag: str) -> Any:
 
 def _prepare_tokenizer(spec: str, data_dir: str, corpus: list[str]) -> Any:
     if spec:
-        return tokenizer_lib.load_tokenizer(spec)
+        try:
+            return tokenizer_lib.load_tokenizer(spec)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"config.data.tokenizer={spec!r}: {e}") from e
     path = os.path.join(data_dir, "tokenizer")
     want = tokenizer_lib.corpus_hash(corpus, TOKENIZER_VOCAB_SIZE)
 
@@ -427,8 +430,12 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
     if dc.name == "rs_synth":
         task_names = tuple(dc.tasks)
         unknown = [t for t in task_names if t not in tasks_lib.TASKS]
-        if unknown or not task_names:
-            raise ValueError(f"Unknown tasks {unknown}; choose from {tasks_lib.TASKS}")
+        if not task_names:
+            raise ValueError(f"config.data.tasks is empty; choose from {tasks_lib.TASKS}")
+        if unknown:
+            raise ValueError(
+                f"config.data.tasks: unknown task(s) {unknown}; choose from {tasks_lib.TASKS}"
+            )
         builder = _primary_then_all(
             # The data seed is not config.seed: changing the training seed keeps the data.
             lambda: prepare_rs_synth(data_dir, size, dc.num_train, dc.num_test, dc.seed),
@@ -440,6 +447,12 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
         corpus = tasks_lib.corpus_texts()
     elif dc.name == "folder":
         task_names = ("scene",)
+        if not dc.root:
+            raise ValueError(
+                "config.data.root is not set: a folder dataset reads <root>/<split>/<class>/*"
+            )
+        if not os.path.isdir(dc.root):
+            raise FileNotFoundError(f"config.data.root={dc.root!r} does not exist")
         checks = os.path.join(data_dir, "image_checks")
         train_ds = FolderDataset(
             dc.root, dc.train_split, size, allow_skips=dc.allow_skips, cache_dir=checks

@@ -141,7 +141,14 @@ def load_tokenizer(path: str):
         path = minilm_tokenizer_dir()
     if not os.path.isdir(path):
         raise FileNotFoundError(f"Tokenizer folder {path!r} does not exist")
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as e:
+        # transformers explains over several lines; the first says what it could not do.
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"Tokenizer folder {path!r} holds no tokenizer transformers can load ({detail})"
+        ) from e
     if tok.sep_token_id is None and tok.eos_token_id is None:
         raise ValueError(f"Tokenizer at {path!r} has no end token (neither [SEP] nor eos)")
     return tok

@@ -83,28 +83,35 @@ def validate_kb_file(path: str | Path, *, known_ids: Iterable[str] = ()) -> list
     """
     problems: list[Problem] = []
     rows: list[tuple[int, dict]] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.append(Problem(lineno, None, f"bad JSON: {e.msg} (column {e.colno})"))
-                continue
-            if not isinstance(d, dict):
-                problems.append(Problem(lineno, None, "line is not a JSON object"))
-                continue
-            for k in REQUIRED_FIELDS:
-                if k not in d:
-                    problems.append(Problem(lineno, k, "missing required field"))
-            for k in sorted(set(d) - set(FIELD_NAMES)):
-                problems.append(Problem(lineno, k, "unknown field"))
-            bad_types = _type_problems(lineno, d)
-            problems += bad_types
-            bad = {p.field for p in bad_types}
-            # Keep only well-typed fields for the cross-entry checks below.
-            rows.append((lineno, {k: v for k, v in d.items() if k in FIELD_NAMES and k not in bad}))
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = list(enumerate(f, start=1))
+    except UnicodeDecodeError as e:
+        # The decoder's own message names neither the file nor what to do.
+        raise ValueError(
+            f"{path}: not UTF-8 text ({e.reason}); a knowledge base is JSON lines in UTF-8"
+        ) from None
+    for lineno, line in lines:
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(Problem(lineno, None, f"bad JSON: {e.msg} (column {e.colno})"))
+            continue
+        if not isinstance(d, dict):
+            problems.append(Problem(lineno, None, "line is not a JSON object"))
+            continue
+        for k in REQUIRED_FIELDS:
+            if k not in d:
+                problems.append(Problem(lineno, k, "missing required field"))
+        for k in sorted(set(d) - set(FIELD_NAMES)):
+            problems.append(Problem(lineno, k, "unknown field"))
+        bad_types = _type_problems(lineno, d)
+        problems += bad_types
+        bad = {p.field for p in bad_types}
+        # Keep only well-typed fields for the cross-entry checks below.
+        rows.append((lineno, {k: v for k, v in d.items() if k in FIELD_NAMES and k not in bad}))
     if not rows and not problems:
         problems.append(Problem(0, None, "file has no entries"))
 

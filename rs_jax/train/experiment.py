@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -143,6 +144,7 @@ def setup(
     _check_retrieval_mode(config)
     model_config = ModelConfig.from_config(config.model, config.data.image_size)
     mesh = partitioning.make_mesh(config.mesh)
+    partitioning.check_rules(config.sharding_rules)
     _check_batch_fits_mesh(config, mesh, tuple(config.sharding_rules))
     _check_parameters_fit_mesh(config, model_config, mesh)
     data = build_data(config, workdir)
@@ -169,6 +171,7 @@ def plan(
         raise ConfigError("planning needs config.model.llm.vocab_size (no tokenizer is loaded)")
     model_config = model_config.with_vocab(model_config.llm.vocab_size)
     mesh = partitioning.make_mesh(config.mesh, devices)
+    partitioning.check_rules(config.sharding_rules)
     _check_batch_fits_mesh(config, mesh, tuple(config.sharding_rules))
     knowledge = Knowledge(kb_entries, None, np.zeros((0,), np.int32))
     return _assemble(config, model_config, mesh, None, knowledge, abstract=True)
@@ -294,6 +297,12 @@ def _check_retrieval_mode(config: ml_collections.ConfigDict) -> None:
             "config.model.kb.source to a directory made by `rs-jax kb build` (or use "
             "retrieval='device')"
         )
+    # Before the data is prepared: a mistyped path should not cost a dataset's preparation.
+    if kb.source and not config.model.baseline and not Path(kb.source).is_dir():
+        raise ConfigError(
+            f"config.model.kb.source={kb.source!r}: no such folder (expected a directory made "
+            f"by `rs-jax kb build`)"
+        )
 
 
 def _load_kb_encoder(built: BuiltKB):
@@ -315,15 +324,18 @@ def _warm_start(model: nnx.Module, source: str) -> None:
 
 
 def _check_parameters_fit_mesh(config, model_config: ModelConfig, mesh) -> None:
-    """Every parameter's sharded dimensions divide their mesh axes: checked on the abstract
-    model before data preparation, so a mesh the model cannot use fails in seconds. The
-    vocabulary and KB size are not known yet: stand-ins that divide any mesh take their place
-    (the real ones are checked when the model is built)."""
+    """Every parameter's sharded dimensions divide their mesh axes, and config.train.freeze
+    names parameters: checked on the abstract model before data preparation, so a mesh the
+    model cannot use fails in seconds. The vocabulary and KB size are not known yet:
+    stand-ins that divide any mesh take their place (the real ones are checked when the
+    model is built)."""
     fill = mesh.size * 128
     stand_in = model_config.with_vocab(model_config.llm.vocab_size or fill)
     levels = list(model_config.kb_levels) * max(fill, config.model.kb.top_k)
     model = build_model(stand_in, levels, mesh, tuple(config.sharding_rules), abstract=True)
-    partitioning.state_shardings(nnx.state(model), mesh, tuple(config.sharding_rules))
+    state = nnx.state(model)
+    partitioning.state_shardings(state, mesh, tuple(config.sharding_rules))
+    optimizer_lib.frozen_labels(state, config.train.freeze)
 
 
 def _check_batch_fits_mesh(config, mesh, rules) -> None:

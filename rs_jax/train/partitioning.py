@@ -80,6 +80,31 @@ def mesh_shape(mesh_config: Mapping[str, int], num_devices: int) -> dict[str, in
     return sizes
 
 
+def check_rules(rules: Rules) -> None:
+    """Each rule is (logical axis, mesh axis | tuple of mesh axes | None) over MESH_AXES,
+    and every logical axis of SHARDING_RULES (those the models use) has one: checked before
+    use, where a bad table fails deep in flax or jax with messages that name no setting."""
+    for rule in rules:
+        if not (isinstance(rule, (tuple, list)) and len(rule) == 2 and isinstance(rule[0], str)):
+            raise ValueError(
+                f"config.sharding_rules: {rule!r} is not a (logical axis, mesh axes) pair"
+            )
+        targets = rule[1] if isinstance(rule[1], (tuple, list)) else (rule[1],)
+        unknown = [t for t in targets if t is not None and t not in MESH_AXES]
+        if unknown:
+            raise ValueError(
+                f"config.sharding_rules: {tuple(rule)!r} maps to {unknown[0]!r}, which is not "
+                f"a mesh axis ({', '.join(MESH_AXES)})"
+            )
+    named = {name for name, _ in rules}
+    missing = [name for name, _ in SHARDING_RULES if name not in named]
+    if missing:
+        raise ValueError(
+            f"config.sharding_rules has no rule for logical axis {missing[0]!r}; map it to "
+            f"mesh axes, or to None to replicate it"
+        )
+
+
 def make_mesh(mesh_config: Mapping[str, int], devices: Sequence[Any] | None = None) -> Mesh:
     """Build the ('data', 'fsdp', 'expert', 'tensor') mesh from config sizes.
 

@@ -167,14 +167,18 @@ def _train(
     )
     train_iter = exp.data.train_iterator(seed=config.seed)
     state, start = exp.state, 0
-    restored = checkpointer.restore_latest_good(exp.abstract_state(), train_iter)
+    try:
+        # The newest checkpoint's config before its arrays: a changed model would otherwise
+        # fail the restore on array shapes, naming no key.
+        checked = _check_latest_config(checkpointer, resolved, allow_config_change)
+        restored = checkpointer.restore_latest_good(exp.abstract_state(), train_iter)
+        if restored is not None and restored[1] != checked:  # fell back to an older one
+            _check_resume_config(checkpointer, restored[1], resolved, allow_config_change)
+    except ValueError:
+        checkpointer.close()
+        raise
     if restored is not None:
         state, start = restored
-        try:
-            _check_resume_config(checkpointer, start, resolved, allow_config_change)
-        except ValueError:
-            checkpointer.close()
-            raise
         print(f"Resumed from {checkpointer.step_dir(start)} (step {start}).", flush=True)
     _write_config_record(workdir_path, resolved)
     total = config.train.steps
@@ -271,6 +275,21 @@ RESUMABLE = (
     "data.data_dir",
     "init.",
 )
+
+
+def _check_latest_config(checkpointer, resolved: dict, allow: bool) -> int | None:
+    """Checks the newest checkpoint's config (`_check_resume_config`); returns its step, or
+    None when there is none or its config cannot be read (a damaged step, which
+    restore_latest_good sets aside)."""
+    step = checkpointer.latest_step()
+    if step is None:
+        return None
+    try:
+        checkpointer.stored_config(step)
+    except Exception:  # orbax raises many kinds; the restore reports the damage
+        return None
+    _check_resume_config(checkpointer, step, resolved, allow)
+    return step
 
 
 def _check_resume_config(checkpointer, step: int, resolved: dict, allow: bool) -> None:
