@@ -627,10 +627,10 @@ FAULTS = [
     ),
     Fault(
         "eval-read-only-workdir",
-        evaluate(),
-        r"--workdir .*/w is not writable; eval writes eval\.json",
-        setup=mkdirs("w/checkpoints"),
-        read_only=("w",),
+        evaluate(config=RUN_CONFIG, workdir="{run}"),
+        r"--workdir .*/run is not writable; eval writes eval\.json",
+        keep=("run",),
+        read_only=("run",),
     ),
     Fault(
         "lock-held-by-a-live-process",

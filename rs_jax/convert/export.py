@@ -47,21 +47,18 @@ def orbax_to_hf(config: ml_collections.ConfigDict, workdir: str, out: str | Path
     """Exports the towers of the latest checkpoint in `workdir`; returns the folders
     written. `out` must be new or empty: nothing in it is overwritten."""
     from rs_jax.train import experiment as experiment_lib
-    from rs_jax.train.checkpointing import Checkpointer
+    from rs_jax.train.checkpointing import open_latest
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"--out {out} exists and is not an empty folder; choose another")
     # Before preparing data, and without creating anything in a mistyped --workdir.
-    if not (Path(workdir) / "checkpoints").is_dir():
-        raise FileNotFoundError(f"No checkpoint in {workdir}; run `rs-jax train` with it first")
-    exp = experiment_lib.setup(config, workdir)
-    checkpointer = Checkpointer(workdir)
-    step = checkpointer.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}")
-    params = checkpointer.restore(step, exp.abstract_state())["params"]
-    checkpointer.close()
+    checkpointer, step = open_latest(workdir)
+    try:
+        exp = experiment_lib.setup(config, workdir)
+        params = checkpointer.restore(step, exp.abstract_state())["params"]
+    finally:
+        checkpointer.close()
     model = nnx.merge(exp.graphdef, params)
     written = []
     if model.llm.group_size == 1:
