@@ -236,13 +236,14 @@ def test_train_then_eval_writes_reports(tmp_path, data_dir, variant, overrides, 
 
 @pytest.mark.parametrize("mode", ["stop", "skip"])
 def test_a_diverging_run_never_applies_or_saves_non_finite_numbers(tmp_path, data_dir, mode):
-    """learning_rate=nan makes every update non-finite. "stop": an error naming step 1, no
-    checkpoint, the batch written; "skip": every step dropped and counted, and the saved
-    parameters are the finite initial ones."""
+    """A learning rate beyond float32's range (3.4e38) makes every update infinite. "stop":
+    an error naming step 1, no checkpoint, the batch written; "skip": every step dropped and
+    counted, and the saved parameters are the finite initial ones."""
     config = tiny(
         **{
             "data.data_dir": data_dir,
-            "train.learning_rate": "nan",
+            "train.learning_rate": 1e39,
+            "train.warmup_steps": 0,
             "train.steps": 2,
             "train.on_nonfinite": mode,
         }
