@@ -88,13 +88,13 @@ def write_checkpoint(folder: Path, layers: int, shard_bytes: int = 2 * GIB) -> i
 def load_rs_jax(folder: str) -> dict:
     import jax
 
+    from rs_jax import sharding
     from rs_jax.convert import hf_decoder
-    from rs_jax.train import partitioning
 
     before = rss_bytes()
     start = time.perf_counter()
-    mesh = partitioning.make_mesh({"data": 1, "fsdp": 8, "expert": 1, "tensor": 1})
-    decoder = hf_decoder.load_decoder(folder, mesh, partitioning.SHARDING_RULES)
+    mesh = sharding.make_mesh({"data": 1, "fsdp": 8, "expert": 1, "tensor": 1})
+    decoder = hf_decoder.load_decoder(folder, mesh, sharding.SHARDING_RULES)
     jax.block_until_ready(jax.tree.leaves(decoder))
     seconds = time.perf_counter() - start
     kernel = decoder.groups.blocks.blocks[0].mlp.up.kernel.get_value()

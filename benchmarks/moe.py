@@ -23,7 +23,7 @@ from configs.common import SHARDING_RULES
 from rs_jax.models.config import DTYPES, ExpertsConfig, Precision
 from rs_jax.models.experts import SemanticExperts
 from rs_jax.models.layers import RMSNorm, SwiGLU
-from rs_jax.train.partitioning import make_mesh, sharding_context
+from rs_jax.sharding import make_mesh, sharding_context
 
 TARGET = 1.3
 

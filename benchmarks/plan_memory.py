@@ -36,17 +36,18 @@ def worker(args) -> None:
     """In a process with --devices simulated CPU devices: compile and print JSON."""
     import jax
 
+    from rs_jax import sharding
     from rs_jax.config import load_config
     from rs_jax.data.synth import kb_entries
     from rs_jax.train import experiment as experiment_lib
-    from rs_jax.train import partitioning, report
+    from rs_jax.train import report
     from rs_jax.train.trainer import make_train_step
 
     mesh = json.loads(args.mesh)
-    overrides = [f"mesh.{axis}={mesh.get(axis, 1)}" for axis in partitioning.MESH_AXES]
+    overrides = [f"mesh.{axis}={mesh.get(axis, 1)}" for axis in sharding.MESH_AXES]
     overrides += json.loads(args.worker_overrides)
     exp = experiment_lib.plan(load_config(args.config, overrides), kb_entries())
-    shards = partitioning.batch_divisor(exp.mesh, exp.rules)
+    shards = sharding.batch_divisor(exp.mesh, exp.rules)
     out = {"batch_shards": shards, "state": report.state_report(exp.state, exp.mesh)}
     out["batches"] = {}
     for per_shard in (1, 2):

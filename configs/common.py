@@ -5,9 +5,9 @@ from typing import Any
 import ml_collections
 
 # Mesh axes (outermost first) and the logical-axis -> mesh-axes rules every parameter and
-# activation is placed by live in rs_jax/train/partitioning.py.
+# activation is placed by live in rs_jax/train/sharding.py.
 from rs_jax.config import parse_value
-from rs_jax.train.partitioning import MESH_AXES, SHARDING_RULES
+from rs_jax.sharding import MESH_AXES, SHARDING_RULES
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -206,7 +206,7 @@ def _parse_sequence(text: str, old: Sequence[Any], bad: Any) -> Any:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Cheap sanity checks that need no devices; mesh/device checks live in partitioning."""
+    """Cheap sanity checks that need no devices; mesh/device checks live in rs_jax.sharding."""
     train = config.get("train")
     if train is not None:
         # keep_checkpoints >= 1: rotation keeps the newest; 0 would delete every checkpoint.

@@ -24,14 +24,14 @@ import pytest  # noqa: E402  (after the environment above is set)
 def single_device_mesh():
     import jax
 
-    from rs_jax.train.partitioning import make_mesh
+    from rs_jax.sharding import make_mesh
 
     return make_mesh({"data": 1, "fsdp": 1, "expert": 1, "tensor": 1}, jax.devices()[:1])
 
 
 @pytest.fixture
 def multi_device_mesh():
-    from rs_jax.train.partitioning import make_mesh
+    from rs_jax.sharding import make_mesh
 
     return make_mesh({"data": 2, "fsdp": 2, "expert": 1, "tensor": 2})
 
@@ -40,7 +40,7 @@ def multi_device_mesh():
 def model_context(single_device_mesh):
     """Mesh + logical rules in scope, as build_model provides, for building bare modules."""
     from configs.common import SHARDING_RULES
-    from rs_jax.train.partitioning import sharding_context
+    from rs_jax.sharding import sharding_context
 
     with sharding_context(single_device_mesh, SHARDING_RULES):
         yield

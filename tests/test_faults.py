@@ -25,8 +25,8 @@ from rs_jax import cli
 from rs_jax.config import load_config
 from rs_jax.data.pipeline import build_data
 from rs_jax.kb import store
+from rs_jax.sharding import SHARDING_RULES
 from rs_jax.train.lock import LOCK_FILE
-from rs_jax.train.partitioning import SHARDING_RULES
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.py")

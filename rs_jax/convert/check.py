@@ -10,17 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rs_jax import sharding
 from rs_jax.convert import hf_decoder, hf_vision
 from rs_jax.convert.weights import load_hf_config
-from rs_jax.train import partitioning
 
 # In fp32 the two implementations agree to rounding; more than this is a conversion bug.
 TOLERANCE = 1e-4
 
 
-def _on_one_device() -> tuple[jax.sharding.Mesh, partitioning.Rules]:
-    mesh = partitioning.make_mesh({axis: 1 for axis in partitioning.MESH_AXES}, jax.devices()[:1])
-    return mesh, partitioning.SHARDING_RULES
+def _on_one_device() -> tuple[jax.sharding.Mesh, sharding.Rules]:
+    mesh = sharding.make_mesh({axis: 1 for axis in sharding.MESH_AXES}, jax.devices()[:1])
+    return mesh, sharding.SHARDING_RULES
 
 
 def _import_torch():

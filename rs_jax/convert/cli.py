@@ -43,7 +43,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
 
         return check.run(args.hf)
     from rs_jax.config import load_config
-    from rs_jax.convert import export
+    from rs_jax.train import export
 
     config = load_config(args.config, overrides)
     if args.convert_command == "hf-to-orbax":

@@ -36,7 +36,7 @@ from rs_jax.models.text_encoder import (
     BertEncoder,
     SentenceEncoder,
 )
-from rs_jax.train.partitioning import make_mesh, sharding_context
+from rs_jax.sharding import make_mesh, sharding_context
 
 # Present in BertModel checkpoints but unused by a mean-pooling sentence encoder:
 # the position-id buffer and the [CLS] pooler head.

@@ -13,10 +13,10 @@ from flax import nnx
 
 from rs_jax.eval.generation import greedy_generate
 from rs_jax.eval.metrics import TaskAccuracy, format_table
-from rs_jax.eval.plots import expert_usage_figure
 from rs_jax.models.retrieval import hits_at_k
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import open_latest
+from rs_jax.train.plots import expert_usage_figure
 from rs_jax.train.progress import ProgressLine
 
 

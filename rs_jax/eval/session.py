@@ -9,10 +9,10 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+from rs_jax import sharding
 from rs_jax.data.folder import load_image
 from rs_jax.eval.evaluate import make_eval_step
 from rs_jax.train import experiment as experiment_lib
-from rs_jax.train import partitioning
 from rs_jax.train.checkpointing import open_latest
 
 
@@ -47,7 +47,7 @@ class Session:
             pixels = np.asarray(Image.fromarray(np.asarray(image, np.uint8)).resize((size, size)))
         prompt_ids, prompt_mask = self.exp.data.encoder.prompt(question)
         # Pad to a batch the mesh can split; row 0 is the question.
-        rows = partitioning.batch_divisor(self.exp.mesh, self.exp.rules)
+        rows = sharding.batch_divisor(self.exp.mesh, self.exp.rules)
         batch = {
             "image": np.repeat(pixels[None], rows, 0),
             "prefix_ids": np.repeat(self.exp.data.encoder.prefix_ids[None], rows, 0),

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from flax.linen import spmd as linen_spmd
 from jax.ad_checkpoint import checkpoint_name
 
+from rs_jax import sharding
 from rs_jax.models.config import DENSE_NAME, Lora, Precision
 
 Axes = Sequence[str | None]
@@ -43,12 +43,11 @@ def constrain(x: jax.Array, axes: Axes) -> jax.Array:
     Without these pins GSPMD may shard a block's activations along the weights' fsdp axis
     and gather the batch instead: every device then holds the whole batch's activations.
     """
-    rules = linen_spmd.get_logical_axis_rules()
-    if not rules or jax.sharding.get_abstract_mesh().empty:
+    if not sharding.rules_in_scope() or jax.sharding.get_abstract_mesh().empty:
         return x
     # First matching rule wins and a mesh axis is used once: ('batch', 'embed') puts the
     # batch on ('data', 'fsdp', 'expert') and leaves 'embed' unsharded.
-    return jax.lax.with_sharding_constraint(x, linen_spmd.logical_to_mesh_axes(tuple(axes)))
+    return jax.lax.with_sharding_constraint(x, sharding.resolve(axes))
 
 
 def matmul(spec: str, x: jax.Array, w: jax.Array, precision: Precision) -> jax.Array:

@@ -24,10 +24,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from flax.linen import spmd as linen_spmd
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from rs_jax import sharding
 from rs_jax.models.config import Precision
 from rs_jax.models.layers import matmul
 
@@ -35,9 +35,8 @@ from rs_jax.models.layers import matmul
 def _mesh_axes(logical: str, default: tuple[str, ...]) -> tuple[str, ...]:
     """Mesh axes the logical axis maps to under the active rules (``default`` without rules)."""
     mesh = jax.sharding.get_abstract_mesh()
-    rules = linen_spmd.get_logical_axis_rules()
-    if rules:
-        spec = linen_spmd.logical_to_mesh_axes((logical,), rules)[0]
+    if sharding.rules_in_scope():
+        spec = sharding.resolve((logical,))[0]
         axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
     else:
         axes = default

@@ -200,7 +200,7 @@ class SentenceEncoder:
         Texts are sorted by token count and padded to power-of-two lengths and batch sizes,
         so a corpus compiles a handful of shapes and wastes little compute on padding.
         """
-        from rs_jax.train.partitioning import batch_divisor, batch_sharding
+        from rs_jax.sharding import batch_divisor, batch_sharding
 
         if isinstance(texts, str):
             raise TypeError("encode takes a list of strings, not a single string")

@@ -1,5 +1,5 @@
-"""Training infrastructure: mesh and sharding, optimizer, checkpoints, progress and metrics.
+"""Training infrastructure: experiment setup, the train loop, optimizer, checkpoints, progress.
 
-Submodules are imported explicitly (``from rs_jax.train import partitioning``) so that
+Submodules are imported explicitly (``from rs_jax.train import trainer``) so that
 importing this package stays cheap and does not initialise jax.
 """

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from rs_jax import sharding
 from rs_jax.config import ConfigError
 from rs_jax.convert import pretrained
 from rs_jax.data.pipeline import MAX_KB_LABELS, DataBundle, build_data
@@ -26,7 +27,7 @@ from rs_jax.kb.schema import Entry
 from rs_jax.kb.store import BuiltKB, check_encoder
 from rs_jax.models import build_model
 from rs_jax.models.config import ModelConfig
-from rs_jax.train import checkpointing, partitioning
+from rs_jax.train import checkpointing
 from rs_jax.train import optimizer as optimizer_lib
 
 
@@ -95,7 +96,7 @@ class Experiment:
                 self.model_config.kb_levels,
             )
             batch = {**batch, "kb_labels": labels}
-        return partitioning.shard_batch(batch, self.mesh, self.rules)
+        return sharding.shard_batch(batch, self.mesh, self.rules)
 
     def abstract_batch(self, batch_size: int | None = None) -> dict[str, jax.ShapeDtypeStruct]:
         """What `shard_batch` hands a train step, as sharded shapes (global batch_size,
@@ -123,7 +124,7 @@ class Experiment:
             key: jax.ShapeDtypeStruct(
                 shape,
                 dtype,
-                sharding=partitioning.batch_sharding(self.mesh, self.rules, len(shape)),
+                sharding=sharding.batch_sharding(self.mesh, self.rules, len(shape)),
             )
             for key, (shape, dtype) in shapes.items()
         }
@@ -143,8 +144,8 @@ def setup(
     config = pretrained.resolve(config)
     _check_retrieval_mode(config)
     model_config = ModelConfig.from_config(config.model, config.data.image_size)
-    mesh = partitioning.make_mesh(config.mesh)
-    partitioning.check_rules(config.sharding_rules)
+    mesh = sharding.make_mesh(config.mesh)
+    sharding.check_rules(config.sharding_rules)
     _check_batch_fits_mesh(config, mesh, tuple(config.sharding_rules))
     _check_parameters_fit_mesh(config, model_config, mesh)
     data = build_data(config, workdir)
@@ -170,8 +171,8 @@ def plan(
     if not model_config.llm.vocab_size:
         raise ConfigError("planning needs config.model.llm.vocab_size (no tokenizer is loaded)")
     model_config = model_config.with_vocab(model_config.llm.vocab_size)
-    mesh = partitioning.make_mesh(config.mesh, devices)
-    partitioning.check_rules(config.sharding_rules)
+    mesh = sharding.make_mesh(config.mesh, devices)
+    sharding.check_rules(config.sharding_rules)
     _check_batch_fits_mesh(config, mesh, tuple(config.sharding_rules))
     knowledge = Knowledge(kb_entries, None, np.zeros((0,), np.int32))
     return _assemble(config, model_config, mesh, None, knowledge, abstract=True)
@@ -203,8 +204,8 @@ def _assemble(
                 _warm_start(model, config.init.from_checkpoint)
     graphdef, params = nnx.split(model)
     if abstract:
-        shardings = partitioning.state_shardings(params, mesh, rules)
-        params = partitioning.abstract_with_shardings(params, shardings)
+        shardings = sharding.state_shardings(params, mesh, rules)
+        params = sharding.abstract_with_shardings(params, shardings)
     frozen = list(config.train.freeze)
     if knowledge.table is not None and not config.model.kb.trainable:
         frozen.append("kb.embeddings")  # a built KB's table stays as built
@@ -212,7 +213,7 @@ def _assemble(
     replicated = jax.NamedSharding(mesh, jax.P())
     # The moments live where their parameters do: fsdp shards optimizer state too.
     abstract_opt_state = jax.eval_shape(tx.init, params)
-    opt_shardings = partitioning.mirror_shardings(abstract_opt_state, params, replicated)
+    opt_shardings = sharding.mirror_shardings(abstract_opt_state, params, replicated)
     with jax.set_mesh(mesh):
         if abstract:
             opt_state = jax.tree.map(
@@ -334,13 +335,13 @@ def _check_parameters_fit_mesh(config, model_config: ModelConfig, mesh) -> None:
     levels = list(model_config.kb_levels) * max(fill, config.model.kb.top_k)
     model = build_model(stand_in, levels, mesh, tuple(config.sharding_rules), abstract=True)
     state = nnx.state(model)
-    partitioning.state_shardings(state, mesh, tuple(config.sharding_rules))
+    sharding.state_shardings(state, mesh, tuple(config.sharding_rules))
     optimizer_lib.frozen_labels(state, config.train.freeze)
 
 
 def _check_batch_fits_mesh(config, mesh, rules) -> None:
     # The mesh spans every host's devices; each host also feeds an equal slice of the batch.
-    shards, hosts = partitioning.batch_divisor(mesh, rules), jax.process_count()
+    shards, hosts = sharding.batch_divisor(mesh, rules), jax.process_count()
     accum = config.train.grad_accum_steps
     for name, size, micro in (
         ("data.batch_size", config.data.batch_size, accum),

@@ -13,9 +13,10 @@ import numpy as np
 import optax
 from flax import nnx
 
+from rs_jax import sharding
 from rs_jax.config import config_changes
 from rs_jax.train import experiment as experiment_lib
-from rs_jax.train import partitioning, report
+from rs_jax.train import report
 from rs_jax.train.checkpointing import KNOWLEDGE_SHA256, Checkpointer
 from rs_jax.train.lock import WorkdirLock
 from rs_jax.train.losses import compute_loss, expert_usage_from_metrics
@@ -62,7 +63,7 @@ def make_grad_fn(exp: experiment_lib.Experiment):
             micro_batch, index = inputs
             micro_batch = jax.tree.map(
                 lambda x: jax.lax.with_sharding_constraint(
-                    x, partitioning.batch_sharding(exp.mesh, exp.rules, x.ndim)
+                    x, sharding.batch_sharding(exp.mesh, exp.rules, x.ndim)
                 ),
                 micro_batch,
             )
@@ -374,7 +375,7 @@ def _write_expert_usage_images(
     writer: MetricWriter, step: int, metrics: dict[str, Any], level_names: tuple[str, ...]
 ) -> None:
     """The expert usage bar charts (last batch's routing) as TensorBoard images."""
-    from rs_jax.eval.plots import expert_usage_figure, figure_to_array  # matplotlib: lazily
+    from rs_jax.train.plots import expert_usage_figure, figure_to_array  # matplotlib: lazily
 
     for prefix in ("moe", "moe_llm"):
         usage = expert_usage_from_metrics(metrics, level_names, prefix)

@@ -10,7 +10,7 @@ from flax import nnx
 from configs.common import SHARDING_RULES
 from rs_jax.convert.hf_bert import load_bert_weights, read_safetensors, resolve_model_dir
 from rs_jax.models.text_encoder import BertConfig, BertEncoder
-from rs_jax.train.partitioning import make_mesh, sharding_context
+from rs_jax.sharding import make_mesh, sharding_context
 
 
 @pytest.fixture

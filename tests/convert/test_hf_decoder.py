@@ -21,7 +21,7 @@ from transformers import (
 from configs.common import SHARDING_RULES
 from rs_jax.convert import hf_decoder
 from rs_jax.eval.generation import greedy_decode
-from rs_jax.train.partitioning import make_mesh
+from rs_jax.sharding import make_mesh
 
 TINY = dict(
     vocab_size=96,  # divisible by the tensor axis the vocabulary is sharded over

@@ -10,7 +10,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel, SiglipVisionConfig, 
 
 from configs.common import SHARDING_RULES
 from rs_jax.convert import hf_vision
-from rs_jax.train.partitioning import make_mesh
+from rs_jax.sharding import make_mesh
 
 TINY = dict(
     hidden_size=32,

@@ -16,8 +16,8 @@ from rs_jax.kb.index import LevelIndex
 from rs_jax.kb.store import write_built_kb
 from rs_jax.models.config import KnowledgeConfig, Precision
 from rs_jax.models.retrieval import KnowledgeBase
+from rs_jax.sharding import make_mesh, sharding_context
 from rs_jax.train import experiment as experiment_lib
-from rs_jax.train.partitioning import make_mesh, sharding_context
 from rs_jax.train.trainer import make_train_step
 from tests.fakes import FakeEncoder
 

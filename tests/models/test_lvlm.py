@@ -90,7 +90,7 @@ def test_sharded_forward_and_grads_equal_single_device(single_device_mesh, multi
 def test_activations_stay_sharded_over_the_batch_under_fsdp():
     """Pinned activations: GSPMD gathers the fsdp-sharded weights, never the batch."""
     from configs.common import SHARDING_RULES
-    from rs_jax.train.partitioning import make_mesh
+    from rs_jax.sharding import make_mesh
 
     mesh = make_mesh({"data": 2, "fsdp": 4})
     model = make_model(tiny_config("baseline"), mesh)

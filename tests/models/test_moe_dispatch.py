@@ -19,7 +19,7 @@ from jax.sharding import PartitionSpec as P
 from configs.common import SHARDING_RULES
 from rs_jax.models.config import Precision
 from rs_jax.models.experts import SemanticExperts
-from rs_jax.train.partitioning import make_mesh, sharding_context
+from rs_jax.sharding import make_mesh, sharding_context
 from tests.models.conftest import experts_config
 
 LEVELS = np.array([0] * 4 + [1] * 12)

@@ -26,7 +26,7 @@ from configs.common import SHARDING_RULES
 from rs_jax.models.config import DecoderConfig, Precision, Rope
 from rs_jax.models.experts import SemanticExperts
 from rs_jax.models.llm import DecoderBlock
-from rs_jax.train.partitioning import make_mesh, sharding_context
+from rs_jax.sharding import make_mesh, sharding_context
 from tests.models.conftest import experts_config
 
 BATCH, WIDTH, MLP, EXPERTS_PER_LEVEL = 3, 8, 16, 3

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from configs.common import SHARDING_RULES
-from rs_jax.train import partitioning as part
+from rs_jax import sharding as part
 from rs_jax.train.checkpointing import CheckpointCorruptError, Checkpointer, CheckpointError
 
 

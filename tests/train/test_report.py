@@ -5,8 +5,8 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from rs_jax.sharding import make_mesh
 from rs_jax.train import report
-from rs_jax.train.partitioning import make_mesh
 
 
 def abstract(shape, mesh, spec, dtype=jnp.float32):

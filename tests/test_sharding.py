@@ -8,7 +8,7 @@ from flax import nnx
 from jax.sharding import AxisType, PartitionSpec
 
 from configs.common import SHARDING_RULES
-from rs_jax.train import partitioning as part
+from rs_jax import sharding as part
 
 MESH_2x2x1x2 = dict(data=2, fsdp=2, expert=1, tensor=2)
 

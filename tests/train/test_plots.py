@@ -3,7 +3,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
-from rs_jax.eval import plots
+from rs_jax.train import plots
 
 
 def test_expert_usage_bars_are_the_shares_with_the_uniform_line():

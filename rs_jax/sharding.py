@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
+from flax.core import spmd as flax_spmd
 from flax.linen import spmd as linen_spmd
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
@@ -142,14 +143,28 @@ def _check_known(rules: Rules, logical_axes: Sequence[str | None], what: str) ->
             )
 
 
-def logical_to_mesh(rules: Rules, logical_axes: Sequence[str | None]) -> PartitionSpec:
-    """Map logical axis names to a PartitionSpec; first matching rule wins.
+def rules_in_scope() -> Rules:
+    """The rules of the enclosing `nnx.logical_axis_rules` / `sharding_context` (() if none)."""
+    return tuple(flax_spmd.get_logical_axis_rules())
 
-    A rule whose mesh axes are already used by an earlier dimension is skipped, so an
-    activation ('batch', 'length', 'embed') with batch over fsdp leaves embed replicated.
+
+def resolve(logical_axes: Sequence[str | None], rules: Rules | None = None) -> PartitionSpec:
+    """Logical axis names -> PartitionSpec under `rules` (default: the rules in scope).
+
+    The first matching rule wins, and a rule whose mesh axes an earlier dimension already
+    uses is skipped, so an activation ('batch', 'length', 'embed') with batch over fsdp
+    leaves embed replicated. NNX's own rule lookup is a plain rename without that second
+    clause, so the Linen resolver (the same rules format) does it; names without a rule
+    stay unsharded.
     """
+    rules = rules_in_scope() if rules is None else tuple(rules)
+    return linen_spmd.logical_to_mesh_axes(tuple(logical_axes), rules)
+
+
+def logical_to_mesh(rules: Rules, logical_axes: Sequence[str | None]) -> PartitionSpec:
+    """`resolve`, with every name required to have a rule (parameters, batches)."""
     _check_known(rules, logical_axes, f"{tuple(logical_axes)}")
-    return linen_spmd.logical_to_mesh_axes(tuple(logical_axes), tuple(rules))
+    return resolve(logical_axes, rules)
 
 
 def named_sharding(mesh: Mesh, rules: Rules, logical_axes: Sequence[str | None]) -> NamedSharding:
