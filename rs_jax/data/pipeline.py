@@ -1,4 +1,5 @@
-"""Grain input pipeline: datasets + tokenizer -> padded numpy batches for the trainer.
+"""Grain input pipeline: the bundle that assembles a dataset's records (data/records.py),
+the tokenizer and the text encoding (data/text.py) into padded numpy batches for the trainer.
 
 Batch contract (numpy, B = per-host batch):
   image        uint8  [B, S, S, 3]
@@ -35,214 +36,23 @@ import jax
 import ml_collections
 import numpy as np
 
-from rs_jax.data import conversation, synth
+from rs_jax.data import synth
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data import tokenizer as tokenizer_lib
 from rs_jax.data.folder import FolderDataset
+from rs_jax.data.records import (
+    FolderRecords,
+    RandomQuestion,
+    SynthRecords,
+    make_example,
+)
 from rs_jax.data.rs_synth import prepare_rs_synth
+from rs_jax.data.text import TextEncoder
 from rs_jax.kb.schema import Entry, make_id
 
 log = logging.getLogger(__name__)
 
-MAX_KB_LABELS = 24
 TOKENIZER_VOCAB_SIZE = 1000
-
-
-# ----------------------------------------------------------------------------- text encoding
-
-
-class TextEncoder:
-    """Tokenises questions and answers in the conversation template to fixed-length id/mask
-    rows (cached per distinct text).
-
-    A prompt is the user turn (the text after the image) up to the assistant's header, an
-    answer the assistant's reply with the stop token, both tokenised as in the whole
-    conversation. `prefix_ids` [P]: the template's text before the image (the same for
-    every example; empty for "plain").
-    """
-
-    def __init__(self, tokenizer: Any, template: str, max_prompt_len: int, max_answer_len: int):
-        ids = tokenizer_lib.special_ids(tokenizer)
-        self.tokenizer = tokenizer
-        self.formatter = conversation.Formatter(
-            tokenizer, conversation.load_template(template), ids["bos"], ids["eos"]
-        )
-        self.pad_id, self.eos_id = ids["pad"], self.formatter.stop_id
-        self.max_prompt_len, self.max_answer_len = int(max_prompt_len), int(max_answer_len)
-        self.prefix_ids = np.asarray(self._encode("").before_image, np.int32)
-        self._prompts: dict[str, list[int]] = {}
-        self._answers: dict[str, list[int]] = {}
-
-    def _encode(self, question: str, answer: str | None = None) -> conversation.Encoded:
-        messages = [{"role": "user", "content": question}]
-        if answer is not None:
-            messages.append({"role": "assistant", "content": answer})
-        return self.formatter.encode(messages, add_generation_prompt=answer is None)
-
-    def prompt(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """The question's turn, left-padded to max_prompt_len -> (ids, mask) int32 [Tp]."""
-        ids = self._prompts.get(text)
-        if ids is None:
-            ids = self._prompts[text] = self._encode(text).ids
-        return self._pad(ids, self.max_prompt_len, left=True, what=f"Prompt {text!r}")
-
-    def answer(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """The reply with its stop token, right-padded to max_answer_len -> (ids, mask) [Ta]."""
-        ids = self._answers.get(text)
-        if ids is None:
-            # The header before it keeps the reply's tokens independent of the question.
-            encoded = self._encode("", text)
-            ids = [i for i, t in zip(encoded.ids, encoded.targets, strict=True) if t]
-            self._answers[text] = ids
-        return self._pad(ids, self.max_answer_len, left=False, what=f"Answer {text!r}")
-
-    def _pad(
-        self, ids: list[int], length: int, *, left: bool, what: str
-    ) -> tuple[np.ndarray, np.ndarray]:
-        n = len(ids)
-        if n > length:
-            limit = "max_prompt_len" if left else "max_answer_len"
-            raise ValueError(
-                f"{what} needs {n} tokens in template {self.formatter.template.name!r} but "
-                f"config.data.{limit} is {length}; raise the limit (texts are never truncated)"
-            )
-        out = np.full(length, self.pad_id, np.int32)
-        mask = np.zeros(length, np.int32)
-        span = slice(length - n, None) if left else slice(0, n)
-        out[span], mask[span] = ids, 1
-        return out, mask
-
-
-# ----------------------------------------------------------------------------- record sources
-
-
-def _kb_row(ids: Sequence[int]) -> np.ndarray:
-    if len(ids) > MAX_KB_LABELS:
-        raise ValueError(f"{len(ids)} KB labels exceed the {MAX_KB_LABELS} per image")
-    row = np.full(MAX_KB_LABELS, -1, np.int32)
-    row[: len(ids)] = ids
-    return row
-
-
-class SynthRecords:
-    """rs_synth split as records {"image", "qas": [QA], "kb_labels": int32 [24]}."""
-
-    def __init__(self, builder: Any, split: str):
-        self._source = builder.as_data_source(split)
-        self.split = split
-        cfg = builder.builder_config
-        self._reopen_args = (
-            os.fspath(builder.data_dir_root),
-            cfg.image_size,
-            cfg.num_train,
-            cfg.num_test,
-            cfg.seed,
-        )
-
-    def __reduce__(self):
-        # Grain workers unpickle this; reopening through prepare_rs_synth (files exist,
-        # nothing is regenerated) avoids TFDS re-validating a pickled builder.
-        return _reopen_synth_records, (self._reopen_args, self.split)
-
-    def __len__(self) -> int:
-        return len(self._source)
-
-    def __getitem__(self, index: int) -> dict:
-        ex = self._source[int(index)]
-        qa = ex["qa"]
-        qas = [
-            tasks_lib.QA(_str(q), _str(a), _str(t))
-            for q, a, t in zip(qa["question"], qa["answer"], qa["task"], strict=True)
-        ]
-        landcover = np.asarray(ex["landcover"])
-        counts = np.asarray(ex["counts"])
-        kb = _kb_row(
-            [synth.kb_id("scene", synth.SCENES[int(ex["scene"])])]
-            + [synth.kb_id("landcover", n) for n, m in zip(synth.LANDCOVERS, landcover) if m]
-            + [synth.kb_id("object", n) for n, c in zip(synth.OBJECTS, counts) if c > 0]
-        )
-        return {"image": np.asarray(ex["image"], np.uint8), "qas": qas, "kb_labels": kb}
-
-    def qas(self, index: int) -> list[tasks_lib.QA]:
-        return self[index]["qas"]
-
-
-def _reopen_synth_records(args: tuple, split: str) -> SynthRecords:
-    return SynthRecords(prepare_rs_synth(*args), split)
-
-
-class FolderRecords:
-    """Folder split as records; the QA is the classification prompt -> readable class name."""
-
-    def __init__(self, dataset: FolderDataset, class_names: Sequence[str], train: bool):
-        self.dataset = dataset
-        self.class_names = tuple(class_names)
-        self.train = train
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict:
-        item = self.dataset[int(index)]
-        label = int(item["label"])
-        kb = _kb_row([label])
-        return {"image": item["image"], "qas": self.qas(index), "kb_labels": kb}
-
-    def qas(self, index: int) -> list[tasks_lib.QA]:
-        """Questions without decoding the image."""
-        name = self.class_names[self.dataset.labels[int(index)]]
-        # Training varies the phrasing; eval sees only the fixed first prompt.
-        prompts = tasks_lib.CLASSIFY_PROMPTS if self.train else tasks_lib.CLASSIFY_PROMPTS[:1]
-        return [tasks_lib.QA(p, name, "scene") for p in prompts]
-
-
-def _str(x: Any) -> str:
-    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
-
-
-# ----------------------------------------------------------------------------- examples
-
-
-def _make_example(record: dict, qa: tasks_lib.QA, task_id: int, enc: TextEncoder) -> dict:
-    prompt_ids, prompt_mask = enc.prompt(qa.question)
-    answer_ids, answer_mask = enc.answer(qa.answer)
-    return {
-        "image": record["image"],
-        "prefix_ids": enc.prefix_ids,
-        "prompt_ids": prompt_ids,
-        "prompt_mask": prompt_mask,
-        "answer_ids": answer_ids,
-        "answer_mask": answer_mask,
-        "task_id": np.int32(task_id),
-        "kb_labels": record["kb_labels"],
-        "valid": np.int32(1),
-        # A host-side retriever embeds it; device code drops strings.
-        "question_text": qa.question,
-    }
-
-
-class _RandomQuestion(grain.transforms.RandomMap):
-    """Picks one question per visit: a task uniformly among those the image has, then a
-    question of that task. The rng comes from Grain (seed + position): deterministic."""
-
-    def __init__(self, tasks: tuple[str, ...], encoder: TextEncoder):
-        self.tasks = tasks
-        self.encoder = encoder
-
-    def random_map(self, record: dict, rng: np.random.Generator) -> dict:
-        by_task: dict[str, list[tasks_lib.QA]] = {}
-        for qa in record["qas"]:
-            if qa.task in self.tasks:
-                by_task.setdefault(qa.task, []).append(qa)
-        if not by_task:
-            raise ValueError(f"Record has no question for tasks {self.tasks}")
-        names = sorted(by_task, key=self.tasks.index)
-        task = names[int(rng.integers(len(names)))]
-        qa = by_task[task][int(rng.integers(len(by_task[task])))]
-        return _make_example(record, qa, self.tasks.index(task), self.encoder)
-
-
-# ----------------------------------------------------------------------------- bundle
 
 
 @dataclasses.dataclass
@@ -299,7 +109,7 @@ class DataBundle:
         ds = grain.MapDataset.source(self.train_records)
         ds = ds.seed(seed).shuffle().repeat(None)
         # After repeat: every visit of an image draws a fresh (but reproducible) question.
-        ds = ds.random_map(_RandomQuestion(self.tasks, self.encoder))
+        ds = ds.random_map(RandomQuestion(self.tasks, self.encoder))
         # Sliced last, so the global stream (order and questions) is the same for any number
         # of hosts: host h reads rows h, h + n, ...; its batch of k rows is its part of the
         # global batch of n * k rows (lazy: a host loads only its own images).
@@ -339,7 +149,7 @@ class DataBundle:
                     cached = (rec_idx, self.eval_records[rec_idx])
                 record = cached[1]
                 qa = record["qas"][qa_idx]
-                rows.append(_make_example(record, qa, self.tasks.index(qa.task), self.encoder))
+                rows.append(make_example(record, qa, self.tasks.index(qa.task), self.encoder))
                 questions.append(qa.question)
                 answers.append(qa.answer)
             if len(rows) < per_host:
@@ -359,7 +169,7 @@ class DataBundle:
         # A real example marked invalid keeps padding rows numerically ordinary for the model.
         record = self.eval_records[pair[0]]
         qa = record["qas"][pair[1]]
-        ex = _make_example(record, qa, self.tasks.index(qa.task), self.encoder)
+        ex = make_example(record, qa, self.tasks.index(qa.task), self.encoder)
         ex["valid"] = np.int32(0)
         return ex
 

@@ -20,7 +20,8 @@ from flax import nnx
 from rs_jax import sharding
 from rs_jax.config import ConfigError
 from rs_jax.convert import pretrained
-from rs_jax.data.pipeline import MAX_KB_LABELS, DataBundle, build_data
+from rs_jax.data.pipeline import DataBundle, build_data
+from rs_jax.data.records import MAX_KB_LABELS
 from rs_jax.kb.host_retrieval import HostRetriever, prompt_query
 from rs_jax.kb.linking import link_labels, relabel
 from rs_jax.kb.schema import Entry

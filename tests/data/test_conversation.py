@@ -8,7 +8,7 @@ import pytest
 
 from rs_jax.data import conversation
 from rs_jax.data import tokenizer as tok_lib
-from rs_jax.data.pipeline import TextEncoder
+from rs_jax.data.text import TextEncoder
 from tests.chat_tokenizers import make_tokenizer
 
 CONVERSATION = [

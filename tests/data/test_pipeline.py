@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from configs.common import base_config
-from rs_jax.data import pipeline, synth
+from rs_jax.data import synth
 from rs_jax.data.pipeline import build_data
+from rs_jax.data.text import TextEncoder
 
 TP, TA = 24, 8
 
@@ -163,7 +164,7 @@ def test_multi_host_slicing(bundle, monkeypatch):
 
 
 def test_too_long_text_raises(bundle):
-    enc = pipeline.TextEncoder(bundle.tokenizer, "plain", max_prompt_len=4, max_answer_len=2)
+    enc = TextEncoder(bundle.tokenizer, "plain", max_prompt_len=4, max_answer_len=2)
     with pytest.raises(ValueError, match=r"How many storage tanks.*max_prompt_len is 4"):
         enc.prompt("How many storage tanks are there?")
     with pytest.raises(ValueError, match=r"dense residential.*max_answer_len is 2"):

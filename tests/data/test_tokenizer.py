@@ -73,7 +73,7 @@ def _decoder_style_tokenizer(folder, **special):
 
 
 def test_llama_and_qwen_style_special_tokens(tmp_path):
-    from rs_jax.data.pipeline import TextEncoder
+    from rs_jax.data.text import TextEncoder
 
     llama = _decoder_style_tokenizer(
         tmp_path / "llama", bos_token="<s>", eos_token="</s>", unk_token="<unk>"

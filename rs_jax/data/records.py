@@ -1,0 +1,142 @@
+"""Record sources (one image with its questions and KB labels per index) and the examples
+(model inputs) made from a record and one of its questions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import grain
+import numpy as np
+
+from rs_jax.data import synth
+from rs_jax.data import tasks as tasks_lib
+from rs_jax.data.folder import FolderDataset
+from rs_jax.data.rs_synth import prepare_rs_synth
+from rs_jax.data.text import TextEncoder
+
+MAX_KB_LABELS = 24
+
+
+def _kb_row(ids: Sequence[int]) -> np.ndarray:
+    if len(ids) > MAX_KB_LABELS:
+        raise ValueError(f"{len(ids)} KB labels exceed the {MAX_KB_LABELS} per image")
+    row = np.full(MAX_KB_LABELS, -1, np.int32)
+    row[: len(ids)] = ids
+    return row
+
+
+class SynthRecords:
+    """rs_synth split as records {"image", "qas": [QA], "kb_labels": int32 [24]}."""
+
+    def __init__(self, builder: Any, split: str):
+        self._source = builder.as_data_source(split)
+        self.split = split
+        cfg = builder.builder_config
+        self._reopen_args = (
+            os.fspath(builder.data_dir_root),
+            cfg.image_size,
+            cfg.num_train,
+            cfg.num_test,
+            cfg.seed,
+        )
+
+    def __reduce__(self):
+        # Grain workers unpickle this; reopening through prepare_rs_synth (files exist,
+        # nothing is regenerated) avoids TFDS re-validating a pickled builder.
+        return _reopen_synth_records, (self._reopen_args, self.split)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict:
+        ex = self._source[int(index)]
+        qa = ex["qa"]
+        qas = [
+            tasks_lib.QA(_str(q), _str(a), _str(t))
+            for q, a, t in zip(qa["question"], qa["answer"], qa["task"], strict=True)
+        ]
+        landcover = np.asarray(ex["landcover"])
+        counts = np.asarray(ex["counts"])
+        kb = _kb_row(
+            [synth.kb_id("scene", synth.SCENES[int(ex["scene"])])]
+            + [synth.kb_id("landcover", n) for n, m in zip(synth.LANDCOVERS, landcover) if m]
+            + [synth.kb_id("object", n) for n, c in zip(synth.OBJECTS, counts) if c > 0]
+        )
+        return {"image": np.asarray(ex["image"], np.uint8), "qas": qas, "kb_labels": kb}
+
+    def qas(self, index: int) -> list[tasks_lib.QA]:
+        return self[index]["qas"]
+
+
+def _reopen_synth_records(args: tuple, split: str) -> SynthRecords:
+    return SynthRecords(prepare_rs_synth(*args), split)
+
+
+class FolderRecords:
+    """Folder split as records; the QA is the classification prompt -> readable class name."""
+
+    def __init__(self, dataset: FolderDataset, class_names: Sequence[str], train: bool):
+        self.dataset = dataset
+        self.class_names = tuple(class_names)
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.dataset[int(index)]
+        label = int(item["label"])
+        kb = _kb_row([label])
+        return {"image": item["image"], "qas": self.qas(index), "kb_labels": kb}
+
+    def qas(self, index: int) -> list[tasks_lib.QA]:
+        """Questions without decoding the image."""
+        name = self.class_names[self.dataset.labels[int(index)]]
+        # Training varies the phrasing; eval sees only the fixed first prompt.
+        prompts = tasks_lib.CLASSIFY_PROMPTS if self.train else tasks_lib.CLASSIFY_PROMPTS[:1]
+        return [tasks_lib.QA(p, name, "scene") for p in prompts]
+
+
+def _str(x: Any) -> str:
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+def make_example(record: dict, qa: tasks_lib.QA, task_id: int, enc: TextEncoder) -> dict:
+    prompt_ids, prompt_mask = enc.prompt(qa.question)
+    answer_ids, answer_mask = enc.answer(qa.answer)
+    return {
+        "image": record["image"],
+        "prefix_ids": enc.prefix_ids,
+        "prompt_ids": prompt_ids,
+        "prompt_mask": prompt_mask,
+        "answer_ids": answer_ids,
+        "answer_mask": answer_mask,
+        "task_id": np.int32(task_id),
+        "kb_labels": record["kb_labels"],
+        "valid": np.int32(1),
+        # A host-side retriever embeds it; device code drops strings.
+        "question_text": qa.question,
+    }
+
+
+class RandomQuestion(grain.transforms.RandomMap):
+    """Picks one question per visit: a task uniformly among those the image has, then a
+    question of that task. The rng comes from Grain (seed + position): deterministic."""
+
+    def __init__(self, tasks: tuple[str, ...], encoder: TextEncoder):
+        self.tasks = tasks
+        self.encoder = encoder
+
+    def random_map(self, record: dict, rng: np.random.Generator) -> dict:
+        by_task: dict[str, list[tasks_lib.QA]] = {}
+        for qa in record["qas"]:
+            if qa.task in self.tasks:
+                by_task.setdefault(qa.task, []).append(qa)
+        if not by_task:
+            raise ValueError(f"Record has no question for tasks {self.tasks}")
+        names = sorted(by_task, key=self.tasks.index)
+        task = names[int(rng.integers(len(names)))]
+        qa = by_task[task][int(rng.integers(len(by_task[task])))]
+        return make_example(record, qa, self.tasks.index(task), self.encoder)
