@@ -146,16 +146,13 @@ def load_decoder(
     folder: str | Path,
     mesh: jax.sharding.Mesh,
     rules: Sequence[tuple],
-    *,
-    precision: Precision | None = None,
-    layers: Layers | None = None,
 ) -> Decoder:
     """A `Decoder` holding `folder`'s weights, sharded on `mesh` by the logical `rules`;
     no random initialisation happens and no tensor is held twice."""
     no_lora = {"rank": 0, "alpha": 1.0, "targets": ()}
     settings = {**llm_settings(folder), "moe_every": 0, "lora": no_lora}
     cfg = decoder_config(ml_collections.ConfigDict(settings))
-    make = lambda: Decoder(cfg, precision or Precision(), layers or Layers(), rngs=nnx.Rngs(0))
+    make = lambda: Decoder(cfg, Precision(), Layers(), rngs=nnx.Rngs(0))
     return load_abstract(make, lambda decoder: load_weights(decoder, folder), mesh, rules)
 
 

@@ -165,15 +165,11 @@ def load_vision_tower(
     folder: str | Path,
     mesh: jax.sharding.Mesh,
     rules: Sequence[tuple],
-    *,
-    precision: Precision | None = None,
-    layers: Layers | None = None,
 ) -> VisionEncoder:
     """A `VisionEncoder` holding `folder`'s weights, sharded on `mesh` by the `rules`."""
     settings, image_size = vision_settings(folder)
     cfg = vision_config(ml_collections.ConfigDict(settings), image_size)
-    precision, layers = precision or Precision(), layers or Layers()
-    make = lambda: VisionEncoder(cfg, precision, layers, rngs=nnx.Rngs(0))
+    make = lambda: VisionEncoder(cfg, Precision(), Layers(), rngs=nnx.Rngs(0))
     return load_abstract(make, lambda encoder: load_weights(encoder, folder), mesh, rules)
 
 

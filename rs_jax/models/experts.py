@@ -101,10 +101,10 @@ class SemanticExperts(nnx.Module):
         gates = gates / gates.sum(-1, keepdims=True)
         assigned = jax.nn.one_hot(choice, probs.shape[-1], dtype=jnp.int32)  # [B, S, K, E]
 
-        w = (self.wi_gate[...], self.wi_up[...], self.wo[...])
+        w = moe_dispatch.ExpertWeights(self.wi_gate[...], self.wi_up[...], self.wo[...])
         if cfg.dispatch == "dropless":
             kept = assigned  # nothing is dropped
-            y = moe_dispatch.dropless_ffn(h, choice, gates, *w, precision=self.precision)
+            y = moe_dispatch.dropless_ffn(h, choice, gates, w, precision=self.precision)
         else:
             # First choices of all tokens claim capacity before any second choice (GShard order).
             b, s, k, e = assigned.shape
@@ -116,7 +116,7 @@ class SemanticExperts(nnx.Module):
             dispatch = slot_one_hot.sum(2)  # [B, S, E, C]
             combine = jnp.einsum("bskec,bsk->bsec", slot_one_hot, gates)
 
-            y = moe_dispatch.einsum_ffn(h, dispatch, combine, *w, precision=self.precision)
+            y = moe_dispatch.einsum_ffn(h, dispatch, combine, w, precision=self.precision)
         if self.shared is not None:
             y = y + self.shared(h)
         y = y.astype(x.dtype)

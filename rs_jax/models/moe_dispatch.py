@@ -1,8 +1,8 @@
 """Expert dispatch for the semantic experts: capacity einsum (GShard) and dropless (shard_map).
 
-Both take the router's decisions and the stacked expert weights ``wi_gate``/``wi_up``
-[E, D, F] and ``wo`` [E, F, D] (logical axes ('exp', ...), E on the mesh 'expert' axis) and
-return the experts' mixed output [B, S, D]:
+Both take the router's decisions and the stacked expert weights (``ExpertWeights``:
+``wi_gate``/``wi_up`` [E, D, F], ``wo`` [E, F, D]; logical axes ('exp', ...), E on the mesh
+'expert' axis) and return the experts' mixed output [B, S, D]:
 
 - ``einsum_ffn``: one-hot dispatch/combine tensors with a fixed per-expert capacity. The
   expert-major activations [E, B, C, *] are constrained to E on 'expert' so GSPMD turns the
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -68,15 +69,21 @@ def check_expert_parallel(num_levels: int, experts_per_level: int) -> None:
         )
 
 
-def _swiglu(
-    x: jax.Array, wi_gate: jax.Array, wi_up: jax.Array, wo: jax.Array, precision: Precision
-) -> jax.Array:
+class ExpertWeights(NamedTuple):
+    """The stacked SwiGLU weights of E experts."""
+
+    wi_gate: jax.Array  # [E, D, F]
+    wi_up: jax.Array  # [E, D, F]
+    wo: jax.Array  # [E, F, D]
+
+
+def _swiglu(x: jax.Array, w: ExpertWeights, precision: Precision) -> jax.Array:
     """Per-expert SwiGLU on expert-major rows: x [E, B, C, D] -> [E, B, C, D] (compute dtype)."""
     dtype = precision.dtype
-    hidden = jax.nn.silu(matmul("ebcd,edf->ebcf", x, wi_gate, precision).astype(dtype))
-    hidden = hidden * matmul("ebcd,edf->ebcf", x, wi_up, precision).astype(dtype)
+    hidden = jax.nn.silu(matmul("ebcd,edf->ebcf", x, w.wi_gate, precision).astype(dtype))
+    hidden = hidden * matmul("ebcd,edf->ebcf", x, w.wi_up, precision).astype(dtype)
     hidden = _constrain_expert_major(hidden)
-    return matmul("ebcf,efd->ebcd", hidden, wo, precision).astype(dtype)
+    return matmul("ebcf,efd->ebcd", hidden, w.wo, precision).astype(dtype)
 
 
 def _constrain_expert_major(x: jax.Array) -> jax.Array:
@@ -94,9 +101,7 @@ def einsum_ffn(
     h: jax.Array,
     dispatch: jax.Array,
     combine: jax.Array,
-    wi_gate: jax.Array,
-    wi_up: jax.Array,
-    wo: jax.Array,
+    w: ExpertWeights,
     *,
     precision: Precision,
 ) -> jax.Array:
@@ -110,7 +115,7 @@ def einsum_ffn(
     slots = dispatch.reshape(b, s, e * c).swapaxes(1, 2)
     expert_in = matmul("bxs,bsd->bxd", slots, h, precision).astype(dtype)
     expert_in = _constrain_expert_major(expert_in.reshape(b, e, c, -1).swapaxes(0, 1))
-    expert_out = _constrain_expert_major(_swiglu(expert_in, wi_gate, wi_up, wo, precision))
+    expert_out = _constrain_expert_major(_swiglu(expert_in, w, precision))
     expert_out = expert_out.swapaxes(0, 1).reshape(b, e * c, -1)
     y = matmul("bsx,bxd->bsd", combine.reshape(b, s, e * c), expert_out, precision)
     return y.astype(dtype)
@@ -201,28 +206,26 @@ def _exchange_ragged(
 def _grouped_swiglu(
     rows: jax.Array,
     local_ids: jax.Array,
-    wi_gate: jax.Array,
-    wi_up: jax.Array,
-    wo: jax.Array,
+    w: ExpertWeights,
     precision: Precision,
 ) -> jax.Array:
     """rows [R, D] with local expert ids [R] (id >= E_loc: padding) -> [R, D], padding = 0."""
-    num_local = wi_gate.shape[0]
+    num_local = w.wi_gate.shape[0]
     order = jnp.argsort(local_ids, stable=True)
     group_sizes = jnp.sum(local_ids[:, None] == jnp.arange(num_local), axis=0).astype(jnp.int32)
     dtype = precision.dtype
     x = rows[order].astype(dtype)
 
-    def grouped(lhs, w):
+    def grouped(lhs, weight):
         out = jax.lax.ragged_dot(
-            lhs, w.astype(dtype), group_sizes, preferred_element_type=jnp.float32
+            lhs, weight.astype(dtype), group_sizes, preferred_element_type=jnp.float32
         )
         return out.astype(dtype)
 
     # Rows past sum(group_sizes) (the padding, sorted last) belong to no group: ragged_dot
     # leaves them zero.
-    hidden = jax.nn.silu(grouped(x, wi_gate)) * grouped(x, wi_up)
-    out = grouped(hidden, wo)
+    hidden = jax.nn.silu(grouped(x, w.wi_gate)) * grouped(x, w.wi_up)
+    out = grouped(hidden, w.wo)
     return jnp.zeros_like(out).at[order].set(out)
 
 
@@ -230,9 +233,7 @@ def _local_dropless(
     h: jax.Array,
     choice: jax.Array,
     gates: jax.Array,
-    wi_gate: jax.Array,
-    wi_up: jax.Array,
-    wo: jax.Array,
+    w: ExpertWeights,
     *,
     axis,
     peers: int,
@@ -242,20 +243,20 @@ def _local_dropless(
     [E_loc, ...] -> [b, S, D]."""
     b, s, d = h.shape
     k = choice.shape[-1]
-    num_local = wi_gate.shape[0]
+    num_local = w.wi_gate.shape[0]
     x = h.reshape(b * s, d).astype(precision.dtype)
     expert = choice.reshape(-1)  # [A = b*S*K]
     order = jnp.argsort(expert, stable=True)
     sorted_expert = expert[order]
     rows = x[order // k]  # [A, D], grouped by expert, hence by peer
     if peers == 1:
-        out = _grouped_swiglu(rows, sorted_expert, wi_gate, wi_up, wo, precision)
+        out = _grouped_swiglu(rows, sorted_expert, w, precision)
     else:
         exchange = _exchange_ragged if use_ragged_all_to_all() else _exchange_padded
         received, received_ids, reverse = exchange(
             rows, sorted_expert % num_local, sorted_expert // num_local, peers, num_local, axis
         )
-        out = reverse(_grouped_swiglu(received, received_ids, wi_gate, wi_up, wo, precision))
+        out = reverse(_grouped_swiglu(received, received_ids, w, precision))
     per_assignment = jnp.zeros_like(out).at[order].set(out).reshape(b * s, k, d)
     y = matmul("tkd,tk->td", per_assignment, gates.reshape(b * s, k), precision)
     return y.astype(precision.dtype).reshape(b, s, d)
@@ -282,9 +283,7 @@ def dropless_ffn(
     h: jax.Array,
     choice: jax.Array,
     gates: jax.Array,
-    wi_gate: jax.Array,
-    wi_up: jax.Array,
-    wo: jax.Array,
+    w: ExpertWeights,
     *,
     precision: Precision,
 ) -> jax.Array:
@@ -292,16 +291,14 @@ def dropless_ffn(
     experts = expert_axes()
     peers = expert_parallelism()
     if peers == 1:
-        return _local_dropless(
-            h, choice, gates, wi_gate, wi_up, wo, axis=None, peers=1, precision=precision
-        )
+        return _local_dropless(h, choice, gates, w, axis=None, peers=1, precision=precision)
     tokens = P(_token_axes(h.shape[0], experts))
     weights = P(experts)
     axis = experts[0] if len(experts) == 1 else experts
     fn = jax.shard_map(
         lambda *args: _local_dropless(*args, axis=axis, peers=peers, precision=precision),
         mesh=jax.sharding.get_abstract_mesh(),
-        in_specs=(tokens, tokens, tokens, weights, weights, weights),
+        in_specs=(tokens, tokens, tokens, weights),  # weights: every leaf of w
         out_specs=tokens,
     )
-    return fn(h, choice.astype(jnp.int32), gates, wi_gate, wi_up, wo)
+    return fn(h, choice.astype(jnp.int32), gates, w)
