@@ -29,7 +29,6 @@ Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 SHARDING_RULES = (
     ("batch", ("data", "fsdp", "expert")),
     ("embed", "fsdp"),
-    ("vision_embed", "fsdp"),
     ("mlp", "tensor"),
     ("heads", "tensor"),
     ("kv_heads", "tensor"),
@@ -41,7 +40,6 @@ SHARDING_RULES = (
     ("kb_embed_out", None),
     ("levels", None),
     ("patch", None),
-    ("channels", None),
     ("position", None),
     ("length", None),
     ("layers", None),  # the stacked blocks of a scanned tower
