@@ -44,3 +44,25 @@ def model_context(single_device_mesh):
 
     with sharding_context(single_device_mesh, SHARDING_RULES):
         yield
+
+
+# The end-to-end files (tens of seconds to minutes per test), longest first. xdist hands
+# tests out in collection order, where these would come last and leave one worker
+# running alone at the end; started first, the short tests fill the gaps.
+LONGEST_FIRST = (
+    "tests/train/test_trainer.py",
+    "tests/test_launch.py",
+    "tests/train/test_precision.py",
+    "tests/models/test_lvlm.py",
+    "tests/convert/test_pretrained.py",
+    "tests/train/test_grad_accum.py",
+    "tests/kb/test_host_retrieval.py",
+    "tests/models/test_stack.py",
+    "tests/train/test_experiment.py",
+    "tests/models/test_semantic_experts.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
