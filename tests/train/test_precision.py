@@ -18,10 +18,10 @@ from rs_jax.train.trainer import make_train_step
 from tests.models.conftest import make_model, random_batch, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = 16
+STEPS = 12
 # bf16 operands with fp32 accumulation and fp32 master weights against fp32, same init and
 # batches. Measured: at most 2.5% of the loss here over 30 steps (4 random batches memorised,
-# where routing decisions flip; 0.3% over the first 16), 0.3% on rs_synth with the tiny config
+# where routing decisions flip; 0.3% over the first 12), 0.3% on rs_synth with the tiny config
 # over 60 steps. Allowed: 5%.
 LOSS_TOLERANCE = 0.05
 
@@ -69,10 +69,14 @@ def test_bfloat16_loss_follows_float32(single_device_mesh):
     bf16 = losses(single_device_mesh, dtype="bfloat16")
     relative = np.abs(bf16 - fp32) / fp32
     assert relative.max() < LOSS_TOLERANCE, relative.max()
-    assert bf16[-4:].mean() < 0.85 * bf16[:4].mean()  # and it is learning (measured 0.78)
-    # Pure bf16 (weights too) trains, less precisely: small updates round away.
-    pure = losses(single_device_mesh, dtype="bfloat16", param_dtype="bfloat16")
-    assert pure[-4:].mean() < 0.85 * pure[:4].mean()  # measured 0.78
+    assert bf16[-4:].mean() < 0.9 * bf16[:4].mean()  # and it is learning (measured 0.85)
+
+
+def test_pure_bfloat16_trains(single_device_mesh):
+    """Weights in bf16 too: it learns, less precisely (small updates round away). On the
+    baseline, whose step compiles in half the full model's time."""
+    pure = losses(single_device_mesh, baseline=True, dtype="bfloat16", param_dtype="bfloat16")
+    assert pure[-4:].mean() < 0.9 * pure[:4].mean(), pure
 
 
 def _dot_flops(stablehlo: str) -> dict[str, float]:

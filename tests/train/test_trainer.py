@@ -156,11 +156,13 @@ def test_killed_or_stopped_run_resumes_with_the_data_stream(tmp_path, data_dir):
         ("", {"data.template": "chatml", "data.max_prompt_len": 40, "data.max_answer_len": 12}),
         # Acceptance: bf16 end to end (train, eval, generation); an untied LM head.
         (":baseline", {"model.dtype": "bfloat16", "model.llm.tie_embeddings": False}),
-        # The number of levels is the length of config.model.levels.
-        (":levels4", {"model.dtype": "bfloat16", "model.remat_policy": "full"}),
+        # The number of levels is the length of config.model.levels (3 above, 4 here); bf16
+        # with full remat, gradient accumulation and tensor parallelism on the full model.
         (
-            ":levels2",
+            ":levels4",
             {
+                "model.dtype": "bfloat16",
+                "model.remat_policy": "full",
                 "model.llm.tie_embeddings": False,
                 "train.grad_accum_steps": 2,
                 "mesh.tensor": 2,  # 4 batch shards x 2 micro-batches of the 8 rows
