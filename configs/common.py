@@ -5,7 +5,7 @@ from typing import Any
 import ml_collections
 
 # Mesh axes (outermost first) and the logical-axis -> mesh-axes rules every parameter and
-# activation is placed by live in rs_jax/train/sharding.py.
+# activation is placed by live in rs_jax/sharding.py.
 from rs_jax.config import parse_value
 from rs_jax.sharding import MESH_AXES, SHARDING_RULES
 
