@@ -28,6 +28,8 @@ from PIL import Image
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 
 log = logging.getLogger(__name__)
+# What PIL raises for a file it cannot decode (truncated, corrupt, unsupported, too large).
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 class UnreadableImageError(OSError):
@@ -64,7 +66,7 @@ def load_image(path: str, image_size: int) -> np.ndarray:
             if rgb.size != (image_size, image_size):
                 rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
             arr = np.asarray(rgb, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except _DECODE_ERRORS as e:
         raise UnreadableImageError(f"Cannot read image {path}: {type(e).__name__}: {e}") from e
     if arr.shape != (image_size, image_size, 3):
         raise UnreadableImageError(f"Image {path} decoded to unexpected shape {arr.shape}")
@@ -99,7 +101,7 @@ def _decode_error(path: str) -> str | None:
         with Image.open(path) as img:
             img.load()
             _to_rgb_uint8(img)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except _DECODE_ERRORS as e:
         return f"{type(e).__name__}: {e}"
     return None
 

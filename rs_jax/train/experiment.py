@@ -148,7 +148,7 @@ def setup(
     mesh = sharding.make_mesh(config.mesh)
     sharding.check_rules(config.sharding_rules)
     _check_batch_fits_mesh(config, mesh, tuple(config.sharding_rules))
-    _check_parameters_fit_mesh(config, model_config, mesh)
+    _check_abstract_model(config, model_config, mesh)
     data = build_data(config, workdir)
     model_config = model_config.with_vocab(data.vocab_size)
     knowledge = load_knowledge(config, model_config, data, query_fn)
@@ -325,7 +325,7 @@ def _warm_start(model: nnx.Module, source: str) -> None:
     print(f"Parameters from {step_dir}{note}.", flush=True)
 
 
-def _check_parameters_fit_mesh(config, model_config: ModelConfig, mesh) -> None:
+def _check_abstract_model(config, model_config: ModelConfig, mesh) -> None:
     """Every parameter's sharded dimensions divide their mesh axes, and config.train.freeze
     names parameters: checked on the abstract model before data preparation, so a mesh the
     model cannot use fails in seconds. The vocabulary and KB size are not known yet:
