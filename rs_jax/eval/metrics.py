@@ -1,9 +1,17 @@
-"""Task metrics: exact-match accuracy per question type with its chance level."""
+"""Task metrics: exact-match accuracy per question type with its chance level, and
+classification scores (balanced accuracy, per-class recall, confusion matrix)."""
 
 import collections
 import dataclasses
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import sklearn.metrics
 
 from rs_jax.data.tasks import normalize_answer
+
+OTHER = "(other)"
 
 
 @dataclasses.dataclass
@@ -56,3 +64,78 @@ def format_table(summary: dict) -> str:
         f"{'overall':<14}{summary['overall_accuracy']:>10.3f}{'':>10}{summary['count']:>8d}"
     )
     return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class ClassificationScores:
+    """Accumulates (prediction, reference) pairs over a fixed list of classes.
+
+    A prediction matches a class when both are equal after ``normalize_answer`` (GeoChat's
+    protocol is lower-cased exact match; this also folds punctuation and spacing). A
+    prediction that is none of the classes counts in an extra column, "(other)"; a reference
+    must be one of the classes.
+    """
+
+    class_names: Sequence[str]
+    predictions: list[int] = dataclasses.field(default_factory=list, init=False)
+    references: list[int] = dataclasses.field(default_factory=list, init=False)
+
+    def __post_init__(self):
+        self.class_names = list(self.class_names)
+        self._index = {}
+        for i, name in enumerate(self.class_names):
+            key = normalize_answer(name)
+            if key in self._index:
+                raise ValueError(
+                    f"classes {self.class_names[self._index[key]]!r} and {name!r} are the same "
+                    "answer after normalisation"
+                )
+            self._index[key] = i
+
+    def add(self, prediction: str, reference: str) -> bool:
+        reference_index = self._index.get(normalize_answer(reference))
+        if reference_index is None:
+            raise ValueError(f"reference {reference!r} is none of the classes")
+        prediction_index = self._index.get(normalize_answer(prediction), len(self.class_names))
+        self.predictions.append(prediction_index)
+        self.references.append(reference_index)
+        return prediction_index == reference_index
+
+    def summary(self) -> dict:
+        """accuracy, balanced_accuracy (mean recall over the classes that occur as
+        references), per_class {name: {recall (None without references), count}}, count,
+        confusion_matrix (rows: reference classes, columns: classes then "(other)"),
+        classes and columns (the labels of rows and columns)."""
+        n_classes = len(self.class_names)
+        matrix = np.zeros((n_classes, n_classes + 1), dtype=np.int64)
+        balanced = 0.0
+        if self.references:  # sklearn refuses empty inputs
+            # Row "(other)" is all zeros (no reference is "(other)"), so it is dropped.
+            matrix = sklearn.metrics.confusion_matrix(
+                self.references, self.predictions, labels=range(n_classes + 1)
+            )[:n_classes]
+            with warnings.catch_warnings():
+                # Predicted classes that are never a reference ("(other)" above all) have no
+                # recall; sklearn leaves them out of the mean, as it should, and warns.
+                warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+                balanced = sklearn.metrics.balanced_accuracy_score(
+                    self.references, self.predictions
+                )
+        support = matrix.sum(axis=1)
+        per_class = {
+            name: {
+                "recall": float(matrix[i, i] / support[i]) if support[i] else None,
+                "count": int(support[i]),
+            }
+            for i, name in enumerate(self.class_names)
+        }
+        count = len(self.references)
+        return {
+            "accuracy": float(np.trace(matrix) / count) if count else 0.0,
+            "balanced_accuracy": float(balanced),
+            "per_class": per_class,
+            "count": count,
+            "confusion_matrix": matrix.tolist(),
+            "classes": list(self.class_names),
+            "columns": [*self.class_names, OTHER],
+        }

@@ -1,8 +1,13 @@
-"""TaskAccuracy and format_table on hand-computed cases."""
+"""TaskAccuracy, format_table, ClassificationScores and the confusion-matrix figure on
+hand-computed cases."""
 
+import warnings
+
+import numpy as np
 import pytest
 
-from rs_jax.eval.metrics import TaskAccuracy, format_table
+from rs_jax.eval.metrics import ClassificationScores, TaskAccuracy, format_table
+from rs_jax.eval.plots import confusion_matrix_figure
 
 
 def filled(rows):
@@ -128,3 +133,92 @@ def test_non_ascii_class_names_round_trip_through_the_tokenizer(tmp_path, kind):
     # Different classes stay different after normalisation.
     assert not accuracy.add("scene", "forêt", "forêt dense")
     assert not accuracy.add("scene", "水", "水体")
+
+
+# --- ClassificationScores ------------------------------------------------------------------
+
+CLASSES = ["forest", "river", "lake"]
+# Imbalanced: forest 6 of 6 right, river 1 of 2, lake 0 of 2 (one "river", one "sea").
+PAIRS = [("forest", "forest")] * 5 + [("Forest.", "forest")]
+PAIRS += [("river", "river"), ("forest", "river"), ("River", "lake"), ("sea", "lake")]
+
+
+def scored(pairs, classes=CLASSES):
+    scores = ClassificationScores(classes)
+    hits = [scores.add(prediction, reference) for prediction, reference in pairs]
+    return scores, hits
+
+
+def test_balanced_accuracy_is_the_mean_recall_not_the_accuracy():
+    scores, hits = scored(PAIRS)
+    assert hits == [True] * 7 + [False] * 3
+    summary = scores.summary()
+    assert summary["accuracy"] == pytest.approx(7 / 10)
+    assert summary["balanced_accuracy"] == pytest.approx((6 / 6 + 1 / 2 + 0 / 2) / 3)
+    assert summary["per_class"] == {
+        "forest": {"recall": 1.0, "count": 6},
+        "river": {"recall": 0.5, "count": 2},
+        "lake": {"recall": 0.0, "count": 2},
+    }
+    assert summary["count"] == 10
+    assert summary["classes"] == CLASSES
+    assert summary["columns"] == [*CLASSES, "(other)"]
+    # Rows: references; columns: predictions, then "(other)".
+    assert summary["confusion_matrix"] == [[6, 0, 0, 0], [1, 1, 0, 0], [0, 1, 0, 1]]
+
+
+def test_predictions_outside_the_classes_count_as_other():
+    pairs = [("sea", "lake"), ("Pond!", "lake"), ("", "river"), ("forest river", "forest")]
+    summary = scored(pairs)[0].summary()
+    assert [row[-1] for row in summary["confusion_matrix"]] == [1, 1, 2]
+    assert summary["accuracy"] == 0.0
+
+
+def test_balanced_accuracy_leaves_out_classes_never_referenced():
+    """ "desert" is predicted but never a reference: no recall, not in the mean, no warning."""
+    pairs = [("forest", "forest"), ("desert", "forest"), ("river", "river")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary = scored(pairs, ["forest", "river", "desert"])[0].summary()
+    assert summary["balanced_accuracy"] == pytest.approx((1 / 2 + 1 / 1) / 2)
+    assert summary["accuracy"] == pytest.approx(2 / 3)
+    assert summary["per_class"]["desert"] == {"recall": None, "count": 0}
+
+
+def test_classification_errors_and_empty_summary():
+    with pytest.raises(ValueError, match="reference 'sea' is none of the classes"):
+        ClassificationScores(CLASSES).add("sea", "sea")
+    with pytest.raises(ValueError, match="'Forest' and 'forest.' are the same answer"):
+        ClassificationScores(["Forest", "forest."])
+    summary = ClassificationScores(["a", "b"]).summary()
+    assert summary["count"] == 0
+    assert summary["accuracy"] == summary["balanced_accuracy"] == 0.0
+    assert summary["confusion_matrix"] == [[0, 0, 0], [0, 0, 0]]
+
+
+# --- confusion_matrix_figure ---------------------------------------------------------------
+
+
+def test_confusion_matrix_figure_renders_row_shares_and_counts(tmp_path):
+    matrix = scored(PAIRS)[0].summary()["confusion_matrix"]
+    fig = confusion_matrix_figure(matrix, CLASSES, "test split")
+    fig.savefig(tmp_path / "confusion.png")
+    assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ax = fig.axes[0]
+    shares = ax.images[0].get_array()
+    np.testing.assert_allclose(shares, [[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0, 0.5, 0, 0.5]])
+    assert [t.get_text() for t in ax.texts] == [str(c) for row in matrix for c in row]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [*CLASSES, "(other)"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == CLASSES
+    assert len(fig.axes) == 2  # the colorbar
+
+
+def test_confusion_matrix_figure_square_empty_rows_and_many_classes(tmp_path):
+    fig = confusion_matrix_figure([[2, 0], [0, 0]], ["a", "b"], "")
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), [[1, 0], [0, 0]])
+    big = np.eye(30, 31, dtype=int) * 5
+    fig = confusion_matrix_figure(big, [f"class {i}" for i in range(30)], "30 classes")
+    fig.savefig(tmp_path / "big.png")
+    assert len(fig.axes[0].texts) == 0  # counts would not fit
+    with pytest.raises(ValueError, match=r"\[2, 2\] or \[2, 3\], not \[2, 4\]"):
+        confusion_matrix_figure(np.zeros((2, 4)), ["a", "b"], "")
