@@ -1,5 +1,7 @@
 """Defaults shared by every experiment config; each experiment file overrides what it needs."""
 
+import os
+from pathlib import Path
 from typing import Any
 
 import ml_collections
@@ -7,7 +9,13 @@ import ml_collections
 # Mesh axes (outermost first) and the logical-axis -> mesh-axes rules every parameter and
 # activation is placed by live in rs_jax/sharding.py.
 from rs_jax.config import parse_value
+from rs_jax.data.sources import COMMON_KEYS, FORMAT_KEYS, SourceConfig
 from rs_jax.sharding import MESH_AXES, SHARDING_RULES
+
+REPO = Path(__file__).resolve().parents[1]
+# The real RS subsets the configs train on: $RS_JAX_SHARED_DATA, by default ../shared/data
+# next to the repository (see its README for sources and licenses).
+SHARED_DATA = Path(os.environ.get("RS_JAX_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -19,9 +27,13 @@ def base_config() -> ml_collections.ConfigDict:
     config.sharding_rules = SHARDING_RULES
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "rs_synth"  # "rs_synth" | "folder"
+    # "rs_synth" (generated), "folder" (one classification folder at `root`) or "sources"
+    # (the datasets of `sources`, mixed by weight; rs_jax/data/sources/).
+    config.data.name = "rs_synth"
     config.data.data_dir = ""  # TFDS data dir for rs_synth; "" = <workdir>/data
     config.data.root = ""  # folder dataset: <root>/<split>/<class>/*.jpg|png|tif
+    # name "sources": {name: source(format, path, ...)}; see source() below.
+    config.data.sources = ml_collections.ConfigDict()
     config.data.train_split = "train"
     config.data.eval_split = "test"
     config.data.image_size = 32
@@ -37,7 +49,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.max_answer_len = 8
     config.data.batch_size = 32  # global, across all hosts
     config.data.worker_count = 0
-    config.data.allow_skips = False  # folder dataset: skip unreadable images (counted)
+    # Skip unreadable images and bad records (counted, listed in the log and eval.json)
+    # instead of stopping with an error naming them.
+    config.data.allow_skips = False
+    # Multispectral images: the three bands shown as R, G, B (e.g. (3, 2, 1): Sentinel-2's
+    # B4, B3, B2; () = the file's RGB) and the integer value shown as full brightness
+    # (0 = the dtype's maximum; Sentinel-2 L1C reflectance x 10000: about 3000).
+    config.data.bands = ()
+    config.data.band_max = 0.0
     config.data.seed = 0  # rs_synth: renders the dataset; independent of config.seed
 
     # Pretrained towers: Hugging Face folders (config.json + *.safetensors) whose
@@ -200,6 +219,17 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.max_new_tokens = 6
     config.eval.num_examples = -1  # -1 = the whole eval split
     return config
+
+
+def source(format: str, path: str, **values: Any) -> ml_collections.ConfigDict:
+    """One entry of config.data.sources: a dataset in `format` at `path` with the format's
+    keys (rs_jax/data/sources/__init__.py:FORMAT_KEYS) at their defaults but for `values`.
+    `source("folder", ".../ucmerced", weight=2.0)`; an unknown key is an error naming it."""
+    if format not in FORMAT_KEYS:
+        raise ValueError(f"source format {format!r}; choose from {sorted(FORMAT_KEYS)}")
+    fields = COMMON_KEYS | FORMAT_KEYS[format] | dict(format=format, path=path)
+    SourceConfig.from_config(f"<{format}>", fields | values)  # names an unknown key now
+    return ml_collections.ConfigDict(fields | values)
 
 
 def make_baseline(config: ml_collections.ConfigDict) -> None:

@@ -7,32 +7,32 @@
   rs-jax train --config configs/eurosat.py:kb --workdir runs/eurosat_kb
 
 Trains on `<shared>/eurosat_rgb/train` (3,000 images) and evaluates on its `test` split
-(1,000 images); `<shared>` is $RS_JAX_SHARED_DATA, by default ../shared/data next to the
-repository. Override with --config.data.root=/path/to/eurosat_rgb.
+(1,000 images) with GeoChat's protocol (every class named in the prompt; CoOp's readable
+class names); `<shared>` is $RS_JAX_SHARED_DATA, by default ../shared/data next to the
+repository. Override with --config.data.sources.eurosat.path=/path/to/eurosat_rgb.
 
 Variants (`:arg`, comma-separated): `baseline` (LLaVA-1.5), `kb` (retrieve from the shipped
 curated knowledge base, frozen MiniLM embeddings, built into runs/kb by `rs-jax kb build`).
 """
 
-import os
-from pathlib import Path
-
 import ml_collections
 
 from configs import common
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("RS_JAX_SHARED_DATA", REPO.parent / "shared" / "data"))
+from configs.common import REPO, SHARED_DATA
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
     arg = common.parse_arg(arg, baseline=False, kb=False)
 
-    config.data.name = "folder"
-    config.data.root = str(SHARED_DATA / "eurosat_rgb")
+    config.data.name = "sources"
+    config.data.sources = ml_collections.ConfigDict(
+        dict(
+            eurosat=common.source("folder", str(SHARED_DATA / "eurosat_rgb"), class_names="EuroSAT")
+        )
+    )
     config.data.image_size = 64
-    config.data.tasks = ("scene",)
+    config.data.max_prompt_len = 64  # the prompt lists all 10 classes
     config.eval.batch_size = 100
     config.eval.max_new_tokens = 5
 

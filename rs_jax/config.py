@@ -249,6 +249,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             )
         if data.get("seed", 0) < 0:
             raise ConfigError(f"config.data.seed must be >= 0, got {data.seed}")
+        if data.get("name", "rs_synth") not in ("rs_synth", "folder", "sources"):
+            raise ConfigError(
+                f"config.data.name={data.name!r}; choose 'rs_synth', 'folder' or 'sources'"
+            )
         if data.get("name") == "rs_synth":
             # Checked here, not by the generator once it has started writing the dataset.
             for key in ("num_train", "num_test"):

@@ -268,7 +268,11 @@ FAULTS = [
     bad("seed", "-1", r"config\.seed must be >= 0"),
     bad("data.tasks", "", r"config\.data\.tasks is empty; choose from \('scene'"),
     bad("data.tasks", "scene,weather", r"config\.data\.tasks: unknown task\(s\) \['weather'\]"),
-    bad("data.name", "imagenet", r"config\.data\.name 'imagenet'; expected 'rs_synth' or"),
+    bad(
+        "data.name",
+        "imagenet",
+        r"config\.data\.name='imagenet'; choose 'rs_synth', 'folder' or 'sources'",
+    ),
     bad("eval.batch_size", "0", r"config\.eval\.batch_size must be positive"),
     bad("eval.max_new_tokens", "0", r"config\.eval\.max_new_tokens must be positive"),
     bad("eval.num_examples", "0", r"config\.eval\.num_examples must be positive, or -1"),

@@ -15,6 +15,8 @@ Batch contract (numpy, B = per-host batch):
   valid        int32  [B]      0 on eval padding rows
   question_text  str  [B]      the question (train: a numpy str array; eval: object)
   answer_text    object [B]    eval batches only ("" on padding rows, question_text too)
+  references     object [B]    eval batches only: every accepted answer (a tuple; captions
+                               have several)
   kb_ids       int32  [B, L, k] host-side retrieval only (DataBundle.host_retriever): KB rows
                                per model level
 Tp = config.data.max_prompt_len, Ta = config.data.max_answer_len; texts that do
@@ -36,12 +38,13 @@ import jax
 import ml_collections
 import numpy as np
 
+from rs_jax.data import sources as sources_lib
 from rs_jax.data import synth
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data import tokenizer as tokenizer_lib
-from rs_jax.data.folder import FolderDataset
+from rs_jax.data.images import Bands
 from rs_jax.data.records import (
-    FolderRecords,
+    ItemRecords,
     RandomQuestion,
     SynthRecords,
     make_example,
@@ -55,13 +58,27 @@ log = logging.getLogger(__name__)
 TOKENIZER_VOCAB_SIZE = 1000
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalSource:
+    """How one source's eval split is scored: protocol "vqa" (exact match per question
+    type), "classification" or "captioning" (rs_jax/eval/protocols.py); tasks: its names in
+    DataBundle.tasks; class_names: a classification source's classes."""
+
+    name: str
+    protocol: str
+    tasks: tuple[str, ...]
+    class_names: tuple[str, ...] = ()
+
+
 @dataclasses.dataclass
 class DataBundle:
     """Everything the trainer needs from the data side.
 
     tasks: task names (task_id indexes it). rs_synth: config.data.tasks in config
-    order; folder datasets: ("scene",) (classification is the only task).
+    order; sources: each source's question types in order of appearance ("scene" for
+    classification, "caption"), prefixed "<source>/" when there are several sources.
     kb_entries: the KB (index = KB id); kb_labels in batches refer to it.
+    train_records: one record source per data source, mixed by `train_weights`.
     """
 
     tokenizer: Any
@@ -74,9 +91,11 @@ class DataBundle:
     global_batch_size: int
     worker_count: int
     encoder: TextEncoder = dataclasses.field(repr=False)
-    train_records: Any = dataclasses.field(repr=False)
+    train_records: list[Any] = dataclasses.field(repr=False)
+    train_weights: list[float]
     eval_records: Any = dataclasses.field(repr=False)
     eval_pairs: list[tuple[int, int]] = dataclasses.field(repr=False)
+    eval_sources: tuple[EvalSource, ...] = ()
     # Adds kb_ids to every batch (rs_jax.kb.host_retrieval.HostRetriever); None = device mode.
     host_retriever: Any = dataclasses.field(default=None, repr=False)
     # Split -> what indexing left out (FolderDataset.report); empty for generated data.
@@ -84,7 +103,7 @@ class DataBundle:
 
     @property
     def num_train_images(self) -> int:
-        return len(self.train_records)
+        return sum(len(r) for r in self.train_records)
 
     @property
     def num_eval_examples(self) -> int:
@@ -101,15 +120,18 @@ class DataBundle:
     def train_iterator(self, seed: int) -> grain.DatasetIterator:
         """Infinite, per-epoch shuffled, per-host batches; checkpointable via get/set_state."""
         per_host = self.per_host_batch_size(self.global_batch_size)
-        if len(self.train_records) < self.global_batch_size:
+        if self.num_train_images < self.global_batch_size:
             raise ValueError(
-                f"Train split has {len(self.train_records)} images, fewer than one batch; "
+                f"Train split has {self.num_train_images} images, fewer than one batch; "
                 f"lower config.data.batch_size={self.global_batch_size}"
             )
-        ds = grain.MapDataset.source(self.train_records)
-        ds = ds.seed(seed).shuffle().repeat(None)
-        # After repeat: every visit of an image draws a fresh (but reproducible) question.
-        ds = ds.random_map(RandomQuestion(self.tasks, self.encoder))
+        streams = []
+        for i, records in enumerate(self.train_records):
+            ds = grain.MapDataset.source(records).seed(seed + i).shuffle().repeat(None)
+            # After repeat: every visit of an image draws a fresh (but reproducible) question.
+            streams.append(ds.random_map(RandomQuestion(self.tasks, self.encoder)))
+        # Each step's rows come from the sources in proportion to their weights.
+        ds = streams[0] if len(streams) == 1 else grain.MapDataset.mix(streams, self.train_weights)
         # Sliced last, so the global stream (order and questions) is the same for any number
         # of hosts: host h reads rows h, h + n, ...; its batch of k rows is its part of the
         # global batch of n * k rows (lazy: a host loads only its own images).
@@ -143,7 +165,7 @@ class DataBundle:
         filler = None
         cached: tuple[int, dict] | None = None
         for b in range(num_batches):
-            rows, questions, answers = [], [], []
+            rows, questions, answers, references = [], [], [], []
             for rec_idx, qa_idx in mine[b * per_host : (b + 1) * per_host]:
                 if cached is None or cached[0] != rec_idx:
                     cached = (rec_idx, self.eval_records[rec_idx])
@@ -152,15 +174,20 @@ class DataBundle:
                 rows.append(make_example(record, qa, self.tasks.index(qa.task), self.encoder))
                 questions.append(qa.question)
                 answers.append(qa.answer)
+                references.append(qa.references or (qa.answer,))
             if len(rows) < per_host:
                 if filler is None:
                     filler = self._filler_example(pairs[0])
-                rows += [filler] * (per_host - len(rows))
-                questions += [""] * (per_host - len(questions))
-                answers += [""] * (per_host - len(answers))
+                missing = per_host - len(rows)
+                rows += [filler] * missing
+                questions += [""] * missing
+                answers += [""] * missing
+                references += [()] * missing
             batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
             batch["question_text"] = np.array(questions, dtype=object)
             batch["answer_text"] = np.array(answers, dtype=object)
+            batch["references"] = np.empty(len(references), dtype=object)
+            batch["references"][:] = references
             if self.host_retriever is not None:
                 batch = self.host_retriever.map_batch(batch)
             yield batch
@@ -214,21 +241,143 @@ def _prepare_tokenizer(spec: str, data_dir: str, corpus: list[str]) -> Any:
     return tokenizer_lib.load_tokenizer(path)
 
 
-def _folder_kb_entries(names: Sequence[str], classes: Sequence[str], source: str) -> list[Entry]:
-    """A folder dataset's KB: a scene entry per class (its folder name an alias), then the
-    synthetic set's land-cover and object entries."""
+def _scene_entries(names: Sequence[str], aliases: dict[str, list[str]], source: str) -> list[Entry]:
+    """The KB of datasets with scene classes: an entry per class (the spellings the data
+    uses are its aliases), then the synthetic set's land-cover and object entries."""
     scenes = [
         Entry(
             id=make_id("scene", name),
             level="scene",
             name=name,
             description=f"a remote sensing image of {name}",
-            aliases=[folder],
+            aliases=[a for a in aliases.get(name, []) if a != name],
             sources=[source],
         )
-        for name, folder in zip(names, classes, strict=True)
+        for name in names
     ]
     return scenes + [e for e in synth.kb_entries() if e.level != "scene"]
+
+
+def source_configs(dc: ml_collections.ConfigDict) -> list[sources_lib.SourceConfig]:
+    """config.data's sources: name "folder" is one folder source at config.data.root;
+    "sources" lists them in config.data.sources."""
+    if dc.name == "folder":
+        if not dc.root:
+            raise ValueError(
+                "config.data.root is not set: a folder dataset reads <root>/<split>/<class>/*"
+            )
+        if not os.path.isdir(dc.root):
+            raise FileNotFoundError(f"config.data.root={dc.root!r} does not exist")
+        values = dict(
+            format="folder", path=dc.root, train_split=dc.train_split, eval_split=dc.eval_split
+        )
+        name = os.path.basename(os.path.normpath(dc.root))
+        return [sources_lib.SourceConfig.from_config(name, values)]
+    if not dc.sources:
+        raise ValueError(
+            "config.data.sources is empty: name the datasets to mix (configs/common.py:source)"
+        )
+    return [
+        sources_lib.SourceConfig.from_config(name, dict(values))
+        for name, values in dc.sources.items()
+    ]
+
+
+def _fits(items: list[sources_lib.Item], encoder: TextEncoder, bad: sources_lib.BadRecords):
+    """Items whose texts fit the length limits (texts are never truncated); a question that
+    does not is an error naming its record, or with allow_skips a counted skip."""
+    kept = []
+    for item in items:
+        try:
+            for qa in item.qas:
+                encoder.prompt(qa.question, qa.history)
+                for answer in qa.references or (qa.answer,):
+                    encoder.answer(answer)
+        except ValueError as e:
+            bad(item.record, str(e))
+            continue
+        kept.append(item)
+    return kept
+
+
+def _load_sources(dc: ml_collections.ConfigDict, data_dir: str, size: int):
+    ctx = sources_lib.LoadContext(
+        image_size=size,
+        allow_skips=bool(dc.allow_skips),
+        cache_dir=os.path.join(data_dir, "image_checks"),
+        bands=Bands(tuple(int(b) for b in dc.bands), float(dc.band_max)),
+    )
+    configs = source_configs(dc)
+    loaded = [(cfg, *sources_lib.load(cfg, ctx)) for cfg in configs]
+    if len(configs) > 1:  # task names say which source they belong to
+        qualify = lambda name, qa: qa._replace(task=f"{name}/{qa.task}")
+        for cfg, *splits in loaded:
+            for split in splits:
+                split.items = [
+                    dataclasses.replace(it, qas=tuple(qualify(cfg.name, qa) for qa in it.qas))
+                    for it in split.items
+                ]
+    return ctx, loaded
+
+
+def _merged_report(reports: list[dict]) -> dict:
+    """One split's report over all sources (paths name the source)."""
+    return {
+        "split": "+".join(dict.fromkeys(r["split"] for r in reports)),
+        "images": sum(r["images"] for r in reports),
+        "skipped": {k: v for r in reports for k, v in r["skipped"].items()},
+        "unsupported": [u for r in reports for u in r["unsupported"]],
+    }
+
+
+def _describe(loaded: list) -> tuple[tuple[str, ...], list[Entry], list[str], tuple]:
+    """(task names, KB entries, tokenizer corpus, EvalSources) of the loaded sources."""
+    names, aliases, corpus, tasks = [], {}, [], []
+    for _, train, test in loaded:
+        for split in (train, test):
+            for name in (*split.class_names, *(c for it in split.items for c in it.classes)):
+                if name not in names:
+                    names.append(name)
+            for name, spellings in split.aliases.items():
+                known = aliases.setdefault(name, [])
+                known += [a for a in spellings if a not in known]
+            for qa in (qa for it in split.items for qa in it.qas):
+                if qa.task not in tasks:
+                    tasks.append(qa.task)
+        # The tokenizer learns the train split's texts (and every class name) only.
+        for qa in (qa for it in train.items for qa in it.qas):
+            corpus += [qa.question, *(text for turn in qa.history for text in turn)]
+            corpus += list(qa.references or (qa.answer,))
+    kb = _scene_entries(names, aliases, "+".join(cfg.name for cfg, *_ in loaded))
+    eval_sources = []
+    for cfg, _, test in loaded:
+        own = {qa.task for it in test.items for qa in it.qas}
+        own_tasks = tuple(t for t in tasks if t in own)
+        eval_sources.append(EvalSource(cfg.name, cfg.protocol, own_tasks, test.class_names))
+    return tuple(tasks), kb, corpus + names, tuple(eval_sources)
+
+
+def _records(loaded: list, encoder: TextEncoder, ctx, kb: list[Entry]):
+    """(train record sources, their weights, eval records, skip reports) of loaded sources."""
+    kb_id = {e.name: i for i, e in enumerate(kb) if e.level == "scene"}
+    labels = lambda items: [[kb_id[c] for c in it.classes] for it in items]
+    train_records, eval_items, reports = [], [], {"train": [], "eval": []}
+    for cfg, train, test in loaded:
+        for split, role, name in (
+            (train, "train", cfg.train_split),
+            (test, "eval", cfg.eval_split),
+        ):
+            bad = sources_lib.BadRecords(ctx.allow_skips)
+            split.items = _fits(split.items, encoder, bad)
+            split.skipped |= bad.skipped
+            reports[role].append(split.report(name))
+        train_records.append(
+            ItemRecords(train.items, labels(train.items), ctx.image_size, ctx.bands)
+        )
+        eval_items += test.items
+    eval_records = ItemRecords(eval_items, labels(eval_items), ctx.image_size, ctx.bands)
+    skips = {role: _merged_report(r) for role, r in reports.items()}
+    return train_records, [cfg.weight for cfg, *_ in loaded], eval_records, skips
 
 
 def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
@@ -236,7 +385,6 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
     dc = config.data
     data_dir = dc.data_dir or os.path.join(workdir, "data")
     size = int(dc.image_size)
-    skips: dict[str, dict] = {}
     if dc.name == "rs_synth":
         task_names = tuple(dc.tasks)
         unknown = [t for t in task_names if t not in tasks_lib.TASKS]
@@ -251,42 +399,23 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
             lambda: prepare_rs_synth(data_dir, size, dc.num_train, dc.num_test, dc.seed),
             "rs_jax_rs_synth",
         )
-        train_records = SynthRecords(builder, dc.train_split)
-        eval_records = SynthRecords(builder, dc.eval_split)
         kb = synth.kb_entries()
-        corpus = tasks_lib.corpus_texts()
-    elif dc.name == "folder":
-        task_names = ("scene",)
-        if not dc.root:
-            raise ValueError(
-                "config.data.root is not set: a folder dataset reads <root>/<split>/<class>/*"
-            )
-        if not os.path.isdir(dc.root):
-            raise FileNotFoundError(f"config.data.root={dc.root!r} does not exist")
-        checks = os.path.join(data_dir, "image_checks")
-        train_ds = FolderDataset(
-            dc.root, dc.train_split, size, allow_skips=dc.allow_skips, cache_dir=checks
-        )
-        eval_ds = FolderDataset(
-            dc.root,
-            dc.eval_split,
-            size,
-            classes=train_ds.classes,
-            allow_skips=dc.allow_skips,
-            cache_dir=checks,
-        )
-        skips = {"train": train_ds.report(), "eval": eval_ds.report()}
-        names = [tasks_lib.class_display_name(c) for c in train_ds.classes]
-        train_records = FolderRecords(train_ds, names, train=True)
-        eval_records = FolderRecords(eval_ds, names, train=False)
-        source = os.path.basename(os.path.normpath(dc.root))
-        kb = _folder_kb_entries(names, train_ds.classes, source)
-        corpus = list(tasks_lib.CLASSIFY_PROMPTS) + names
+        tok = _prepare_tokenizer(dc.tokenizer, data_dir, tasks_lib.corpus_texts())
+        encoder = TextEncoder(tok, dc.template, dc.max_prompt_len, dc.max_answer_len)
+        train_records, train_weights = [SynthRecords(builder, dc.train_split)], [1.0]
+        eval_records = SynthRecords(builder, dc.eval_split)
+        eval_sources = (EvalSource("rs_synth", "vqa", task_names),)
+        skips = {}
+    elif dc.name in ("folder", "sources"):
+        ctx, loaded = _load_sources(dc, data_dir, size)
+        task_names, kb, corpus, eval_sources = _describe(loaded)
+        tok = _prepare_tokenizer(dc.tokenizer, data_dir, corpus)
+        encoder = TextEncoder(tok, dc.template, dc.max_prompt_len, dc.max_answer_len)
+        train_records, train_weights, eval_records, skips = _records(loaded, encoder, ctx, kb)
     else:
-        raise ValueError(f"Unknown config.data.name {dc.name!r}; expected 'rs_synth' or 'folder'")
-
-    tok = _prepare_tokenizer(dc.tokenizer, data_dir, corpus)
-    encoder = TextEncoder(tok, dc.template, dc.max_prompt_len, dc.max_answer_len)
+        raise ValueError(
+            f"Unknown config.data.name {dc.name!r}; expected 'rs_synth', 'folder' or 'sources'"
+        )
 
     # Index every eval (image, question) pair once; encoding them here also reports
     # texts that exceed the length limits before training starts.
@@ -294,7 +423,7 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
     for i in range(len(eval_records)):
         for j, qa in enumerate(eval_records.qas(i)):
             if qa.task in task_names:
-                encoder.prompt(qa.question)
+                encoder.prompt(qa.question, qa.history)
                 encoder.answer(qa.answer)
                 eval_pairs.append((i, j))
     return DataBundle(
@@ -309,7 +438,9 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
         worker_count=int(dc.worker_count),
         encoder=encoder,
         train_records=train_records,
+        train_weights=train_weights,
         eval_records=eval_records,
         eval_pairs=eval_pairs,
+        eval_sources=eval_sources,
         skips=skips,
     )

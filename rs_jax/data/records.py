@@ -10,9 +10,9 @@ from typing import Any
 import grain
 import numpy as np
 
-from rs_jax.data import synth
+from rs_jax.data import sources, synth
 from rs_jax.data import tasks as tasks_lib
-from rs_jax.data.folder import FolderDataset
+from rs_jax.data.images import Bands, load_image
 from rs_jax.data.rs_synth import prepare_rs_synth
 from rs_jax.data.text import TextEncoder
 
@@ -74,38 +74,46 @@ def _reopen_synth_records(args: tuple, split: str) -> SynthRecords:
     return SynthRecords(prepare_rs_synth(*args), split)
 
 
-class FolderRecords:
-    """Folder split as records; the QA is the classification prompt -> readable class name."""
+class ItemRecords:
+    """Items of data sources (rs_jax/data/sources) as records; images are decoded on access.
 
-    def __init__(self, dataset: FolderDataset, class_names: Sequence[str], train: bool):
-        self.dataset = dataset
-        self.class_names = tuple(class_names)
-        self.train = train
+    kb_labels: per item, the KB ids of its classes.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[sources.Item],
+        kb_labels: Sequence[Sequence[int]],
+        image_size: int,
+        bands: Bands,
+    ):
+        self.items = list(items)
+        self.kb_labels = [_kb_row(ids) for ids in kb_labels]
+        self.image_size, self.bands = int(image_size), bands
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
-        item = self.dataset[int(index)]
-        label = int(item["label"])
-        kb = _kb_row([label])
-        return {"image": item["image"], "qas": self.qas(index), "kb_labels": kb}
+        index = int(index)
+        image = load_image(self.items[index].image, self.image_size, self.bands)
+        return {"image": image, "qas": self.qas(index), "kb_labels": self.kb_labels[index]}
 
     def qas(self, index: int) -> list[tasks_lib.QA]:
         """Questions without decoding the image."""
-        name = self.class_names[self.dataset.labels[int(index)]]
-        # Training varies the phrasing; eval sees only the fixed first prompt.
-        prompts = tasks_lib.CLASSIFY_PROMPTS if self.train else tasks_lib.CLASSIFY_PROMPTS[:1]
-        return [tasks_lib.QA(p, name, "scene") for p in prompts]
+        return list(self.items[int(index)].qas)
 
 
 def _str(x: Any) -> str:
     return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
 
-def make_example(record: dict, qa: tasks_lib.QA, task_id: int, enc: TextEncoder) -> dict:
-    prompt_ids, prompt_mask = enc.prompt(qa.question)
-    answer_ids, answer_mask = enc.answer(qa.answer)
+def make_example(
+    record: dict, qa: tasks_lib.QA, task_id: int, enc: TextEncoder, answer: str | None = None
+) -> dict:
+    """answer: the reply trained on (default qa.answer; one of qa.references for captions)."""
+    prompt_ids, prompt_mask = enc.prompt(qa.question, qa.history)
+    answer_ids, answer_mask = enc.answer(qa.answer if answer is None else answer)
     return {
         "image": record["image"],
         "prefix_ids": enc.prefix_ids,
@@ -123,7 +131,8 @@ def make_example(record: dict, qa: tasks_lib.QA, task_id: int, enc: TextEncoder)
 
 class RandomQuestion(grain.transforms.RandomMap):
     """Picks one question per visit: a task uniformly among those the image has, then a
-    question of that task. The rng comes from Grain (seed + position): deterministic."""
+    question of that task (and, where it has several references, one of them as the
+    answer). The rng comes from Grain (seed + position): deterministic."""
 
     def __init__(self, tasks: tuple[str, ...], encoder: TextEncoder):
         self.tasks = tasks
@@ -139,4 +148,5 @@ class RandomQuestion(grain.transforms.RandomMap):
         names = sorted(by_task, key=self.tasks.index)
         task = names[int(rng.integers(len(names)))]
         qa = by_task[task][int(rng.integers(len(by_task[task])))]
-        return make_example(record, qa, self.tasks.index(task), self.encoder)
+        answer = qa.references[int(rng.integers(len(qa.references)))] if qa.references else None
+        return make_example(record, qa, self.tasks.index(task), self.encoder, answer)

@@ -60,6 +60,13 @@ CLASSIFY_PROMPTS = (
     "What type of scene is this?",
 )
 
+# GeoChat's scene-classification prompt (its GeoChat-Bench question files): every class,
+# comma-separated, in the dataset's order.
+GEOCHAT_CLASSIFY = (
+    "Classify the image within one of the given classes: {classes}. "
+    "Answer with one word or short phrase."
+)
+
 # fmt: off
 _NUMBER_WORDS = (
     "zero", "one", "two", "three", "four", "five", "six",
@@ -70,9 +77,15 @@ _WORD_TO_DIGIT = {w: str(i) for i, w in enumerate(_NUMBER_WORDS)}
 
 
 class QA(NamedTuple):
+    """One question about an image. history: the earlier (question, answer) rounds of a
+    conversation, oldest first; references: every accepted answer where there are several
+    (captions), `answer` being the one trained on."""
+
     question: str
     answer: str
     task: str
+    history: tuple[tuple[str, str], ...] = ()
+    references: tuple[str, ...] = ()
 
 
 # CJK ideographs, the ranges BERT-style normalisers put spaces around.

@@ -9,6 +9,8 @@ import numpy as np
 from rs_jax.data import conversation
 from rs_jax.data import tokenizer as tokenizer_lib
 
+History = tuple[tuple[str, str], ...]  # earlier (question, answer) rounds, oldest first
+
 
 class TextEncoder:
     """Tokenises questions and answers in the conversation template to fixed-length id/mask
@@ -29,21 +31,30 @@ class TextEncoder:
         self.pad_id, self.eos_id = ids["pad"], self.formatter.stop_id
         self.max_prompt_len, self.max_answer_len = int(max_prompt_len), int(max_answer_len)
         self.prefix_ids = np.asarray(self._encode("").before_image, np.int32)
-        self._prompts: dict[str, list[int]] = {}
+        self._prompts: dict[tuple, list[int]] = {}
         self._answers: dict[str, list[int]] = {}
 
-    def _encode(self, question: str, answer: str | None = None) -> conversation.Encoded:
-        messages = [{"role": "user", "content": question}]
+    def _encode(
+        self, question: str, answer: str | None = None, history: History = ()
+    ) -> conversation.Encoded:
+        messages = []
+        for past_question, past_answer in history:
+            messages.append({"role": "user", "content": past_question})
+            messages.append({"role": "assistant", "content": past_answer})
+        messages.append({"role": "user", "content": question})
         if answer is not None:
             messages.append({"role": "assistant", "content": answer})
         return self.formatter.encode(messages, add_generation_prompt=answer is None)
 
-    def prompt(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """The question's turn, left-padded to max_prompt_len -> (ids, mask) int32 [Tp]."""
-        ids = self._prompts.get(text)
+    def prompt(self, text: str, history: History = ()) -> tuple[np.ndarray, np.ndarray]:
+        """The question's turn (after the earlier rounds of `history`, oldest first: the
+        conversation so far), left-padded to max_prompt_len -> (ids, mask) int32 [Tp]."""
+        key = (tuple(history), text)
+        ids = self._prompts.get(key)
         if ids is None:
-            ids = self._prompts[text] = self._encode(text).ids
-        return self._pad(ids, self.max_prompt_len, left=True, what=f"Prompt {text!r}")
+            ids = self._prompts[key] = self._encode(text, history=history).ids
+        what = f"Prompt {text!r}" + (f" (after {len(history)} rounds)" if history else "")
+        return self._pad(ids, self.max_prompt_len, left=True, what=what)
 
     def answer(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """The reply with its stop token, right-padded to max_answer_len -> (ids, mask) [Ta]."""

@@ -1,5 +1,7 @@
-"""Evaluation of the latest checkpoint: generated answers per task, retrieval hit rates per
-level and expert usage per level, printed as a table and written to <workdir>/eval.json."""
+"""Evaluation of the latest checkpoint: generated answers scored by each source's protocol
+(rs_jax/eval/protocols.py), retrieval hit rates per level and expert usage per level,
+printed and written to <workdir>/eval.json and eval.md (with confusion-matrix and
+expert-usage pictures)."""
 
 import json
 import os
@@ -11,8 +13,10 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from rs_jax.eval.captions import METRICS as CAPTION_METRICS
 from rs_jax.eval.generation import greedy_generate
-from rs_jax.eval.metrics import TaskAccuracy, format_table
+from rs_jax.eval.metrics import format_table
+from rs_jax.eval.protocols import Scorer, markdown
 from rs_jax.models.retrieval import hits_at_k
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import open_latest
@@ -69,7 +73,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     checkpointer.close()
 
     eval_step = make_eval_step(exp)
-    accuracy = TaskAccuracy()
+    scorer = Scorer(exp.data.eval_sources)
     level_names = [] if exp.model_config.baseline else list(exp.model_config.level_names)
     hits = {name: np.zeros(3) for name in level_names}  # hit@1, hit@k, labelled
     expert_counts = 0.0
@@ -85,7 +89,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             valid = batch["valid"] > 0
             for row in np.flatnonzero(valid):
                 task = exp.data.tasks[batch["task_id"][row]]
-                hit = accuracy.add(task, texts[row], str(batch["answer_text"][row]))
+                answer = str(batch["answer_text"][row])
+                hit = scorer.add(task, texts[row], answer, batch["references"][row])
                 if len(samples) < 12:
                     samples.append(
                         {
@@ -109,12 +114,20 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 dropped.append(float(out["dropped_fraction"]))
             progress.update(i, {}, int(valid.sum()))
 
-    summary = accuracy.summary()
     results: dict[str, Any] = {
         "step": step,
         "model": "baseline" if config.model.baseline else "full",
     }
-    results |= summary
+    results |= scorer.results(Path(workdir))
+    # An evaluation never scores fewer examples than it was given without saying so.
+    given = exp.data.num_eval_examples
+    scored = sum(int((b["valid"] > 0).sum()) for b in batches)
+    notes = []
+    if scored < given:
+        notes.append(
+            f"scored {scored} of the {given} eval examples: config.eval.num_examples="
+            f"{config.eval.num_examples}"
+        )
     results["retrieval"] = {
         name: {
             "hit@1": float(h[0] / h[2]),
@@ -133,9 +146,16 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         fig.savefig(Path(workdir) / "expert_usage.png", dpi=100)
     results["samples"] = samples
     if exp.data.skips:  # what indexing left out: an eval never silently scores fewer images
-        results["data"] = exp.data.skips["eval"]
+        results["data"] = data = exp.data.skips["eval"]
+        if data["skipped"]:
+            notes.append(
+                f"left out {len(data['skipped'])} unreadable images or bad records of the "
+                f"{data['split']} split (config.data.allow_skips; listed in eval.json)"
+            )
+    results["notes"] = notes
 
     (Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
+    (Path(workdir) / "eval.md").write_text(markdown(results))
     _print_report(results, config)
     return results
 
@@ -152,6 +172,19 @@ def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) ->
         print(f"experts   {name:<10} " + " ".join(f"{u:.2f}" for u in usage))
     if "expert_dropped_fraction" in results:
         print(f"experts   dropped over capacity {results['expert_dropped_fraction']:.3f}")
+    for name, r in results["sources"].items():
+        if r["protocol"] == "classification" and r["count"]:
+            print(
+                f"{name:<19} accuracy {r['accuracy']:.3f}  balanced accuracy "
+                f"{r['balanced_accuracy']:.3f}  ({r.get('figure', '')})"
+            )
+        elif r["protocol"] == "vqa" and len(results["sources"]) > 1:
+            print(f"{name:<19} mean of types {r['mean_of_types']:.3f}  overall {r['overall']:.3f}")
+        elif r["protocol"] == "captioning" and r["count"]:
+            shown = [f"{m} {'n/a' if r[m] is None else f'{r[m]:.3f}'}" for m in CAPTION_METRICS]
+            print(f"{name:<19} " + "  ".join(shown))
+    for note in results["notes"]:
+        print(f"note      {note}")
     data = results.get("data")
     if data and (data["skipped"] or data["unsupported"]):
         print(
@@ -159,4 +192,4 @@ def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) ->
             f"{len(data['skipped'])} unreadable and {len(data['unsupported'])} unsupported "
             f"files (listed in eval.json)"
         )
-    print(f"(written to eval.json{'' if config.model.baseline else ' and expert_usage.png'})")
+    print(f"(written to eval.json, eval.md{'' if config.model.baseline else ', expert_usage.png'})")

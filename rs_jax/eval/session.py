@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from rs_jax import sharding
-from rs_jax.data.folder import load_image
+from rs_jax.data.images import load_image
 from rs_jax.eval.evaluate import make_eval_step
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import open_latest

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rs_jax.data.folder import FolderDataset, UnreadableImageError, load_image
+from rs_jax.data.folder import FolderDataset
+from rs_jax.data.images import UnreadableImageError, load_image
 
 SHARED = os.environ.get(
     "RS_JAX_SHARED_DATA",
@@ -124,11 +125,11 @@ def test_other_image_types_are_read_and_other_files_counted(good_root, caplog):
 
 
 def test_verification_is_cached_by_size_and_mtime(good_root, tmp_path, monkeypatch):
-    from rs_jax.data import folder
+    from rs_jax.data import images
 
     decoded = []
-    real = folder._decode_error
-    monkeypatch.setattr(folder, "_decode_error", lambda p: decoded.append(p) or real(p))
+    real = images.decode_error
+    monkeypatch.setattr(images, "decode_error", lambda p, b: decoded.append(p) or real(p, b))
     cache = tmp_path / "cache"
     FolderDataset(str(good_root), "train", 16, cache_dir=str(cache))
     assert len(decoded) == 3

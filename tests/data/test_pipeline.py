@@ -27,8 +27,9 @@ def bundle(tmp_path_factory):
     return build_data(_config(tmp_path_factory.mktemp("data")), "/nonexistent-workdir")
 
 
-def _check_batch(b, bundle, batch_size, size=32):
+def _check_batch(b, bundle, batch_size, size=32, prompt_len=TP):
     assert b["image"].shape == (batch_size, size, size, 3) and b["image"].dtype == np.uint8
+    TP = prompt_len
     for key, shape in [
         ("prompt_ids", (batch_size, TP)),
         ("prompt_mask", (batch_size, TP)),
@@ -190,6 +191,7 @@ def test_folder_pipeline(tmp_path):
                 arr = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
                 Image.fromarray(arr).save(root / split / cls / f"{i}.png")
     config = _config(tmp_path / "d", name="folder", root=str(root), batch_size=4)
+    config.data.max_prompt_len = 32  # the prompt lists every class (GeoChat's protocol)
     bundle = build_data(config, "/unused")
     assert bundle.tasks == ("scene",)
     assert [e.name for e in bundle.kb_entries[:2]] == ["annual crop", "sea lake"]
@@ -197,13 +199,16 @@ def test_folder_pipeline(tmp_path):
     assert bundle.kb_entries[1].aliases == ["SeaLake"]
     assert bundle.kb_entries[1].sources == ["folder"]  # the dataset root's name
     b = next(bundle.train_iterator(0))
-    _check_batch(b, bundle, 4)
+    _check_batch(b, bundle, 4, prompt_len=32)
     assert (b["kb_labels"][:, 1:] == -1).all() and (b["task_id"] == 0).all()
     evals = list(bundle.eval_batches(4))
     assert len(evals) == 2 and evals[-1]["valid"].tolist() == [1, 1, 0, 0]
     answers = [a for _, a in _valid_pairs(evals)]
     assert answers == ["annual crop"] * 3 + ["sea lake"] * 3
-    assert set(evals[0]["question_text"]) == {"What is the land use class of this image?"}
+    assert set(evals[0]["question_text"]) == {
+        "Classify the image within one of the given classes: annual crop,sea lake. "
+        "Answer with one word or short phrase."
+    }
     assert bundle.skips["eval"] == {"split": "test", "images": 6, "skipped": {}, "unsupported": []}
 
     # A corrupt eval image: an error before any batch, or, with skips allowed, one image

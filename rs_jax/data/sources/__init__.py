@@ -1,0 +1,256 @@
+"""Dataset formats -> one split as a list of `Item`s (an image file, its questions, its
+classes), each format in its own module:
+
+  folder     <root>/<split>/<class>/<image>: scene classification (EuroSAT, UC Merced, AID,
+             NWPU-RESISC45, WHU-RS19, RSSCN7, PatternNet)            sources/classification.py
+  rsvqa      RSVQA-LR / RSVQA-HR official JSON files                  sources/rsvqa.py
+  vqa_jsonl  one question per line (RSIVQA as rs-jax's shared data has it)  sources/vqa_jsonl.py
+  captions   RSICD / UCM-captions / Sydney-captions dataset_*.json, or captions JSONL
+                                                                     sources/captions.py
+  instruct   LLaVA / GeoChat conversation JSON (multi-turn)           sources/instruct.py
+
+A bad record (a missing image, an unknown question type, a conversation without its image
+placeholder) is a ValueError naming the file and record, or with `allow_skips` a counted
+skip that the split's report lists. Images are checked once, up front (data/images.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from rs_jax.data.images import Bands, check_images
+from rs_jax.data.tasks import QA
+
+# The module that reads each format (rs_jax/data/sources/<module>.py).
+MODULES = {
+    "folder": "classification",
+    "rsvqa": "rsvqa",
+    "vqa_jsonl": "vqa_jsonl",
+    "captions": "captions",
+    "instruct": "instruct",
+}
+# The evaluation protocol each format is scored with (rs_jax/eval/protocols.py).
+PROTOCOLS = {
+    "folder": "classification",
+    "rsvqa": "vqa",
+    "vqa_jsonl": "vqa",
+    "captions": "captioning",
+    "instruct": "vqa",
+}
+
+# The keys a source of each format has (config.data.sources.<name>), with their defaults;
+# configs/common.py:source() makes one. Every format also has format, path, weight,
+# train_split and eval_split.
+FORMAT_KEYS: dict[str, dict[str, Any]] = {
+    # prompt: "geochat" (every class name in the prompt; GeoChat's protocol) | "plain" (a
+    # question without the classes). class_names: a table of data/class_names.json ("" =
+    # readable names made from the folder names).
+    "folder": dict(prompt="geochat", class_names=""),
+    # image_root: "" = the folder of path. question_types: () = all (GeoChat leaves RSVQA's
+    # count and area questions out). prompt_suffix: appended to every question.
+    "rsvqa": dict(image_root="", prefix="LR", question_types=(), prompt_suffix=""),
+    "vqa_jsonl": dict(image_root="", question_types=(), prompt_suffix=""),
+    "captions": dict(image_root=""),
+    "instruct": dict(image_root=""),
+}
+COMMON_KEYS: dict[str, Any] = dict(
+    format="", path="", weight=1.0, train_split="train", eval_split="test"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceConfig:
+    """config.data.sources.<name> as read by the loaders; `options` holds the format's
+    own keys (FORMAT_KEYS)."""
+
+    name: str
+    format: str
+    path: str
+    weight: float
+    train_split: str
+    eval_split: str
+    options: dict[str, Any]
+
+    @classmethod
+    def from_config(cls, name: str, values: dict[str, Any]) -> SourceConfig:
+        key = f"config.data.sources.{name}"
+        fmt = values.get("format", "")
+        if fmt not in FORMAT_KEYS:
+            raise ValueError(f"{key}.format={fmt!r}; choose from {sorted(FORMAT_KEYS)}")
+        allowed = COMMON_KEYS | FORMAT_KEYS[fmt]
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"{key}: unknown key(s) {unknown} for format {fmt!r}; it has {sorted(allowed)}"
+            )
+        values = allowed | dict(values)
+        if not values["path"]:
+            raise ValueError(f"{key}.path is not set")
+        weight = float(values["weight"])
+        if not weight > 0:
+            raise ValueError(f"{key}.weight={values['weight']!r}: must be positive")
+        options = {k: values[k] for k in FORMAT_KEYS[fmt]}
+        if "question_types" in options:
+            options["question_types"] = tuple(options["question_types"])
+        return cls(
+            name=name,
+            format=fmt,
+            path=os.path.expanduser(str(values["path"])),
+            weight=weight,
+            train_split=str(values["train_split"]),
+            eval_split=str(values["eval_split"]),
+            options=options,
+        )
+
+    @property
+    def protocol(self) -> str:
+        return PROTOCOLS[self.format]
+
+    def image_root(self) -> str:
+        root = self.options.get("image_root", "")
+        if root:
+            return os.path.expanduser(root)
+        return self.path if os.path.isdir(self.path) else os.path.dirname(self.path)
+
+    def split_path(self, split: str) -> str:
+        """path with `{split}` filled in (a file per split), else path itself."""
+        return self.path.replace("{split}", split)
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One image and what is asked about it. classes: the image's scene classes (readable
+    names; they become KB labels), possibly none. record: where it came from, for errors."""
+
+    image: str
+    qas: tuple[QA, ...]
+    classes: tuple[str, ...]
+    record: str
+
+
+@dataclasses.dataclass
+class Split:
+    """One split of one source. class_names: every class of a classification source (its
+    prompt lists them; the confusion matrix has a row each); () for other formats.
+    skipped: record or image -> why it was left out (allow_skips); unsupported: files that
+    are not images of a supported type."""
+
+    items: list[Item]
+    base_dir: str
+    class_names: tuple[str, ...] = ()
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+    unsupported: list[str] = dataclasses.field(default_factory=list)
+    # Readable class name -> the spellings the data uses for it (folder names, labels);
+    # they become the KB entry's aliases, which link it to a curated KB.
+    aliases: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+
+    def report(self, split: str) -> dict:
+        """What indexing left out, for results files."""
+        return {
+            "split": split,
+            "images": len(self.items),
+            "skipped": dict(self.skipped),
+            "unsupported": list(self.unsupported),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadContext:
+    """What every loader needs from config.data besides its source's own keys."""
+
+    image_size: int
+    allow_skips: bool
+    cache_dir: str  # image verification results (data/images.py)
+    bands: Bands
+
+
+class BadRecords:
+    """One place for the rule on bad records: an error naming file and record, or, when
+    config.data.allow_skips is set, a skip that is counted and listed."""
+
+    def __init__(self, allow_skips: bool):
+        self.allow_skips = allow_skips
+        self.skipped: dict[str, str] = {}
+
+    def __call__(self, where: str, reason: str) -> None:
+        if not self.allow_skips:
+            raise ValueError(
+                f"{where}: {reason}; fix the record, or set config.data.allow_skips=True to "
+                "skip such records (counted and listed in the log and eval.json)"
+            )
+        self.skipped[where] = reason
+
+
+def read_json(path: str, what: str) -> Any:
+    """A JSON file, or a one-line error naming it (and the line of a syntax error)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what}: {path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what}: {path} line {e.lineno}: not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{what}: {path} is not UTF-8 text ({e.reason})") from None
+
+
+def read_jsonl(path: str, what: str) -> Iterator[tuple[int, dict]]:
+    """(line number, object) per non-empty line; a bad line is an error naming it."""
+    try:
+        f = open(path, encoding="utf-8")  # noqa: SIM115 (closed below; lines are yielded)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what}: {path} does not exist") from None
+    with f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(
+                    f"{what}: {path} line {number}: not valid JSON ({e.msg})"
+                ) from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{what}: {path} line {number}: expected an object")
+            yield number, row
+
+
+def image_path(image_root: str, name: str) -> str:
+    return name if os.path.isabs(name) else os.path.join(image_root, name)
+
+
+def with_readable_images(
+    items: list[Item], base_dir: str, ctx: LoadContext, bad: BadRecords
+) -> Split:
+    """The split of `items` whose images decode; the others are an error naming the image
+    and its record, or (allow_skips) listed in the split's `skipped`."""
+    referenced_by = {}
+    for item in items:
+        referenced_by.setdefault(item.image, item.record)
+    unreadable = check_images(
+        list(referenced_by),
+        base_dir,
+        allow_skips=ctx.allow_skips,
+        cache_dir=ctx.cache_dir,
+        bands=ctx.bands,
+        referenced_by=referenced_by,
+    )
+    kept = [item for item in items if item.image not in unreadable]
+    if not kept:
+        raise ValueError(f"No usable records left in {base_dir} (skipped: {bad.skipped})")
+    return Split(kept, base_dir, skipped=bad.skipped | unreadable)
+
+
+def load(source: SourceConfig, ctx: LoadContext) -> tuple[Split, Split]:
+    """(train split, eval split) of one source."""
+    module = importlib.import_module(f"rs_jax.data.sources.{MODULES[source.format]}")
+    if hasattr(module, "load"):
+        return module.load(source, ctx)
+    return module.load_one(source, source.train_split, ctx), module.load_one(
+        source, source.eval_split, ctx
+    )

@@ -1,0 +1,85 @@
+"""Instruction data in the LLaVA / GeoChat conversation JSON (format "instruct").
+
+  [{"id": "P0001", "image": "P0001.png",
+    "conversations": [{"from": "human", "value": "<image>\\nWhat is in the image?"},
+                      {"from": "gpt", "value": "Two ships."},
+                      {"from": "human", "value": "Where are they?"}, ...]}, ...]
+
+GeoChat's instruction set (huggingface.co/datasets/MBZUAI/GeoChat_Instruct) and LLaVA's
+(liuhaotian/LLaVA-Instruct-150K) are in this format; download the JSON and the images it
+names. `path` is one file per split (`{split}` in the name: "geochat_{split}.json") or a
+file whose records carry a "split"; images are `image_root/<image>` (default: the file's
+folder). A record may carry "task" (what results are reported by; default "instruct").
+
+Each assistant turn is one training example: the earlier rounds are its context (never
+scored) and only the reply is in the loss. The image placeholder `<image>` must appear
+exactly once, in a user turn; turns alternate human, gpt starting with human.
+"""
+
+from __future__ import annotations
+
+from rs_jax.data import tasks as tasks_lib
+from rs_jax.data.conversation import IMAGE
+from rs_jax.data.sources import (
+    BadRecords,
+    Item,
+    LoadContext,
+    SourceConfig,
+    Split,
+    image_path,
+    read_json,
+    with_readable_images,
+)
+
+ROLES = ("human", "gpt")
+
+
+def conversation_qas(turns: list, task: str) -> tuple[list[tasks_lib.QA], str | None]:
+    """(one QA per assistant turn, with the rounds before it as history; the problem with the
+    conversation or None)."""
+    if not isinstance(turns, list) or len(turns) < 2:
+        return [], "needs at least one human and one gpt turn"
+    placeholders = sum(str(t.get("value", "")).count(IMAGE) for t in turns)
+    if placeholders != 1:
+        return [], f"has {placeholders} image placeholders {IMAGE!r}; expected exactly one"
+    qas, history = [], []
+    for i in range(0, len(turns) - 1, 2):
+        human, gpt = turns[i], turns[i + 1]
+        if (human.get("from"), gpt.get("from")) != ROLES:
+            return [], f"turns {i}, {i + 1} are from {human.get('from')!r}, {gpt.get('from')!r}"
+        if IMAGE in str(gpt.get("value", "")):
+            return [], f"the image placeholder is in a gpt turn ({i + 1})"
+        question = str(human.get("value", "")).replace(IMAGE, "").strip()
+        answer = str(gpt.get("value", "")).strip()
+        qas.append(tasks_lib.QA(question, answer, task, history=tuple(history)))
+        history.append((question, answer))
+    return qas, None
+
+
+def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
+    path = source.split_path(split)
+    records = read_json(path, f"config.data.sources.{source.name}.path")
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: expected a list of conversation records (LLaVA format)")
+    per_split = "{split}" in source.path
+    root = source.image_root()
+    bad = BadRecords(ctx.allow_skips)
+    items = []
+    for i, record in enumerate(records):
+        where = f"{path} record {i} (id {record.get('id')!r})"
+        if not per_split:
+            if "split" not in record:
+                raise ValueError(f'{where}: no "split" (or put {{split}} in the path)')
+            if record["split"] != split:
+                continue
+        if not record.get("image"):
+            bad(where, "no image (text-only conversations are not supported)")
+            continue
+        qas, problem = conversation_qas(
+            record.get("conversations"), record.get("task") or "instruct"
+        )
+        if problem:
+            bad(where, problem)
+            continue
+        items.append(Item(image_path(root, record["image"]), tuple(qas), (), where))
+    return with_readable_images(items, root, ctx, bad)

@@ -1,0 +1,85 @@
+"""RSVQA-LR and RSVQA-HR from their official JSON files (format "rsvqa").
+
+Download from zenodo.org/records/6344334 (LR) and zenodo.org/records/6344367 (HR) and
+unpack; `path` is the folder holding `<prefix>_split_<split>_{questions,answers,images}.json`
+(prefix "LR" for RSVQA-LR, "USGS" for RSVQA-HR) and `image_root` the images, `<id>.tif`
+(default `<path>/Images_LR` for LR, `<path>/Data` for HR). HR's two test sets are the
+splits "test" and "test_phili" (Philadelphia). Only active questions are read.
+
+Question types: LR rural_urban, presence, comparison, count; HR presence, comparison,
+count, area. `question_types` keeps some (GeoChat's protocol leaves count and area out);
+another type in the files is a bad record.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+
+from rs_jax.data import tasks as tasks_lib
+from rs_jax.data.sources import (
+    BadRecords,
+    Item,
+    LoadContext,
+    SourceConfig,
+    Split,
+    read_json,
+    with_readable_images,
+)
+
+QUESTION_TYPES = ("rural_urban", "presence", "comparison", "count", "area")
+
+
+def _active(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r.get("active", True)]
+
+
+def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
+    opts = source.options
+    prefix = opts["prefix"]
+    image_root = opts["image_root"] or os.path.join(
+        source.path, "Images_LR" if prefix == "LR" else "Data"
+    )
+    keep = opts["question_types"] or QUESTION_TYPES
+    unknown = sorted(set(keep) - set(QUESTION_TYPES))
+    if unknown:
+        raise ValueError(
+            f"config.data.sources.{source.name}.question_types: unknown {unknown}; "
+            f"RSVQA has {QUESTION_TYPES}"
+        )
+    files = {
+        part: os.path.join(source.path, f"{prefix}_split_{split}_{part}.json")
+        for part in ("questions", "answers")
+    }
+    what = f"config.data.sources.{source.name}"
+    questions = read_json(files["questions"], what).get("questions", [])
+    answers = {
+        a["id"]: a["answer"] for a in _active(read_json(files["answers"], what).get("answers", []))
+    }
+    bad = BadRecords(ctx.allow_skips)
+    by_image: dict[int, list[tasks_lib.QA]] = collections.defaultdict(list)
+    suffix = opts["prompt_suffix"]
+    for q in _active(questions):
+        where = f"{files['questions']} question {q.get('id')}"
+        kind = q.get("type")
+        if kind not in QUESTION_TYPES:
+            bad(where, f"unknown question type {kind!r} (RSVQA has {QUESTION_TYPES})")
+            continue
+        if kind not in keep:
+            continue
+        ids = [i for i in q.get("answers_ids", []) if i in answers]
+        if not ids:
+            bad(where, f"no active answer among answers_ids {q.get('answers_ids')}")
+            continue
+        question = q["question"] + (f" {suffix}" if suffix else "")
+        by_image[q["img_id"]].append(tasks_lib.QA(question, str(answers[ids[0]]), kind))
+    items = [
+        Item(
+            image=os.path.join(image_root, f"{img_id}.tif"),
+            qas=tuple(qas),
+            classes=(),
+            record=f"{files['questions']} image {img_id}",
+        )
+        for img_id, qas in sorted(by_image.items())
+    ]
+    return with_readable_images(items, image_root, ctx, bad)

@@ -1,0 +1,76 @@
+"""Visual question answering as JSON lines (format "vqa_jsonl"), one question per line:
+
+  {"image": "ucmerced/train/airplane/airplane00.png", "question": "...", "answer": "yes",
+   "question_type": "presence", "split": "train", "label": "airplane"}
+
+`image` is relative to `image_root` (default: the file's folder); `question_type` (default
+"vqa") is what results are reported by; `label` (optional) is the image's scene class,
+which supervises retrieval. `path` is one file with a `split` on every line, or a file per
+split with `{split}` in its name. This is how rs-jax's shared data holds RSIVQA (Zheng et
+al., TGRS 2021; github.com/spectralpublic/RSIVQA, its `<n>.tif:<question>?<answer>` lines
+joined with the images they name).
+"""
+
+from __future__ import annotations
+
+import collections
+
+from rs_jax.data import tasks as tasks_lib
+from rs_jax.data.sources import (
+    BadRecords,
+    Item,
+    LoadContext,
+    SourceConfig,
+    Split,
+    image_path,
+    read_jsonl,
+    with_readable_images,
+)
+
+
+def rows_of_split(source: SourceConfig, split: str) -> tuple[str, list[tuple[int, dict]]]:
+    """(file, [(line, row)]) of one split of a JSONL source: the `{split}` file, or the lines
+    whose "split" is `split`."""
+    path = source.split_path(split)
+    what = f"config.data.sources.{source.name}.path"
+    rows = list(read_jsonl(path, what))
+    if "{split}" in source.path:
+        return path, rows
+    for number, row in rows:
+        if "split" not in row:
+            raise ValueError(
+                f'{path} line {number}: no "split" (a file without one per line needs '
+                f"{{split}} in {what})"
+            )
+    return path, [(n, r) for n, r in rows if r["split"] == split]
+
+
+def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
+    path, rows = rows_of_split(source, split)
+    opts, root = source.options, source.image_root()
+    keep, suffix = opts["question_types"], opts["prompt_suffix"]
+    bad = BadRecords(ctx.allow_skips)
+    qas: dict[str, list[tasks_lib.QA]] = collections.defaultdict(list)
+    labels, records, aliases = {}, {}, {}
+    for number, row in rows:
+        missing = [k for k in ("image", "question", "answer") if not str(row.get(k, "")).strip()]
+        if missing:
+            bad(f"{path} line {number}", f"no {', '.join(missing)}")
+            continue
+        kind = str(row.get("question_type") or "vqa")
+        if keep and kind not in keep:
+            continue
+        image = image_path(root, row["image"])
+        question = row["question"] + (f" {suffix}" if suffix else "")
+        qas[image].append(tasks_lib.QA(question, str(row["answer"]), kind))
+        records.setdefault(image, f"{path} line {number}")
+        if row.get("label"):
+            labels[image] = tasks_lib.class_display_name(str(row["label"]))
+            aliases[labels[image]] = [str(row["label"])]
+    items = [
+        Item(image, tuple(q), (labels[image],) if image in labels else (), records[image])
+        for image, q in qas.items()
+    ]
+    split_obj = with_readable_images(items, root, ctx, bad)
+    split_obj.aliases = aliases
+    return split_obj

@@ -1,0 +1,129 @@
+"""How each eval source is scored, and the results table.
+
+Every generated answer is compared after `normalize_answer` (lower-cased, accents and
+punctuation folded, number words as digits). Per source (DataBundle.eval_sources):
+
+- "vqa": exact match per question type; reported as RSVQA does, both the mean over types
+  and the question-weighted overall accuracy, each type with its answer-only chance level
+  (always the most frequent reference answer).
+- "classification": GeoChat's protocol (every class name in the prompt, greedy decoding,
+  lower-cased exact match), plus balanced accuracy (mean per-class recall), per-class recall
+  and a confusion matrix (an answer that is no class counts as "(other)").
+- "captioning": BLEU-1..4, METEOR, ROUGE-L and CIDEr of the generated caption against all
+  of the image's references, through pycocoevalcap (rs_jax/eval/captions.py).
+
+Exact-match accuracy of vqa and classification tasks is also gathered over all tasks
+("tasks", "mean_accuracy", "overall_accuracy": the mean of tasks and the question-weighted
+accuracy over every exact-match question).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rs_jax.eval.captions import caption_scores, format_caption_table
+from rs_jax.eval.metrics import ClassificationScores, TaskAccuracy
+from rs_jax.eval.plots import confusion_matrix_figure
+
+
+class Scorer:
+    """Accumulates generated answers for every eval source; `results` scores them."""
+
+    def __init__(self, eval_sources: Sequence[Any]):
+        self.sources = {s.name: s for s in eval_sources}
+        self.source_of = {task: s.name for s in eval_sources for task in s.tasks}
+        self.exact = TaskAccuracy()
+        self.per_source = {s.name: TaskAccuracy() for s in eval_sources if s.protocol == "vqa"}
+        self.classification = {
+            s.name: ClassificationScores(s.class_names)
+            for s in eval_sources
+            if s.protocol == "classification"
+        }
+        self.captions: dict[str, tuple[dict, dict]] = {
+            s.name: ({}, {}) for s in eval_sources if s.protocol == "captioning"
+        }
+
+    def add(self, task: str, prediction: str, answer: str, references: Sequence[str]) -> bool:
+        """Scores one answer; the return value (shown with samples) is exact match."""
+        name = self.source_of[task]
+        protocol = self.sources[name].protocol
+        if protocol == "captioning":
+            predictions, refs = self.captions[name]
+            key = len(predictions)
+            predictions[key], refs[key] = prediction, list(references)
+            return False
+        hit = self.exact.add(task, prediction, answer)
+        if protocol == "classification":
+            self.classification[name].add(prediction, answer)
+        else:
+            self.per_source[name].add(task.removeprefix(f"{name}/"), prediction, answer)
+        return hit
+
+    def results(self, figures_dir: Path | None = None) -> dict[str, Any]:
+        """{"tasks", "mean_accuracy", "overall_accuracy", "count"} over exact-match tasks and
+        "sources": {name: protocol results}; a classification source's confusion matrix is
+        drawn to figures_dir/confusion_<source>.png."""
+        out = self.exact.summary()
+        sources = {}
+        for name, source in self.sources.items():
+            if source.protocol == "vqa":
+                s = self.per_source[name].summary()
+                row = {
+                    "per_type": s["tasks"],
+                    "mean_of_types": s["mean_accuracy"],
+                    "overall": s["overall_accuracy"],
+                    "count": s["count"],
+                }
+            elif source.protocol == "classification":
+                row = self.classification[name].summary()
+                if figures_dir is not None and row["count"]:
+                    fig = confusion_matrix_figure(
+                        row["confusion_matrix"], row["classes"], f"{name}: confusion matrix"
+                    )
+                    file = f"confusion_{name}.png"
+                    fig.savefig(figures_dir / file, dpi=100, bbox_inches="tight")
+                    row["figure"] = file
+            else:
+                predictions, refs = self.captions[name]
+                row = caption_scores(predictions, refs) if predictions else {"count": 0}
+            sources[name] = {"protocol": source.protocol, **row}
+        out["sources"] = sources
+        return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as markdown tables: exact-match tasks, then each source's protocol."""
+    lines = [
+        f"# Evaluation at step {results['step']} ({results['model']} model)",
+        "",
+        "| task | accuracy | chance | n |",
+        "|---|---|---|---|",
+    ]
+    for task, row in results["tasks"].items():
+        lines.append(f"| {task} | {row['accuracy']:.3f} | {row['chance']:.3f} | {row['count']} |")
+    lines.append(f"| mean of tasks | {results['mean_accuracy']:.3f} | | |")
+    lines.append(f"| overall | {results['overall_accuracy']:.3f} | | {results['count']} |")
+    for name, row in results["sources"].items():
+        lines += ["", f"## {name} ({row['protocol']})", ""]
+        if row["protocol"] == "vqa":
+            lines += ["| question type | accuracy | n |", "|---|---|---|"]
+            lines += [
+                f"| {t} | {r['accuracy']:.3f} | {r['count']} |" for t, r in row["per_type"].items()
+            ]
+            lines.append(f"| mean of types | {row['mean_of_types']:.3f} | |")
+            lines.append(f"| overall (question-weighted) | {row['overall']:.3f} | {row['count']} |")
+        elif row["protocol"] == "classification":
+            lines += ["| metric | value |", "|---|---|"]
+            lines.append(f"| accuracy | {row['accuracy']:.3f} |")
+            lines.append(f"| balanced accuracy | {row['balanced_accuracy']:.3f} |")
+            lines.append(f"| images | {row['count']} |")
+            if "figure" in row:
+                lines += ["", f"![confusion matrix]({row['figure']})"]
+        elif row["count"]:
+            lines.append(format_caption_table(row))
+            lines += [f"- {note}" for note in row["notes"]]
+    for note in results.get("notes", []):
+        lines += ["", f"Note: {note}"]
+    return "\n".join(lines) + "\n"
