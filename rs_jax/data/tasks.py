@@ -69,8 +69,9 @@ GEOCHAT_CLASSIFY = (
 
 # fmt: off
 _NUMBER_WORDS = (
-    "zero", "one", "two", "three", "four", "five", "six",
-    "seven", "eight", "nine", "ten", "eleven", "twelve",
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+    "eighteen", "nineteen", "twenty",
 )
 # fmt: on
 _WORD_TO_DIGIT = {w: str(i) for i, w in enumerate(_NUMBER_WORDS)}
