@@ -99,6 +99,15 @@ def _read_bands(path: str) -> np.ndarray:
     return np.moveaxis(arr, 0, -1) if arr.shape[0] < min(arr.shape[1:]) else arr
 
 
+def _pages_are_bands(path: str) -> bool:
+    """Whether a multi-page TIFF holds more than 4 bands, one per page (how tifffile writes a
+    [bands, H, W] array); PIL would read its first page alone as a grayscale image."""
+    try:
+        return _read_bands(path).shape[-1] > 4
+    except _DECODE_ERRORS:
+        return False
+
+
 def _select_bands(arr: np.ndarray, bands: Bands) -> Image.Image:
     count = arr.shape[-1]
     if not bands.indices:
@@ -122,8 +131,9 @@ def _decode(path: str, bands: Bands) -> Image.Image:
     if path.lower().endswith(_TIFF):
         try:
             with Image.open(path) as img:
+                pages = getattr(img, "n_frames", 1)  # before load: counting seeks
                 img.load()
-                if not bands.indices:
+                if not bands.indices and not (pages > 1 and _pages_are_bands(path)):
                     return _to_rgb_uint8(img)
         except _DECODE_ERRORS:
             pass  # more than 4 bands or a sample format PIL does not read: tifffile does

@@ -39,6 +39,9 @@ def conversation_qas(turns: list, task: str) -> tuple[list[tasks_lib.QA], str | 
     conversation or None)."""
     if not isinstance(turns, list) or len(turns) < 2:
         return [], "needs at least one human and one gpt turn"
+    if len(turns) % 2:
+        # A last turn without its pair would go unchecked (its role, a placeholder in it).
+        return [], f"has {len(turns)} turns; expected human, gpt pairs"
     placeholders = sum(str(t.get("value", "")).count(IMAGE) for t in turns)
     if placeholders != 1:
         return [], f"has {placeholders} image placeholders {IMAGE!r}; expected exactly one"
