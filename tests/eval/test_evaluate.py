@@ -184,3 +184,127 @@ def test_every_third_row_answered_and_retrieval_hit_rates(monkeypatch, run):
         assert len(shares) == config.model.experts.experts_per_level
         assert sum(shares) == pytest.approx(1.0)
     assert 0.0 <= results["expert_dropped_fraction"] <= 1.0
+
+
+def _write_mixture(root: Path) -> None:
+    """Three tiny sources in their formats: classification folders (2 classes), VQA lines
+    (two question types) and captions (two references per image)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    vqa, captions = [], []
+    for split, n in (("train", 4), ("test", 3)):
+        for cls in ("Forest", "SeaLake"):
+            for i in range(n):
+                path = root / "folder" / split / cls / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(path)
+                image = str(path.relative_to(root))
+                vqa.append(dict(image=image, split=split, question="Is there water?",
+                                answer="yes" if cls == "SeaLake" else "no",
+                                question_type="presence"))  # fmt: skip
+                if i == 0:
+                    vqa.append(dict(image=image, split=split, question="How many ships?",
+                                    answer=str(i + 2), question_type="count"))  # fmt: skip
+                captions.append(dict(image=image, split=split, label=cls, captions=[
+                    f"a {cls.lower()} scene .", f"an image of {cls.lower()} ."]))  # fmt: skip
+    for name, rows in (("vqa.jsonl", vqa), ("captions.jsonl", captions)):
+        (root / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture(scope="module")
+def mixture_run(tmp_path_factory):
+    from configs.common import source
+
+    root = tmp_path_factory.mktemp("mixture")
+    _write_mixture(root)
+    workdir = root / "run"
+    config = load_config(
+        str(REPO / "configs/tiny.py:baseline"),  # scoring, not the model, is under test
+        [
+            f"data.data_dir={workdir / 'data'}",
+            "data.max_prompt_len=32",
+            "data.max_answer_len=8",
+            "eval.max_new_tokens=8",
+        ],
+    )
+    config.unlock()
+    config.data.name = "sources"
+    config.data.sources = dict(
+        classify=source("folder", str(root / "folder")),
+        vqa=source("vqa_jsonl", str(root / "vqa.jsonl")),
+        captions=source("captions", str(root / "captions.jsonl")),
+    )
+    config.lock()
+    exp = experiment_lib.setup(config, str(workdir))
+    checkpointer = Checkpointer(workdir)
+    checkpointer.save(0, exp.state)
+    checkpointer.wait()
+    checkpointer.close()
+    return config, str(workdir), None
+
+
+def test_each_source_scored_by_its_protocol(monkeypatch, mixture_run):
+    """Reference answers everywhere: classification, VQA per type and captions all perfect,
+    each under its own protocol, with the confusion matrix drawn and eval.md written."""
+    _, workdir, _ = mixture_run
+    monkeypatch.setattr(evaluate_lib, "greedy_generate", oracle(lambda b: b["valid"] > 0))
+    results = evaluate_lib.evaluate(mixture_run[0], workdir)
+    sources = results["sources"]
+    assert {name: row["protocol"] for name, row in sources.items()} == {
+        "classify": "classification",
+        "vqa": "vqa",
+        "captions": "captioning",
+    }
+    classify = sources["classify"]
+    assert classify["accuracy"] == classify["balanced_accuracy"] == 1.0
+    assert classify["confusion_matrix"] == [[3, 0, 0], [0, 3, 0]]  # rows: forest, sea lake
+    assert (Path(workdir) / classify["figure"]).stat().st_size > 0
+    vqa = sources["vqa"]
+    assert vqa["per_type"]["presence"]["count"] == 6 and vqa["per_type"]["count"]["count"] == 2
+    assert vqa["mean_of_types"] == vqa["overall"] == 1.0
+    # The first reference decoded by the tokenizer, against both references: BLEU-1 is 1.
+    assert sources["captions"]["count"] == 6
+    assert sources["captions"]["BLEU-1"] == pytest.approx(1.0, abs=1e-6)
+    assert set(results["tasks"]) == {"classify/scene", "vqa/presence", "vqa/count"}
+    md = (Path(workdir) / "eval.md").read_text()
+    for heading in ("## classify (classification)", "## vqa (vqa)", "## captions (captioning)"):
+        assert heading in md
+    assert results["notes"] == []
+
+
+def test_vqa_averages_differ_when_types_differ(monkeypatch, mixture_run):
+    """Only presence questions answered: the mean of types (1 + 0) / 2 and the
+    question-weighted overall 6 / 8 are RSVQA's two different averages; a limited eval says
+    how many it scored."""
+    config, workdir, _ = mixture_run
+    exp_tasks = {}
+
+    def only_presence(batch):
+        return batch["task_id"] == exp_tasks["tasks"].index("vqa/presence")
+
+    real_setup = experiment_lib.setup
+
+    def setup(*args, **kwargs):
+        exp = real_setup(*args, **kwargs)
+        exp_tasks["tasks"] = exp.data.tasks
+        return exp
+
+    monkeypatch.setattr(experiment_lib, "setup", setup)
+    monkeypatch.setattr(evaluate_lib, "greedy_generate", oracle(only_presence))
+    vqa = evaluate_lib.evaluate(config, workdir)["sources"]["vqa"]
+    assert vqa["per_type"]["presence"]["accuracy"] == 1.0
+    assert vqa["per_type"]["count"]["accuracy"] == 0.0
+    assert vqa["mean_of_types"] == pytest.approx(0.5)
+    assert vqa["overall"] == pytest.approx(6 / 8)
+
+    with config.unlocked():
+        config.eval.num_examples = 5
+    try:
+        results = evaluate_lib.evaluate(config, workdir)
+    finally:
+        with config.unlocked():
+            config.eval.num_examples = -1
+    scored = results["count"] + results["sources"]["captions"]["count"]
+    assert scored == 5
+    assert results["notes"] == ["scored 5 of the 20 eval examples: config.eval.num_examples=5"]
