@@ -216,7 +216,7 @@ def test_captions_karpathy_splits_and_references(tmp_path):
     src = _source("rsicd", "captions", path, image_root=str(root))
     assert src.protocol == "captioning"
     train, test = sources.load(src, _ctx(tmp_path))
-    prompt = tasks_lib.CAPTION_TEMPLATES[0]
+    prompt = "Describe the image."  # the default prompt
     assert _qas(train) == {
         "airport_1.jpg": (QA(prompt, "many planes .", "caption", references=("many planes .",)),)
     }
@@ -234,6 +234,10 @@ def test_captions_karpathy_splits_and_references(tmp_path):
     assert test.items[0].record == f"{path} images[2] (bridge_3.jpg)"
     val = captions.load_one(src, "val", _ctx(tmp_path))
     assert [os.path.basename(it.image) for it in val.items] == ["beach_2.jpg"]
+    # The instruction is the source's own prompt.
+    src = _source("rsicd", "captions", path, image_root=str(root), prompt="Caption it.")
+    assert {qa.question for it in captions.load_one(src, "test", _ctx(tmp_path)).items
+            for qa in it.qas} == {"Caption it."}  # fmt: skip
 
 
 def test_captions_jsonl_label_becomes_class_and_alias(tmp_path):
@@ -616,6 +620,7 @@ def test_common_source_checks_keys_up_front():
         train_split="train",
         eval_split="test",
         image_root="",
+        prompt="Describe the image.",
     )
 
 

@@ -55,7 +55,8 @@ FORMAT_KEYS: dict[str, dict[str, Any]] = {
     # count and area questions out). prompt_suffix: appended to every question.
     "rsvqa": dict(image_root="", prefix="LR", question_types=(), prompt_suffix=""),
     "vqa_jsonl": dict(image_root="", question_types=(), prompt_suffix=""),
-    "captions": dict(image_root=""),
+    # prompt: the instruction a caption answers.
+    "captions": dict(image_root="", prompt="Describe the image."),
     "instruct": dict(image_root=""),
 }
 COMMON_KEYS: dict[str, Any] = dict(

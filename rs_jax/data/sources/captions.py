@@ -8,7 +8,8 @@ UCM/Sydney: Qu et al. 2016), or JSON lines.
                        "captions": ["...", ...], "label": "airplane"}   (one per line)
 
 Images are `image_root/<filename>` (default: the file's folder; RSICD's are in
-`RSICDimages/`). Training sees one reference per visit; evaluation generates one caption
+`RSICDimages/`). The question is the source's `prompt` ("Describe the image."). Training
+sees one reference per visit; evaluation generates one caption
 per image and scores it against all references (rs_jax/eval/captions.py).
 """
 
@@ -26,8 +27,6 @@ from rs_jax.data.sources import (
     with_readable_images,
 )
 from rs_jax.data.sources.vqa_jsonl import rows_of_split
-
-PROMPT = tasks_lib.CAPTION_TEMPLATES[0]
 
 
 def _karpathy_rows(source: SourceConfig, split: str) -> tuple[str, list[tuple[str, dict]]]:
@@ -54,7 +53,7 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
         rows = [(f"line {n}", r) for n, r in numbered]
     else:
         path, rows = _karpathy_rows(source, split)
-    root = source.image_root()
+    root, prompt = source.image_root(), source.options["prompt"]
     bad = BadRecords(ctx.allow_skips)
     items, aliases = [], {}
     for where, row in rows:
@@ -65,7 +64,7 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
         label = row.get("label")
         if label:
             aliases[tasks_lib.class_display_name(label)] = [label]
-        qa = tasks_lib.QA(PROMPT, captions[0], "caption", references=captions)
+        qa = tasks_lib.QA(prompt, captions[0], "caption", references=captions)
         items.append(
             Item(
                 image=image_path(root, row["image"]),
