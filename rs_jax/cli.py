@@ -3,6 +3,9 @@
   rs-jax train --config configs/demo.py[:arg] --workdir runs/demo [--config.KEY=VALUE ...]
   rs-jax eval  --config configs/demo.py --workdir runs/demo
   rs-jax config --config configs/demo.py --config.train.steps=10   # print the result
+  rs-jax predict --config C --workdir W --image FILE [--question "..."] [--json]
+  rs-jax predict --config C --workdir W --images DIR --out FILE.jsonl [--question "..."]
+  rs-jax chat --config C --workdir W --image FILE   # questions from stdin, one a line
   rs-jax kb validate|build|search ...   # knowledge base; see `rs-jax kb --help`
   rs-jax convert check --hf DIR          # a Hugging Face folder in rs-jax vs transformers
   rs-jax convert hf-to-orbax --config C --workdir W [--config.KEY=VALUE ...]
@@ -146,6 +149,15 @@ def _build_parser() -> argparse.ArgumentParser:
     add("eval", "Evaluate the latest checkpoint in --workdir.")
     add("config", "Print the resolved config and exit.", workdir=False)
 
+    from rs_jax.eval import predict
+
+    predict.add_predict_arguments(
+        add("predict", "Answer a question about an image, or about every image in a folder.")
+    )
+    predict.add_chat_arguments(
+        add("chat", "Talk about an image: questions from stdin, each after the earlier rounds.")
+    )
+
     from rs_jax.convert.cli import add_convert_parser
     from rs_jax.kb.cli import add_kb_parser
 
@@ -165,6 +177,18 @@ def _cmd_eval(config: object, workdir: str) -> None:
     from rs_jax.eval import evaluate
 
     evaluate.evaluate(config, workdir)
+
+
+def _cmd_predict(config: object, args: argparse.Namespace) -> int:
+    from rs_jax.eval import predict
+
+    return predict.run_predict(config, args)
+
+
+def _cmd_chat(config: object, args: argparse.Namespace) -> int:
+    from rs_jax.eval import predict
+
+    return predict.run_chat(config, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_train(config, args.workdir, args.allow_config_change)
         elif args.command == "eval":
             _cmd_eval(config, args.workdir)
+        elif args.command == "predict":
+            return _cmd_predict(config, args)
+        elif args.command == "chat":
+            return _cmd_chat(config, args)
     except (ValueError, OSError) as e:
         if os.environ.get("RS_JAX_TRACEBACK"):
             raise
