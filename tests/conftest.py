@@ -56,10 +56,13 @@ LONGEST_FIRST = (
     "tests/models/test_lvlm.py",
     "tests/convert/test_pretrained.py",
     "tests/train/test_grad_accum.py",
+    "tests/test_notebooks.py",
     "tests/kb/test_host_retrieval.py",
     "tests/models/test_stack.py",
     "tests/train/test_experiment.py",
     "tests/models/test_semantic_experts.py",
+    "tests/eval/test_evaluate.py",
+    "tests/eval/test_generation.py",
 )
 
 

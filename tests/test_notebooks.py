@@ -106,6 +106,7 @@ def test_notebook_opens_with_title_and_parameters():
 def test_quickstart(tmp_path):
     workdir = tmp_path / "run"
     params = {
+        "RS_JAX_NB_CONFIG": "configs/tiny.py",  # the demo's recipe on the test-size model
         "RS_JAX_NB_STEPS": "6",
         "RS_JAX_NB_NUM_TRAIN": "64",
         "RS_JAX_NB_NUM_TEST": "6",
