@@ -232,6 +232,27 @@ def source(format: str, path: str, **values: Any) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(fields | values)
 
 
+# The real-data configs' variants (configs/eurosat.py, configs/ucm_mixture.py).
+REAL_DATA_ARGS = dict(baseline=False, kb=False)
+
+
+def from_scratch_64px(config: ml_collections.ConfigDict, arg: ml_collections.ConfigDict) -> None:
+    """The real-data configs' model: trained from scratch on 64 px images (8 px patches: an
+    8x8 grid), bf16 compute with fp32 master weights and full remat. Variants: `baseline`
+    (LLaVA-1.5), `kb` (the shipped curated KB, frozen MiniLM embeddings, built into runs/kb
+    by `rs-jax kb build --kb rs_jax/kb/data/rs_kb.jsonl --out runs/kb`)."""
+    config.data.image_size = 64
+    config.eval.batch_size = 100
+    config.model.vision.update(patch_size=8, width=96, depth=4, num_heads=4, mlp_dim=192)
+    config.model.dtype = "bfloat16"
+    config.model.remat_policy = "full"
+    config.train.log_every = 100
+    if arg.kb:
+        config.model.kb.update(source=str(REPO / "runs" / "kb"), dim=384, top_k=5)
+    if arg.baseline:
+        make_baseline(config)
+
+
 def make_baseline(config: ml_collections.ConfigDict) -> None:
     """Plain LLaVA-1.5: every patch token of the last block, MLP projector, no KB, no experts."""
     config.model.baseline = True

@@ -18,35 +18,19 @@ curated knowledge base, frozen MiniLM embeddings, built into runs/kb by `rs-jax 
 import ml_collections
 
 from configs import common
-from configs.common import REPO, SHARED_DATA
+from configs.common import SHARED_DATA
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
-    arg = common.parse_arg(arg, baseline=False, kb=False)
-
+    common.from_scratch_64px(config, common.parse_arg(arg, **common.REAL_DATA_ARGS))
     config.data.name = "sources"
     config.data.sources = ml_collections.ConfigDict(
         dict(
             eurosat=common.source("folder", str(SHARED_DATA / "eurosat_rgb"), class_names="EuroSAT")
         )
     )
-    config.data.image_size = 64
     config.data.max_prompt_len = 64  # the prompt lists all 10 classes
-    config.eval.batch_size = 100
     config.eval.max_new_tokens = 5
-
-    # 8 px patches on 64 px images: an 8x8 patch grid.
-    config.model.vision.update(patch_size=8, width=96, depth=4, num_heads=4, mlp_dim=192)
-
-    config.model.dtype = "bfloat16"  # fp32 master weights; see configs/demo.py
-    config.model.remat_policy = "full"
-
     config.train.steps = 1500
-    config.train.log_every = 100
-
-    if arg.kb:
-        config.model.kb.update(source=str(REPO / "runs" / "kb"), dim=384, top_k=5)
-    if arg.baseline:
-        common.make_baseline(config)
     return config

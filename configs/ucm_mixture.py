@@ -17,13 +17,12 @@ built into runs/kb by `rs-jax kb build --kb rs_jax/kb/data/rs_kb.jsonl --out run
 import ml_collections
 
 from configs import common
-from configs.common import REPO, SHARED_DATA
+from configs.common import SHARED_DATA
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
-    arg = common.parse_arg(arg, baseline=False, kb=False)
-
+    common.from_scratch_64px(config, common.parse_arg(arg, **common.REAL_DATA_ARGS))
     config.data.name = "sources"
     config.data.sources = ml_collections.ConfigDict(
         dict(
@@ -40,21 +39,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             ),
         )
     )
-    config.data.image_size = 64
     config.data.max_prompt_len = 96  # the classification prompt lists all 21 classes
     config.data.max_answer_len = 40  # captions (the longest UCM caption: 30 tokens)
-    config.eval.batch_size = 100
     config.eval.max_new_tokens = 24
-
-    config.model.vision.update(patch_size=8, width=96, depth=4, num_heads=4, mlp_dim=192)
-    config.model.dtype = "bfloat16"
-    config.model.remat_policy = "full"
-
     config.train.steps = 1000  # 50 epochs of the 630 train images
-    config.train.log_every = 100
-
-    if arg.kb:
-        config.model.kb.update(source=str(REPO / "runs" / "kb"), dim=384, top_k=5)
-    if arg.baseline:
-        common.make_baseline(config)
     return config
