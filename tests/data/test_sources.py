@@ -186,6 +186,14 @@ def test_rsvqa_unknown_question_type_names_file_and_question(tmp_path):
     assert split.report("train")["skipped"] == split.skipped
 
 
+def test_rsvqa_question_without_text_names_it(tmp_path):
+    root = tmp_path / "lr"
+    questions = [*LR_QUESTIONS[:2], (1, "presence", "", True)]
+    _rsvqa(root, "LR", "train", questions, LR_ANSWERS[:3], "Images_LR")
+    with pytest.raises(ValueError, match=r"LR_split_train_questions\.json question 2: no question"):
+        rsvqa.load_one(_source("lr", "rsvqa", root), "train", _ctx(tmp_path))
+
+
 # --- captions ----------------------------------------------------------------------------------
 
 

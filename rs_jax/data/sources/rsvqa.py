@@ -54,13 +54,19 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
     what = f"config.data.sources.{source.name}"
     questions = read_json(files["questions"], what).get("questions", [])
     answers = {
-        a["id"]: a["answer"] for a in _active(read_json(files["answers"], what).get("answers", []))
+        a.get("id"): a.get("answer")
+        for a in _active(read_json(files["answers"], what).get("answers", []))
+        if a.get("answer") is not None
     }
     bad = BadRecords(ctx.allow_skips)
     by_image: dict[int, list[tasks_lib.QA]] = collections.defaultdict(list)
     suffix = opts["prompt_suffix"]
     for q in _active(questions):
         where = f"{files['questions']} question {q.get('id')}"
+        missing = [k for k in ("img_id", "question") if q.get(k) in (None, "")]
+        if missing:
+            bad(where, f"no {', '.join(missing)}")
+            continue
         kind = q.get("type")
         if kind not in QUESTION_TYPES:
             bad(where, f"unknown question type {kind!r} (RSVQA has {QUESTION_TYPES})")
