@@ -47,7 +47,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.template = "plain"
     config.data.max_prompt_len = 24  # tokens of the question's turn, after the image
     config.data.max_answer_len = 8
-    config.data.batch_size = 32  # global, across all hosts
+    config.data.batch_size = 32  # global, across all hosts (packed: rows)
+    # Training rows hold up to `slots` examples' real tokens in `length` decoder tokens
+    # (rs_jax/data/packing.py; 0 = one example a row, padded). `length` must hold the
+    # longest example: text before the image + visual tokens + max_prompt_len +
+    # max_answer_len. Not with host retrieval or config.model.llm.moe_every.
+    config.data.packing = ml_collections.ConfigDict(dict(slots=0, length=0))
     config.data.worker_count = 0
     # Skip unreadable images and bad records (counted, listed in the log and eval.json)
     # instead of stopping with an error naming them.

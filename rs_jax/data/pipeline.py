@@ -43,6 +43,7 @@ from rs_jax.data import synth
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data import tokenizer as tokenizer_lib
 from rs_jax.data.images import Bands
+from rs_jax.data.packing import Packing, pack
 from rs_jax.data.records import (
     ItemRecords,
     RandomQuestion,
@@ -100,6 +101,8 @@ class DataBundle:
     host_retriever: Any = dataclasses.field(default=None, repr=False)
     # Split -> what indexing left out (FolderDataset.report); empty for generated data.
     skips: dict[str, dict] = dataclasses.field(default_factory=dict)
+    # Training rows packed with several examples (rs_jax/data/packing.py); None = one each.
+    packing: Packing | None = None
 
     @property
     def num_train_images(self) -> int:
@@ -118,7 +121,8 @@ class DataBundle:
         return global_batch_size // n
 
     def train_iterator(self, seed: int) -> grain.DatasetIterator:
-        """Infinite, per-epoch shuffled, per-host batches; checkpointable via get/set_state."""
+        """Infinite, per-epoch shuffled, per-host batches; checkpointable via get/set_state.
+        With `packing`, a batch is per_host packed rows of several examples each."""
         per_host = self.per_host_batch_size(self.global_batch_size)
         if self.num_train_images < self.global_batch_size:
             raise ValueError(
@@ -139,6 +143,8 @@ class DataBundle:
         ds = ds.to_iter_dataset(
             grain.ReadOptions(num_threads=min(8, os.cpu_count() or 1), prefetch_buffer_size=64)
         )
+        if self.packing is not None:  # each host packs its own examples
+            ds = pack(ds, self.packing, bins=per_host)
         ds = ds.batch(per_host, drop_remainder=True)
         if self.worker_count > 0:
             _ensure_absl_flags_parsed()

@@ -218,6 +218,13 @@ class ModelConfig:
         return tuple(level.name for level in self.levels)
 
     @property
+    def visual_tokens(self) -> int:
+        """Visual tokens per image in the decoder's sequence (V)."""
+        if self.baseline:
+            return self.vision.grid**2
+        return sum(level.grid**2 for level in self.levels)
+
+    @property
     def kb_levels(self) -> tuple[str, ...]:
         """The knowledge-base level each model level retrieves from, coarse to fine."""
         return tuple(level.kb_level for level in self.levels)

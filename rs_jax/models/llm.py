@@ -187,10 +187,15 @@ class Decoder(nnx.Module):
         *,
         visual_levels: np.ndarray | None = None,
         visual_start: int = 0,
+        segments: tuple[jax.Array, jax.Array] | None = None,
         jitter_key: jax.Array | None = None,
     ) -> tuple[jax.Array, DecoderCache | None, RoutingStats | None]:
         """embeds [B, T, D], token_mask [B, T] -> hidden [B, T, D], the updated cache, and
         the RoutingStats of the MoE blocks stacked on a leading block axis (None if none ran).
+
+        segments: (segment ids [B, T], positions [B, T]) of a packed row (several sequences
+        one after another; 0 marks padding): a token attends only within its own sequence,
+        and RoPE counts from 0 in each. Training only (no cache, no visual-token MoE).
 
         visual_levels [V] (static numpy): slots visual_start..visual_start + V - 1 (static
         int: after the template's text before the image) are visual tokens of these levels, so
@@ -209,6 +214,10 @@ class Decoder(nnx.Module):
                 )
         token_mask = token_mask.astype(bool)
         positions = jnp.cumsum(token_mask, axis=1) - 1
+        if segments is not None:
+            if cache is not None or visual_levels is not None:
+                raise ValueError("packed sequences take no cache and no visual-token MoE")
+            segment_ids, positions = segments
         if cache is not None:  # continue counting after the real tokens already cached
             positions = positions + cache.num_tokens[:, None]
         query_slots = cache_index + jnp.arange(t)
@@ -218,8 +227,10 @@ class Decoder(nnx.Module):
             key_mask = jax.lax.dynamic_update_slice(cache.key_mask, token_mask, (0, cache_index))
             key_slots = jnp.arange(key_mask.shape[1])
         mask = (key_slots[None, None, :] <= query_slots[None, :, None]) & key_mask[:, None, :]
+        if segments is not None:
+            mask &= segment_ids[:, :, None] == segment_ids[:, None, :]
         if self.cfg.sliding_window:  # counted in positions (real tokens), not slots
-            key_positions = jnp.cumsum(key_mask, axis=1) - 1
+            key_positions = positions if segments is not None else jnp.cumsum(key_mask, 1) - 1
             distance = positions[:, :, None] - key_positions[:, None, :]
             mask &= distance < self.cfg.sliding_window
 

@@ -149,37 +149,91 @@ class RSVLM(nnx.Module):
     def __call__(
         self, batch: dict[str, jax.Array], jitter_key: jax.Array | None = None
     ) -> tuple[jax.Array, VisualOutput]:
-        """Teacher-forced hidden states [B, Ta, D_llm] of the positions that predict the
-        answer tokens of [text before the image; visual; prompt; answer].
+        """Teacher-forced hidden states [N, Ta, D_llm] of the positions that predict the
+        answer tokens of each example's [text before the image; visual; prompt; answer].
 
+        A batch holds N = B examples, or, packed (rs_jax/data/packing.py), B rows of K
+        example slots each (N = B * K): every per-example field then has a slot axis
+        [B, K, ...], and token_index / token_segment / token_position [B, T] lay the slots'
+        real tokens one sequence after another in each row (`example_rows` gives the
+        per-example fields as N rows, as the loss reads them).
         jitter_key: randomness for router jitter (training only; None = no jitter).
         """
         vision_key, llm_key = (None, None) if jitter_key is None else jax.random.split(jitter_key)
+        examples = example_rows(batch)
         visual = self.encode(
-            batch["image"],
-            batch["prompt_ids"],
-            batch["prompt_mask"],
-            batch.get("kb_ids"),
+            examples["image"],
+            examples["prompt_ids"],
+            examples["prompt_mask"],
+            examples.get("kb_ids"),
             vision_key,
         )
-        before, before_mask = self.text_before_image(batch)
-        after_ids = jnp.concatenate([batch["prompt_ids"], batch["answer_ids"]], axis=1)
-        after_mask = jnp.concatenate([batch["prompt_mask"], batch["answer_mask"]], axis=1) > 0
+        before, before_mask = self.text_before_image(examples)
+        after_ids = jnp.concatenate([examples["prompt_ids"], examples["answer_ids"]], axis=1)
+        after_mask = jnp.concatenate([examples["prompt_mask"], examples["answer_mask"]], 1) > 0
         visual_mask = jnp.ones(visual.tokens.shape[:2], bool)
         embeds = jnp.concatenate([before, visual.tokens, self.llm.embed(after_ids)], axis=1)
         token_mask = jnp.concatenate([before_mask, visual_mask, after_mask], axis=1)
-        hidden, _, llm_routing = self.llm(
-            embeds,
-            token_mask,
-            visual_levels=self.visual_levels(),
-            visual_start=before.shape[1],
-            jitter_key=llm_key,
-        )
         # The token before each answer token predicts it.
-        prefix = before.shape[1] + visual.tokens.shape[1] + batch["prompt_ids"].shape[1]
-        answer_len = batch["answer_ids"].shape[1]
-        answer_hidden = hidden[:, prefix - 1 : prefix - 1 + answer_len]
-        return answer_hidden, visual._replace(llm_routing=llm_routing)
+        prefix = before.shape[1] + visual.tokens.shape[1] + examples["prompt_ids"].shape[1]
+        answer_len = examples["answer_ids"].shape[1]
+        if "token_index" not in batch:
+            hidden, _, llm_routing = self.llm(
+                embeds,
+                token_mask,
+                visual_levels=self.visual_levels(),
+                visual_start=before.shape[1],
+                jitter_key=llm_key,
+            )
+            answer_hidden = hidden[:, prefix - 1 : prefix - 1 + answer_len]
+            return answer_hidden, visual._replace(llm_routing=llm_routing)
+
+        if self.visual_levels() is not None and self.cfg.llm.moe_every:
+            raise ValueError(
+                "packed batches (config.data.packing.slots > 0) need "
+                "config.model.llm.moe_every=0: its MoE blocks find the visual tokens by slot"
+            )
+        rows, length = batch["token_index"].shape
+        width = embeds.shape[-1]
+        # Each row's slots side by side, then only their real tokens, in packed order.
+        embeds = embeds.reshape(rows, -1, width)
+        embeds = jnp.take_along_axis(embeds, batch["token_index"][..., None], axis=1)
+        segments = (batch["token_segment"], batch["token_position"])
+        hidden, _, llm_routing = self.llm(
+            embeds, batch["token_segment"] > 0, segments=segments, jitter_key=llm_key
+        )
+        predicting = batch["answer_position"].reshape(rows, -1, 1)  # [B, K * Ta, 1]
+        answer_hidden = jnp.take_along_axis(hidden, predicting, axis=1)
+        return answer_hidden.reshape(-1, answer_len, width), visual._replace(
+            llm_routing=llm_routing
+        )
+
+
+# The fields a packed batch has per example slot, [B, K, ...].
+EXAMPLE_FIELDS = (
+    "image",
+    "prefix_ids",
+    "prompt_ids",
+    "prompt_mask",
+    "answer_ids",
+    "answer_mask",
+    "task_id",
+    "kb_labels",
+    "kb_ids",
+    "valid",
+)
+
+
+def example_rows(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """A packed batch's per-example fields as rows [B * K, ...] (an unpacked batch as is)."""
+    if "token_index" not in batch:
+        return batch
+    return {
+        key: value.reshape(value.shape[0] * value.shape[1], *value.shape[2:])
+        if key in EXAMPLE_FIELDS
+        else value
+        for key, value in batch.items()
+    }
 
 
 def _check_levels(cfg: ModelConfig, kb_entry_levels: Sequence[str]) -> None:

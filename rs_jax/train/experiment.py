@@ -20,6 +20,7 @@ from flax import nnx
 from rs_jax import sharding
 from rs_jax.config import ConfigError
 from rs_jax.convert import pretrained
+from rs_jax.data.packing import Packing
 from rs_jax.data.pipeline import DataBundle, build_data
 from rs_jax.data.records import MAX_KB_LABELS
 from rs_jax.kb.host_retrieval import HostRetriever, prompt_query
@@ -90,13 +91,14 @@ class Experiment:
     def shard_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         """Host batch -> global arrays, with kb_labels turned into KB rows per model level."""
         if "kb_labels" in batch and not self.model_config.baseline:
-            labels = relabel(
-                batch["kb_labels"],
+            labels = batch["kb_labels"]  # [..., M]: [B, M], or [B, K, M] packed
+            rows = relabel(
+                labels.reshape(-1, labels.shape[-1]),
                 self.knowledge.row_of_label,
                 self.knowledge.entry_levels,
                 self.model_config.kb_levels,
             )
-            batch = {**batch, "kb_labels": labels}
+            batch = {**batch, "kb_labels": rows.reshape(*labels.shape[:-1], *rows.shape[1:])}
         return sharding.shard_batch(batch, self.mesh, self.rules)
 
     def abstract_batch(self, batch_size: int | None = None) -> dict[str, jax.ShapeDtypeStruct]:
@@ -150,10 +152,39 @@ def setup(
     _check_batch_fits_mesh(config, mesh, tuple(config.sharding_rules))
     _check_abstract_model(config, model_config, mesh)
     data = build_data(config, workdir)
+    data.packing = _packing(config, model_config, len(data.encoder.prefix_ids))
     model_config = model_config.with_vocab(data.vocab_size)
     knowledge = load_knowledge(config, model_config, data, query_fn)
     data.host_retriever = knowledge.retriever
     return _assemble(config, model_config, mesh, data, knowledge)
+
+
+def _packing(config: ml_collections.ConfigDict, model: ModelConfig, prefix: int) -> Packing | None:
+    """config.data.packing checked against the model and the text lengths (None: off)."""
+    slots, length = int(config.data.packing.slots), int(config.data.packing.length)
+    if slots == 0:
+        return None
+    if slots < 0:
+        raise ConfigError(f"config.data.packing.slots must be >= 0 (0 = off), got {slots}")
+    if config.model.kb.retrieval == "host":
+        raise ConfigError(
+            "config.data.packing.slots > 0 needs config.model.kb.retrieval='device' (host "
+            "retrieval works on unpacked batches)"
+        )
+    if not model.baseline and model.llm.moe_every:
+        raise ConfigError(
+            "config.data.packing.slots > 0 needs config.model.llm.moe_every=0 (its MoE blocks "
+            "find the visual tokens by their place in an unpacked row)"
+        )
+    longest = prefix + model.visual_tokens + config.data.max_prompt_len
+    longest += config.data.max_answer_len
+    if length < longest:
+        raise ConfigError(
+            f"config.data.packing.length={length} is shorter than the longest example: "
+            f"{longest} tokens ({prefix} before the image + {model.visual_tokens} visual + "
+            f"config.data.max_prompt_len + config.data.max_answer_len)"
+        )
+    return Packing(slots, length, model.visual_tokens)
 
 
 def plan(

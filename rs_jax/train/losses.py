@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from rs_jax.models.config import Precision
 from rs_jax.models.experts import RoutingStats
 from rs_jax.models.layers import matmul
-from rs_jax.models.lvlm import RSVLM
+from rs_jax.models.lvlm import RSVLM, example_rows
 from rs_jax.models.retrieval import hits_at_k, retrieval_loss
 
 
@@ -84,6 +84,7 @@ def compute_loss(
     """
     cfg = model.cfg
     answer_hidden, visual = model(batch, jitter_key)
+    batch = example_rows(batch)
     mask = (batch["answer_mask"] * batch["valid"][:, None]).astype(jnp.float32)
     b, t, d = answer_hidden.shape
     token_loss, prediction = vocab_cross_entropy(

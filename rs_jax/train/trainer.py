@@ -57,7 +57,7 @@ def make_grad_fn(exp: experiment_lib.Experiment):
         micro = jax.tree.map(
             lambda x: x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1), batch
         )
-        num_tokens = (batch["answer_mask"] * batch["valid"][:, None]).sum().astype(jnp.float32)
+        num_tokens = (batch["answer_mask"] * batch["valid"][..., None]).sum().astype(jnp.float32)
 
         def body(total, inputs):
             micro_batch, index = inputs
@@ -224,7 +224,9 @@ def _train(
                 if int(metrics["nonfinite"]):  # one scalar per step: the guard's verdict
                     skipped.append(step)
                     _on_nonfinite(config, workdir_path, step, metrics, host_batch, checkpointer)
-                if progress.update(step, _headline(metrics), config.data.batch_size):
+                # Examples, not rows: a packed row holds several.
+                examples = int(host_batch["valid"].sum()) * jax.process_count()
+                if progress.update(step, _headline(metrics), examples):
                     writer.write_scalars(step, jax.device_get(metrics))
                 if step == total:
                     _write_expert_usage_images(
