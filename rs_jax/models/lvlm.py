@@ -209,28 +209,15 @@ class RSVLM(nnx.Module):
         )
 
 
-# The fields a packed batch has per example slot, [B, K, ...].
-EXAMPLE_FIELDS = (
-    "image",
-    "prefix_ids",
-    "prompt_ids",
-    "prompt_mask",
-    "answer_ids",
-    "answer_mask",
-    "task_id",
-    "kb_labels",
-    "kb_ids",
-    "valid",
-)
-
-
 def example_rows(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """A packed batch's per-example fields as rows [B * K, ...] (an unpacked batch as is)."""
+    """A packed batch's per-example fields, those with the slot axis of `valid` [B, K], as
+    rows [B * K, ...] (an unpacked batch as is)."""
     if "token_index" not in batch:
         return batch
+    rows, slots = batch["valid"].shape
     return {
-        key: value.reshape(value.shape[0] * value.shape[1], *value.shape[2:])
-        if key in EXAMPLE_FIELDS
+        key: value.reshape(rows * slots, *value.shape[2:])
+        if value.shape[:2] == (rows, slots)
         else value
         for key, value in batch.items()
     }
