@@ -65,6 +65,11 @@ class Bands:
 RGB = Bands()
 
 
+def bands_of(data) -> Bands:
+    """The band selection of config.data (its `bands` and `band_max`)."""
+    return Bands(tuple(int(b) for b in data.get("bands", ())), float(data.get("band_max", 0.0)))
+
+
 def _to_rgb_uint8(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode == "RGB":

@@ -42,7 +42,7 @@ from rs_jax.data import sources as sources_lib
 from rs_jax.data import synth
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data import tokenizer as tokenizer_lib
-from rs_jax.data.images import Bands
+from rs_jax.data.images import bands_of
 from rs_jax.data.packing import Packing, pack
 from rs_jax.data.records import (
     ItemRecords,
@@ -311,7 +311,7 @@ def _load_sources(dc: ml_collections.ConfigDict, data_dir: str, size: int):
         image_size=size,
         allow_skips=bool(dc.allow_skips),
         cache_dir=os.path.join(data_dir, "image_checks"),
-        bands=Bands(tuple(int(b) for b in dc.bands), float(dc.band_max)),
+        bands=bands_of(dc),
     )
     configs = source_configs(dc)
     loaded = [(cfg, *sources_lib.load(cfg, ctx)) for cfg in configs]

@@ -81,6 +81,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     samples = []
     batches = list(exp.data.eval_batches(config.eval.batch_size, config.eval.num_examples))
     progress = ProgressLine(len(batches), 0, max(len(batches) // 5, 1))
+    scored = 0  # valid rows: padding rows of the last batch do not count
     tokenizer = exp.data.tokenizer
     with jax.set_mesh(exp.mesh):
         for i, batch in enumerate(batches, start=1):
@@ -112,6 +113,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             expert_counts = expert_counts + out.get("expert_counts", 0.0)
             if "dropped_fraction" in out:
                 dropped.append(float(out["dropped_fraction"]))
+            scored += int(valid.sum())
             progress.update(i, {}, int(valid.sum()))
 
     results: dict[str, Any] = {
@@ -121,7 +123,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     results |= scorer.results(Path(workdir))
     # An evaluation never scores fewer examples than it was given without saying so.
     given = exp.data.num_eval_examples
-    scored = sum(int((b["valid"] > 0).sum()) for b in batches)
     notes = []
     if scored < given:
         notes.append(

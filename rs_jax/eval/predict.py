@@ -136,13 +136,11 @@ def run_predict(config: Any, args: argparse.Namespace, out: IO[str] | None = Non
 
 def _check_image(config: Any, path: str) -> None:
     """Fails before the model is loaded when `path` is no readable image."""
-    from rs_jax.data.images import Bands, UnreadableImageError, decode_error
+    from rs_jax.data.images import UnreadableImageError, bands_of, decode_error
 
     if os.path.isdir(path):
         raise IsADirectoryError(f"--image {path} is a folder; use --images DIR for a folder")
-    data = config.data
-    bands = Bands(tuple(int(b) for b in data.get("bands", ())), float(data.get("band_max", 0.0)))
-    why = decode_error(path, bands)
+    why = decode_error(path, bands_of(config.data))
     if why is not None:
         raise UnreadableImageError(f"Cannot read image {path}: {why}")
 

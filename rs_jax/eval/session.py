@@ -14,7 +14,7 @@ from flax import nnx
 from PIL import Image
 
 from rs_jax import sharding
-from rs_jax.data.images import Bands, load_image
+from rs_jax.data.images import bands_of, load_image
 from rs_jax.data.text import History
 from rs_jax.eval.evaluate import make_eval_step
 from rs_jax.train import experiment as experiment_lib
@@ -86,10 +86,7 @@ class Session:
             checkpointer.close()
         self._eval_step = make_eval_step(self.exp)
         self._row_counts = None  # compiled on the first batch of different images
-        data = config.data
-        self.bands = Bands(
-            tuple(int(b) for b in data.get("bands", ())), float(data.get("band_max", 0.0))
-        )
+        self.bands = bands_of(config.data)
         self.batch_divisor = sharding.batch_divisor(self.exp.mesh, self.exp.rules)
         self.load_seconds = time.perf_counter() - start
 

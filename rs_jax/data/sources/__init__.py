@@ -226,7 +226,11 @@ def image_path(image_root: str, name: str) -> str:
 
 
 def with_readable_images(
-    items: list[Item], base_dir: str, ctx: LoadContext, bad: BadRecords
+    items: list[Item],
+    base_dir: str,
+    ctx: LoadContext,
+    bad: BadRecords,
+    aliases: dict[str, list[str]] | None = None,
 ) -> Split:
     """The split of `items` whose images decode; the others are an error naming the image
     and its record, or (allow_skips) listed in the split's `skipped`."""
@@ -244,7 +248,7 @@ def with_readable_images(
     kept = [item for item in items if item.image not in unreadable]
     if not kept:
         raise ValueError(f"No usable records left in {base_dir} (skipped: {bad.skipped})")
-    return Split(kept, base_dir, skipped=bad.skipped | unreadable)
+    return Split(kept, base_dir, skipped=bad.skipped | unreadable, aliases=aliases or {})
 
 
 def load(source: SourceConfig, ctx: LoadContext) -> tuple[Split, Split]:

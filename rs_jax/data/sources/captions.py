@@ -73,6 +73,4 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
                 record=f"{path} {where}",
             )
         )
-    split_obj = with_readable_images(items, root, ctx, bad)
-    split_obj.aliases = aliases
-    return split_obj
+    return with_readable_images(items, root, ctx, bad, aliases)

@@ -71,6 +71,4 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
         Item(image, tuple(q), (labels[image],) if image in labels else (), records[image])
         for image, q in qas.items()
     ]
-    split_obj = with_readable_images(items, root, ctx, bad)
-    split_obj.aliases = aliases
-    return split_obj
+    return with_readable_images(items, root, ctx, bad, aliases)
