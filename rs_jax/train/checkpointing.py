@@ -11,6 +11,7 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 STATE = "state"
@@ -37,6 +38,33 @@ class CheckpointCorruptError(CheckpointError):
     """A checkpoint that cannot be read at all (truncated, damaged, incomplete)."""
 
 
+# Orbax splits a replicated array's write across its replicas, one device slice each. For
+# arrays below this size the per-device slicing costs more than the parallel write saves.
+MIN_REPLICA_SLICE_BYTES = 4 << 20
+
+
+def _state_handler() -> ocp.PyTreeCheckpointHandler:
+    """The train state's handler: device arrays written replica-parallel when large, host
+    arrays and scalars as Orbax writes them."""
+    handlers = ocp.type_handlers
+    registry = handlers.create_type_handler_registry(
+        (
+            jax.Array,
+            handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES),
+        ),
+        (np.ndarray, handlers.NumpyHandler()),
+        *((ty, handlers.ScalarHandler()) for ty in (int, float, np.number)),
+    )
+    return ocp.PyTreeCheckpointHandler(type_handler_registry=registry)
+
+
+def _restore_args(target: jax.ShapeDtypeStruct) -> ocp.ArrayRestoreArgs:
+    """Read into `target`'s sharding; a stored shape other than `target`'s is an error."""
+    return ocp.ArrayRestoreArgs(
+        sharding=target.sharding, global_shape=target.shape, dtype=target.dtype
+    )
+
+
 class Checkpointer:
     """Async, rotating checkpoints of ``state`` (a pytree of arrays) and a data iterator."""
 
@@ -45,7 +73,7 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory,
             item_handlers={
-                STATE: ocp.StandardCheckpointHandler(),
+                STATE: _state_handler(),
                 DATA_ITER: grain.checkpoint.CheckpointHandler(),
                 CONFIG: ocp.JsonCheckpointHandler(),
             },
@@ -89,7 +117,7 @@ class Checkpointer:
         """
         if step in self._manager.all_steps():
             return False
-        items: dict[str, Any] = {STATE: ocp.args.StandardSave(state)}
+        items: dict[str, Any] = {STATE: ocp.args.PyTreeSave(state)}
         if data_iterator is not None:
             items[DATA_ITER] = grain.checkpoint.CheckpointSave(data_iterator)
         if config is not None:
@@ -121,7 +149,12 @@ class Checkpointer:
         of arrays; arrays come back with those shardings.
         """
         abstract_state = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-        items: dict[str, Any] = {STATE: ocp.args.StandardRestore(abstract_state)}
+        items: dict[str, Any] = {
+            STATE: ocp.args.PyTreeRestore(
+                abstract_state,
+                restore_args=jax.tree.map(_restore_args, abstract_state),
+            )
+        }
         if data_iterator is not None:
             items[DATA_ITER] = grain.checkpoint.CheckpointRestore(data_iterator)
         step_dir = self.step_dir(step)
