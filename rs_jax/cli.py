@@ -3,6 +3,7 @@
   rs-jax train --config configs/demo.py[:arg] --workdir runs/demo [--config.KEY=VALUE ...]
   rs-jax eval  --config configs/demo.py --workdir runs/demo
   rs-jax config --config configs/demo.py --config.train.steps=10   # print the result
+  rs-jax compile --config C --topology v5p:4x4x4 [--step train|eval|generate] [--json]
   rs-jax predict --config C --workdir W --image FILE [--question "..."] [--json]
   rs-jax predict --config C --workdir W --images DIR --out FILE.jsonl [--question "..."]
   rs-jax chat --config C --workdir W --image FILE   # questions from stdin, one a line
@@ -26,6 +27,7 @@ that are otherwise reported in one line.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import re
 import sys
@@ -33,6 +35,18 @@ from collections.abc import MutableMapping, Sequence
 from typing import NoReturn
 
 CONFIG_PREFIX = "--config."
+
+
+def _quiet_libtpu_without_tpu() -> None:
+    """libtpu (the tpu and test extras) looks for a TPU when jax starts and, on a host with
+    none, prints many lines of errors before jax falls back to the other backends. Naming
+    an accelerator type and this host as the only worker quiets it; `rs-jax compile` then
+    still compiles for any --topology. A TPU VM (its /dev/accel* or /dev/vfio devices, or
+    its own TPU_* variables) is left as it is."""
+    if glob.glob("/dev/accel*") or os.path.isdir("/dev/vfio"):
+        return
+    os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v5p-8")
+    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
 
 
 def _simulate_cpu_devices() -> None:
@@ -148,6 +162,23 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     add("eval", "Evaluate the latest checkpoint in --workdir.")
     add("config", "Print the resolved config and exit.", workdir=False)
+    compile_ = add(
+        "compile",
+        "Compile a step ahead of time for a TPU slice with libtpu (no TPU needed): "
+        "per-chip memory, whether it fits, kernels, FLOPs. Exits 1 if it does not fit.",
+        workdir=False,
+    )
+    compile_.add_argument(
+        "--topology",
+        required=True,
+        help="a chip topology (v5p:4x4x4, v5e:2x2, v6e:4x4) or a Cloud TPU type (v5p-128, "
+        "v5litepod-16, v6e-256; v4 and v5p types count TensorCores, two a chip)",
+    )
+    compile_.add_argument("--slices", type=int, default=1, help="slices joined by DCN")
+    compile_.add_argument("--batch", type=int, help="global batch (default data.batch_size)")
+    compile_.add_argument("--step", default="train", choices=("train", "eval", "generate"))
+    compile_.add_argument("--dump", metavar="DIR", help="write the optimized HLO there")
+    compile_.add_argument("--json", action="store_true", help="print the report as JSON")
 
     from rs_jax.eval import predict
 
@@ -191,6 +222,22 @@ def _cmd_chat(config: object, args: argparse.Namespace) -> int:
     return predict.run_chat(config, args)
 
 
+def _cmd_compile(config: object, args: argparse.Namespace) -> int:
+    import json
+
+    from rs_jax.train import aot
+
+    topology = aot.parse_topology(args.topology, args.slices)
+    result, compiled = aot.compile_step(
+        config, topology, step=args.step, batch_size=args.batch, dump=args.dump
+    )
+    print(json.dumps(result, indent=2) if args.json else aot.format_result(result, compiled))
+    if not result["fits"]:
+        print(f"rs-jax: {aot.not_fitting_message(result, compiled)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the process exit code."""
     parser = _build_parser()
@@ -209,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--workdir is empty; name a folder for the run")
 
     try:
+        _quiet_libtpu_without_tpu()
         _simulate_cpu_devices()
         if args.command == "kb":
             from rs_jax.kb.cli import run
@@ -224,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _initialize_distributed()
         if args.command == "config":
             print(config)
+        elif args.command == "compile":
+            return _cmd_compile(config, args)
         elif args.command == "train":
             return _cmd_train(config, args.workdir, args.allow_config_change)
         elif args.command == "eval":

@@ -201,7 +201,10 @@ def plan(
     config = pretrained.resolve(config)
     model_config = ModelConfig.from_config(config.model, config.data.image_size)
     if not model_config.llm.vocab_size:
-        raise ConfigError("planning needs config.model.llm.vocab_size (no tokenizer is loaded)")
+        raise ConfigError(
+            "planning needs config.model.llm.vocab_size (no tokenizer is loaded): pass "
+            "--config.model.llm.vocab_size=N"
+        )
     model_config = model_config.with_vocab(model_config.llm.vocab_size)
     mesh = sharding.make_mesh(config.mesh, devices)
     sharding.check_rules(config.sharding_rules)

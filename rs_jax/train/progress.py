@@ -61,6 +61,10 @@ class ProgressLine:
         self._mark_step = start_step
         self._examples = 0
 
+    def is_log_step(self, step: int) -> bool:
+        """Whether `update(step, ...)` prints (and so reads the device)."""
+        return step in (self._first_step, self.total_steps) or step % self.every == 0
+
     def update(self, step: int, metrics: Mapping[str, Any], examples: int) -> str | None:
         """Record that ``step`` (1-based) finished with ``examples`` examples.
 
@@ -69,7 +73,7 @@ class ProgressLine:
         converted (which waits for the device) on logging steps and the first step.
         """
         is_first = step == self._first_step
-        if not (is_first or step % self.every == 0 or step == self.total_steps):
+        if not self.is_log_step(step):
             self._examples += examples
             return None
         values = {k: float(np.asarray(v)) for k, v in metrics.items()}  # syncs the device

@@ -214,6 +214,10 @@ def _train(
     writer = MetricWriter(workdir_path / "tensorboard")
     metrics: dict[str, Any] = {}
     stopped_by, skipped = None, []
+    # Steps run since the host last read the device: their guard verdicts and batches. The
+    # host reads them only at log steps and before a checkpoint, so steps are dispatched
+    # ahead of the device instead of waiting for it at every step.
+    unchecked: list[tuple[int, dict[str, Any], dict[str, np.ndarray]]] = []
     try:
         with jax.set_mesh(exp.mesh), StopSignals() as signals:
             for step in range(start + 1, total + 1):
@@ -221,9 +225,15 @@ def _train(
                     host_batch = next(train_iter)
                     batch = exp.shard_batch(host_batch)
                 state, metrics = train_step(state, batch)
-                if int(metrics["nonfinite"]):  # one scalar per step: the guard's verdict
-                    skipped.append(step)
-                    _on_nonfinite(config, workdir_path, step, metrics, host_batch, checkpointer)
+                unchecked.append((step, metrics, host_batch))
+                if checkpointer.reached_preemption(step):
+                    stopped_by = "a preemption notice"
+                elif signals.received:
+                    stopped_by = signals.received
+                save = step % config.train.checkpoint_every == 0 or step == total or stopped_by
+                if save or progress.is_log_step(step):
+                    skipped += _check_nonfinite(config, workdir_path, unchecked, checkpointer)
+                    unchecked.clear()
                 # Examples, not rows: a packed row holds several.
                 examples = int(host_batch["valid"].sum()) * jax.process_count()
                 if progress.update(step, _headline(metrics), examples):
@@ -232,11 +242,7 @@ def _train(
                     _write_expert_usage_images(
                         writer, step, jax.device_get(metrics), exp.model_config.level_names
                     )
-                if checkpointer.reached_preemption(step):
-                    stopped_by = "a preemption notice"
-                elif signals.received:
-                    stopped_by = signals.received
-                if step % config.train.checkpoint_every == 0 or step == total or stopped_by:
+                if save:
                     checkpointer.save(step, state, train_iter, config=resolved)
                 if stopped_by:
                     break
@@ -339,23 +345,33 @@ class NonFiniteError(ValueError):
     """Training met a non-finite loss or gradient and train.on_nonfinite is "stop"."""
 
 
-def _on_nonfinite(config, workdir: Path, step: int, metrics, host_batch, checkpointer) -> None:
-    """Stops the run (train.on_nonfinite="stop", writing the batch for inspection) or
-    reports the dropped update ("skip")."""
-    values = ", ".join(f"{k}={float(metrics[k]):.4g}" for k in ("loss", "grad_norm"))
-    if config.train.on_nonfinite == "skip":
-        print(f"step {step}: not finite ({values}); update dropped", flush=True)
-        return
-    path = workdir / f"nonfinite_batch_step{step}.npz"
-    if not path.exists():
-        np.savez(path, **{k: v for k, v in host_batch.items() if v.dtype != object})
-    last = checkpointer.latest_step()
-    raise NonFiniteError(
-        f"step {step}: the loss or gradients are not finite ({values}); the update was not "
-        f"applied and the last checkpoint is step {last}. The batch is in {path}. Lower "
-        f"config.train.learning_rate or set config.train.grad_clip, or set "
-        f"config.train.on_nonfinite=skip to drop such steps"
-    )
+def _check_nonfinite(
+    config, workdir: Path, unchecked: list, checkpointer: Checkpointer
+) -> list[int]:
+    """Reads the guard's verdicts of the `unchecked` steps (one device sync) and returns
+    the steps whose update was dropped (train.on_nonfinite="skip"); with "stop", the first
+    such step is an error naming it, with its batch written for inspection."""
+    verdicts = jax.device_get([metrics["nonfinite"] for _, metrics, _ in unchecked])
+    dropped = []
+    for (step, metrics, host_batch), nonfinite in zip(unchecked, verdicts):
+        if not int(nonfinite):
+            continue
+        values = ", ".join(f"{k}={float(metrics[k]):.4g}" for k in ("loss", "grad_norm"))
+        if config.train.on_nonfinite == "skip":
+            print(f"step {step}: not finite ({values}); update dropped", flush=True)
+            dropped.append(step)
+            continue
+        path = workdir / f"nonfinite_batch_step{step}.npz"
+        if not path.exists():
+            np.savez(path, **{k: v for k, v in host_batch.items() if v.dtype != object})
+        last = checkpointer.latest_step()
+        raise NonFiniteError(
+            f"step {step}: the loss or gradients are not finite ({values}); the update was "
+            f"not applied and the last checkpoint is step {last}. The batch is in {path}. "
+            f"Lower config.train.learning_rate or set config.train.grad_clip, or set "
+            f"config.train.on_nonfinite=skip to drop such steps"
+        )
+    return dropped
 
 
 def _ranges(steps: list[int]) -> str:

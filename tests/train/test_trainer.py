@@ -13,6 +13,7 @@ import pytest
 
 from rs_jax.config import load_config
 from rs_jax.train import experiment as experiment_lib
+from rs_jax.train import trainer as trainer_lib
 from rs_jax.train.checkpointing import Checkpointer
 from rs_jax.train.progress import read_scalars
 from rs_jax.train.trainer import HEADLINE_METRICS, NonFiniteError, train
@@ -238,18 +239,33 @@ def test_train_then_eval_writes_reports(tmp_path, data_dir, variant, overrides, 
 
 
 @pytest.mark.parametrize("mode", ["stop", "skip"])
-def test_a_diverging_run_never_applies_or_saves_non_finite_numbers(tmp_path, data_dir, mode):
+def test_a_diverging_run_never_applies_or_saves_non_finite_numbers(
+    tmp_path, data_dir, mode, monkeypatch
+):
     """A learning rate beyond float32's range (3.4e38) makes every update infinite. "stop":
     an error naming step 1, no checkpoint, the batch written; "skip": every step dropped and
-    counted, and the saved parameters are the finite initial ones."""
+    counted, and the saved parameters are the finite initial ones. The host reads the
+    guard's verdicts only at log steps and before checkpoints, not after every step."""
     config = tiny(
         **{
             "data.data_dir": data_dir,
             "train.learning_rate": 1e39,
             "train.warmup_steps": 0,
-            "train.steps": 2,
+            "train.steps": 5,
+            "train.log_every": 3,
+            "train.checkpoint_every": 4,
             "train.on_nonfinite": mode,
         }
+    )
+    checked = []
+    check = trainer_lib._check_nonfinite
+    monkeypatch.setattr(
+        trainer_lib,
+        "_check_nonfinite",
+        lambda config, workdir, unchecked, ckpt: (
+            checked.append([step for step, _, _ in unchecked])
+            or check(config, workdir, unchecked, ckpt)
+        ),
     )
     if mode == "stop":
         with pytest.raises(NonFiniteError, match=r"step 1: the loss or gradients are not fin"):
@@ -259,10 +275,12 @@ def test_a_diverging_run_never_applies_or_saves_non_finite_numbers(tmp_path, dat
         assert batch["image"].shape[0] == config.data.batch_size
         return
     summary = train(config, str(tmp_path))
-    assert summary["nonfinite_steps"] == 2
+    assert summary["nonfinite_steps"] == 5
+    # Read at step 1 (the first log line), 3 (log), 4 (checkpoint) and 5 (the last).
+    assert checked == [[1], [2, 3], [4], [5]]
     exp = experiment_lib.setup(config, str(tmp_path))  # its state: the initial parameters
     checkpointer = Checkpointer(tmp_path)
-    saved = checkpointer.restore(2, exp.abstract_state())
+    saved = checkpointer.restore(5, exp.abstract_state())
     checkpointer.close()
     initial = exp.state["params"]
     for x, y in zip(jax.tree.leaves(saved["params"]), jax.tree.leaves(initial), strict=True):
