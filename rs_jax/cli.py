@@ -225,7 +225,7 @@ def _cmd_chat(config: object, args: argparse.Namespace) -> int:
 def _cmd_compile(config: object, args: argparse.Namespace) -> int:
     import json
 
-    from rs_jax.train import aot
+    from rs_jax.plan import aot
 
     topology = aot.parse_topology(args.topology, args.slices)
     result, compiled = aot.compile_step(

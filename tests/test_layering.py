@@ -13,13 +13,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rs_jax"
 ALLOWED = {
     "__init__": set(),
     "config": set(),
+    "files": set(),
     "sharding": set(),
     "models": {"sharding"},
     "convert": {"config", "sharding", "models"},
     "kb": {"sharding", "models", "convert"},
     "data": {"kb"},
     "train": {"config", "sharding", "models", "convert", "kb", "data"},
-    "eval": {"config", "sharding", "models", "convert", "kb", "data", "train"},
+    "eval": {"config", "files", "sharding", "models", "convert", "kb", "data", "train"},
+    "plan": {"config", "sharding", "models", "data", "train", "eval"},
 }
 
 

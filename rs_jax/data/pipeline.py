@@ -232,16 +232,17 @@ def _prepare_tokenizer(spec: str, data_dir: str, corpus: list[str]) -> Any:
             return tokenizer_lib.load_tokenizer(spec)
         except (OSError, ValueError) as e:
             raise ValueError(f"config.data.tokenizer={spec!r}: {e}") from e
-    path = os.path.join(data_dir, "tokenizer")
     want = tokenizer_lib.corpus_hash(corpus, TOKENIZER_VOCAB_SIZE)
+    path = os.path.join(data_dir, "tokenizer")  # where earlier versions kept the only one
+    if tokenizer_lib.stored_corpus_hash(path) == want:
+        return tokenizer_lib.load_tokenizer(path)
+    # One folder per training corpus: when the data change, the tokenizer a run's
+    # checkpoints were trained with stays as it was beside the new one.
+    path = os.path.join(data_dir, f"tokenizer-{want[:16]}")
 
     def ensure() -> None:
-        have = tokenizer_lib.stored_corpus_hash(path)
-        if have == want:
-            return
-        if have is not None:
-            log.warning("Tokenizer at %s was trained on another corpus; retraining", path)
-        tokenizer_lib.train_tokenizer(corpus, path, TOKENIZER_VOCAB_SIZE)
+        if tokenizer_lib.stored_corpus_hash(path) != want:
+            tokenizer_lib.train_tokenizer(corpus, path, TOKENIZER_VOCAB_SIZE)
 
     _primary_then_all(ensure, "rs_jax_tokenizer")
     return tokenizer_lib.load_tokenizer(path)

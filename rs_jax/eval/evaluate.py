@@ -17,6 +17,7 @@ from rs_jax.eval.captions import METRICS as CAPTION_METRICS
 from rs_jax.eval.generation import greedy_generate
 from rs_jax.eval.metrics import format_table
 from rs_jax.eval.protocols import Scorer, markdown
+from rs_jax.files import write_text_whole
 from rs_jax.models.retrieval import hits_at_k
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import open_latest
@@ -155,8 +156,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             )
     results["notes"] = notes
 
-    (Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
-    (Path(workdir) / "eval.md").write_text(markdown(results))
+    write_text_whole(Path(workdir) / "eval.json", json.dumps(results, indent=2))
+    write_text_whole(Path(workdir) / "eval.md", markdown(results))
     _print_report(results, config)
     return results
 

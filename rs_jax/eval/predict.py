@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from rs_jax.files import write_whole
+
 CHAT_HELP = (
     "empty line or end of input ends; /reset forgets the conversation; "
     "/cues shows the last answer's retrieved cues"
@@ -198,9 +200,10 @@ def predict_folder(
     print_fn: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Answers `question` for every file, `batch_size` images a model call, one JSON line
-    each in `out_path` (created; replaced only with `overwrite`). Returns {"answered",
-    "skipped": [file names], "seconds"}. An unreadable file raises UnreadableImageError
-    naming it (and the partial output is removed) unless `skip_unreadable`."""
+    each in `out_path` (created; replaced only with `overwrite`, and only once every answer
+    is written). Returns {"answered", "skipped": [file names], "seconds"}. An unreadable
+    file raises UnreadableImageError naming it unless `skip_unreadable`; `out_path` is then
+    left as it was."""
     from rs_jax.data.images import UnreadableImageError
     from rs_jax.eval.session import Question
     from rs_jax.train.progress import ProgressLine
@@ -218,31 +221,26 @@ def predict_folder(
     skipped: list[str] = []
     answered = 0
     start = time.perf_counter()
-    # "x": never replace a file that appeared since the check.
-    with open(out_path, "w" if overwrite else "x", encoding="utf-8") as out:
-        try:
-            for step, batch in enumerate(batches, start=1):
-                loaded = []
-                for path in batch:
-                    try:
-                        loaded.append((path, session.load(path)))
-                    except UnreadableImageError as e:
-                        if not skip_unreadable:
-                            raise UnreadableImageError(
-                                f"{e} (--skip-unreadable skips such files)"
-                            ) from e
-                        print(f"rs-jax: warning: skipped: {e}", file=sys.stderr)
-                        skipped.append(path.name)
-                questions = [Question(pixels, question) for _, pixels in loaded]
-                for (path, _), answer in zip(loaded, session.ask_batch(questions, rows)):
-                    out.write(json.dumps(answer_record(str(path), question, answer)) + "\n")
-                out.flush()
-                answered += len(loaded)
-                progress.update(step, {}, len(loaded))
-        except Exception:
-            out.close()
-            out_path.unlink()  # incomplete, and this run created it
-            raise
+    # Written whole or not at all: a failure leaves an existing --out as it was.
+    with write_whole(out_path, overwrite) as out:
+        for step, batch in enumerate(batches, start=1):
+            loaded = []
+            for path in batch:
+                try:
+                    loaded.append((path, session.load(path)))
+                except UnreadableImageError as e:
+                    if not skip_unreadable:
+                        raise UnreadableImageError(
+                            f"{e} (--skip-unreadable skips such files)"
+                        ) from e
+                    print(f"rs-jax: warning: skipped: {e}", file=sys.stderr)
+                    skipped.append(path.name)
+            questions = [Question(pixels, question) for _, pixels in loaded]
+            for (path, _), answer in zip(loaded, session.ask_batch(questions, rows)):
+                out.write(json.dumps(answer_record(str(path), question, answer)) + "\n")
+            out.flush()
+            answered += len(loaded)
+            progress.update(step, {}, len(loaded))
     return {"answered": answered, "skipped": skipped, "seconds": time.perf_counter() - start}
 
 

@@ -18,6 +18,7 @@ STATE = "state"
 DATA_ITER = "data_iter"
 CONFIG = "config"  # the resolved config that wrote the step (JSON)
 KNOWLEDGE_SHA256 = "knowledge_sha256"  # in CONFIG: the knowledge base the step learned with
+TOKENIZER_SHA256 = "tokenizer_sha256"  # in CONFIG: the training texts its tokenizer learned
 # Substrings of orbax errors that mean "valid checkpoint, different model".
 _MISMATCH_MARKERS = (
     "is not compatible with the stored shape",

@@ -15,9 +15,10 @@ from flax import nnx
 
 from rs_jax import sharding
 from rs_jax.config import config_changes
+from rs_jax.data.tokenizer import stored_corpus_hash
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import report
-from rs_jax.train.checkpointing import KNOWLEDGE_SHA256, Checkpointer
+from rs_jax.train.checkpointing import KNOWLEDGE_SHA256, TOKENIZER_SHA256, Checkpointer
 from rs_jax.train.lock import WorkdirLock
 from rs_jax.train.losses import compute_loss, expert_usage_from_metrics
 from rs_jax.train.preemption import StopSignals
@@ -163,6 +164,8 @@ def _train(
     # checkpoint and, once the run is validated, as <workdir>/config.json.
     resolved = json.loads(exp.config.to_json_best_effort())
     resolved[KNOWLEDGE_SHA256] = exp.knowledge.sha256
+    # A tokenizer learned from the training texts (None for one named by data.tokenizer).
+    resolved[TOKENIZER_SHA256] = stored_corpus_hash(exp.data.tokenizer.name_or_path)
     checkpointer = Checkpointer(
         workdir, keep=config.train.keep_checkpoints, async_save=config.train.async_checkpoints
     )
@@ -309,10 +312,18 @@ def _check_resume_config(checkpointer, step: int, resolved: dict, allow: bool) -
         key: change
         for key, change in config_changes(stored, resolved).items()
         if not key.startswith(RESUMABLE)
+        # Checkpoints written before the tokenizer's hash was stored are taken as they are.
+        and not (key == TOKENIZER_SHA256 and change[0] is None)
     }
     if not changes:
         return
     listed = [f"{key}: {old!r} -> {new!r}" for key, (old, new) in changes.items()]
+    if TOKENIZER_SHA256 in changes:  # the run's own tokenizer stays in data.data_dir
+        old, new = changes[TOKENIZER_SHA256]
+        listed[list(changes).index(TOKENIZER_SHA256)] = (
+            f"the training texts changed (its tokenizer {str(old)[:16]} -> {str(new)[:16]}, "
+            f"both kept in config.data.data_dir)"
+        )
     shown = "; ".join(listed[:8]) + (f"; and {len(listed) - 8} more" if len(listed) > 8 else "")
     where = checkpointer.step_dir(step)
     if allow:

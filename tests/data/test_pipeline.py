@@ -175,7 +175,8 @@ def test_too_long_text_raises(bundle):
 def test_tokenizer_is_reused(bundle, tmp_path):
     config = _config(tmp_path, num_train=16, num_test=4)
     build_data(config, "/unused")
-    path = os.path.join(str(tmp_path), "tokenizer", "tokenizer.json")
+    (folder,) = [p for p in os.listdir(tmp_path) if p.startswith("tokenizer-")]
+    path = os.path.join(str(tmp_path), folder, "tokenizer.json")
     mtime = os.path.getmtime(path)
     again = build_data(config, "/unused")
     assert os.path.getmtime(path) == mtime and again.vocab_size == bundle.vocab_size
@@ -226,6 +227,18 @@ def test_folder_pipeline(tmp_path):
     assert bundle.num_eval_examples == 5
     # Verified once: the cache in the data folder knows every file's state.
     assert len(list((tmp_path / "d" / "image_checks").glob("*.json"))) == 2
+
+    # A class added to the training data: a tokenizer of its own, beside the first one,
+    # which the checkpoints trained on the old data depend on and which stays as it was.
+    (first,) = (tmp_path / "d").glob("tokenizer-*")
+    kept = {p.name: p.read_bytes() for p in first.iterdir()}
+    os.makedirs(root / "train" / "Forest")
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+        root / "train" / "Forest" / "0.png"
+    )
+    build_data(config, "/unused")
+    assert len(list((tmp_path / "d").glob("tokenizer-*"))) == 2
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == kept
 
 
 def test_worker_processes_match_in_process_stream(bundle):

@@ -157,6 +157,15 @@ def test_existing_out_is_refused_and_left_alone(run, tmp_path, capsys, monkeypat
     assert line.startswith("rs-jax: error: --out") and str(out) in line and "--overwrite" in line
     assert out.read_bytes() == b"earlier results\n\x00" and not opened  # before loading
 
+    # --overwrite replaces it only once every answer is written: a run that fails on an
+    # unreadable image leaves it as it was.
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
+    assert cli.main([*argv, "--question", QUESTION, "--overwrite"]) == 2
+    assert "broken.png" in capsys.readouterr().err
+    assert out.read_bytes() == b"earlier results\n\x00"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.jsonl", "in"]  # no leftovers
+
+    (tmp_path / "in" / "broken.png").unlink()
     assert cli.main([*argv, "--question", QUESTION, "--overwrite"]) == 0
     assert len(out.read_text().splitlines()) == 1
 

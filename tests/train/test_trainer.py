@@ -14,7 +14,7 @@ import pytest
 from rs_jax.config import load_config
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import trainer as trainer_lib
-from rs_jax.train.checkpointing import Checkpointer
+from rs_jax.train.checkpointing import TOKENIZER_SHA256, Checkpointer
 from rs_jax.train.progress import read_scalars
 from rs_jax.train.trainer import HEADLINE_METRICS, NonFiniteError, train
 from tests.chat_tokenizers import make_tokenizer
@@ -308,3 +308,26 @@ def test_resuming_with_a_changed_config_is_refused_unless_allowed(tmp_path, data
     assert json.loads((tmp_path / "config.json").read_text())["seed"] == 1
     (kept,) = tmp_path.glob("config.*.json")
     assert kept.read_text().replace(" ", "") == record.replace(" ", "")
+
+
+def test_resuming_on_changed_training_texts_names_the_change():
+    """The tokenizer's hash is stored with each checkpoint: a resume whose training texts
+    changed (so would its token ids) is refused naming that, not a shape mismatch;
+    checkpoints written before the hash was stored resume as they are."""
+
+    class Stored:
+        def __init__(self, config):
+            self.config = config
+
+        def stored_config(self, step):
+            return self.config
+
+        def step_dir(self, step):
+            return Path("w/checkpoints") / str(step)
+
+    resolved = {"seed": 0, TOKENIZER_SHA256: "b" * 64}
+    with pytest.raises(ValueError, match=r"the training texts changed \(its tokenizer a{16} -> b"):
+        trainer_lib._check_resume_config(
+            Stored({"seed": 0, TOKENIZER_SHA256: "a" * 64}), 4, resolved, False
+        )
+    trainer_lib._check_resume_config(Stored({"seed": 0}), 4, resolved, False)

@@ -8,7 +8,7 @@ import pytest
 from rs_jax import cli
 from rs_jax.config import ConfigError, load_config
 from rs_jax.models.config import ModelConfig
-from rs_jax.train import aot, flops
+from rs_jax.plan import aot, flops
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = str(REPO / "configs/tiny.py")

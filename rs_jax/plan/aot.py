@@ -24,8 +24,9 @@ from flax import nnx
 
 from rs_jax import sharding
 from rs_jax.config import ConfigError
+from rs_jax.plan import flops
 from rs_jax.train import experiment as experiment_lib
-from rs_jax.train import flops, report
+from rs_jax.train import report
 
 STEPS = ("train", "eval", "generate")
 # Knobs that bring a step's memory down, named when it does not fit.
@@ -60,7 +61,7 @@ class Topology:
 
 
 def chip_specs() -> dict[str, dict[str, Any]]:
-    text = resources.files("rs_jax.train").joinpath("tpu_chips.json").read_text()
+    text = resources.files("rs_jax.plan").joinpath("tpu_chips.json").read_text()
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 

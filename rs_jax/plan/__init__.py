@@ -1,0 +1,1 @@
+"""Planning runs ahead of time: compile for TPU slices, model FLOPs."""
