@@ -227,10 +227,8 @@ def compile_step(
     data = config.data
     # A planned run has no tokenizer, so no template text before the image.
     text_tokens = data.max_prompt_len + data.max_answer_len
-    per_example = flops.train_flops_per_example(exp.model_config, text_tokens, data.max_answer_len)
-    if step != "train":
-        per_example /= 3
-    model_flops = per_example * batch_size
+    count = flops.train_flops_per_example if step == "train" else flops.forward_flops
+    model_flops = count(exp.model_config, text_tokens, data.max_answer_len) * batch_size
     peak = topology.spec["peak_bf16_tflops"] * 1e12 * topology.chips
     result = {
         "topology": topology.name + (f" x {topology.slices} slices" if topology.slices > 1 else ""),
