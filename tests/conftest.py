@@ -9,9 +9,10 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 from rs_jax.cli import simulate_cpu_devices  # noqa: E402  (does not import jax)
 
 simulate_cpu_devices(8)
-# The tiny models' programs run for milliseconds but compile for seconds: LLVM's backend
-# optimisations cost a third of the suite's compile time and change no result.
-os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
+# The tiny models' programs run for milliseconds but compile for seconds. Without LLVM's
+# backend optimisations and XLA:CPU's fusion emitters the tiny train step compiles in less
+# than half the time (11.6 s -> 6.4 s), with the same losses.
+os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 # One compilation cache for the session, shared with the processes tests start: the tiny
 # models' programs compile once, not in every test and every `rs-jax train` subprocess.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
