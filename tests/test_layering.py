@@ -18,7 +18,7 @@ ALLOWED = {
     "models": {"sharding"},
     "convert": {"config", "sharding", "models"},
     "kb": {"sharding", "models", "convert"},
-    "data": {"kb"},
+    "data": {"files", "kb"},
     "train": {"config", "sharding", "models", "convert", "kb", "data"},
     "eval": {"config", "files", "sharding", "models", "convert", "kb", "data", "train"},
     "plan": {"config", "sharding", "models", "data", "train", "eval"},

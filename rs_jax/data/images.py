@@ -24,9 +24,12 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from rs_jax.files import write_text_whole
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 _TIFF = (".tif", ".tiff")
@@ -230,10 +233,7 @@ class VerifiedCache:
     def _save(self, entries: dict[str, list]) -> None:
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            tmp = f"{self.path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(entries, f)
-            os.replace(tmp, self.path)
+            write_text_whole(Path(self.path), json.dumps(entries))
         except OSError as e:
             log.info("Image verification cache not written (%s): %s", self.path, e)
 
