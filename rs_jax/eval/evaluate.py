@@ -68,9 +68,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         raise FileExistsError(
             f"--workdir {workdir} is not writable; eval writes eval.json and its charts there"
         )
-    exp = experiment_lib.setup(config, workdir)
+    exp = experiment_lib.setup(config, workdir, abstract=True)
     checkpointer.check_knowledge(step, exp.knowledge.sha256, exp.knowledge.source)
-    params = checkpointer.restore(step, exp.abstract_state())["params"]
+    params = checkpointer.restore_params(step, exp.state["params"])
     checkpointer.close()
 
     eval_step = make_eval_step(exp)

@@ -77,11 +77,11 @@ class Session:
         self.config = config
         checkpointer, self.step = open_latest(workdir)
         try:
-            self.exp = experiment_lib.setup(config, workdir)
+            self.exp = experiment_lib.setup(config, workdir, abstract=True)
             checkpointer.check_knowledge(
                 self.step, self.exp.knowledge.sha256, self.exp.knowledge.source
             )
-            self.params = checkpointer.restore(self.step, self.exp.abstract_state())["params"]
+            self.params = checkpointer.restore_params(self.step, self.exp.state["params"])
         finally:
             checkpointer.close()
         self._eval_step = make_eval_step(self.exp)

@@ -143,17 +143,25 @@ class Checkpointer:
         args = ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()})
         return dict(self._manager.restore(step, args=args)[CONFIG])
 
-    def restore(self, step: int, abstract_state: Any, data_iterator: Any | None = None) -> Any:
+    def restore(
+        self,
+        step: int,
+        abstract_state: Any,
+        data_iterator: Any | None = None,
+        partial: bool = False,
+    ) -> Any:
         """Restore ``step`` into ``abstract_state`` and set ``data_iterator``'s position.
 
         ``abstract_state`` is a pytree of ``jax.ShapeDtypeStruct`` (with ``sharding``) or
-        of arrays; arrays come back with those shardings.
+        of arrays; arrays come back with those shardings. partial: ``abstract_state`` names
+        a part of the stored state (the rest is not read).
         """
         abstract_state = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
         items: dict[str, Any] = {
             STATE: ocp.args.PyTreeRestore(
                 abstract_state,
                 restore_args=jax.tree.map(_restore_args, abstract_state),
+                partial_restore=partial,
             )
         }
         if data_iterator is not None:
@@ -183,6 +191,11 @@ class Checkpointer:
                 f"truncated or corrupt (e.g. the run was killed while saving)."
             ) from e
         return restored[STATE]
+
+    def restore_params(self, step: int, abstract_params: Any) -> Any:
+        """Only the parameters of ``step`` (no optimizer state is read or allocated), into
+        ``abstract_params`` as in ``restore``."""
+        return self.restore(step, {"params": abstract_params}, partial=True)["params"]
 
     def restore_latest_good(
         self, abstract_state: Any, data_iterator: Any | None = None

@@ -137,12 +137,16 @@ def setup(
     config: ml_collections.ConfigDict,
     workdir: str,
     query_fn: Callable[[dict], np.ndarray] | None = None,
+    *,
+    abstract: bool = False,
 ) -> Experiment:
     """Builds mesh, data and a freshly initialised, sharded train state.
 
     query_fn: the frozen query of host-side retrieval (default: the question's sentence
     embedding by the built KB's encoder); ignored in device mode. With `config.init.vision`
     / `config.init.llm`, `Experiment.config` holds those towers' architecture.
+    abstract: the state as shapes, dtypes and shardings only, for loading a checkpoint into
+    (evaluation, inference, export): no parameter or optimizer memory is initialised.
     """
     config = pretrained.resolve(config)
     _check_retrieval_mode(config)
@@ -156,7 +160,13 @@ def setup(
     model_config = model_config.with_vocab(data.vocab_size)
     knowledge = load_knowledge(config, model_config, data, query_fn)
     data.host_retriever = knowledge.retriever
-    return _assemble(config, model_config, mesh, data, knowledge)
+    return _assemble(config, model_config, mesh, data, knowledge, abstract)
+
+
+def initialise(exp: Experiment) -> Experiment:
+    """`exp` with its state initialised (an abstract one's, from `setup(abstract=True)`):
+    random weights, pretrained towers and warm starts loaded, optimizer state allocated."""
+    return _assemble(exp.config, exp.model_config, exp.mesh, exp.data, exp.knowledge)
 
 
 def _packing(config: ml_collections.ConfigDict, model: ModelConfig, prefix: int) -> Packing | None:

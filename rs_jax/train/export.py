@@ -55,8 +55,8 @@ def orbax_to_hf(config: ml_collections.ConfigDict, workdir: str, out: str | Path
     # Before preparing data, and without creating anything in a mistyped --workdir.
     checkpointer, step = open_latest(workdir)
     try:
-        exp = experiment_lib.setup(config, workdir)
-        params = checkpointer.restore(step, exp.abstract_state())["params"]
+        exp = experiment_lib.setup(config, workdir, abstract=True)
+        params = checkpointer.restore_params(step, exp.state["params"])
     finally:
         checkpointer.close()
     model = nnx.merge(exp.graphdef, params)

@@ -159,7 +159,8 @@ def _train(
     config: ml_collections.ConfigDict, workdir_path: Path, allow_config_change: bool
 ) -> dict[str, Any]:
     workdir = str(workdir_path)
-    exp = experiment_lib.setup(config, workdir)
+    # Shapes only: a resumed run never holds a fresh initialisation beside its checkpoint.
+    exp = experiment_lib.setup(config, workdir, abstract=True)
     # The resolved config (pretrained towers' architecture included), saved with every
     # checkpoint and, once the run is validated, as <workdir>/config.json.
     resolved = json.loads(exp.config.to_json_best_effort())
@@ -170,7 +171,6 @@ def _train(
         workdir, keep=config.train.keep_checkpoints, async_save=config.train.async_checkpoints
     )
     train_iter = exp.data.train_iterator(seed=config.seed)
-    state, start = exp.state, 0
     try:
         # The newest checkpoint's config before its arrays: a changed model would otherwise
         # fail the restore on array shapes, naming no key.
@@ -184,6 +184,9 @@ def _train(
     if restored is not None:
         state, start = restored
         print(f"Resumed from {checkpointer.step_dir(start)} (step {start}).", flush=True)
+    else:
+        exp = experiment_lib.initialise(exp)
+        state, start = exp.state, 0
     _write_config_record(workdir_path, resolved)
     total = config.train.steps
     if start >= total:

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -36,13 +37,24 @@ def run(tmp_path_factory):
     checkpointer.close()
     args = ["--config", "configs/tiny.py", "--workdir", str(workdir)]
     args += [f"--config.{o}" for o in overrides]
-    return args, Session(config, str(workdir))
+    return args, Session(config, str(workdir)), exp.state["params"]
+
+
+def test_session_loads_the_parameters_alone(run):
+    """A Session reads the checkpoint's parameters and nothing else: no optimizer state,
+    no random initialisation is allocated beside them."""
+    _, session, saved = run
+    assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(session.exp.state))
+    leaves = zip(jax.tree.leaves(session.params), jax.tree.leaves(saved), strict=True)
+    for loaded, stored in leaves:
+        assert isinstance(loaded, jax.Array)
+        np.testing.assert_array_equal(np.asarray(loaded), np.asarray(stored))
 
 
 @pytest.fixture
 def loaded(run, monkeypatch):
     """The CLI's argument prefix, with the commands using the module's loaded Session."""
-    args, session = run
+    args, session, _ = run
     monkeypatch.setattr(predict, "open_session", lambda config, workdir: session)
     return args, session
 
@@ -63,7 +75,7 @@ def cues(retrieved):
 
 
 def test_predict_one_image_answers_as_session_ask(run, tmp_path, capsys, monkeypatch):
-    args, session = run
+    args, session, _ = run
     (image,) = images(tmp_path, 1)
     # The real command: loads the run itself; no --question asks the eval split's first.
     assert cli.main(["predict", *args, "--image", str(image), "--json"]) == 0
@@ -144,7 +156,7 @@ def test_unreadable_image_is_an_error_naming_it_or_skipped_and_counted(loaded, t
 
 
 def test_existing_out_is_refused_and_left_alone(run, tmp_path, capsys, monkeypatch):
-    args, session = run
+    args, session, _ = run
     opened = []
     monkeypatch.setattr(predict, "open_session", lambda c, w: opened.append(1) or session)
     images(tmp_path / "in", 1)
