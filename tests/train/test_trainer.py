@@ -51,8 +51,9 @@ def data_dir(tmp_path_factory):
 
 
 def test_killed_or_stopped_run_resumes_with_the_data_stream(tmp_path, data_dir):
-    """SIGKILL a run between checkpoints, or SIGTERM it (saved at once); the same command
-    continues and ends exactly where an uninterrupted run does (same weights, so the same
+    """SIGKILL a run between checkpoints; the same command resumes, and SIGTERM (a
+    scheduler's preemption) stops that resumed run with its step in flight saved; the same
+    command again ends exactly where an uninterrupted run does (same weights, so the same
     batches were seen in order)."""
     args = [
         "--config",
@@ -88,7 +89,20 @@ def test_killed_or_stopped_run_resumes_with_the_data_stream(tmp_path, data_dir):
     assert proc.returncode == -signal.SIGKILL
     assert Checkpointer(killed).latest_step() == 3
 
-    resumed = subprocess.run(
+    # The resumed run, preempted: the step in flight finishes, is saved, and the run exits
+    # with 75.
+    proc = start(killed)
+    resumed = ""
+    for line in proc.stdout:
+        resumed += line
+        if line.startswith("step 4/8"):  # between the checkpoints of steps 3 and 6
+            proc.send_signal(signal.SIGTERM)
+    assert proc.wait() == 75, resumed
+    assert "Resumed from" in resumed and "(step 3)" in resumed
+    assert "step 4/8" in resumed and "step 1/8" not in resumed
+    saved = Checkpointer(killed).latest_step()
+    assert saved in (4, 5) and f"Stopped by SIGTERM after step {saved}: saved" in resumed
+    final = subprocess.run(
         [*command, "--workdir", str(killed)],
         capture_output=True,
         text=True,
@@ -96,8 +110,7 @@ def test_killed_or_stopped_run_resumes_with_the_data_stream(tmp_path, data_dir):
         cwd=REPO,
         check=True,
     )
-    assert "Resumed from" in resumed.stdout and "(step 3)" in resumed.stdout
-    assert "step 4/8" in resumed.stdout and "step 1/8" not in resumed.stdout
+    assert f"(step {saved})" in final.stdout and "step 8/8" in final.stdout
 
     straight = tmp_path / "straight"
     straight_out = subprocess.run(
@@ -109,42 +122,23 @@ def test_killed_or_stopped_run_resumes_with_the_data_stream(tmp_path, data_dir):
         check=True,
     )
 
-    # SIGTERM (a scheduler's preemption): the step in flight finishes, is saved, and the
-    # run exits with 75; the same command resumes.
-    terminated = tmp_path / "terminated"
-    proc = start(terminated)
-    printed = ""
-    for line in proc.stdout:
-        printed += line
-        if line.startswith("step 4/8"):  # between the checkpoints of steps 3 and 6
-            proc.send_signal(signal.SIGTERM)
-    assert proc.wait() == 75, printed
-    saved = Checkpointer(terminated).latest_step()
-    assert saved in (4, 5) and f"Stopped by SIGTERM after step {saved}: saved" in printed
-    subprocess.run(
-        [*command, "--workdir", str(terminated)], capture_output=True, env=env, cwd=REPO, check=True
-    )
-
     config = tiny(**{"data.data_dir": data_dir})
-    b = final_params(config, straight)
-    for workdir in (killed, terminated):
-        a = final_params(config, workdir)
-        assert int(a["step"]) == int(b["step"]) == 8
-        # Bit-exact, as the docs promise: the same seed on the same machine, the same numbers.
-        leaves = zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"]), strict=True)
-        for x, y in leaves:
-            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    # The loss curves too: every loss logged in the killed workdir (the resumed steps 4-8,
-    # and whatever the killed process flushed before it died) equals the uninterrupted
-    # run's at that step, and the printed metrics of steps 1-5 before the kill equal those
-    # of the same steps run again with the same seed.
+    a, b = final_params(config, killed), final_params(config, straight)
+    assert int(a["step"]) == int(b["step"]) == 8
+    # Bit-exact, as the docs promise: the same seed on the same machine, the same numbers.
+    leaves = zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"]), strict=True)
+    for x, y in leaves:
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # The loss curves too: every loss logged in the killed workdir (by the three processes;
+    # whatever the killed one flushed before it died) equals the uninterrupted run's at that
+    # step, and the printed metrics of steps 1-5 before the kill equal those of the same
+    # steps run again with the same seed.
     straight_loss = dict(read_scalars(straight / "tensorboard")["loss"])
     assert sorted(straight_loss) == list(range(1, 9))
     killed_loss = read_scalars(killed / "tensorboard")["loss"]
     assert {step for step, _ in killed_loss} >= set(range(4, 9))
     for step, loss in killed_loss:
         assert loss == straight_loss[step], step
-    assert dict(read_scalars(terminated / "tensorboard")["loss"]) == straight_loss
     before, again = metrics_of(printed_before_kill), metrics_of(straight_out.stdout)
     assert [before[step] for step in range(1, 6)] == [again[step] for step in range(1, 6)]
     assert before[1]  # the loss is among the printed metrics
@@ -287,11 +281,13 @@ def test_a_diverging_run_never_applies_or_saves_non_finite_numbers(
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_resuming_with_a_changed_config_is_refused_unless_allowed(tmp_path, data_dir, capsys):
+def test_resuming_with_a_changed_config_is_refused_unless_allowed(
+    tmp_path, data_dir, capsys, monkeypatch
+):
     """The config that wrote a checkpoint is stored with it: a resume that changes the
     model or optimizer stops before touching anything (config.json kept; a longer
     train.steps is not among the changes), and --allow_config_change goes on with the
-    change printed."""
+    change printed. A resume restores into shapes: no fresh initialisation is made."""
     base = {"data.data_dir": data_dir, "train.steps": 2, "train.checkpoint_every": 2}
     train(tiny(**base), str(tmp_path))
     record = (tmp_path / "config.json").read_text()
@@ -301,6 +297,7 @@ def test_resuming_with_a_changed_config_is_refused_unless_allowed(tmp_path, data
     assert (tmp_path / "config.json").read_text() == record
     assert Checkpointer(tmp_path).all_steps() == [2]
     # Allowed (already at its last step here, which spares the test a second compilation).
+    monkeypatch.setattr(experiment_lib, "initialise", lambda exp: pytest.fail("initialised"))
     summary = train(tiny(**{**base, "seed": 1}), str(tmp_path), allow_config_change=True)
     assert summary["step"] == 2
     assert "resuming" in capsys.readouterr().out
