@@ -22,6 +22,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results"
 
+from rs_jax.cli import quiet_libtpu_without_tpu  # noqa: E402  (does not import jax)
+
+quiet_libtpu_without_tpu()  # the test extra installs libtpu; this host may have no TPU
+
 
 def environment() -> dict[str, Any]:
     """Where the numbers come from: backend, devices, cores and library versions."""

@@ -17,7 +17,15 @@ from pathlib import Path
 
 import common
 
-BENCHMARKS = ("train_step", "scan_remat", "moe", "retrieval", "plan_memory", "hf_import")
+BENCHMARKS = (
+    "train_step",
+    "scan_remat",
+    "moe",
+    "retrieval",
+    "plan_memory",
+    "hf_import",
+    "inference_memory",
+)
 
 
 def main() -> int:

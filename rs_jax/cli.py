@@ -37,7 +37,7 @@ from typing import NoReturn
 CONFIG_PREFIX = "--config."
 
 
-def _quiet_libtpu_without_tpu() -> None:
+def quiet_libtpu_without_tpu() -> None:
     """libtpu (the tpu and test extras) looks for a TPU when jax starts and, on a host with
     none, prints many lines of errors before jax falls back to the other backends. Naming
     an accelerator type and this host as the only worker quiets it; `rs-jax compile` then
@@ -256,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--workdir is empty; name a folder for the run")
 
     try:
-        _quiet_libtpu_without_tpu()
+        quiet_libtpu_without_tpu()
         _simulate_cpu_devices()
         if args.command == "kb":
             from rs_jax.kb.cli import run

@@ -3,11 +3,13 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from configs import tiny
 from rs_jax.models import build_model
 from rs_jax.models.config import ExpertsConfig, ModelConfig
+from rs_jax.train.losses import compute_loss
 
 # 3 KB levels: scene (4 entries), landcover (3), object (5).
 KB_LEVELS = ("scene",) * 4 + ("landcover",) * 3 + ("object",) * 5
@@ -80,3 +82,31 @@ def randomize(module, seed: int, scale: float = 0.3):
         jax.tree.map(lambda a: jnp.asarray(scale * rng.normal(size=a.shape), a.dtype), state),
     )
     return module
+
+
+def fit(config, mesh, batches: list[dict], steps: int, learning_rate: float) -> np.ndarray:
+    """Per-step losses of `make_model(config)` trained with AdamW on `batches` in turn.
+
+    The learning rate is an argument of the compiled step, not a constant in it: every test
+    fitting the same config and batch shapes runs one program (compiled once per suite)."""
+    graphdef, params = nnx.split(make_model(config, mesh))
+    # The others stay constants (as arrays too, the pure-bf16 run went to NaN at step 2).
+    static = ("b1", "b2", "eps", "eps_root", "weight_decay")
+    tx = optax.inject_hyperparams(optax.adamw, static_args=static)(learning_rate=learning_rate)
+    batches = [jax.tree.map(jnp.asarray, batch) for batch in batches]
+
+    @jax.jit
+    def step(params, opt_state, batch):
+        def loss_fn(p):
+            return compute_loss(nnx.merge(graphdef, p), batch)[0]
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    opt_state, losses = tx.init(params), []
+    with jax.set_mesh(mesh):
+        for i in range(steps):
+            params, opt_state, loss = step(params, opt_state, batches[i % len(batches)])
+            losses.append(float(loss))
+    return np.array(losses)

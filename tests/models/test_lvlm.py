@@ -1,12 +1,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
 from rs_jax.train.losses import compute_loss
-from tests.models.conftest import KB_LEVELS, make_model, random_batch, tiny_config
+from tests.models.conftest import KB_LEVELS, fit, make_model, random_batch, tiny_config
 
 
 @pytest.mark.parametrize("baseline", [False, True])
@@ -31,25 +30,7 @@ def test_output_shapes(baseline, single_device_mesh):
 @pytest.mark.parametrize("baseline", [False, True])
 def test_few_steps_on_fixed_batch_lower_the_loss(baseline, single_device_mesh):
     config = tiny_config("baseline" if baseline else None)
-    model = make_model(config, single_device_mesh)
-    batch = jax.tree.map(jnp.asarray, random_batch())
-    graphdef, params = nnx.split(model)
-    tx = optax.adam(3e-3)
-    opt_state = tx.init(params)
-
-    @jax.jit
-    def step(params, opt_state):
-        def loss_fn(p):
-            return compute_loss(nnx.merge(graphdef, p), batch)
-
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    losses = []
-    for _ in range(25):
-        params, opt_state, loss = step(params, opt_state)
-        losses.append(float(loss))
+    losses = fit(config, single_device_mesh, [random_batch()], steps=25, learning_rate=3e-3)
     assert np.isfinite(losses).all()
     assert losses[-1] < 0.5 * losses[0], losses
 

@@ -5,17 +5,13 @@ import re
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
-from flax import nnx
 
 from rs_jax.config import load_config
 from rs_jax.train import experiment as experiment_lib
-from rs_jax.train.losses import compute_loss
 from rs_jax.train.trainer import make_train_step
-from tests.models.conftest import make_model, random_batch, tiny_config
+from tests.models.conftest import fit, random_batch, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 12
@@ -43,25 +39,8 @@ def losses(mesh, **model_overrides) -> np.ndarray:
     """Per-step losses of the tiny full model trained with AdamW on 4 fixed random batches."""
     config = tiny_config()
     config.model.update(model_overrides)
-    graphdef, params = nnx.split(make_model(config, mesh))
-    tx = optax.adamw(1e-3)
-    batches = [jax.tree.map(jnp.asarray, random_batch(seed=i)) for i in range(4)]
-
-    @jax.jit
-    def step(params, opt_state, batch):
-        def loss_fn(p):
-            return compute_loss(nnx.merge(graphdef, p), batch)[0]
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    opt_state, out = tx.init(params), []
-    with jax.set_mesh(mesh):
-        for i in range(STEPS):
-            params, opt_state, loss = step(params, opt_state, batches[i % len(batches)])
-            out.append(float(loss))
-    return np.array(out)
+    batches = [random_batch(seed=i) for i in range(4)]
+    return fit(config, mesh, batches, steps=STEPS, learning_rate=1e-3)
 
 
 def test_bfloat16_loss_follows_float32(single_device_mesh):
