@@ -89,6 +89,10 @@ def base_config() -> ml_collections.ConfigDict:
     # What each block keeps for the backward pass: "none" (everything), "dots" (matmul
     # outputs), "projections" (q/k/v/out and MLP projections only), "full" (block inputs).
     config.model.remat_policy = "none"
+    # Self-attention of the ViT and the decoder: "xla" (einsum, the reference), "splash"
+    # (Pallas TPU kernel; interpreted on CPU), "cudnn" (fused GPU kernel, bfloat16), or
+    # "auto" (splash on TPU, cudnn on GPU in bfloat16, else xla).
+    config.model.attention = "auto"
     config.model.vision = ml_collections.ConfigDict(
         dict(
             patch_size=4,

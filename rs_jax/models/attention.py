@@ -1,5 +1,11 @@
 """Multi-head attention serving all towers: ViT self-attention, the Semantic Augmentation
-cross-attention and the decoder's causal grouped-query attention with RoPE and a KV cache."""
+cross-attention and the decoder's causal grouped-query attention with RoPE and a KV cache.
+
+The attention itself is the einsum reference (`xla`), the Pallas splash kernel on TPU or
+cuDNN's fused kernel on GPU (`config.model.attention`). Splash builds its mask block by block
+from a `SegmentMask`, so it serves self-attention without a cache; cached decoding and the
+knowledge cross-attention (a handful of keys) keep the einsum there.
+"""
 
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -8,13 +14,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
+from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as splash_mask
 
+from rs_jax import sharding
 from rs_jax.models.config import Lora, Precision, Rope
 from rs_jax.models.layers import Einsum, constrain, matmul
 
 # Added to masked logits: finite, so a row with nothing to attend to stays a uniform
 # softmax instead of NaN (padding rows), and far below any real logit.
 _MASKED = -1e30
+
+
+# Splash tiles: sequences are padded to a multiple of the smallest, the TPU's lane width.
+_SPLASH_BLOCKS = (512, 256, 128)
+
+
+class SegmentMask(NamedTuple):
+    """A self-attention mask by its structure, as kernels build it block by block: slot t
+    may attend slot s when segment_ids [B, T] agree, s <= t (causal) and t - s < window
+    (window > 0). Wherever the query is a real token it equals the dense mask."""
+
+    segment_ids: jax.Array
+    causal: bool = True
+    window: int = 0
 
 
 class KVCache(NamedTuple):
@@ -82,6 +105,121 @@ def dot_product_attention(
     return out.astype(precision.dtype).reshape(b, t, n, h)
 
 
+def _platform() -> str:
+    """The platform compiled for: the active mesh's devices (a TPU topology's on any host),
+    else the default backend's."""
+    mesh = jax.sharding.get_abstract_mesh()
+    device = None if mesh.empty else mesh.abstract_device
+    return jax.default_backend() if device is None else device.platform
+
+
+def resolve_kernel(kernel: str, precision: Precision) -> str:
+    """`kernel` with "auto" resolved for the platform compiled for."""
+    if kernel != "auto":
+        return kernel
+    platform = _platform()
+    if platform == "tpu":
+        return "splash"
+    if platform in ("gpu", "cuda") and precision.dtype == jnp.bfloat16:
+        return "cudnn"
+    return "xla"
+
+
+def fused_attention(
+    query: jax.Array, key: jax.Array, value: jax.Array, mask: jax.Array | None, implementation
+) -> jax.Array:
+    """`jax.nn.dot_product_attention` on our layout: query [B, T, N, H], key/value
+    [B, S, K, H], mask [B, T, S] -> [B, T, N, H]; implementation "cudnn" is the fused GPU
+    kernel (tests run the same call with "xla")."""
+    mask = None if mask is None else mask[:, None]
+    return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation=implementation)
+
+
+def _splash_mask(length: int, segments: SegmentMask) -> splash_mask.Mask:
+    shape = (length, length)
+    if segments.window:
+        return splash_mask.LocalMask(shape, window_size=(segments.window - 1, 0), offset=0)
+    return splash_mask.CausalMask(shape) if segments.causal else splash_mask.FullMask(shape)
+
+
+def splash_attention(
+    query: jax.Array, key: jax.Array, value: jax.Array, segments: SegmentMask
+) -> jax.Array:
+    """Self-attention by the Pallas splash kernel: query [B, T, N, H], key/value [B, T, K, H]
+    -> [B, T, N, H]. Sharded like the activations (batch and heads; the kernel holds whole
+    sequences); interpreted off TPU, which is how it is tested."""
+    b, t, n, h = query.shape
+    length = -(-t // _SPLASH_BLOCKS[-1]) * _SPLASH_BLOCKS[-1]
+    block = next(size for size in _SPLASH_BLOCKS if length % size == 0)
+    block_sizes = splash.BlockSizes(
+        block_q=block,
+        block_kv=block,
+        block_q_dkv=block,
+        block_kv_dkv=block,
+        block_kv_dkv_compute=block,
+        use_fused_bwd_kernel=True,
+    )
+    interpret = _platform() != "tpu"
+
+    def per_shard(query, key, value, segment_ids):
+        heads = query.shape[2]
+        kernel = splash.make_splash_mha(
+            mask=splash_mask.MultiHeadMask((_splash_mask(length, segments),) * heads),
+            block_sizes=block_sizes,
+            head_shards=1,
+            q_seq_shards=1,
+            interpret=interpret,
+        )
+
+        def one_example(query, key, value, ids):  # heads first: [N, T, H]
+            ids = splash.SegmentIds(q=ids, kv=ids)
+            out = kernel(query.swapaxes(0, 1), key.swapaxes(0, 1), value.swapaxes(0, 1), ids)
+            return out.swapaxes(0, 1)
+
+        return jax.vmap(one_example)(query, key, value, segment_ids)
+
+    pad = ((0, 0), (0, length - t))
+    # Padded slots form their own segment, which no real token attends to.
+    segment_ids = jnp.pad(segments.segment_ids.astype(jnp.int32), pad, constant_values=-1)
+    query, key, value = (jnp.pad(x, pad + ((0, 0), (0, 0))) for x in (query, key, value))
+    # The kernel does not scale its logits.
+    query = (query.astype(jnp.float32) * h**-0.5).astype(query.dtype)
+    if sharding.rules_in_scope() and not jax.sharding.get_abstract_mesh().empty:
+        q_spec = sharding.resolve(("batch", None, "heads", None))
+        kv_spec = sharding.resolve(("batch", None, "kv_heads", None))
+        per_shard = jax.shard_map(
+            per_shard,
+            in_specs=(q_spec, kv_spec, kv_spec, jax.P(q_spec[0], None)),
+            out_specs=q_spec,
+            check_vma=False,
+        )
+    return per_shard(query, key, value, segment_ids)[:, :t]
+
+
+def attend(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    mask: jax.Array | None,
+    precision: Precision,
+    kernel: str = "xla",
+    segments: SegmentMask | None = None,
+) -> jax.Array:
+    """query [B, T, N, H] over key/value [B, S, K, H] -> [B, T, N, H] by `kernel`; mask
+    [B, T, S] (True = may attend; None = everything). Splash needs self-attention whose mask
+    `segments` describes (None with no mask: full attention); elsewhere the einsum runs."""
+    kernel = resolve_kernel(kernel, precision)
+    if kernel == "cudnn":
+        return fused_attention(query, key, value, mask, "cudnn")
+    if kernel == "splash" and query.shape[1] == key.shape[1]:
+        if mask is None and segments is None:
+            segments = SegmentMask(jnp.zeros(query.shape[:2], jnp.int32), causal=False)
+        if segments is not None:
+            out = splash_attention(query, key, value, segments)
+            return out.astype(precision.dtype)
+    return dot_product_attention(query, key, value, mask, precision)
+
+
 class Attention(nnx.Module):
     """Attention of queries x [B, T, D] over context [B, S, Dc] (x itself by default).
 
@@ -100,8 +238,10 @@ class Attention(nnx.Module):
         out_bias: bool = True,
         rope: Rope | None = None,
         lora: Lora | None = None,
+        kernel: str = "xla",
         rngs: nnx.Rngs,
     ):
+        """kernel: how the attention is computed (`attend`; config.model.attention)."""
         num_kv_heads = num_kv_heads or num_heads
         if width % num_heads or num_heads % num_kv_heads:
             raise ValueError(
@@ -110,7 +250,7 @@ class Attention(nnx.Module):
             )
         head_dim = width // num_heads
         context_width = context_width or width
-        self.precision = precision
+        self.precision, self.kernel = precision, kernel
         # A tuple: static (part of the graph definition), not a parameter.
         self.rope_freq = None if rope is None else tuple(rope_frequencies(head_dim, rope).tolist())
 
@@ -150,8 +290,10 @@ class Attention(nnx.Module):
         positions: jax.Array | None = None,
         cache: KVCache | None = None,
         cache_index: jax.Array | int = 0,
+        segments: SegmentMask | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
-        """mask [B, T, S] (True = may attend); positions [B, T] for RoPE.
+        """mask [B, T, S] (True = may attend); positions [B, T] for RoPE; segments: the
+        same mask's structure, for kernels (self-attention without a cache).
 
         With a cache, the new keys/values are written at slots [cache_index, cache_index + T)
         and the queries attend over all S cache slots (mask covers them).
@@ -170,5 +312,7 @@ class Attention(nnx.Module):
                 jax.lax.dynamic_update_slice(cache.value, value.astype(cache.value.dtype), start),
             )
             key, value = cache.key, cache.value
-        out = dot_product_attention(query, key, value, mask, self.precision)
+        if cache is not None:
+            segments = None
+        out = attend(query, key, value, mask, self.precision, self.kernel, segments)
         return self.out(out), cache

@@ -18,6 +18,8 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # with a weight, recompute the rest. projections: keep only the q/k/v/out and MLP
 # projections. full: keep only each block's input and recompute the block.
 REMAT_POLICIES = ("none", "dots", "projections", "full")
+# How attention is computed (models/attention.py); "auto" picks by the compiled-for platform.
+ATTENTION_KERNELS = ("auto", "xla", "splash", "cudnn")
 DISPATCH_MODES = ("einsum", "dropless")
 # The ViT MLP's nonlinearity: SigLIP's tanh-approximated GELU, exact GELU, CLIP's x*sigmoid(1.702x).
 ACTIVATIONS = ("gelu_tanh", "gelu", "quick_gelu")
@@ -57,10 +59,12 @@ class Precision:
 @dataclasses.dataclass(frozen=True)
 class Layers:
     """How a stack of identical blocks runs: one `jax.lax.scan` over stacked parameters
-    (compile time independent of depth) or unrolled, and what the backward pass keeps."""
+    (compile time independent of depth) or unrolled, what the backward pass keeps, and which
+    kernel computes the blocks' self-attention."""
 
     scan: bool = True
     remat_policy: str = "none"
+    attention: str = "auto"
 
     def checkpoint_policy(self):
         """The `jax.checkpoint` policy of `remat_policy` (None: no rematerialisation)."""
@@ -251,6 +255,18 @@ class ModelConfig:
             model.remat_policy,
             f"expected one of {list(REMAT_POLICIES)}",
         )
+        _require(
+            model.attention in ATTENTION_KERNELS,
+            "attention",
+            model.attention,
+            f"expected one of {list(ATTENTION_KERNELS)}",
+        )
+        _require(
+            model.attention != "cudnn" or model.dtype == "bfloat16",
+            "attention",
+            model.attention,
+            "cuDNN's fused attention runs in bfloat16: set config.model.dtype='bfloat16'",
+        )
         vision = vision_config(model.vision, image_size)
         levels = _levels(model.levels, vision)
         llm = decoder_config(model.llm)
@@ -263,7 +279,7 @@ class ModelConfig:
             experts=_experts(model.experts, len(levels)),
             llm=llm,
             precision=Precision(DTYPES[model.dtype], DTYPES[model.param_dtype]),
-            layers=Layers(bool(model.scan_layers), model.remat_policy),
+            layers=Layers(bool(model.scan_layers), model.remat_policy, model.attention),
         )
 
 

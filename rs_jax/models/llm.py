@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rs_jax.models.attention import Attention, KVCache
+from rs_jax.models.attention import Attention, KVCache, SegmentMask
 from rs_jax.models.config import DecoderConfig, ExpertsConfig, Layers, Precision
 from rs_jax.models.experts import RoutingStats, SemanticExperts
 from rs_jax.models.layers import Embed, RMSNorm, SwiGLU, constrain, matmul, param
@@ -37,6 +37,7 @@ class DecoderBlock(nnx.Module):
         cfg: DecoderConfig,
         precision: Precision,
         moe: ExpertsConfig | None,
+        kernel: str,
         *,
         rngs: nnx.Rngs,
     ):
@@ -50,6 +51,7 @@ class DecoderBlock(nnx.Module):
             out_bias=False,
             rope=cfg.rope,
             lora=cfg.lora,
+            kernel=kernel,
             rngs=rngs,
         )
         self.mlp_norm = RMSNorm(cfg.width, precision=precision, eps=cfg.norm_eps, rngs=rngs)
@@ -64,6 +66,7 @@ class DecoderBlock(nnx.Module):
         positions,
         cache,
         cache_index,
+        segments=None,
         visual_levels=None,
         visual_start=0,
         jitter_key=None,
@@ -75,7 +78,12 @@ class DecoderBlock(nnx.Module):
         """
         x = constrain(x, ("batch", "length", "embed"))
         attended, cache = self.attn(
-            self.attn_norm(x), mask=mask, positions=positions, cache=cache, cache_index=cache_index
+            self.attn_norm(x),
+            mask=mask,
+            segments=segments,
+            positions=positions,
+            cache=cache,
+            cache_index=cache_index,
         )
         x = constrain(x + attended, ("batch", "length", "embed"))
         if self.moe is None or visual_levels is None:
@@ -91,10 +99,10 @@ class DecoderBlock(nnx.Module):
 class BlockGroup(nnx.Module):
     """`size` consecutive blocks, the last with the visual-token MoE when `moe` is given."""
 
-    def __init__(self, cfg, precision, moe: ExpertsConfig | None, size: int, *, rngs):
+    def __init__(self, cfg, precision, moe: ExpertsConfig | None, size: int, kernel, *, rngs):
         self.blocks = nnx.List(
             [
-                DecoderBlock(cfg, precision, moe if i == size - 1 else None, rngs=rngs)
+                DecoderBlock(cfg, precision, moe if i == size - 1 else None, kernel, rngs=rngs)
                 for i in range(size)
             ]
         )
@@ -139,7 +147,7 @@ class Decoder(nnx.Module):
         moe = moe if moe_every else None
         self.embedding = Embed(cfg.vocab_size, cfg.width, precision=precision, rngs=rngs)
         self.groups = LayerStack(
-            lambda r: BlockGroup(cfg, precision, moe, self.group_size, rngs=r),
+            lambda r: BlockGroup(cfg, precision, moe, self.group_size, layers.attention, rngs=r),
             cfg.depth // self.group_size,
             layers,
             rngs=rngs,
@@ -233,6 +241,13 @@ class Decoder(nnx.Module):
             key_positions = positions if segments is not None else jnp.cumsum(key_mask, 1) - 1
             distance = positions[:, :, None] - key_positions[:, None, :]
             mask &= distance < self.cfg.sliding_window
+        # The mask again by its structure, for attention kernels. A window counts slots
+        # there, equal to positions only where real tokens are contiguous: in packed rows,
+        # not in unpacked ones (padding between the image and the prompt).
+        segment_mask = None
+        if cache is None and (segments is not None or not self.cfg.sliding_window):
+            ids = segment_ids if segments is not None else token_mask.astype(jnp.int32)
+            segment_mask = SegmentMask(ids, causal=True, window=self.cfg.sliding_window)
 
         num_groups = self.cfg.depth // self.group_size
         caches = None
@@ -247,6 +262,7 @@ class Decoder(nnx.Module):
                 x,
                 group_caches,
                 mask=mask,
+                segments=segment_mask,
                 positions=positions,
                 cache_index=cache_index,
                 visual_levels=visual_levels,

@@ -19,10 +19,12 @@ from rs_jax.models.stack import LayerStack
 class VisionBlock(nnx.Module):
     """Pre-LN transformer block: [B, N, D] -> [B, N, D]."""
 
-    def __init__(self, cfg: VisionConfig, precision: Precision, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: VisionConfig, precision: Precision, kernel: str, *, rngs: nnx.Rngs):
         norm = lambda: LayerNorm(cfg.width, precision=precision, eps=cfg.norm_eps, rngs=rngs)
         self.attn_norm = norm()
-        self.attn = Attention(cfg.width, cfg.num_heads, precision=precision, rngs=rngs)
+        self.attn = Attention(
+            cfg.width, cfg.num_heads, precision=precision, kernel=kernel, rngs=rngs
+        )
         self.mlp_norm = norm()
         self.mlp = Mlp(
             cfg.width,
@@ -73,7 +75,10 @@ class VisionEncoder(nnx.Module):
         norm = lambda: LayerNorm(cfg.width, precision=precision, eps=cfg.norm_eps, rngs=rngs)
         self.pre_norm = norm() if cfg.pre_norm else None
         self.blocks = LayerStack(
-            lambda r: VisionBlock(cfg, precision, rngs=r), cfg.depth, layers, rngs=rngs
+            lambda r: VisionBlock(cfg, precision, layers.attention, rngs=r),
+            cfg.depth,
+            layers,
+            rngs=rngs,
         )
         self.norm = norm() if cfg.final_norm else None
 

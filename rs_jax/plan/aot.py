@@ -129,6 +129,12 @@ def _kernels(hlo: str) -> list[str]:
     """Custom kernels in an optimized HLO module: Pallas (Mosaic) kernels by name, and
     library kernels (cuDNN, cuBLAS) by target; XLA's own helper calls are left out."""
     names = set(re.findall(r'kernel_name[\\"]*\s*[:=]\s*[\\"]*([\w.-]+)', hlo))
+    # A Mosaic kernel's instruction is named after the kernel: %splash_mha_fwd_....7 = ...
+    names.update(
+        re.findall(
+            r'^\s*%([A-Za-z_]\w*?)(?:\.\d+)? = .*custom_call_target="tpu_custom_call"', hlo, re.M
+        )
+    )
     names.update(re.findall(r'custom_call_target="(__cu\w+[^"]*)"', hlo))
     return sorted(names)
 

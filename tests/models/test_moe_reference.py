@@ -360,7 +360,7 @@ def test_decoder_moe_block_visual_slots_equal_reference():
         tie_embeddings=True,
         moe_every=1,
     )
-    block = DecoderBlock(dec_cfg, Precision(), moe_cfg, rngs=nnx.Rngs(3))
+    block = DecoderBlock(dec_cfg, Precision(), moe_cfg, "xla", rngs=nnx.Rngs(3))
     decisive_router(block.moe, seed=3)
     levels = np.sort(LEVELS)  # coarse to fine, as RSVLM.token_levels() lays them out
     start, end = 2, 2 + len(levels)

@@ -81,6 +81,10 @@ def test_the_train_step_compiles_for_a_tpu_slice(capsys, tmp_path):
     assert result["step_s_at_50pct_mfu"] == pytest.approx(
         result["model_flops_per_step"] / (0.5 * 4 * 459e12)
     )
+    # config.model.attention=auto: the Pallas splash kernel on TPU, forward and backward.
+    assert {"splash_mha_fwd_segmented_residuals", "splash_mha_dkv_segmented_no_residuals"} <= set(
+        result["kernels"]
+    )
     hlo = (tmp_path / "train.optimized.hlo.txt").read_text()
     assert "HloModule" in hlo
 
