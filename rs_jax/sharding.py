@@ -141,6 +141,14 @@ def _check_known(rules: Rules, logical_axes: Sequence[str | None], what: str) ->
             )
 
 
+def target_platform() -> str:
+    """The platform being compiled for: the active mesh's devices (a TPU topology's, on any
+    host, for ahead-of-time compiles), else the default backend's."""
+    mesh = jax.sharding.get_abstract_mesh()
+    device = None if mesh.empty else mesh.abstract_device
+    return jax.default_backend() if device is None else device.platform
+
+
 def rules_in_scope() -> Rules:
     """The rules of the enclosing `nnx.logical_axis_rules` / `sharding_context` (() if none)."""
     return tuple(flax_spmd.get_logical_axis_rules())

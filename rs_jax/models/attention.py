@@ -105,19 +105,11 @@ def dot_product_attention(
     return out.astype(precision.dtype).reshape(b, t, n, h)
 
 
-def _platform() -> str:
-    """The platform compiled for: the active mesh's devices (a TPU topology's on any host),
-    else the default backend's."""
-    mesh = jax.sharding.get_abstract_mesh()
-    device = None if mesh.empty else mesh.abstract_device
-    return jax.default_backend() if device is None else device.platform
-
-
 def resolve_kernel(kernel: str, precision: Precision) -> str:
     """`kernel` with "auto" resolved for the platform compiled for."""
     if kernel != "auto":
         return kernel
-    platform = _platform()
+    platform = sharding.target_platform()
     if platform == "tpu":
         return "splash"
     if platform in ("gpu", "cuda") and precision.dtype == jnp.bfloat16:
@@ -159,7 +151,7 @@ def splash_attention(
         block_kv_dkv_compute=block,
         use_fused_bwd_kernel=True,
     )
-    interpret = _platform() != "tpu"
+    interpret = sharding.target_platform() != "tpu"
 
     def per_shard(query, key, value, segment_ids):
         heads = query.shape[2]

@@ -125,8 +125,9 @@ def einsum_ffn(
 
 
 def use_ragged_all_to_all() -> bool:
-    """``ragged_all_to_all`` is UNIMPLEMENTED on XLA:CPU; GPU/TPU use it."""
-    return jax.default_backend() != "cpu"
+    """``ragged_all_to_all`` is UNIMPLEMENTED on XLA:CPU; GPU/TPU use it (also when a CPU
+    host compiles for a TPU topology)."""
+    return sharding.target_platform() != "cpu"
 
 
 Exchange = tuple[jax.Array, jax.Array, Callable[[jax.Array], jax.Array]]
@@ -160,7 +161,8 @@ def _exchange_ragged(
 ) -> Exchange:
     """``ragged_all_to_all`` form with the same received layout as ``_exchange_padded``.
 
-    Untested here (CPU only): the chunk from peer q lands at rows [q*A, q*A + size).
+    XLA:CPU cannot run it: tests compile it for a TPU topology (tests/plan). The chunk from
+    peer q lands at rows [q*A, q*A + size).
     """
     a, d = rows.shape
     me = jax.lax.axis_index(axis)

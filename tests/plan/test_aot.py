@@ -1,4 +1,4 @@
-"""`rs-jax compile`: the tiny model compiled for TPU slices by libtpu's compiler, no TPU."""
+"""`rs-jax compile`: tiny models compiled for TPU slices by libtpu's compiler, no TPU."""
 
 import json
 from pathlib import Path
@@ -12,6 +12,8 @@ from rs_jax.plan import aot, flops
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = str(REPO / "configs/tiny.py")
+# Expert parallel over 4 chips with the dropless exchange, which XLA:CPU cannot run.
+MOE_EP = str(REPO / "configs/moe_ep.py") + ":dispatch=dropless"
 KEYS = {
     "topology",
     "chips",
@@ -64,7 +66,9 @@ def run(capsys, *argv):
 
 
 def test_the_train_step_compiles_for_a_tpu_slice(capsys, tmp_path):
-    code, out, err = run(capsys, TINY, "--topology", "v5p-8", "--json", "--dump", str(tmp_path))
+    """The expert-parallel model's train step for a v5p slice: memory, FLOPs, the splash
+    attention kernel, and the dropless MoE's ragged all-to-all exchange and grouped matmuls."""
+    code, out, err = run(capsys, MOE_EP, "--topology", "v5p-8", "--json", "--dump", str(tmp_path))
     assert code == 0, err
     result = json.loads(out)
     assert set(result) == KEYS
@@ -73,7 +77,7 @@ def test_the_train_step_compiles_for_a_tpu_slice(capsys, tmp_path):
     assert memory["total"] > memory["temporaries"] > 0 and memory["arguments"] > 0
     assert result["hbm_bytes"] == 95 * 1024**3
     # FLOPs from the config, not from XLA (which counts a scanned block once).
-    config = load_config(TINY, ["model.llm.vocab_size=256"])
+    config = load_config(MOE_EP, ["model.llm.vocab_size=256"])
     model = ModelConfig.from_config(config.model, config.data.image_size).with_vocab(256)
     text = config.data.max_prompt_len + config.data.max_answer_len
     per_example = flops.train_flops_per_example(model, text, config.data.max_answer_len)
@@ -87,6 +91,7 @@ def test_the_train_step_compiles_for_a_tpu_slice(capsys, tmp_path):
     )
     hlo = (tmp_path / "train.optimized.hlo.txt").read_text()
     assert "HloModule" in hlo
+    assert "ragged-all-to-all" in hlo and "ragged-dot" in hlo
 
 
 def test_a_step_that_does_not_fit_exits_1_naming_the_knobs(capsys):
