@@ -42,11 +42,13 @@ def quiet_libtpu_without_tpu() -> None:
     none, prints many lines of errors before jax falls back to the other backends. Naming
     an accelerator type and this host as the only worker quiets it; `rs-jax compile` then
     still compiles for any --topology. A TPU VM (its /dev/accel* or /dev/vfio devices, or
-    its own TPU_* variables) is left as it is."""
+    its own TPU_* variables) is left as it is. With no TPU to share, several processes (test
+    workers, a benchmark beside a compile) may load libtpu at once."""
     if glob.glob("/dev/accel*") or os.path.isdir("/dev/vfio"):
         return
     os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v5p-8")
     os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 
 def _simulate_cpu_devices() -> None:

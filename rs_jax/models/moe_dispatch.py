@@ -8,13 +8,14 @@ Both take the router's decisions and the stacked expert weights (``ExpertWeights
   expert-major activations [E, B, C, *] are constrained to E on 'expert' so GSPMD turns the
   dispatch/combine einsums into all-to-alls instead of all-gathering the expert weights.
 - ``dropless_ffn``: ``jax.shard_map`` over the mesh. Each device sorts its own tokens'
-  assignments by expert, sends each expert peer its rows, runs a grouped matmul
-  (``jax.lax.ragged_dot``) over its local experts, sends the rows back, and combines them
-  with the gates. Nothing is dropped. On CPU the exchange is ``jax.lax.all_to_all`` over
-  padded per-peer buffers (``ragged_all_to_all`` is UNIMPLEMENTED on XLA:CPU); elsewhere it
-  is ``jax.lax.ragged_all_to_all`` into the same buffer layout.
+  assignments by expert, sends each expert peer its rows, runs a grouped matmul over its
+  local experts (Megablox's Pallas kernel on TPU, ``jax.lax.ragged_dot`` elsewhere), sends
+  the rows back, and combines them with the gates. Nothing is dropped. On CPU the exchange
+  is ``jax.lax.all_to_all`` over padded per-peer buffers (``ragged_all_to_all`` is
+  UNIMPLEMENTED on XLA:CPU); elsewhere it is ``jax.lax.ragged_all_to_all`` into the same
+  buffer layout.
 
-Without a mesh (or with an 'expert' axis of size 1) both run locally and unchanged.
+Without a mesh both run locally and unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.experimental.pallas.ops.tpu.megablox import ops as megablox
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -205,6 +207,33 @@ def _exchange_ragged(
     return received, received_ids, reverse
 
 
+# Megablox's (m, k, n) tiles; rows are padded to a multiple of the first.
+_GMM_TILING = (128, 128, 128)
+
+
+def grouped_matmul(
+    lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, kernel: str = "auto"
+) -> jax.Array:
+    """lhs [M, K] with rows sorted by group, rhs [G, K, N], group_sizes [G] -> float32 [M, N];
+    rows past sum(group_sizes) are zero. kernel: "megablox" (the Pallas TPU kernel,
+    interpreted off TPU), "xla" (``jax.lax.ragged_dot``) or "auto" (megablox for TPU)."""
+    if kernel == "auto":
+        kernel = "megablox" if sharding.target_platform() == "tpu" else "xla"
+    if kernel == "xla":
+        return jax.lax.ragged_dot(lhs, rhs, group_sizes, preferred_element_type=jnp.float32)
+    m = lhs.shape[0]
+    rows = -(-m // _GMM_TILING[0]) * _GMM_TILING[0]
+    # The kernel leaves rows outside every group unwritten, in its output and in the
+    # gradient of lhs: both are masked (`where`, so garbage there never reaches a sum).
+    valid = (jnp.arange(rows) < group_sizes.sum())[:, None]
+    lhs = jnp.where(valid, jnp.pad(lhs, ((0, rows - m), (0, 0))), 0)
+    interpret = sharding.target_platform() != "tpu"
+    out = megablox.gmm(
+        lhs, rhs, group_sizes, jnp.float32, _GMM_TILING, None, None, False, interpret
+    )
+    return jnp.where(valid, out, 0)[:m]
+
+
 def _grouped_swiglu(
     rows: jax.Array,
     local_ids: jax.Array,
@@ -219,13 +248,10 @@ def _grouped_swiglu(
     x = rows[order].astype(dtype)
 
     def grouped(lhs, weight):
-        out = jax.lax.ragged_dot(
-            lhs, weight.astype(dtype), group_sizes, preferred_element_type=jnp.float32
-        )
-        return out.astype(dtype)
+        return grouped_matmul(lhs, weight.astype(dtype), group_sizes).astype(dtype)
 
-    # Rows past sum(group_sizes) (the padding, sorted last) belong to no group: ragged_dot
-    # leaves them zero.
+    # Rows past sum(group_sizes) (the padding, sorted last) belong to no group: they stay
+    # zero.
     hidden = jax.nn.silu(grouped(x, w.wi_gate)) * grouped(x, w.wi_up)
     out = grouped(hidden, w.wo)
     return jnp.zeros_like(out).at[order].set(out)
@@ -292,15 +318,19 @@ def dropless_ffn(
     """Dropless dispatch. h [B, S, D], choice int [B, S, K], gates [B, S, K] -> [B, S, D]."""
     experts = expert_axes()
     peers = expert_parallelism()
-    if peers == 1:
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
         return _local_dropless(h, choice, gates, w, axis=None, peers=1, precision=precision)
+    # Under a mesh always per device, even with one expert peer: a Pallas kernel (the TPU's
+    # grouped matmul) runs only inside shard_map.
     tokens = P(_token_axes(h.shape[0], experts))
     weights = P(experts)
     axis = experts[0] if len(experts) == 1 else experts
     fn = jax.shard_map(
         lambda *args: _local_dropless(*args, axis=axis, peers=peers, precision=precision),
-        mesh=jax.sharding.get_abstract_mesh(),
+        mesh=mesh,
         in_specs=(tokens, tokens, tokens, weights),  # weights: every leaf of w
         out_specs=tokens,
+        check_vma=False,  # Pallas calls carry no varying-axes annotation
     )
     return fn(h, choice.astype(jnp.int32), gates, w)

@@ -19,6 +19,7 @@ from jax.sharding import PartitionSpec as P
 from configs.common import SHARDING_RULES
 from rs_jax.models.config import Precision
 from rs_jax.models.experts import SemanticExperts
+from rs_jax.models.moe_dispatch import grouped_matmul
 from rs_jax.sharding import make_mesh, sharding_context
 from tests.models.conftest import experts_config
 
@@ -127,6 +128,33 @@ def test_expert_weights_are_sharded(mesh_name):
     others = MESHES[mesh_name].get("fsdp", 1) * MESHES[mesh_name].get("tensor", 1)
     assert per_device == w.nbytes // (expert_size * others)
     assert per_device <= w.nbytes / expert_size
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["f32", "bf16"])
+def test_megablox_grouped_matmul_equals_ragged_dot(dtype):
+    """The TPU's grouped matmul (Megablox, in Pallas interpret mode) equals XLA's ragged_dot,
+    forward and gradients, with an empty group and rows past the groups (padding: zero)."""
+    rng = np.random.default_rng(0)
+    lhs = jnp.asarray(rng.normal(size=(104, 32)), dtype)
+    rhs = jnp.asarray(rng.normal(size=(4, 32, 48)), dtype)
+    sizes = jnp.asarray([30, 0, 40, 26], jnp.int32)  # 96 of 104 rows in a group
+    weight = jnp.asarray(rng.normal(size=(104, 48)), jnp.float32)
+
+    def run(kernel):
+        def loss(lhs, rhs):
+            out = grouped_matmul(lhs, rhs, sizes, kernel)
+            return (out * weight).sum(), out
+
+        return jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(lhs, rhs)
+
+    (_, out), grads = run("megablox")
+    (_, expected), expected_grads = run("xla")
+    assert not np.asarray(out[96:]).any()
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, expected_grads, strict=True):
+        np.testing.assert_allclose(
+            np.asarray(got, np.float32), np.asarray(want, np.float32), rtol=1e-5, atol=1e-4
+        )
 
 
 def test_config_errors():
