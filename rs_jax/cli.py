@@ -30,7 +30,9 @@ import argparse
 import glob
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import MutableMapping, Sequence
 from typing import NoReturn
 
@@ -138,7 +140,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="rs-jax",
         description="Semantic-augmented multi-level remote-sensing VLMs in JAX.",
-        epilog="Config overrides: --config.KEY.PATH=VALUE (any number, after the subcommand).",
+        epilog="Config overrides: --config.KEY.PATH=VALUE (any number, after the subcommand). "
+        "--debug (anywhere): a failure prints its traceback instead of one line.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -240,8 +243,43 @@ def _cmd_compile(config: object, args: argparse.Namespace) -> int:
     return 0
 
 
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT outside the training loop (which finishes its step and saves).
+
+    A BaseException, as KeyboardInterrupt: no `except Exception` on the way swallows it, and
+    every `finally` and `with` (the workdir lock) runs as it propagates."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+
+
+def _interrupt(signum: int, frame: object) -> NoReturn:
+    raise Interrupted(signum)
+
+
+def _stop_signals_raise() -> dict[int, object]:
+    """From the command's start, SIGTERM and SIGINT raise `Interrupted` (during data
+    preparation, compilation or model loading alike); the previous handlers, to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _failure_line(command: str, e: Exception) -> str:
+    """An unexpected exception as one line: what failed, the exception's first line."""
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return (
+        f"rs-jax: error: {command} failed: {type(e).__name__}"
+        + (f": {detail}" if detail else "")
+        + " (run again with --debug for the traceback)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or bool(os.environ.get("RS_JAX_TRACEBACK"))
+    argv = [a for a in argv if a != "--debug"]
     parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
     takes_config = args.command not in ("kb", "convert") or (
@@ -257,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Path("") is the current directory: a run would scatter its files there.
         parser.error("--workdir is empty; name a folder for the run")
 
+    previous_handlers = _stop_signals_raise()
     try:
         quiet_libtpu_without_tpu()
         _simulate_cpu_devices()
@@ -284,13 +323,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_predict(config, args)
         elif args.command == "chat":
             return _cmd_chat(config, args)
+    except Interrupted as e:
+        if args.command == "train":  # whatever it saved resumes with the same command
+            print(f"rs-jax: stopped by {e} before training started; the same command "
+                  f"starts again", file=sys.stderr)  # fmt: skip
+            return 75  # EX_TEMPFAIL: a scheduler may retry
+        print(f"rs-jax: {args.command} interrupted by {e}", file=sys.stderr)
+        return 130
     except (ValueError, OSError) as e:
-        if os.environ.get("RS_JAX_TRACEBACK"):
+        if debug:
             raise
         # Config, mesh and checkpoint problems are the user's to fix: one line, no stack.
         # So are the files it names (OSError: missing, a folder, not a folder, no access).
         print(f"rs-jax: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if debug:
+            raise
+        print(_failure_line(args.command, e), file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
     return 0
 
 

@@ -29,10 +29,20 @@ class ConfigError(ValueError):
     """A config file, override or value is wrong; the message says which and why."""
 
 
+# What every command reads (configs/common.py's base_config() has them all).
+SECTIONS = ("seed", "mesh", "sharding_rules", "data", "model", "train", "eval", "init")
+
+
 def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """Load ``file.py[:arg]``, apply ``key.path=value`` overrides, validate and lock."""
     path, arg = split_spec(spec)
     config = _call_get_config(path, arg)
+    missing = [section for section in SECTIONS if section not in config]
+    if missing:
+        raise ConfigError(
+            f"Config file '{path}' gives no {', '.join(missing)}: start from "
+            f"configs/common.py's base_config() and change what differs"
+        )
     apply_overrides(config, overrides)
     validate_config(config)
     config.lock()
@@ -67,7 +77,7 @@ def _import_config_module(path: Path) -> Any:
     module = importlib.util.module_from_spec(module_spec)
     try:
         module_spec.loader.exec_module(module)
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a config file's sys.exit() is no success
         raise ConfigError(f"Importing config file '{path}' failed: {type(e).__name__}: {e}") from e
     if not callable(getattr(module, "get_config", None)):
         raise ConfigError(f"Config file '{path}' does not define get_config(arg)")
@@ -82,12 +92,18 @@ def _call_get_config(path: Path, arg: str | None) -> ml_collections.ConfigDict:
     call = f"get_config({arg!r})"
     try:
         config = get_config(arg) if takes_arg else get_config()
+    except SystemExit as e:
+        raise ConfigError(f"{call} in '{path}' called sys.exit({e.code!r})") from e
     except Exception as e:
         raise ConfigError(f"{call} in '{path}' failed: {e}") from e
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(
             f"{call} in '{path}' returned {type(config).__name__}, expected a ConfigDict"
         )
+    if isinstance(config, ml_collections.FrozenConfigDict):  # would refuse the overrides
+        config = ml_collections.ConfigDict(config)
+    if config.is_locked:
+        config.unlock()
     return config
 
 
@@ -235,8 +251,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 f"{train.loss_vocab_chunk}"
             )
     # Seeds feed numpy and grain, which refuse negative ones with a message naming no key.
-    if config.get("seed", 0) < 0:
-        raise ConfigError(f"config.seed must be >= 0, got {config.seed}")
+    # Seeds become uint32 words (jax.random.key, numpy, grain): larger ones overflow there.
+    if not 0 <= config.get("seed", 0) < 2**32:
+        raise ConfigError(f"config.seed must be in [0, 2**32), got {config.seed}")
     data = config.get("data")
     if data is not None:
         for key in ("batch_size", "image_size"):
@@ -247,8 +264,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 f"config.data.worker_count must be >= 0 (0 = read in this process), got "
                 f"{data.worker_count}"
             )
-        if data.get("seed", 0) < 0:
-            raise ConfigError(f"config.data.seed must be >= 0, got {data.seed}")
+        if not 0 <= data.get("seed", 0) < 2**32:
+            raise ConfigError(f"config.data.seed must be in [0, 2**32), got {data.seed}")
         if data.get("name", "rs_synth") not in ("rs_synth", "folder", "sources"):
             raise ConfigError(
                 f"config.data.name={data.name!r}; choose 'rs_synth', 'folder' or 'sources'"

@@ -264,8 +264,8 @@ FAULTS = [
     bad("data.num_train", "0", r"config\.data\.num_train must be positive"),
     bad("data.num_test", "-3", r"config\.data\.num_test must be positive"),
     bad("data.worker_count", "-1", r"config\.data\.worker_count must be >= 0"),
-    bad("data.seed", "-1", r"config\.data\.seed must be >= 0"),
-    bad("seed", "-1", r"config\.seed must be >= 0"),
+    bad("data.seed", "-1", r"config\.data\.seed must be in \[0, 2\*\*32\), got -1"),
+    bad("seed", "-1", r"config\.seed must be in \[0, 2\*\*32\), got -1"),
     bad("data.tasks", "", r"config\.data\.tasks is empty; choose from \('scene'"),
     bad("data.tasks", "scene,weather", r"config\.data\.tasks: unknown task\(s\) \['weather'\]"),
     bad(
@@ -436,6 +436,36 @@ FAULTS = [
         r"get_config\(None\) in '.*cfg\.py' failed: 'broken on purpose'",
         setup=config_file("def get_config(arg=None):\n    raise KeyError('broken on purpose')\n"),
     ),
+    Fault(
+        "get_config-calls-sys-exit",
+        ("train", "--config", "{case}/cfg.py", "--workdir", "{case}/w"),
+        r"get_config\(None\) in '.*cfg\.py' called sys\.exit\(0\)",
+        setup=config_file("import sys\n\ndef get_config(arg=None):\n    sys.exit(0)\n"),
+        check=absent("w"),
+    ),
+    Fault(
+        "config-file-exits-on-import",
+        ("config", "--config", "{case}/cfg.py"),
+        r"Importing config file '.*cfg\.py' failed: SystemExit: 3",
+        setup=config_file("raise SystemExit(3)\n"),
+    ),
+    Fault(
+        "get_config-returns-an-empty-configdict",
+        ("config", "--config", "{case}/cfg.py"),
+        r"'.*cfg\.py' gives no seed, mesh, .*: start from configs/common\.py's base_config",
+        setup=config_file("def get_config(arg=None):\n    return ml_collections.ConfigDict()\n"),
+    ),
+    Fault(
+        "get_config-returns-a-frozen-configdict",
+        ("config", "--config", "{case}/cfg.py", "--config.seed=7"),
+        r"seed: 7",
+        setup=config_file(
+            "from configs import tiny\n\ndef get_config(arg=None):\n"
+            "    return ml_collections.FrozenConfigDict(tiny.get_config(arg))\n"
+        ),
+        code=0,
+    ),
+    bad("seed", str(2**64), r"config\.seed must be in \[0, 2\*\*32\), got 18446744073709551616"),
     Fault(
         "variant-for-a-config-without-argument",
         ("config", "--config", "{case}/cfg.py:big"),
@@ -1052,6 +1082,59 @@ def test_fault(fault: Fault, tmp_path, request, capsys, monkeypatch):
         assert _contents(tmp_path / path) == contents, f"{path} changed"
     if fault.check:
         fault.check(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "command, signum, code",
+    [("train", "SIGTERM", 75), ("train", "SIGINT", 75), ("eval", "SIGINT", 130)],
+)
+def test_a_signal_before_training_stops_cleanly(
+    command, signum, code, tmp_path, shared_data, request, capsys, monkeypatch
+):
+    """SIGTERM or SIGINT while the data are prepared: one line, exit 75 for a run that can
+    start again (130 for another command: eval of the trained run), and the workdir lock
+    released."""
+    import signal
+
+    from rs_jax.train import experiment
+
+    config = TINY
+    if command == "eval":  # (the trained run is built before build_data is replaced)
+        shutil.copytree(request.getfixturevalue("trained_run"), tmp_path / "w", symlinks=True)
+        config = RUN_CONFIG
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), getattr(signal, signum))
+        raise AssertionError("the signal did not stop the command")
+
+    monkeypatch.setattr(experiment, "build_data", interrupted)
+    argv = [command, "--config", config, "--workdir", str(tmp_path / "w")]
+    argv.append(f"--config.data.data_dir={shared_data}")
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    assert cli.main(argv) == code
+    out, err = capsys.readouterr()
+    (line,) = err.strip().splitlines()
+    assert "Traceback" not in out + err and signum in line
+    assert not (tmp_path / "w" / LOCK_FILE).exists()
+    assert {s: signal.getsignal(s) for s in handlers} == handlers  # restored
+
+
+def test_an_unexpected_exception_is_one_line_and_debug_shows_it(capsys, monkeypatch):
+    from rs_jax import config as config_lib
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something deep\nand more")
+
+    monkeypatch.setattr(config_lib, "validate_config", broken)
+    assert cli.main(["config", "--config", TINY]) == 1
+    out, err = capsys.readouterr()
+    (line,) = err.strip().splitlines()
+    assert line == (
+        "rs-jax: error: config failed: RuntimeError: something deep "
+        "(run again with --debug for the traceback)"
+    )
+    with pytest.raises(RuntimeError, match="something deep"):
+        cli.main(["config", "--config", TINY, "--debug"])
 
 
 def test_there_are_enough_distinct_cases():

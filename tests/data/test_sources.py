@@ -601,8 +601,8 @@ def test_source_config_errors_name_the_key():
         from_config("x", dict(format="coco", path="/p"))
     with pytest.raises(ValueError, match=r"config\.data\.sources\.x\.format=''"):
         from_config("x", dict(path="/p"))
-    for weight in (0, -1.0, float("nan")):
-        with pytest.raises(ValueError, match=r"config\.data\.sources\.x\.weight=.*positive"):
+    for weight in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"config\.data\.sources\.x\.weight=.*finite.*> 0"):
             from_config("x", dict(format="folder", path="/p", weight=weight))
     with pytest.raises(ValueError, match=r"config\.data\.sources\.x\.path is not set"):
         from_config("x", dict(format="folder"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -93,8 +94,8 @@ class SourceConfig:
         if not values["path"]:
             raise ValueError(f"{key}.path is not set")
         weight = float(values["weight"])
-        if not weight > 0:
-            raise ValueError(f"{key}.weight={values['weight']!r}: must be positive")
+        if not 0 < weight < math.inf:
+            raise ValueError(f"{key}.weight={values['weight']!r}: must be a finite number > 0")
         options = {k: values[k] for k in FORMAT_KEYS[fmt]}
         if "question_types" in options:
             options["question_types"] = tuple(options["question_types"])
