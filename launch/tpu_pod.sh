@@ -3,7 +3,8 @@
 #   launch/tpu_pod.sh [--dry-run] TPU_NAME ZONE configs/demo.py gs://bucket/runs/demo --config.mesh.fsdp=16
 # Every host runs the same command; jax.distributed.initialize() discovers the slice.
 # The repository must already be cloned and installed (`make install`) in ~/rs-jax on
-# every host, and the workdir must be storage all hosts share (e.g. a GCS bucket).
+# every host, and the workdir must be storage all hosts share (e.g. a GCS bucket: gs://
+# paths go through etils.epath, which needs gcsfs installed on the hosts).
 # --dry-run prints the command instead of running it.
 set -euo pipefail
 run() { if ((dry_run)); then printf '%q ' "$@"; echo; else "$@"; fi; }

@@ -16,12 +16,12 @@ ALLOWED = {
     "files": set(),
     "sharding": set(),
     "models": {"sharding"},
-    "convert": {"config", "sharding", "models"},
-    "kb": {"sharding", "models", "convert"},
+    "convert": {"config", "files", "sharding", "models"},
+    "kb": {"files", "sharding", "models", "convert"},
     "data": {"files", "kb"},
-    "train": {"config", "sharding", "models", "convert", "kb", "data"},
+    "train": {"config", "files", "sharding", "models", "convert", "kb", "data"},
     "eval": {"config", "files", "sharding", "models", "convert", "kb", "data", "train"},
-    "plan": {"config", "sharding", "models", "data", "train", "eval"},
+    "plan": {"config", "files", "sharding", "models", "data", "train", "eval"},
 }
 
 

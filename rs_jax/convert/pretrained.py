@@ -8,20 +8,21 @@ so the model is built in their shape and the run's recorded config says what it 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import ml_collections
+from etils import epath
 
 from rs_jax.convert import hf_decoder, hf_vision
 from rs_jax.convert.weights import read_hf_config
+from rs_jax.files import local_path
 from rs_jax.models.lvlm import RSVLM
 
 
-def _folder(config: ml_collections.ConfigDict, key: str) -> Path | None:
+def _folder(config: ml_collections.ConfigDict, key: str) -> epath.Path | None:
     value = config.init[key]
     if not value:
         return None
-    folder = Path(value).expanduser()
+    # safetensors and transformers read files on this host only.
+    folder = local_path(value, f"config.init.{key}").expanduser()
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
             f"config.init.{key}={value!r}: no config.json there (expected a Hugging Face "

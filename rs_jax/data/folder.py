@@ -11,6 +11,7 @@ import logging
 import os
 
 import numpy as np
+from etils import epath
 
 from rs_jax.data.images import IMAGE_EXTENSIONS, RGB, Bands, check_images, load_image
 
@@ -19,9 +20,7 @@ log = logging.getLogger(__name__)
 
 def _list_classes(split_dir: str) -> list[str]:
     return sorted(
-        d
-        for d in os.listdir(split_dir)
-        if not d.startswith(".") and os.path.isdir(os.path.join(split_dir, d))
+        d.name for d in epath.Path(split_dir).iterdir() if not d.name.startswith(".") and d.is_dir()
     )
 
 
@@ -29,11 +28,10 @@ def _list_files(class_dir: str) -> tuple[list[str], list[str]]:
     """(image paths, other files) of one class folder, sorted; hidden files are neither.
     A dangling link with an image extension counts as an image (it fails verification)."""
     images, others = [], []
-    for name in sorted(os.listdir(class_dir)):
-        path = os.path.join(class_dir, name)
-        if name.startswith(".") or os.path.isdir(path):
+    for path in sorted(epath.Path(class_dir).iterdir(), key=lambda p: p.name):
+        if path.name.startswith(".") or path.is_dir():
             continue
-        (images if name.lower().endswith(IMAGE_EXTENSIONS) else others).append(path)
+        (images if path.name.lower().endswith(IMAGE_EXTENSIONS) else others).append(str(path))
     return images, others
 
 
@@ -64,10 +62,10 @@ class FolderDataset:
     ):
         self.root, self.split, self.image_size = os.fspath(root), split, int(image_size)
         self.bands = bands
-        if not self.root or not os.path.isdir(self.root):
+        if not self.root or not epath.Path(self.root).is_dir():
             raise FileNotFoundError(f"Folder dataset root {self.root!r} does not exist")
-        split_dir = os.path.join(self.root, split)
-        if not os.path.isdir(split_dir):
+        split_dir = str(epath.Path(self.root) / split)
+        if not epath.Path(split_dir).is_dir():
             found = _list_classes(self.root)
             raise FileNotFoundError(
                 f"Split folder {split_dir!r} does not exist (folders in root: {found})"
@@ -89,8 +87,8 @@ class FolderDataset:
         self.labels: list[int] = []
         self.unsupported: list[str] = []
         for label, name in enumerate(classes):
-            class_dir = os.path.join(split_dir, name)
-            if not os.path.isdir(class_dir):
+            class_dir = str(epath.Path(split_dir) / name)
+            if not epath.Path(class_dir).is_dir():
                 log.warning("Split %r has no folder for class %r", split, name)
                 continue
             images, others = _list_files(class_dir)

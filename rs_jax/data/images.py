@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
+from etils import epath
 from PIL import Image
 
-from rs_jax.files import write_text_whole
+from rs_jax.files import absolute, stamp, write_text_whole
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 _TIFF = (".tif", ".tiff")
@@ -94,11 +95,12 @@ def _stretch(arr: np.ndarray) -> np.ndarray:
     return np.nan_to_num(arr).round().astype(np.uint8)
 
 
-def _read_bands(path: str) -> np.ndarray:
+def _read_bands(data: io.BytesIO) -> np.ndarray:
     """A TIFF's pixels [H, W, C] (any band count and dtype)."""
     import tifffile
 
-    arr = tifffile.imread(path)
+    data.seek(0)
+    arr = tifffile.imread(data)
     if arr.ndim == 2:
         return arr[..., None]
     if arr.ndim != 3:
@@ -107,11 +109,11 @@ def _read_bands(path: str) -> np.ndarray:
     return np.moveaxis(arr, 0, -1) if arr.shape[0] < min(arr.shape[1:]) else arr
 
 
-def _pages_are_bands(path: str) -> bool:
+def _pages_are_bands(data: io.BytesIO) -> bool:
     """Whether a multi-page TIFF holds more than 4 bands, one per page (how tifffile writes a
     [bands, H, W] array); PIL would read its first page alone as a grayscale image."""
     try:
-        return _read_bands(path).shape[-1] > 4
+        return _read_bands(data).shape[-1] > 4
     except _DECODE_ERRORS:
         return False
 
@@ -136,17 +138,18 @@ def _select_bands(arr: np.ndarray, bands: Bands) -> Image.Image:
 
 def _decode(path: str, bands: Bands) -> Image.Image:
     """The file as an RGB PIL image (not resized)."""
+    data = io.BytesIO(epath.Path(path).read_bytes())  # from a bucket (gs://) too
     if path.lower().endswith(_TIFF):
         try:
-            with Image.open(path) as img:
+            with Image.open(data) as img:
                 pages = getattr(img, "n_frames", 1)  # before load: counting seeks
                 img.load()
-                if not bands.indices and not (pages > 1 and _pages_are_bands(path)):
+                if not bands.indices and not (pages > 1 and _pages_are_bands(data)):
                     return _to_rgb_uint8(img)
         except _DECODE_ERRORS:
             pass  # more than 4 bands or a sample format PIL does not read: tifffile does
-        return _select_bands(_read_bands(path), bands)
-    with Image.open(path) as img:
+        return _select_bands(_read_bands(data), bands)
+    with Image.open(data) as img:
         img.load()  # force the full decode here so truncation is caught now
         if not bands.indices:
             return _to_rgb_uint8(img)
@@ -173,7 +176,8 @@ def load_image(path: str, image_size: int, bands: Bands = RGB) -> np.ndarray:
 
 def decode_error(path: str, bands: Bands = RGB) -> str | None:
     """Why `path` cannot be used as an image, or None when it decodes."""
-    if not os.path.exists(path):
+    if not epath.Path(path).exists():
+        # A link exists on this host only (False for a URL).
         return "missing" if not os.path.islink(path) else "missing (a dangling link)"
     try:
         _decode(path, bands)
@@ -192,22 +196,20 @@ class VerifiedCache:
         self.entries: dict[str, list] = {}  # path relative to base_dir -> [size, mtime, error]
         if cache_dir:
             # Band selection changes what decodes, so it is part of the key.
-            ident = f"{os.path.abspath(base_dir)}|{bands.indices}|{bands.max_value}"
+            ident = f"{absolute(base_dir)}|{bands.indices}|{bands.max_value}"
             key = hashlib.sha256(ident.encode()).hexdigest()[:16]
-            self.path = os.path.join(cache_dir, f"{key}.json")
+            self.path = epath.Path(cache_dir) / f"{key}.json"
             try:
-                with open(self.path) as f:
-                    self.entries = json.load(f)
+                self.entries = json.loads(self.path.read_text())
             except (OSError, ValueError):
                 self.entries = {}
 
     @staticmethod
     def _stamp(path: str) -> list[int] | None:
         try:
-            st = os.stat(path)
+            return list(stamp(path))
         except OSError:
             return None
-        return [st.st_size, st.st_mtime_ns]
 
     def errors(self, paths: Sequence[str], num_threads: int = 8) -> dict[str, str]:
         """path -> reason for every file of `paths` that does not decode."""
@@ -232,8 +234,8 @@ class VerifiedCache:
 
     def _save(self, entries: dict[str, list]) -> None:
         try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            write_text_whole(Path(self.path), json.dumps(entries))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_whole(self.path, json.dumps(entries))
         except OSError as e:
             log.info("Image verification cache not written (%s): %s", self.path, e)
 

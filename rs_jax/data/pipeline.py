@@ -37,6 +37,7 @@ import grain
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from rs_jax.data import sources as sources_lib
 from rs_jax.data import synth
@@ -233,12 +234,12 @@ def _prepare_tokenizer(spec: str, data_dir: str, corpus: list[str]) -> Any:
         except (OSError, ValueError) as e:
             raise ValueError(f"config.data.tokenizer={spec!r}: {e}") from e
     want = tokenizer_lib.corpus_hash(corpus, TOKENIZER_VOCAB_SIZE)
-    path = os.path.join(data_dir, "tokenizer")  # where earlier versions kept the only one
+    path = str(epath.Path(data_dir) / "tokenizer")  # where earlier versions kept the only one
     if tokenizer_lib.stored_corpus_hash(path) == want:
         return tokenizer_lib.load_tokenizer(path)
     # One folder per training corpus: when the data change, the tokenizer a run's
     # checkpoints were trained with stays as it was beside the new one.
-    path = os.path.join(data_dir, f"tokenizer-{want[:16]}")
+    path = str(epath.Path(data_dir) / f"tokenizer-{want[:16]}")
 
     def ensure() -> None:
         if tokenizer_lib.stored_corpus_hash(path) != want:
@@ -273,12 +274,12 @@ def source_configs(dc: ml_collections.ConfigDict) -> list[sources_lib.SourceConf
             raise ValueError(
                 "config.data.root is not set: a folder dataset reads <root>/<split>/<class>/*"
             )
-        if not os.path.isdir(dc.root):
+        if not epath.Path(dc.root).is_dir():
             raise FileNotFoundError(f"config.data.root={dc.root!r} does not exist")
         values = dict(
             format="folder", path=dc.root, train_split=dc.train_split, eval_split=dc.eval_split
         )
-        name = os.path.basename(os.path.normpath(dc.root))
+        name = epath.Path(dc.root).name
         return [sources_lib.SourceConfig.from_config(name, values)]
     if not dc.sources:
         raise ValueError(
@@ -311,7 +312,7 @@ def _load_sources(dc: ml_collections.ConfigDict, data_dir: str, size: int):
     ctx = sources_lib.LoadContext(
         image_size=size,
         allow_skips=bool(dc.allow_skips),
-        cache_dir=os.path.join(data_dir, "image_checks"),
+        cache_dir=str(epath.Path(data_dir) / "image_checks"),
         bands=bands_of(dc),
     )
     configs = source_configs(dc)
@@ -390,7 +391,7 @@ def _records(loaded: list, encoder: TextEncoder, ctx, kb: list[Entry]):
 def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
     """Prepare dataset and tokenizer from ``config.data``; see the module docstring for batches."""
     dc = config.data
-    data_dir = dc.data_dir or os.path.join(workdir, "data")
+    data_dir = dc.data_dir or str(epath.Path(workdir) / "data")
     size = int(dc.image_size)
     if dc.name == "rs_synth":
         task_names = tuple(dc.tasks)

@@ -17,7 +17,10 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable
 
+from etils import epath
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+from rs_jax.files import is_local
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MINILM = "minilm"
@@ -62,7 +65,9 @@ def train_tokenizer(texts: Iterable[str], out_dir: str, vocab_size: int = 1000) 
 
     The folder loads with ``transformers.AutoTokenizer``. Writing goes through a
     temporary folder and a rename so concurrent writers (several hosts) never
-    leave a half-written tokenizer. Returns ``out_dir``.
+    leave a half-written tokenizer; into a bucket (gs://) the files are copied, the
+    corpus hash last, so a copy that broke off is never taken for this corpus's
+    tokenizer. Returns ``out_dir``.
     """
     from transformers import PreTrainedTokenizerFast
 
@@ -93,13 +98,23 @@ def train_tokenizer(texts: Iterable[str], out_dir: str, vocab_size: int = 1000) 
         bos_token="[CLS]",
         eos_token="[SEP]",
     )
+    digest = corpus_hash(texts, vocab_size)
+    if not is_local(out_dir):
+        with tempfile.TemporaryDirectory() as tmp:
+            fast.save_pretrained(tmp)  # transformers writes local folders only
+            out = epath.Path(out_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            for name in sorted(os.listdir(tmp)):
+                (out / name).write_bytes(epath.Path(tmp, name).read_bytes())
+            (out / _CORPUS_HASH_FILE).write_text(digest)
+        return out_dir
     out_dir = os.path.abspath(out_dir)
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tokenizer-", dir=parent)
     fast.save_pretrained(tmp)
     with open(os.path.join(tmp, _CORPUS_HASH_FILE), "w") as f:
-        f.write(corpus_hash(texts, vocab_size))
+        f.write(digest)
     if os.path.isdir(out_dir):
         shutil.rmtree(out_dir, ignore_errors=True)
     try:
@@ -113,8 +128,7 @@ def train_tokenizer(texts: Iterable[str], out_dir: str, vocab_size: int = 1000) 
 def stored_corpus_hash(path: str) -> str | None:
     """Hash of the corpus a tokenizer folder was trained on (None if unknown)."""
     try:
-        with open(os.path.join(path, _CORPUS_HASH_FILE)) as f:
-            return f.read().strip()
+        return (epath.Path(path) / _CORPUS_HASH_FILE).read_text().strip()
     except OSError:
         return None
 
@@ -134,15 +148,30 @@ def minilm_tokenizer_dir() -> str:
 
 
 def load_tokenizer(path: str):
-    """Load a tokenizer folder with AutoTokenizer (offline). "minilm" = the packaged MiniLM one."""
-    from transformers import AutoTokenizer
-
+    """Load a tokenizer folder with AutoTokenizer (offline). "minilm" = the packaged MiniLM
+    one. A folder in a bucket (gs://) is read through a local copy: transformers reads
+    local folders only."""
     if path == MINILM:
         path = minilm_tokenizer_dir()
-    if not os.path.isdir(path):
+    if not epath.Path(path).is_dir():
         raise FileNotFoundError(f"Tokenizer folder {path!r} does not exist")
+    if is_local(path):
+        return _load_local(path, path)
+    with tempfile.TemporaryDirectory() as tmp:
+        for file in epath.Path(path).iterdir():
+            if not file.is_dir():
+                epath.Path(tmp, file.name).write_bytes(file.read_bytes())
+        tok = _load_local(tmp, path)
+    tok.name_or_path = path  # the folder's hash file is read through this name
+    return tok
+
+
+def _load_local(folder: str, path: str):
+    """The tokenizer in `folder` (on this host), with errors naming `path`."""
+    from transformers import AutoTokenizer
+
     try:
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as e:
         # transformers explains over several lines; the first says what it could not do.
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

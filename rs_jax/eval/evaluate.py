@@ -5,19 +5,19 @@ expert-usage pictures)."""
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 from flax import nnx
 
 from rs_jax.eval.captions import METRICS as CAPTION_METRICS
 from rs_jax.eval.generation import greedy_generate
 from rs_jax.eval.metrics import format_table
 from rs_jax.eval.protocols import Scorer, markdown
-from rs_jax.files import write_text_whole
+from rs_jax.files import is_local, write_text_whole
 from rs_jax.models.retrieval import hits_at_k
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import open_latest
@@ -63,7 +63,8 @@ def make_eval_step(exp: experiment_lib.Experiment):
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     checkpointer, step = open_latest(workdir)
-    if not os.access(workdir, os.W_OK):  # found now, not after the whole evaluation
+    # Found now, not after the whole evaluation (a bucket's permissions show only on write).
+    if is_local(workdir) and not os.access(workdir, os.W_OK):
         checkpointer.close()
         raise FileExistsError(
             f"--workdir {workdir} is not writable; eval writes eval.json and its charts there"
@@ -121,7 +122,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "step": step,
         "model": "baseline" if config.model.baseline else "full",
     }
-    results |= scorer.results(Path(workdir))
+    results |= scorer.results(epath.Path(workdir))
     # An evaluation never scores fewer examples than it was given without saying so.
     given = exp.data.num_eval_examples
     notes = []
@@ -145,7 +146,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         results["expert_usage"] = {name: usage[i].tolist() for i, name in enumerate(level_names)}
         results["expert_dropped_fraction"] = float(np.mean(dropped)) if dropped else 0.0
         fig = expert_usage_figure(results["expert_usage"])
-        fig.savefig(Path(workdir) / "expert_usage.png", dpi=100)
+        with (epath.Path(workdir) / "expert_usage.png").open("wb") as f:
+            fig.savefig(f, format="png", dpi=100)
     results["samples"] = samples
     if exp.data.skips:  # what indexing left out: an eval never silently scores fewer images
         results["data"] = data = exp.data.skips["eval"]
@@ -156,8 +158,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             )
     results["notes"] = notes
 
-    write_text_whole(Path(workdir) / "eval.json", json.dumps(results, indent=2))
-    write_text_whole(Path(workdir) / "eval.md", markdown(results))
+    write_text_whole(epath.Path(workdir) / "eval.json", json.dumps(results, indent=2))
+    write_text_whole(epath.Path(workdir) / "eval.md", markdown(results))
     _print_report(results, config)
     return results
 

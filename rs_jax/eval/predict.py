@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import IO, Any
+
+from etils import epath
 
 from rs_jax.files import write_whole
 
@@ -111,7 +111,7 @@ def run_predict(config: Any, args: argparse.Namespace, out: IO[str] | None = Non
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
     files = list_images(args.images)
-    out_path = Path(args.out)
+    out_path = epath.Path(args.out)
     _check_out(out_path, args.overwrite)
     session = open_session(config, args.workdir)
     question = _question(session, args.question)
@@ -140,7 +140,7 @@ def _check_image(config: Any, path: str) -> None:
     """Fails before the model is loaded when `path` is no readable image."""
     from rs_jax.data.images import UnreadableImageError, bands_of, decode_error
 
-    if os.path.isdir(path):
+    if epath.Path(path).is_dir():
         raise IsADirectoryError(f"--image {path} is a folder; use --images DIR for a folder")
     why = decode_error(path, bands_of(config.data))
     if why is not None:
@@ -164,11 +164,11 @@ def _question(session: Any, question: str | None) -> str:
     return question
 
 
-def list_images(folder: str) -> list[Path]:
+def list_images(folder: str) -> list[epath.Path]:
     """The image files directly in `folder` (extensions of data.images), sorted by name."""
     from rs_jax.data.images import IMAGE_EXTENSIONS
 
-    root = Path(folder)
+    root = epath.Path(folder)
     if not root.is_dir():
         raise NotADirectoryError(f"--images {folder} is not a folder")
     files = sorted(
@@ -181,7 +181,7 @@ def list_images(folder: str) -> list[Path]:
     return files
 
 
-def _check_out(path: Path, overwrite: bool) -> None:
+def _check_out(path: epath.Path, overwrite: bool) -> None:
     if path.is_dir():
         raise IsADirectoryError(f"--out {path} is a folder; name a .jsonl file")
     if path.exists() and not overwrite:
@@ -190,9 +190,9 @@ def _check_out(path: Path, overwrite: bool) -> None:
 
 def predict_folder(
     session: Any,
-    files: Sequence[Path],
+    files: Sequence[epath.Path],
     question: str,
-    out_path: Path,
+    out_path: epath.Path,
     *,
     batch_size: int | None = None,
     skip_unreadable: bool = False,

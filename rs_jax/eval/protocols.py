@@ -20,8 +20,9 @@ accuracy over every exact-match question).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
+
+from etils import epath
 
 from rs_jax.eval.captions import caption_scores, format_caption_table
 from rs_jax.eval.metrics import ClassificationScores, TaskAccuracy
@@ -61,7 +62,7 @@ class Scorer:
             self.per_source[name].add(task.removeprefix(f"{name}/"), prediction, answer)
         return hit
 
-    def results(self, figures_dir: Path | None = None) -> dict[str, Any]:
+    def results(self, figures_dir: epath.Path | None = None) -> dict[str, Any]:
         """{"tasks", "mean_accuracy", "overall_accuracy", "count"} over exact-match tasks and
         "sources": {name: protocol results}; a classification source's confusion matrix is
         drawn to figures_dir/confusion_<source>.png."""
@@ -83,7 +84,8 @@ class Scorer:
                         row["confusion_matrix"], row["classes"], f"{name}: confusion matrix"
                     )
                     file = f"confusion_{name}.png"
-                    fig.savefig(figures_dir / file, dpi=100, bbox_inches="tight")
+                    with (figures_dir / file).open("wb") as f:
+                        fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
                     row["figure"] = file
             else:
                 predictions, refs = self.captions[name]

@@ -3,9 +3,9 @@ about an image, optionally after earlier rounds of a conversation, see what was 
 each semantic level and which experts its tokens went to."""
 
 import dataclasses
+import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import jax
 import ml_collections
@@ -20,7 +20,7 @@ from rs_jax.eval.evaluate import make_eval_step
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import open_latest
 
-ImageLike = np.ndarray | str | Path
+ImageLike = np.ndarray | str | os.PathLike
 
 
 @dataclasses.dataclass
@@ -100,8 +100,8 @@ class Session:
         """A path or an array [H, W, 3] -> uint8 [S, S, 3] as the model sees it. A file that
         cannot be decoded raises UnreadableImageError naming it."""
         size = self.config.data.image_size
-        if isinstance(image, str | Path):
-            return load_image(str(image), size, self.bands)
+        if isinstance(image, str | os.PathLike):
+            return load_image(os.fspath(image), size, self.bands)
         return np.asarray(Image.fromarray(np.asarray(image, np.uint8)).resize((size, size)))
 
     def ask(self, image: ImageLike, question: str, history: History = ()) -> Answer:

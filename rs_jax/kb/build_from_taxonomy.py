@@ -18,7 +18,8 @@ import re
 import sys
 import tempfile
 from collections import defaultdict
-from pathlib import Path
+
+from etils import epath
 
 from rs_jax.kb.curation import CurationError, Tables, load_descriptions, load_tables
 from rs_jax.kb.schema import LEVELS, Entry, make_id, write_kb
@@ -199,8 +200,8 @@ def _parent_dataset(datasets: dict, ds: str, parent_raw: str) -> str | None:
 
 
 def build(
-    taxonomy_path: str | Path,
-    out_path: str | Path,
+    taxonomy_path: epath.PathLike,
+    out_path: epath.PathLike,
     tables: Tables | None = None,
     descriptions: dict[str, dict[str, str]] | None = None,
 ) -> list[Entry]:
@@ -208,7 +209,7 @@ def build(
 
     tables, descriptions: default to the shipped files in rs_jax/kb/data/.
     """
-    taxonomy = json.loads(Path(taxonomy_path).read_text(encoding="utf-8"))
+    taxonomy = json.loads(epath.Path(taxonomy_path).read_text())
     entries = build_entries(
         taxonomy,
         load_tables() if tables is None else tables,
@@ -219,10 +220,10 @@ def build(
     missing_levels = set(LEVELS) - {e.level for e in entries}
     if missing_levels:
         raise BuildError(f"no entries at level(s) {sorted(missing_levels)}")
-    out_path = Path(out_path)
+    out_path = epath.Path(out_path)
     # Validate a scratch copy first so a bad build never clobbers the shipped file.
     with tempfile.TemporaryDirectory() as tmp:
-        scratch = Path(tmp) / "kb.jsonl"
+        scratch = epath.Path(tmp) / "kb.jsonl"
         write_kb(entries, scratch)
         problems = validate_kb_file(scratch)
         if problems:

@@ -14,9 +14,11 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
+from etils import epath
+
+from rs_jax.files import absolute, local_path
 from rs_jax.kb.schema import LEVELS
 
 
@@ -115,7 +117,7 @@ def cmd_build(
 
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
-    check_output_dir(Path(out), overwrite)  # before the slow part
+    check_output_dir(local_path(out, "--out"), overwrite)  # before the slow part
     if _check(kb_path):
         print(f"rs-jax: refusing to build {kb_path}: fix the problems above", file=sys.stderr)
         return 1
@@ -136,7 +138,7 @@ def cmd_build(
         embeddings,
         encoder=model,
         # A folder path is recorded absolute so that search works from any directory.
-        encoder_source=str(Path(encoder).resolve()) if Path(encoder).is_dir() else encoder,
+        encoder_source=str(absolute(encoder)) if epath.Path(encoder).is_dir() else encoder,
         kb_path=kb_path,
         build_seconds=embedded - start,
         overwrite=overwrite,

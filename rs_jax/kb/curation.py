@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from etils import epath
+
 from rs_jax.kb.schema import LEVELS
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -51,12 +53,12 @@ class Tables:
     aliases: dict[str, list[str]]  # "level/name" -> extra aliases
 
 
-def load_descriptions(path: str | Path = DESCRIPTIONS_FILE) -> dict[str, dict[str, str]]:
+def load_descriptions(path: epath.PathLike = DESCRIPTIONS_FILE) -> dict[str, dict[str, str]]:
     """level -> canonical name -> description."""
     return _check(_read(path), _DESCRIPTIONS_SHAPE, "", path)
 
 
-def load_tables(path: str | Path = TABLES_FILE) -> Tables:
+def load_tables(path: epath.PathLike = TABLES_FILE) -> Tables:
     """The hand tables, checked against their shapes."""
     pairs = _read(path)
     if not isinstance(pairs, _Pairs):
@@ -79,14 +81,14 @@ class _Pairs(list):
     """A JSON object as its (key, value) pairs, so duplicate keys survive parsing."""
 
 
-def _read(path: str | Path) -> Any:
+def _read(path: epath.PathLike) -> Any:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=_Pairs)
+        return json.loads(epath.Path(path).read_text(), object_pairs_hook=_Pairs)
     except json.JSONDecodeError as e:
         raise CurationError(f"{path}: line {e.lineno}: invalid JSON: {e.msg}") from None
 
 
-def _check(value: Any, shape: Any, where: str, path: str | Path) -> Any:
+def _check(value: Any, shape: Any, where: str, path: epath.PathLike) -> Any:
     """`value` as plain dicts and lists if it has `shape`; raises naming `where` if not."""
     if isinstance(shape, dict):
         ((key_kind, inner),) = shape.items()
@@ -109,7 +111,7 @@ def _check(value: Any, shape: Any, where: str, path: str | Path) -> Any:
     return _check_scalar(value, shape, where, path)
 
 
-def _check_scalar(value: Any, kind: str, where: str, path: str | Path) -> Any:
+def _check_scalar(value: Any, kind: str, where: str, path: epath.PathLike) -> Any:
     if kind == "id?" and value is None:
         return None
     if not isinstance(value, str) or not value:

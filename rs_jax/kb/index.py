@@ -15,10 +15,12 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from etils import epath
+
+from rs_jax.files import local_path
 
 # Below this many rows exact scoring is both fast and exact; AH training would not pay off.
 BRUTE_FORCE_MAX = 2048
@@ -210,14 +212,15 @@ def search(
 
 
 def save_index(searcher: Searcher, directory: str | os.PathLike) -> None:
-    """Serialize `searcher` into `directory` (created) with paths relative to it."""
-    os.makedirs(directory, exist_ok=True)
-    searcher.serialize(str(directory), relative_path=True)
+    """Serialize `searcher` into `directory` (created, on this host: ScaNN writes local
+    files only) with paths relative to it."""
+    local_path(directory, "a ScaNN index folder").mkdir(parents=True, exist_ok=True)
+    searcher.serialize(os.fspath(directory), relative_path=True)
 
 
 def load_index(directory: str | os.PathLike) -> Searcher:
-    """Load a searcher written by `save_index`."""
-    path = Path(directory)
+    """Load a searcher written by `save_index` (on this host: ScaNN reads local files only)."""
+    path = local_path(directory, "a ScaNN index folder")
     if not (path / "scann_assets.pbtxt").is_file():
         raise FileNotFoundError(f"no ScaNN index in {path} (missing scann_assets.pbtxt)")
     return _scann_ops().load_searcher(str(path), assets_backcompat_shim=False)
@@ -284,7 +287,7 @@ class LevelIndex:
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write `<directory>/<level>/` searchers and `levels.json` (row-id maps)."""
-        root = Path(directory)
+        root = epath.Path(directory)
         root.mkdir(parents=True, exist_ok=True)
         manifest = {}
         for level, searcher in self.searchers.items():
@@ -300,7 +303,7 @@ class LevelIndex:
     @classmethod
     def load(cls, directory: str | os.PathLike) -> LevelIndex:
         """Read an index written by `save`."""
-        root = Path(directory)
+        root = epath.Path(directory)
         manifest_path = root / "levels.json"
         if not manifest_path.is_file():
             raise FileNotFoundError(f"no level index in {root} (missing levels.json)")

@@ -10,7 +10,8 @@ import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from etils import epath
 
 # Coarse to fine. Finer nomenclature depth (e.g. CORINE level 1/2/3) lives in
 # `depth`, not in extra levels, so that consumers only ever see three levels.
@@ -71,20 +72,20 @@ def _fold(s: str) -> str:
     return "".join(c for c in s.lower() if c.isalnum())
 
 
-def load_kb(path: str | Path) -> list[Entry]:
+def load_kb(path: epath.PathLike) -> list[Entry]:
     """Read a JSONL knowledge base (no validation; see `validate.check_kb_file`)."""
     entries = []
-    with open(path, encoding="utf-8") as f:
+    with epath.Path(path).open() as f:
         for line in f:
             if line.strip():
                 entries.append(Entry.from_dict(json.loads(line)))
     return entries
 
 
-def write_kb(entries: Iterable[Entry], path: str | Path) -> None:
+def write_kb(entries: Iterable[Entry], path: epath.PathLike) -> None:
     """Write entries as JSONL, one compact object per line, in the given order."""
-    path = Path(path)
+    path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
+    with path.open("w") as f:
         for e in entries:
             f.write(json.dumps(e.to_dict(), ensure_ascii=False) + "\n")

@@ -18,16 +18,16 @@ import datetime
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+from etils import epath
 
 from rs_jax import __version__
+from rs_jax.files import local_path
 from rs_jax.kb.index import LevelIndex
 from rs_jax.kb.schema import Entry, load_kb, write_kb
 
@@ -59,7 +59,7 @@ class Hit(NamedTuple):
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with epath.Path(path).open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -69,7 +69,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 class BuiltKB:
     """A loaded built-KB directory; see the module docstring for the layout."""
 
-    path: Path
+    path: epath.Path
     entries: list[Entry]
     embeddings: np.ndarray
     metadata: dict[str, Any]
@@ -110,7 +110,7 @@ class BuiltKB:
         `expect_encoder` is an encoder (name and fingerprint are compared) or an encoder
         name. Raises FileNotFoundError naming missing files, ValueError on mismatches.
         """
-        root = Path(path)
+        root = epath.Path(path)
         if not root.is_dir():
             raise FileNotFoundError(f"built KB directory not found: {root}")
         missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
@@ -135,7 +135,8 @@ class BuiltKB:
             )
         check_encoder(metadata, expect_encoder, expect_dim, root)
 
-        embeddings = np.load(root / EMBEDDINGS_FILE)
+        with (root / EMBEDDINGS_FILE).open("rb") as f:
+            embeddings = np.load(f)
         entries = load_kb(root / ENTRIES_FILE)
         expected_shape = (int(metadata["count"]), int(metadata["dim"]))
         if embeddings.shape != expected_shape or len(entries) != expected_shape[0]:
@@ -205,7 +206,7 @@ _BUILT_FILES = {METADATA_FILE, ENTRIES_FILE, EMBEDDINGS_FILE, INDEX_DIR}
 _BUILT_METADATA = {"format_version", "encoder", "dim", "count", "levels", "kb_sha256", "index"}
 
 
-def check_output_dir(root: Path, overwrite: bool) -> None:
+def check_output_dir(root: epath.Path, overwrite: bool) -> None:
     """A build may write `root` if it is new or empty, or if `overwrite` is set and it
     holds exactly a KB built by this project (its files and their metadata): a folder that
     merely has a metadata.json (a dataset's, say) is never replaced."""
@@ -260,7 +261,8 @@ def write_built_kb(
         raise ValueError(
             f"embeddings are {x.shape[1]}-d but encoder {encoder.name!r} is {encoder.dim}-d"
         )
-    root = Path(out)
+    # Assembled with a rename, and ScaNN writes local files only.
+    root = local_path(out, "--out")
     check_output_dir(root, overwrite)
 
     levels: dict[str, int] = {}
@@ -286,17 +288,17 @@ def write_built_kb(
     }
 
     root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    staging = epath.Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
-        staging.chmod(0o755)  # mkdtemp makes it private; a built KB is meant to be shared
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; a built KB is meant to be shared
         np.save(staging / EMBEDDINGS_FILE, x)
         write_kb(entries, staging / ENTRIES_FILE)
         index.save(staging / INDEX_DIR)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         if root.exists():
-            shutil.rmtree(root)
+            root.rmtree()
         staging.rename(root)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging.rmtree(missing_ok=True)
         raise
     return BuiltKB(root, list(entries), x, metadata, index)

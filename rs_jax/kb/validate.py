@@ -18,7 +18,8 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+
+from etils import epath
 
 from rs_jax.kb.schema import FIELD_NAMES, LEVELS, REQUIRED_FIELDS
 
@@ -42,13 +43,13 @@ class Problem:
 class KBValidationError(ValueError):
     """A knowledge-base file failed validation; `problems` lists why."""
 
-    def __init__(self, path: str | Path, problems: Sequence[Problem]):
+    def __init__(self, path: epath.PathLike, problems: Sequence[Problem]):
         self.path = str(path)
         self.problems = list(problems)
         super().__init__(f"{path}: {len(self.problems)} problem(s)\n{format_problems(problems)}")
 
 
-def format_problems(problems: Sequence[Problem], path: str | Path | None = None) -> str:
+def format_problems(problems: Sequence[Problem], path: epath.PathLike | None = None) -> str:
     """One problem per line, optionally prefixed by the file path."""
     prefix = f"{path}: " if path is not None else ""
     return "\n".join(prefix + str(p) for p in problems)
@@ -75,7 +76,7 @@ def _type_problems(lineno: int, d: dict) -> list[Problem]:
     return out
 
 
-def validate_kb_file(path: str | Path, *, known_ids: Iterable[str] = ()) -> list[Problem]:
+def validate_kb_file(path: epath.PathLike, *, known_ids: Iterable[str] = ()) -> list[Problem]:
     """All problems in a JSONL KB file, in line order; [] if it is valid.
 
     known_ids: ids defined elsewhere (e.g. the shipped KB when validating an
@@ -84,7 +85,7 @@ def validate_kb_file(path: str | Path, *, known_ids: Iterable[str] = ()) -> list
     problems: list[Problem] = []
     rows: list[tuple[int, dict]] = []
     try:
-        with open(path, encoding="utf-8") as f:
+        with epath.Path(path).open() as f:
             lines = list(enumerate(f, start=1))
     except UnicodeDecodeError as e:
         # The decoder's own message names neither the file nor what to do.
@@ -236,7 +237,7 @@ def _link_problems(
     return out
 
 
-def check_kb_file(path: str | Path, *, known_ids: Iterable[str] = ()) -> None:
+def check_kb_file(path: epath.PathLike, *, known_ids: Iterable[str] = ()) -> None:
     """Raise KBValidationError listing every problem if the file is invalid."""
     problems = validate_kb_file(path, known_ids=known_ids)
     if problems:

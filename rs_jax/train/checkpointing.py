@@ -6,13 +6,15 @@ the weights makes a resumed run see exactly the examples it would have seen.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
+
+from rs_jax.files import absolute
 
 STATE = "state"
 DATA_ITER = "data_iter"
@@ -69,8 +71,8 @@ def _restore_args(target: jax.ShapeDtypeStruct) -> ocp.ArrayRestoreArgs:
 class Checkpointer:
     """Async, rotating checkpoints of ``state`` (a pytree of arrays) and a data iterator."""
 
-    def __init__(self, workdir: str | Path, keep: int = 2, async_save: bool = True) -> None:
-        self.directory = Path(workdir).absolute() / "checkpoints"
+    def __init__(self, workdir: epath.PathLike, keep: int = 2, async_save: bool = True) -> None:
+        self.directory = absolute(workdir) / "checkpoints"
         self._manager = ocp.CheckpointManager(
             self.directory,
             item_handlers={
@@ -86,7 +88,7 @@ class Checkpointer:
             ),
         )
 
-    def step_dir(self, step: int) -> Path:
+    def step_dir(self, step: int) -> epath.Path:
         """Directory of one saved step."""
         return self.directory / str(step)
 
@@ -235,7 +237,7 @@ class Checkpointer:
         self.close()
 
 
-def warm_start(params: Any, source: str | Path) -> tuple[Path, list[str]]:
+def warm_start(params: Any, source: epath.PathLike) -> tuple[epath.Path, list[str]]:
     """Sets, in place, every parameter in `params` (an nnx.State of variables) that the
     latest checkpoint of the run in `source` (a workdir, or one step directory) also holds
     with the same shape: stage 2 starting from stage 1. Only those arrays are read.
@@ -247,7 +249,7 @@ def warm_start(params: Any, source: str | Path) -> tuple[Path, list[str]]:
     from flax import nnx
 
     setting = "config.init.from_checkpoint"
-    source = Path(source).expanduser().absolute()
+    source = absolute(source)
     if (source / STATE).is_dir():
         step_dir = source
     else:
@@ -306,13 +308,13 @@ def warm_start(params: Any, source: str | Path) -> tuple[Path, list[str]]:
     return step_dir, missing
 
 
-def open_latest(workdir: str | Path) -> tuple[Checkpointer, int]:
+def open_latest(workdir: epath.PathLike) -> tuple[Checkpointer, int]:
     """A trained run's checkpointer and newest step, for reading it (eval, Session, export).
 
     Checked before anything else is prepared, so a wrong workdir fails in seconds; a folder
     without checkpoints is not created or changed.
     """
-    if not (Path(workdir) / "checkpoints").is_dir():
+    if not (epath.Path(workdir) / "checkpoints").is_dir():
         raise FileNotFoundError(
             f"No checkpoint in {workdir}; run `rs-jax train` with this workdir first"
         )

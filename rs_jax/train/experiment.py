@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -15,6 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from etils import epath
 from flax import nnx
 
 from rs_jax import sharding
@@ -23,6 +23,7 @@ from rs_jax.convert import pretrained
 from rs_jax.data.packing import Packing
 from rs_jax.data.pipeline import DataBundle, build_data
 from rs_jax.data.records import MAX_KB_LABELS
+from rs_jax.files import is_local
 from rs_jax.kb.host_retrieval import HostRetriever, prompt_query
 from rs_jax.kb.linking import link_labels, relabel
 from rs_jax.kb.schema import Entry
@@ -343,8 +344,13 @@ def _check_retrieval_mode(config: ml_collections.ConfigDict) -> None:
             "config.model.kb.source to a directory made by `rs-jax kb build` (or use "
             "retrieval='device')"
         )
+    if kb.retrieval == "host" and kb.source and not is_local(kb.source):
+        raise ConfigError(
+            f"config.model.kb.source={kb.source!r}: retrieval='host' reads the KB's ScaNN "
+            f"index, which must be on this host (copy it here, or use retrieval='device')"
+        )
     # Before the data is prepared: a mistyped path should not cost a dataset's preparation.
-    if kb.source and not config.model.baseline and not Path(kb.source).is_dir():
+    if kb.source and not config.model.baseline and not epath.Path(kb.source).is_dir():
         raise ConfigError(
             f"config.model.kb.source={kb.source!r}: no such folder (expected a directory made "
             f"by `rs-jax kb build`)"

@@ -8,22 +8,23 @@ its decoder (`OUT/llm`, with the run's tokenizer) and its vision tower (`OUT/vis
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import ml_collections
+from etils import epath
 from flax import nnx
 
 from rs_jax.convert import hf_decoder, hf_vision
+from rs_jax.files import local_path
 
 
-def hf_to_orbax(config: ml_collections.ConfigDict, workdir: str | Path) -> Path:
+def hf_to_orbax(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> epath.Path:
     """Writes the initial train state (imported towers, the other parts initialised from
     config.seed) as step 0 of `workdir`, with the resolved config.json; returns the step's
     folder. A workdir that holds a run (a checkpoint or a config.json) is left untouched."""
     from rs_jax.train import experiment as experiment_lib
     from rs_jax.train.checkpointing import Checkpointer
 
-    workdir = Path(workdir)
+    workdir = epath.Path(workdir)
     if not (config.init.vision or config.init.llm):
         raise ValueError("hf-to-orbax needs config.init.vision and/or config.init.llm (folders)")
     checkpointer = Checkpointer(workdir)
@@ -43,13 +44,16 @@ def hf_to_orbax(config: ml_collections.ConfigDict, workdir: str | Path) -> Path:
     return checkpointer.step_dir(0)
 
 
-def orbax_to_hf(config: ml_collections.ConfigDict, workdir: str, out: str | Path) -> list[Path]:
+def orbax_to_hf(
+    config: ml_collections.ConfigDict, workdir: str, out: epath.PathLike
+) -> list[epath.Path]:
     """Exports the towers of the latest checkpoint in `workdir`; returns the folders
-    written. `out` must be new or empty: nothing in it is overwritten."""
+    written. `out` must be new or empty: nothing in it is overwritten. It is on this host
+    (safetensors and transformers write only local files)."""
     from rs_jax.train import experiment as experiment_lib
     from rs_jax.train.checkpointing import open_latest
 
-    out = Path(out)
+    out = local_path(out, "--out")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"--out {out} exists and is not an empty folder; choose another")
     # Before preparing data, and without creating anything in a mistyped --workdir.

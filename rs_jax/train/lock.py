@@ -4,6 +4,9 @@
 gone (on this host) is stale and taken over with a warning; one held on another host is an
 error, since nothing here can tell whether that process still runs (remove the file when
 it does not).
+
+On a bucket (gs://) the lock is checked, then written: object stores have no exclusive
+create, so two runs starting at the same moment could both take it.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-from pathlib import Path
 
 import jax
+from etils import epath
+
+from rs_jax.files import is_local
 
 LOCK_FILE = ".rs_jax.lock"
 
@@ -31,8 +36,8 @@ def _alive(pid: int) -> bool:
 class WorkdirLock:
     """Context manager held by process 0 of a run (the other hosts share its workdir)."""
 
-    def __init__(self, workdir: str | Path):
-        self.path = Path(workdir) / LOCK_FILE
+    def __init__(self, workdir: epath.PathLike):
+        self.path = epath.Path(workdir) / LOCK_FILE
         self._held = False
 
     def __enter__(self) -> WorkdirLock:
@@ -41,8 +46,7 @@ class WorkdirLock:
         me = {"host": socket.gethostname(), "pid": os.getpid()}
         for _ in range(2):  # a second try after clearing a stale lock
             try:
-                with open(self.path, "x") as f:
-                    json.dump(me, f)
+                self._create(json.dumps(me))
                 self._held = True
                 return self
             except FileExistsError:
@@ -57,6 +61,16 @@ class WorkdirLock:
                 print(f"rs-jax: warning: removing the stale lock of pid {holder['pid']}")
                 self.path.unlink(missing_ok=True)
         raise FileExistsError(f"Could not take the lock {self.path}")
+
+    def _create(self, text: str) -> None:
+        """Writes the lock file; FileExistsError if there is one."""
+        if is_local(self.path):
+            with open(self.path, "x") as f:
+                f.write(text)
+        elif self.path.exists():
+            raise FileExistsError(self.path)
+        else:
+            self.path.write_text(text)
 
     def _holder(self) -> dict | None:
         try:

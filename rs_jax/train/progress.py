@@ -10,10 +10,10 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 
 def format_duration(seconds: float) -> str:
@@ -100,13 +100,13 @@ class ProgressLine:
 class MetricWriter:
     """TensorBoard scalars and images under ``logdir`` (written by process 0 only)."""
 
-    def __init__(self, logdir: str | Path, enabled: bool | None = None) -> None:
+    def __init__(self, logdir: epath.PathLike, enabled: bool | None = None) -> None:
         if enabled is None:
             import jax
 
             # Every host computes the same global metrics; one copy is enough.
             enabled = jax.process_index() == 0
-        self.logdir = Path(logdir)
+        self.logdir = epath.Path(logdir)
         self._writer = None
         if enabled:
             from tensorboardX import SummaryWriter
@@ -156,7 +156,7 @@ class MetricWriter:
         self.close()
 
 
-def _read_records(path: Path) -> list[bytes]:
+def _read_records(path: epath.Path) -> list[bytes]:
     # TFRecord framing: u64 length, u32 crc(length), payload, u32 crc(payload).
     # CRCs are not checked; a truncated tail (a writer still running) is ignored.
     data = path.read_bytes()
@@ -171,12 +171,13 @@ def _read_records(path: Path) -> list[bytes]:
     return records
 
 
-def read_scalars(logdir: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """All scalars in the event files under ``logdir``: ``{tag: [(step, value), ...]}``."""
+def read_scalars(logdir: epath.PathLike) -> dict[str, list[tuple[int, float]]]:
+    """All scalars in the event files in ``logdir`` (a MetricWriter's):
+    ``{tag: [(step, value), ...]}``."""
     from tensorboardX.proto import event_pb2
 
     out: dict[str, list[tuple[int, float]]] = {}
-    for path in sorted(Path(logdir).rglob("events.out.tfevents.*")):
+    for path in sorted(epath.Path(logdir).glob("events.out.tfevents.*")):
         for record in _read_records(path):
             event = event_pb2.Event.FromString(record)
             for value in event.summary.value:

@@ -3,7 +3,6 @@
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -11,11 +10,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from etils import epath
 from flax import nnx
 
 from rs_jax import sharding
 from rs_jax.config import config_changes
 from rs_jax.data.tokenizer import stored_corpus_hash
+from rs_jax.files import is_local
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import report
 from rs_jax.train.checkpointing import KNOWLEDGE_SHA256, TOKENIZER_SHA256, Checkpointer
@@ -144,19 +145,19 @@ def train(
     error listing the changes, unless `allow_config_change` (then they are printed).
     SIGTERM / SIGINT (or a preemption notice) end the run after the current step with a
     checkpoint; the summary then has "preempted": True (rs_jax.train.preemption)."""
-    workdir_path = Path(workdir)
+    workdir_path = epath.Path(workdir)
     try:
         workdir_path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise FileExistsError(f"--workdir {workdir}: cannot create it ({e.strerror})") from e
-    if not os.access(workdir_path, os.W_OK):
+    if is_local(workdir_path) and not os.access(workdir_path, os.W_OK):
         raise FileExistsError(f"--workdir {workdir} is not writable")
     with WorkdirLock(workdir_path):
         return _train(config, workdir_path, allow_config_change)
 
 
 def _train(
-    config: ml_collections.ConfigDict, workdir_path: Path, allow_config_change: bool
+    config: ml_collections.ConfigDict, workdir_path: epath.Path, allow_config_change: bool
 ) -> dict[str, Any]:
     workdir = str(workdir_path)
     # Shapes only: a resumed run never holds a fresh initialisation beside its checkpoint.
@@ -339,7 +340,7 @@ def _check_resume_config(checkpointer, step: int, resolved: dict, allow: bool) -
     )
 
 
-def _write_config_record(workdir: Path, resolved: dict) -> None:
+def _write_config_record(workdir: epath.Path, resolved: dict) -> None:
     """<workdir>/config.json := the resolved config; a different earlier one is kept as
     config.<time>.json (it may be the only record of what wrote older checkpoints)."""
     path = workdir / "config.json"
@@ -350,7 +351,7 @@ def _write_config_record(workdir: Path, resolved: dict) -> None:
             earlier = None
         if earlier == resolved:
             return
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(path.stat().st_mtime))
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(path.stat().mtime))
         path.rename(workdir / f"config.{stamp}.json")
     path.write_text(json.dumps(resolved, indent=2) + "\n")
 
@@ -360,7 +361,7 @@ class NonFiniteError(ValueError):
 
 
 def _check_nonfinite(
-    config, workdir: Path, unchecked: list, checkpointer: Checkpointer
+    config, workdir: epath.Path, unchecked: list, checkpointer: Checkpointer
 ) -> list[int]:
     """Reads the guard's verdicts of the `unchecked` steps (one device sync) and returns
     the steps whose update was dropped (train.on_nonfinite="skip"); with "stop", the first
@@ -377,7 +378,8 @@ def _check_nonfinite(
             continue
         path = workdir / f"nonfinite_batch_step{step}.npz"
         if not path.exists():
-            np.savez(path, **{k: v for k, v in host_batch.items() if v.dtype != object})
+            with path.open("wb") as f:
+                np.savez(f, **{k: v for k, v in host_batch.items() if v.dtype != object})
         last = checkpointer.latest_step()
         raise NonFiniteError(
             f"step {step}: the loss or gradients are not finite ({values}); the update was "

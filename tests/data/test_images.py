@@ -1,7 +1,9 @@
 """Multispectral TIFFs: band selection (config.data.bands / band_max), the errors that name
 the key, and the verification cache keyed by the band selection (rs_jax/data/images.py)."""
 
+import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,7 +37,8 @@ def _write(path, hwc, layout):
         tifffile.imwrite(path, chw, photometric="minisblack", planarconfig="separate")
     else:
         tifffile.imwrite(path, np.moveaxis(hwc, -1, 0))
-    np.testing.assert_array_equal(images._read_bands(path), hwc)  # as stored, [H, W, C]
+    stored = images._read_bands(io.BytesIO(Path(path).read_bytes()))
+    np.testing.assert_array_equal(stored, hwc)  # as stored, [H, W, C]
     return path
 
 

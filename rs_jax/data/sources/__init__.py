@@ -24,8 +24,11 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from etils import epath
+
 from rs_jax.data.images import Bands, check_images
 from rs_jax.data.tasks import QA
+from rs_jax.files import is_local
 
 # The module that reads each format (rs_jax/data/sources/<module>.py).
 MODULES = {
@@ -117,7 +120,8 @@ class SourceConfig:
         root = self.options.get("image_root", "")
         if root:
             return os.path.expanduser(root)
-        return self.path if os.path.isdir(self.path) else os.path.dirname(self.path)
+        path = epath.Path(self.path)
+        return self.path if path.is_dir() else str(path.parent)
 
     def split_path(self, split: str) -> str:
         """path with `{split}` filled in (a file per split), else path itself."""
@@ -191,7 +195,7 @@ class BadRecords:
 def read_json(path: str, what: str) -> Any:
     """A JSON file, or a one-line error naming it (and the line of a syntax error)."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with epath.Path(path).open() as f:
             return json.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(f"{what}: {path} does not exist") from None
@@ -204,7 +208,7 @@ def read_json(path: str, what: str) -> Any:
 def read_jsonl(path: str, what: str) -> Iterator[tuple[int, dict]]:
     """(line number, object) per non-empty line; a bad line is an error naming it."""
     try:
-        f = open(path, encoding="utf-8")  # noqa: SIM115 (closed below; lines are yielded)
+        f = epath.Path(path).open()  # closed below; lines are yielded
     except FileNotFoundError:
         raise FileNotFoundError(f"{what}: {path} does not exist") from None
     with f:
@@ -223,7 +227,10 @@ def read_jsonl(path: str, what: str) -> Iterator[tuple[int, dict]]:
 
 
 def image_path(image_root: str, name: str) -> str:
-    return name if os.path.isabs(name) else os.path.join(image_root, name)
+    """`name` under `image_root`, unless it is absolute or a URL (gs://...)."""
+    if os.path.isabs(name) or not is_local(name):
+        return name
+    return str(epath.Path(image_root) / name)
 
 
 def with_readable_images(

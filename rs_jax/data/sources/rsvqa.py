@@ -14,7 +14,8 @@ another type in the files is a bad record.
 from __future__ import annotations
 
 import collections
-import os
+
+from etils import epath
 
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data.sources import (
@@ -37,8 +38,8 @@ def _active(rows: list[dict]) -> list[dict]:
 def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
     opts = source.options
     prefix = opts["prefix"]
-    image_root = opts["image_root"] or os.path.join(
-        source.path, "Images_LR" if prefix == "LR" else "Data"
+    image_root = opts["image_root"] or str(
+        epath.Path(source.path) / ("Images_LR" if prefix == "LR" else "Data")
     )
     keep = opts["question_types"] or QUESTION_TYPES
     unknown = sorted(set(keep) - set(QUESTION_TYPES))
@@ -48,7 +49,7 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
             f"RSVQA has {QUESTION_TYPES}"
         )
     files = {
-        part: os.path.join(source.path, f"{prefix}_split_{split}_{part}.json")
+        part: str(epath.Path(source.path) / f"{prefix}_split_{split}_{part}.json")
         for part in ("questions", "answers")
     }
     what = f"config.data.sources.{source.name}"
@@ -81,7 +82,7 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
         by_image[q["img_id"]].append(tasks_lib.QA(question, str(answers[ids[0]]), kind))
     items = [
         Item(
-            image=os.path.join(image_root, f"{img_id}.tif"),
+            image=str(epath.Path(image_root) / f"{img_id}.tif"),
             qas=tuple(qas),
             classes=(),
             record=f"{files['questions']} image {img_id}",
