@@ -1119,6 +1119,23 @@ def test_a_signal_before_training_stops_cleanly(
     assert {s: signal.getsignal(s) for s in handlers} == handlers  # restored
 
 
+def test_a_step_larger_than_the_memory_stops_before_step_1(
+    tmp_path, shared_data, capsys, monkeypatch
+):
+    """The compiled step's peak set against what a device has (host RAM on CPU, here made
+    1 MiB): one line naming the knobs, before any step runs or anything is saved."""
+    from rs_jax.train import report
+
+    monkeypatch.setattr(report, "device_memory_bytes", lambda device: (2**20, "a test limit"))
+    argv = train(config=RUN_CONFIG, workdir=str(tmp_path / "w"), data=str(shared_data))
+    assert cli.main(list(argv)) == 2
+    out, err = capsys.readouterr()
+    (line,) = err.strip().splitlines()
+    assert re.search(r"needs .* a device at its peak, more than 1\.0 MiB \(a test limit\)", line)
+    assert "config.data.batch_size" in line and "config.model.remat_policy=full" in line
+    assert "step 1/" not in out and not list((tmp_path / "w").glob("checkpoints/*"))
+
+
 def test_an_unexpected_exception_is_one_line_and_debug_shows_it(capsys, monkeypatch):
     from rs_jax import config as config_lib
 

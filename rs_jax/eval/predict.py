@@ -209,7 +209,9 @@ def predict_folder(
     from rs_jax.train.progress import ProgressLine
 
     divisor = session.batch_divisor
-    rows = session.batch_size if batch_size is None else -(-batch_size // divisor) * divisor
+    rows = session.batch_size if batch_size is None else batch_size
+    # No more rows than files (a batch is compiled for its size), whole batch shards.
+    rows = -(-min(rows, max(len(files), 1)) // divisor) * divisor
     batches = [files[i : i + rows] for i in range(0, len(files), rows)]
     progress = ProgressLine(
         len(batches),

@@ -47,7 +47,7 @@ def add_kb_parser(commands: Any) -> argparse.ArgumentParser:
     search.add_argument("dir", metavar="DIR", help="built-KB directory (from `kb build`)")
     search.add_argument("query", help="query text")
     search.add_argument("--level", choices=LEVELS, default=None, help="only this level")
-    search.add_argument("-k", type=int, default=5, help="number of results (default: 5)")
+    search.add_argument("-k", type=int, default=None, help="number of results (default: 5)")
     return kb
 
 
@@ -155,8 +155,12 @@ def cmd_build(
     return 0
 
 
-def cmd_search(directory: str, query: str, *, level: str | None = None, k: int = 5) -> int:
-    """Encode `query` with the KB's own encoder and print the top-`k` entries."""
+def cmd_search(
+    directory: str, query: str, *, level: str | None = None, k: int | None = None
+) -> int:
+    """Encode `query` with the KB's own encoder and print the top-`k` entries (5 unless
+    given; at most the entries searched)."""
+    asked, k = k is not None, 5 if k is None else k
     if k < 1:
         raise ValueError(f"-k must be >= 1, got {k}")
     from rs_jax.kb.store import BuiltKB, check_encoder
@@ -167,6 +171,12 @@ def cmd_search(directory: str, query: str, *, level: str | None = None, k: int =
     check_encoder(kb.metadata, model, None, directory)
     if level is not None and level not in kb.index.levels:
         raise ValueError(f"{directory} has no {level!r} entries (levels: {', '.join(kb.levels)})")
+    # More results than entries would only size buffers for rows that do not exist.
+    available = sum(level in (None, e.level) for e in kb.entries)
+    if k > available:
+        if asked:
+            print(f"(-k {k}: the search covers {available} entries; showing them all)")
+        k = available
     hits = kb.search(model.encode([query]), level=level, k=k)[0]
     rows = [(str(h.rank), f"{h.score:.4f}", h.entry.level, h.entry.name, h.entry.id) for h in hits]
     _print_table(("rank", "score", "level", "name", "id"), rows)

@@ -104,11 +104,13 @@ class BuiltKB:
         expect_dim: int | None = None,
         *,
         load_index: bool = True,
+        dim_key: str = "",
     ) -> BuiltKB:
         """Read a built KB, refusing one made by another encoder or of another dimension.
 
         `expect_encoder` is an encoder (name and fingerprint are compared) or an encoder
-        name. Raises FileNotFoundError naming missing files, ValueError on mismatches.
+        name; `dim_key` the setting `expect_dim` came from, named on a mismatch. Raises
+        FileNotFoundError naming missing files, ValueError on mismatches.
         """
         root = epath.Path(path)
         if not root.is_dir():
@@ -133,7 +135,7 @@ class BuiltKB:
                 f"{root} uses built-KB format {metadata['format_version']}; this rs-jax "
                 f"reads up to {FORMAT_VERSION}"
             )
-        check_encoder(metadata, expect_encoder, expect_dim, root)
+        check_encoder(metadata, expect_encoder, expect_dim, root, dim_key)
 
         with (root / EMBEDDINGS_FILE).open("rb") as f:
             embeddings = np.load(f)
@@ -176,8 +178,10 @@ def check_encoder(
     expect_encoder: EncoderLike | str | None,
     expect_dim: int | None,
     path: str | os.PathLike,
+    dim_key: str = "",
 ) -> None:
-    """Raise ValueError naming both sides when a built KB does not fit the encoder."""
+    """Raise ValueError naming both sides when a built KB does not fit the encoder (and
+    `dim_key`, the setting an expected dimension came from)."""
     built_name = metadata["encoder"]["name"]
     built_fp = metadata["encoder"].get("fingerprint")
     built_dim = int(metadata["dim"])
@@ -196,9 +200,12 @@ def check_encoder(
         if dim is not None and expect_dim is None:
             expect_dim = dim
     if expect_dim is not None and int(expect_dim) != built_dim:
+        fix = "rebuild it with the encoder you query with"
+        if dim_key:
+            fix = f"set {dim_key}={built_dim} to use it, or {fix}"
         raise ValueError(
-            f"{path} holds {built_dim}-dimensional embeddings, but {expect_dim} were "
-            f"expected; rebuild it with the encoder you query with"
+            f"{path} holds {built_dim}-dimensional embeddings, but {dim_key or 'the query'} "
+            f"{'is' if dim_key else 'expects'} {expect_dim}; {fix}"
         )
 
 

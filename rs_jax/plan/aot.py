@@ -29,14 +29,6 @@ from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import report
 
 STEPS = ("train", "eval", "generate")
-# Knobs that bring a step's memory down, named when it does not fit.
-MEMORY_KNOBS = (
-    "--batch (or config.data.batch_size)",
-    "config.model.remat_policy=full",
-    "config.mesh.fsdp (shard parameters and optimizer state over more chips)",
-    "config.train.loss_vocab_chunk (fewer vocabulary entries' logits at once)",
-    "config.train.grad_accum_steps (micro-batches)",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,5 +275,5 @@ def not_fitting_message(result: dict[str, Any], compiled: dict[str, Any]) -> str
     return (
         f"the {compiled['step']} step needs {report.format_bytes(memory)} per chip, more than "
         f"the {report.format_bytes(result['hbm_bytes'])} of HBM on {result['topology']}; "
-        f"lower " + ", ".join(MEMORY_KNOBS)
+        f"lower --batch (or config.data.batch_size), " + ", ".join(report.MEMORY_KNOBS)
     )

@@ -301,7 +301,10 @@ def load_knowledge(
     if config.model.kb.source and not model_config.baseline:
         host = config.model.kb.retrieval == "host"
         built = BuiltKB.load(
-            config.model.kb.source, expect_dim=config.model.kb.dim, load_index=host
+            config.model.kb.source,
+            expect_dim=config.model.kb.dim,
+            load_index=host,
+            dim_key="config.model.kb.dim",
         )
         entries, table = built.entries, built.embeddings
         if host:

@@ -7,6 +7,7 @@ every figure comes from shapes, dtypes and shardings, never from allocated buffe
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import jax
@@ -80,6 +81,42 @@ def peak_bytes(step: dict[str, int]) -> int:
     """Live bytes at the step's peak: arguments + temporaries + outputs not aliased (donated)
     onto arguments."""
     return step["argument_bytes"] + step["temp_bytes"] + step["output_bytes"] - step["alias_bytes"]
+
+
+# Knobs that bring a step's memory down, named when it does not fit (besides the batch).
+MEMORY_KNOBS = (
+    "config.model.remat_policy=full",
+    "config.mesh.fsdp (shard parameters and optimizer state over more chips)",
+    "config.train.loss_vocab_chunk (fewer vocabulary entries' logits at once)",
+    "config.train.grad_accum_steps (micro-batches)",
+)
+
+
+def device_memory_bytes(device: jax.Device) -> tuple[int, str] | None:
+    """What one device may hold and where that comes from: an accelerator's own limit, or
+    on CPU the host's RAM shared by its local CPU devices (None if unknown)."""
+    if device.platform != "cpu":
+        limit = (device.memory_stats() or {}).get("bytes_limit")
+        return None if limit is None else (int(limit), f"{device.device_kind} memory")
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
+    shared = max(len(jax.local_devices(backend="cpu")), 1)
+    return ram // shared, f"{format_bytes(ram)} of host RAM over {shared} CPU device(s)"
+
+
+def check_fits(step: dict[str, int] | None, device: jax.Device) -> None:
+    """Raise, naming the knobs, when the compiled step's peak exceeds what a device has: the
+    run would fail at its first step (RESOURCE_EXHAUSTED, or the kernel's OOM killer)."""
+    capacity = None if step is None else device_memory_bytes(device)
+    if capacity is None or peak_bytes(step) <= capacity[0]:
+        return
+    raise ValueError(
+        f"the compiled train step needs {format_bytes(peak_bytes(step))} a device at its peak, "
+        f"more than {format_bytes(capacity[0])} ({capacity[1]}); lower "
+        f"config.data.batch_size, " + ", ".join(MEMORY_KNOBS)
+    )
 
 
 def format_bytes(n: float) -> str:

@@ -117,14 +117,16 @@ def make_train_step(exp: experiment_lib.Experiment):
         metrics["learning_rate"] = schedule(state["step"])
         # A non-finite loss, gradient or update is never applied: the parameters and the
         # optimizer state stay as they were, and the host decides (train.on_nonfinite).
-        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
-        finite &= jnp.isfinite(optax.global_norm(updates))
+        # Which of them, as bits (NONFINITE_PARTS), so the message names the culprit.
+        checked = (metrics["loss"], metrics["grad_norm"], optax.global_norm(updates))
+        nonfinite = sum((~jnp.isfinite(x)).astype(jnp.int32) << i for i, x in enumerate(checked))
+        finite = nonfinite == 0
         params, opt_state = jax.tree.map(
             lambda new, old: jnp.where(finite, new, old),
             (params, opt_state),
             (state["params"], state["opt_state"]),
         )
-        metrics["nonfinite"] = (~finite).astype(jnp.int32)
+        metrics["nonfinite"] = nonfinite
         return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 
     return jax.jit(
@@ -210,13 +212,17 @@ def _train(
     start_compile = time.perf_counter()
     with jax.set_mesh(exp.mesh):
         train_step = make_train_step(exp).lower(state, batch).compile()
+    step_memory = report.compiled_report(train_step)
     print(
-        report.format_report(
-            report.state_report(state, exp.mesh), report.compiled_report(train_step)
-        )
+        report.format_report(report.state_report(state, exp.mesh), step_memory)
         + f"\nCompiled the train step in {time.perf_counter() - start_compile:.1f} s.",
         flush=True,
     )
+    try:  # before step 1, not at it: a step that cannot fit names the knobs instead
+        report.check_fits(step_memory, exp.mesh.devices.flat[0])
+    except ValueError:
+        checkpointer.close()
+        raise
     progress = ProgressLine(total, start, config.train.log_every)
     writer = MetricWriter(workdir_path / "tensorboard")
     metrics: dict[str, Any] = {}
@@ -356,6 +362,18 @@ def _write_config_record(workdir: epath.Path, resolved: dict) -> None:
     path.write_text(json.dumps(resolved, indent=2) + "\n")
 
 
+# The guard's bits, in order: what was not finite.
+NONFINITE_PARTS = (
+    "the loss",
+    "the gradients",
+    "the update (the optimizer state or the parameters: a damaged checkpoint?)",
+)
+
+
+def _nonfinite_parts(bits: int) -> str:
+    return " and ".join(part for i, part in enumerate(NONFINITE_PARTS) if bits >> i & 1)
+
+
 class NonFiniteError(ValueError):
     """Training met a non-finite loss or gradient and train.on_nonfinite is "stop"."""
 
@@ -372,8 +390,9 @@ def _check_nonfinite(
         if not int(nonfinite):
             continue
         values = ", ".join(f"{k}={float(metrics[k]):.4g}" for k in ("loss", "grad_norm"))
+        culprit = _nonfinite_parts(int(nonfinite))
         if config.train.on_nonfinite == "skip":
-            print(f"step {step}: not finite ({values}); update dropped", flush=True)
+            print(f"step {step}: {culprit} not finite ({values}); update dropped", flush=True)
             dropped.append(step)
             continue
         path = workdir / f"nonfinite_batch_step{step}.npz"
@@ -381,9 +400,10 @@ def _check_nonfinite(
             with path.open("wb") as f:
                 np.savez(f, **{k: v for k, v in host_batch.items() if v.dtype != object})
         last = checkpointer.latest_step()
+        saved = "no checkpoint was saved" if last is None else f"the last checkpoint is step {last}"
         raise NonFiniteError(
-            f"step {step}: the loss or gradients are not finite ({values}); the update was "
-            f"not applied and the last checkpoint is step {last}. The batch is in {path}. "
+            f"step {step}: {culprit} not finite ({values}); the update was not applied and "
+            f"{saved}. The batch is in {path}. "
             f"Lower config.train.learning_rate or set config.train.grad_clip, or set "
             f"config.train.on_nonfinite=skip to drop such steps"
         )

@@ -539,6 +539,13 @@ def test_vqa_jsonl_bad_lines_named(tmp_path):
     path.write_text(f"{good}\n" + json.dumps(dict(image="a.png", split="train", answer="no")))
     with pytest.raises(ValueError, match=re.escape(f"{path} line 2: no question")):
         vqa_jsonl.load_one(_source("v", "vqa_jsonl", path), "train", _ctx(tmp_path))
+    path.write_bytes(f"{good}\n{good}\n".encode() + b'{"question": "caf\xe9?"}\n')
+    with pytest.raises(ValueError, match=re.escape(f"{path} line 3: not UTF-8 text (invalid")):
+        vqa_jsonl.load_one(_source("v", "vqa_jsonl", path), "train", _ctx(tmp_path))
+    # Nothing of the split asked for: the message says what was looked for.
+    path.write_text(good + "\n")
+    with pytest.raises(ValueError, match=r"No usable records left in .* \(no record of this split"):
+        vqa_jsonl.load_one(_source("v", "vqa_jsonl", path), "test", _ctx(tmp_path))
 
 
 # --- classification folders ---------------------------------------------------------------------

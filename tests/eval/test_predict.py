@@ -104,6 +104,19 @@ def test_predict_one_image_answers_as_session_ask(run, tmp_path, capsys, monkeyp
     assert lines[-1].startswith("time: model load")
 
 
+def test_a_batch_larger_than_the_folder_is_one_batch_of_the_folder(loaded, tmp_path, capsys):
+    """--batch-size 10,000,000 on 8 images: one model call of 8 rows, not a batch sized by
+    the flag."""
+    args, _ = loaded
+    images(tmp_path / "in", 8)
+    out = tmp_path / "answers.jsonl"
+    argv = ["predict", *args, "--images", str(tmp_path / "in"), "--question", QUESTION]
+    assert cli.main([*argv, "--out", str(out), "--batch-size", "10000000"]) == 0
+    printed = capsys.readouterr().out
+    assert "batch 1/1" in printed and "8 images answered" in printed
+    assert len(out.read_text().splitlines()) == 8
+
+
 def test_folder_in_batches_equals_one_by_one(loaded, tmp_path, capsys):
     args, session = loaded
     paths = images(tmp_path / "in", 9)

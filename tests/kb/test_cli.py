@@ -84,6 +84,11 @@ def test_build_and_search(tmp_path, capsys, fake_encoder):
     assert cli.main(["kb", "search", str(out), "runway", "--level", "scene"]) == 0
     rows = capsys.readouterr().out.splitlines()[1:]
     assert [r.split()[2] for r in rows] == ["scene", "scene"]
+    # More results than entries: all of them, said so (no buffer sized by -k).
+    assert cli.main(["kb", "search", str(out), "runway", "-k", "1000000000"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "(-k 1000000000: the search covers 5 entries; showing them all)"
+    assert len(lines) == 1 + 1 + 5
 
 
 def test_build_never_replaces_a_folder_it_did_not_make(tmp_path, capsys, fake_encoder):

@@ -71,7 +71,7 @@ def test_encoder_mismatch_names_both_and_the_path(built):
 
 def test_dimension_mismatch(built):
     kb, _ = built
-    with pytest.raises(ValueError, match=r"64-dimensional.*but 384 were expected") as err:
+    with pytest.raises(ValueError, match=r"64-dimensional.*but the query expects 384") as err:
         BuiltKB.load(kb.path, expect_dim=384)
     assert str(kb.path) in str(err.value)
     with pytest.raises(ValueError, match="64-dimensional"):

@@ -84,7 +84,9 @@ def test_trainable_table_moves(built_kb, tmp_path):
 
 def test_dimension_mismatch_is_a_clear_startup_error(built_kb, tmp_path):
     built, _ = built_kb
-    with pytest.raises(ValueError, match="dim"):
+    message = r"holds 24-dimensional embeddings, but config\.model\.kb\.dim is 64; set "
+    message += r"config\.model\.kb\.dim=24 to use it"
+    with pytest.raises(ValueError, match=message):
         experiment_lib.setup(config_for(built, tmp_path, **{"model.kb.dim": 64}), str(tmp_path))
 
 

@@ -202,17 +202,30 @@ def read_json(path: str, what: str) -> Any:
     except json.JSONDecodeError as e:
         raise ValueError(f"{what}: {path} line {e.lineno}: not valid JSON ({e.msg})") from None
     except UnicodeDecodeError as e:
-        raise ValueError(f"{what}: {path} is not UTF-8 text ({e.reason})") from None
+        raise ValueError(f"{what}: {path} is not UTF-8 text ({_where(path, e)})") from None
+
+
+def _where(path: str, e: UnicodeDecodeError) -> str:
+    """The line (and byte) of an encoding error in `path`, and its reason."""
+    with epath.Path(path).open("rb") as f:
+        line = f.read(e.start).count(b"\n") + 1
+    return f"line {line}, byte {e.start}: {e.reason}"
 
 
 def read_jsonl(path: str, what: str) -> Iterator[tuple[int, dict]]:
     """(line number, object) per non-empty line; a bad line is an error naming it."""
     try:
-        f = epath.Path(path).open()  # closed below; lines are yielded
+        f = epath.Path(path).open("rb")  # closed below; lines are yielded
     except FileNotFoundError:
         raise FileNotFoundError(f"{what}: {path} does not exist") from None
     with f:
-        for number, line in enumerate(f, start=1):
+        for number, raw in enumerate(f, start=1):
+            try:  # decoded line by line, so an encoding error names its line
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{what}: {path} line {number}: not UTF-8 text ({e.reason})"
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -255,7 +268,14 @@ def with_readable_images(
     )
     kept = [item for item in items if item.image not in unreadable]
     if not kept:
-        raise ValueError(f"No usable records left in {base_dir} (skipped: {bad.skipped})")
+        skipped = bad.skipped | unreadable
+        why = (
+            f"skipped: {skipped}"
+            if skipped
+            else "no record of this split and its filters (split name, question types, "
+            "format's own fields) was found"
+        )
+        raise ValueError(f"No usable records left in {base_dir} ({why})")
     return Split(kept, base_dir, skipped=bad.skipped | unreadable, aliases=aliases or {})
 
 
