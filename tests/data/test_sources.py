@@ -294,6 +294,14 @@ def test_captions_bad_records_name_the_record(tmp_path):
     path = _jsonl(tmp_path / "c.jsonl", [dict(split="train", captions=["x"])])
     with pytest.raises(ValueError, match=re.escape(f"{path} line 1: no image")):
         captions.load_one(_source("c", "captions", path), "train", _ctx(tmp_path))
+    # A string where the list of captions belongs is not split into characters.
+    path = _jsonl(tmp_path / "c.jsonl", [dict(split="train", image="a.jpg", captions="a string")])
+    message = f"{path} line 1: \"captions\": input should be a valid list (got str 'a string')"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        captions.load_one(_source("c", "captions", path), "train", _ctx(tmp_path))
+    path = _karpathy(tmp_path, [dict(filename="a.jpg", split="train", sentences=["a string"])])
+    with pytest.raises(ValueError, match=re.escape('(a.jpg): "sentences.0": input should be')):
+        captions.load_one(_source("c", "captions", path), "train", _ctx(tmp_path))
 
 
 # --- instruct (LLaVA / GeoChat conversations) --------------------------------------------------
@@ -368,7 +376,14 @@ def test_instruct_one_qa_per_gpt_turn_with_history(tmp_path):
             "has 3 turns",
         ),
         (_turns(("human", "<image> What?")), "needs at least one human and one gpt turn"),
-    ],
+        # Wrong JSON types: the field, what it must be, what it was.
+        (["<image> What is it?", "A port."], '"conversations.0": input should be a valid'),
+        (
+            [{"from": "human", "value": ["<image> What?"]}, {"from": "gpt", "value": "A port."}],
+            '"conversations.0.value": input should be a valid string (got list',
+        ),
+        ("a string", '"conversations": input should be a valid list (got str'),
+    ],  # fmt: skip
 )
 def test_instruct_bad_conversation_names_file_and_record(tmp_path, turns, reason):
     _image(tmp_path / "good.png")
@@ -542,6 +557,21 @@ def test_vqa_jsonl_bad_lines_named(tmp_path):
     path.write_bytes(f"{good}\n{good}\n".encode() + b'{"question": "caf\xe9?"}\n')
     with pytest.raises(ValueError, match=re.escape(f"{path} line 3: not UTF-8 text (invalid")):
         vqa_jsonl.load_one(_source("v", "vqa_jsonl", path), "train", _ctx(tmp_path))
+    # Wrong JSON types, nulls and runaway text: the field, what it must be, what it was.
+    for row, message in [
+        (dict(image="a.png", question=["q?"], answer="no"), r'"question": input should be a '
+         r"valid string \(got list \['q\?'\]\)"),
+        (dict(image=7, question="q?", answer="no"), r'"image": .* \(got int 7\)'),
+        (dict(image="a.png", question="q?", answer=None), r'"answer": .* \(got null\)'),
+        (dict(image="a.png", question="q" * 100_000, answer="no"),
+         r'"question" has 100,000 characters, more than 4,000'),
+        ([1, 2], r"expected an object"),
+    ]:  # fmt: skip
+        path.write_text(
+            f"{good}\n" + json.dumps({"split": "train", **row} if isinstance(row, dict) else row)
+        )
+        with pytest.raises(ValueError, match=re.escape(f"{path} line 2") + ".*" + message):
+            vqa_jsonl.load_one(_source("v", "vqa_jsonl", path), "train", _ctx(tmp_path))
     # Nothing of the split asked for: the message says what was looked for.
     path.write_text(good + "\n")
     with pytest.raises(ValueError, match=r"No usable records left in .* \(no record of this split"):
@@ -738,3 +768,11 @@ def test_taxonomy_classes_get_readable_names(dataset):
         assert re.fullmatch(r"[a-z]+( [a-z]+)*", name), (folder, name)
     if dataset == "EuroSAT":
         assert names[folders.index("SeaLake")] == "sea or lake"
+
+
+def test_class_folders_that_read_as_one_class_are_refused():
+    """Three spellings of one class would train as three labels of the same name."""
+    folders = ("DenseResidential", "dense_residential", "forest")
+    message = r"key: class folders 'DenseResidential' and 'dense_residential' are both the "
+    with pytest.raises(ValueError, match=message + r"class 'dense residential'"):
+        classification.readable_names(folders, "", "key")

@@ -22,8 +22,9 @@ import json
 import math
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
+import pydantic
 from etils import epath
 
 from rs_jax.data.images import Bands, check_images
@@ -173,6 +174,55 @@ class LoadContext:
     allow_skips: bool
     cache_dir: str  # image verification results (data/images.py)
     bands: Bands
+
+
+# No RS question, answer or caption comes near this; a longer one is a broken record (a
+# file pasted into a field) that the tokenizer would cut to its first tokens or one [UNK].
+MAX_TEXT_CHARS = 4000
+Text = Annotated[
+    str, pydantic.StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)
+]
+# A caption list may hold empty strings (left out); each is bounded all the same.
+LongText = Annotated[str, pydantic.StringConstraints(max_length=MAX_TEXT_CHARS)]
+
+
+class Record(pydantic.BaseModel):
+    """The fields a reader takes from one record, by type (JSON's own: no string is read as
+    a number or the reverse, no null where a value belongs); other fields are ignored."""
+
+    model_config = pydantic.ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+R = TypeVar("R", bound=Record)
+_TAGS = {"str", "int", "float", "bool", "list", "dict"}
+
+
+def parse_record(model: type[R], row: Any, where: str, bad: BadRecords) -> R | None:
+    """`row` as `model`, or None once `bad` has the first problem: the field, what it must
+    be and what it was (an error, or a counted skip under allow_skips)."""
+    try:
+        return model.model_validate(row)
+    except pydantic.ValidationError as e:
+        bad(where, _record_problem(e.errors()[0]))
+        return None
+
+
+def _record_problem(error: Any) -> str:
+    # A union's member names its branch ('constrained-str', 'int'): not a field.
+    path = [p for p in error["loc"] if isinstance(p, int) or p.isidentifier()]
+    path = [p for i, p in enumerate(path) if i == 0 or not isinstance(p, str) or p not in _TAGS]
+    field = ".".join(str(p) for p in path) or "the record"
+    value = error.get("input")
+    if error["type"] == "missing" or error["type"] in ("string_too_short", "too_short"):
+        return f"no {field}"
+    if error["type"] == "string_too_long":
+        return f'"{field}" has {len(value):,} characters, more than {MAX_TEXT_CHARS:,}'
+    if value is None:
+        got = "null"
+    else:
+        text = repr(value)
+        got = f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+    return f'"{field}": {error["msg"].lower()} (got {got})'
 
 
 class BadRecords:

@@ -20,13 +20,35 @@ from rs_jax.data.sources import (
     BadRecords,
     Item,
     LoadContext,
+    LongText,
+    Record,
     SourceConfig,
     Split,
+    Text,
     image_path,
+    parse_record,
     read_json,
     with_readable_images,
 )
 from rs_jax.data.sources.vqa_jsonl import rows_of_split
+
+
+class CaptionRecord(Record):
+    image: Text
+    captions: list[LongText]
+    label: Text | None = None
+
+
+class Sentence(Record):
+    raw: LongText
+
+
+class KarpathyImage(Record):
+    """One entry of dataset_*.json's "images"."""
+
+    filename: Text
+    split: Text | None = None
+    sentences: list[Sentence]
 
 
 def _karpathy_rows(source: SourceConfig, split: str) -> tuple[str, list[tuple[str, dict]]]:
@@ -37,18 +59,22 @@ def _karpathy_rows(source: SourceConfig, split: str) -> tuple[str, list[tuple[st
         raise ValueError(f'{path}: expected {{"images": [...]}} (the dataset_*.json format)')
     rows = []
     for i, image in enumerate(images):
-        if image.get("split", split) != split:
-            continue
-        row = {
-            "image": image.get("filename", ""),
-            "captions": [s.get("raw", "") for s in image.get("sentences", [])],
-        }
-        rows.append((f"images[{i}] ({image.get('filename')})", row))
+        name = image.get("filename") if isinstance(image, dict) else None
+        rows.append((f"images[{i}] ({name})", image))
     return path, rows
 
 
+def _karpathy_record(row: dict, where: str, bad: BadRecords) -> CaptionRecord | None:
+    image = parse_record(KarpathyImage, row, where, bad)
+    if image is None:
+        return None
+    captions = [s.raw for s in image.sentences]
+    return parse_record(CaptionRecord, dict(image=image.filename, captions=captions), where, bad)
+
+
 def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
-    if source.path.endswith(".jsonl"):
+    jsonl = source.path.endswith(".jsonl")
+    if jsonl:
         path, numbered = rows_of_split(source, split)
         rows = [(f"line {n}", r) for n, r in numbered]
     else:
@@ -57,20 +83,30 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
     bad = BadRecords(ctx.allow_skips)
     items, aliases = [], {}
     for where, row in rows:
-        captions = tuple(c.strip() for c in row.get("captions", []) if str(c).strip())
-        if not row.get("image") or not captions:
-            bad(f"{path} {where}", "no image" if not row.get("image") else "no captions")
+        if not jsonl and isinstance(row, dict) and row.get("split", split) != split:
             continue
-        label = row.get("label")
+        where = f"{path} {where}"
+        record = (
+            parse_record(CaptionRecord, row, where, bad)
+            if jsonl
+            else _karpathy_record(row, where, bad)
+        )
+        if record is None:
+            continue
+        captions = tuple(c.strip() for c in record.captions if c.strip())
+        if not captions:
+            bad(where, "no captions")
+            continue
+        label = record.label
         if label:
             aliases[tasks_lib.class_display_name(label)] = [label]
         qa = tasks_lib.QA(prompt, captions[0], "caption", references=captions)
         items.append(
             Item(
-                image=image_path(root, row["image"]),
+                image=image_path(root, record.image),
                 qas=(qa,),
                 classes=(tasks_lib.class_display_name(label),) if label else (),
-                record=f"{path} {where}",
+                record=where,
             )
         )
     return with_readable_images(items, root, ctx, bad, aliases)

@@ -39,7 +39,16 @@ def readable_names(folders: tuple[str, ...], table: str, key: str) -> list[str]:
     if table and table not in _tables():
         raise ValueError(f"{key}={table!r}: no such table; choose from {sorted(_tables())}")
     names = _tables().get(table, {})
-    return [names.get(f) or tasks_lib.class_display_name(f) for f in folders]
+    readable = [names.get(f) or tasks_lib.class_display_name(f) for f in folders]
+    seen: dict[str, str] = {}
+    for folder, name in zip(folders, readable, strict=True):
+        if name in seen:  # they would train as one class under two labels
+            raise ValueError(
+                f"{key}: class folders {seen[name]!r} and {folder!r} are both the class "
+                f"{name!r}; merge the folders or rename one"
+            )
+        seen[name] = folder
+    return readable
 
 
 def class_questions(

@@ -18,15 +18,21 @@ exactly once, in a user turn; turns alternate human, gpt starting with human.
 
 from __future__ import annotations
 
+import pydantic
+
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data.conversation import IMAGE
 from rs_jax.data.sources import (
     BadRecords,
     Item,
     LoadContext,
+    LongText,
+    Record,
     SourceConfig,
     Split,
+    Text,
     image_path,
+    parse_record,
     read_json,
     with_readable_images,
 )
@@ -34,26 +40,37 @@ from rs_jax.data.sources import (
 ROLES = ("human", "gpt")
 
 
-def conversation_qas(turns: list, task: str) -> tuple[list[tasks_lib.QA], str | None]:
+class Turn(Record):
+    speaker: Text = pydantic.Field(alias="from")
+    value: LongText
+
+
+class Conversation(Record):
+    image: Text
+    conversations: list[Turn]
+    task: Text = "instruct"
+
+
+def conversation_qas(turns: list[Turn], task: str) -> tuple[list[tasks_lib.QA], str | None]:
     """(one QA per assistant turn, with the rounds before it as history; the problem with the
     conversation or None)."""
-    if not isinstance(turns, list) or len(turns) < 2:
+    if len(turns) < 2:
         return [], "needs at least one human and one gpt turn"
     if len(turns) % 2:
         # A last turn without its pair would go unchecked (its role, a placeholder in it).
         return [], f"has {len(turns)} turns; expected human, gpt pairs"
-    placeholders = sum(str(t.get("value", "")).count(IMAGE) for t in turns)
+    placeholders = sum(t.value.count(IMAGE) for t in turns)
     if placeholders != 1:
         return [], f"has {placeholders} image placeholders {IMAGE!r}; expected exactly one"
     qas, history = [], []
     for i in range(0, len(turns) - 1, 2):
         human, gpt = turns[i], turns[i + 1]
-        if (human.get("from"), gpt.get("from")) != ROLES:
-            return [], f"turns {i}, {i + 1} are from {human.get('from')!r}, {gpt.get('from')!r}"
-        if IMAGE in str(gpt.get("value", "")):
+        if (human.speaker, gpt.speaker) != ROLES:
+            return [], f"turns {i}, {i + 1} are from {human.speaker!r}, {gpt.speaker!r}"
+        if IMAGE in gpt.value:
             return [], f"the image placeholder is in a gpt turn ({i + 1})"
-        question = str(human.get("value", "")).replace(IMAGE, "").strip()
-        answer = str(gpt.get("value", "")).strip()
+        question = human.value.replace(IMAGE, "").strip()
+        answer = gpt.value.strip()
         qas.append(tasks_lib.QA(question, answer, task, history=tuple(history)))
         history.append((question, answer))
     return qas, None
@@ -68,21 +85,25 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
     root = source.image_root()
     bad = BadRecords(ctx.allow_skips)
     items = []
-    for i, record in enumerate(records):
-        where = f"{path} record {i} (id {record.get('id')!r})"
+    for i, row in enumerate(records):
+        if not isinstance(row, dict):
+            bad(f"{path} record {i}", f"expected an object, got {type(row).__name__}")
+            continue
+        where = f"{path} record {i} (id {row.get('id')!r})"
         if not per_split:
-            if "split" not in record:
+            if "split" not in row:
                 raise ValueError(f'{where}: no "split" (or put {{split}} in the path)')
-            if record["split"] != split:
+            if row["split"] != split:
                 continue
-        if not record.get("image"):
+        if not row.get("image"):
             bad(where, "no image (text-only conversations are not supported)")
             continue
-        qas, problem = conversation_qas(
-            record.get("conversations"), record.get("task") or "instruct"
-        )
+        record = parse_record(Conversation, row, where, bad)
+        if record is None:
+            continue
+        qas, problem = conversation_qas(record.conversations, record.task)
         if problem:
             bad(where, problem)
             continue
-        items.append(Item(image_path(root, record["image"]), tuple(qas), (), where))
+        items.append(Item(image_path(root, record.image), tuple(qas), (), where))
     return with_readable_images(items, root, ctx, bad)

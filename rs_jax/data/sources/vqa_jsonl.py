@@ -20,12 +20,23 @@ from rs_jax.data.sources import (
     BadRecords,
     Item,
     LoadContext,
+    Record,
     SourceConfig,
     Split,
+    Text,
     image_path,
+    parse_record,
     read_jsonl,
     with_readable_images,
 )
+
+
+class VqaRecord(Record):
+    image: Text
+    question: Text
+    answer: Text | bool | int | float  # counts and yes/no may come as JSON numbers, booleans
+    question_type: Text = "vqa"
+    label: Text | None = None
 
 
 def rows_of_split(source: SourceConfig, split: str) -> tuple[str, list[tuple[int, dict]]]:
@@ -53,20 +64,19 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
     qas: dict[str, list[tasks_lib.QA]] = collections.defaultdict(list)
     labels, records, aliases = {}, {}, {}
     for number, row in rows:
-        missing = [k for k in ("image", "question", "answer") if not str(row.get(k, "")).strip()]
-        if missing:
-            bad(f"{path} line {number}", f"no {', '.join(missing)}")
+        record = parse_record(VqaRecord, row, f"{path} line {number}", bad)
+        if record is None:
             continue
-        kind = str(row.get("question_type") or "vqa")
+        kind = record.question_type
         if keep and kind not in keep:
             continue
-        image = image_path(root, row["image"])
-        question = row["question"] + (f" {suffix}" if suffix else "")
-        qas[image].append(tasks_lib.QA(question, str(row["answer"]), kind))
+        image = image_path(root, record.image)
+        question = record.question + (f" {suffix}" if suffix else "")
+        qas[image].append(tasks_lib.QA(question, str(record.answer), kind))
         records.setdefault(image, f"{path} line {number}")
-        if row.get("label"):
-            labels[image] = tasks_lib.class_display_name(str(row["label"]))
-            aliases[labels[image]] = [str(row["label"])]
+        if record.label:
+            labels[image] = tasks_lib.class_display_name(record.label)
+            aliases[labels[image]] = [record.label]
     items = [
         Item(image, tuple(q), (labels[image],) if image in labels else (), records[image])
         for image, q in qas.items()
