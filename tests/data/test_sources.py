@@ -192,6 +192,11 @@ def test_rsvqa_question_without_text_names_it(tmp_path):
     _rsvqa(root, "LR", "train", questions, LR_ANSWERS[:3], "Images_LR")
     with pytest.raises(ValueError, match=r"LR_split_train_questions\.json question 2: no question"):
         rsvqa.load_one(_source("lr", "rsvqa", root), "train", _ctx(tmp_path))
+    questions = [*LR_QUESTIONS[:2], (1, "presence", ["Is there a road?"], True)]
+    _rsvqa(root, "LR", "train", questions, LR_ANSWERS[:3], "Images_LR")
+    message = r'question 2: "question": input should be a valid string \(got list'
+    with pytest.raises(ValueError, match=message):
+        rsvqa.load_one(_source("lr", "rsvqa", root), "train", _ctx(tmp_path))
 
 
 # --- captions ----------------------------------------------------------------------------------

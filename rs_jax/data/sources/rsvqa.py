@@ -22,13 +22,23 @@ from rs_jax.data.sources import (
     BadRecords,
     Item,
     LoadContext,
+    Record,
     SourceConfig,
     Split,
+    Text,
+    parse_record,
     read_json,
     with_readable_images,
 )
 
 QUESTION_TYPES = ("rural_urban", "presence", "comparison", "count", "area")
+
+
+class Question(Record):
+    img_id: int
+    question: Text
+    type: Text | None = None
+    answers_ids: list[int] = []
 
 
 def _active(rows: list[dict]) -> list[dict]:
@@ -64,22 +74,21 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
     suffix = opts["prompt_suffix"]
     for q in _active(questions):
         where = f"{files['questions']} question {q.get('id')}"
-        missing = [k for k in ("img_id", "question") if q.get(k) in (None, "")]
-        if missing:
-            bad(where, f"no {', '.join(missing)}")
+        record = parse_record(Question, q, where, bad)
+        if record is None:
             continue
-        kind = q.get("type")
+        kind = record.type
         if kind not in QUESTION_TYPES:
             bad(where, f"unknown question type {kind!r} (RSVQA has {QUESTION_TYPES})")
             continue
         if kind not in keep:
             continue
-        ids = [i for i in q.get("answers_ids", []) if i in answers]
+        ids = [i for i in record.answers_ids if i in answers]
         if not ids:
-            bad(where, f"no active answer among answers_ids {q.get('answers_ids')}")
+            bad(where, f"no active answer among answers_ids {record.answers_ids}")
             continue
-        question = q["question"] + (f" {suffix}" if suffix else "")
-        by_image[q["img_id"]].append(tasks_lib.QA(question, str(answers[ids[0]]), kind))
+        question = record.question + (f" {suffix}" if suffix else "")
+        by_image[record.img_id].append(tasks_lib.QA(question, str(answers[ids[0]]), kind))
     items = [
         Item(
             image=str(epath.Path(image_root) / f"{img_id}.tif"),
