@@ -25,6 +25,7 @@ BENCHMARKS = (
     "plan_memory",
     "hf_import",
     "inference_memory",
+    "log_every",
 )
 
 
