@@ -145,13 +145,20 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, help_text: str, workdir: bool = True) -> argparse.ArgumentParser:
+    def add(
+        name: str, help_text: str, workdir: bool = True, reads_run: bool = False
+    ) -> argparse.ArgumentParser:
+        """reads_run: a command on a trained run, whose --config defaults to the config
+        stored with the run's newest checkpoint."""
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument(
             "--config",
-            required=True,
+            required=not reads_run,
             metavar="FILE.py[:ARG]",
-            help="config file, e.g. configs/demo.py",
+            help="config file, e.g. configs/demo.py"
+            + (
+                " (default: the one stored with --workdir's newest checkpoint)" if reads_run else ""
+            ),
         )
         if workdir:
             sub.add_argument(
@@ -165,13 +172,17 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="resume even if the config changes the model, data or optimizer (logged)",
     )
-    add("eval", "Evaluate the latest checkpoint in --workdir.")
+    add("eval", "Evaluate the latest checkpoint in --workdir.", reads_run=True)
     add("config", "Print the resolved config and exit.", workdir=False)
     compile_ = add(
         "compile",
         "Compile a step ahead of time for a TPU slice with libtpu (no TPU needed): "
         "per-chip memory, whether it fits, kernels, FLOPs. Exits 1 if it does not fit.",
         workdir=False,
+        reads_run=True,
+    )
+    compile_.add_argument(
+        "--workdir", help="a trained run: its stored config, when --config is not given"
     )
     compile_.add_argument(
         "--topology",
@@ -188,10 +199,18 @@ def _build_parser() -> argparse.ArgumentParser:
     from rs_jax.eval import predict
 
     predict.add_predict_arguments(
-        add("predict", "Answer a question about an image, or about every image in a folder.")
+        add(
+            "predict",
+            "Answer a question about an image, or about every image in a folder.",
+            reads_run=True,
+        )
     )
     predict.add_chat_arguments(
-        add("chat", "Talk about an image: questions from stdin, each after the earlier rounds.")
+        add(
+            "chat",
+            "Talk about an image: questions from stdin, each after the earlier rounds.",
+            reads_run=True,
+        )
     )
 
     from rs_jax.convert.cli import add_convert_parser
@@ -307,9 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from rs_jax.convert.cli import run
 
             return run(args, overrides)
-        from rs_jax.config import load_config
+        from rs_jax.train import run_config
 
-        config = load_config(args.config, overrides)
+        # train checks a changed config itself, at resume.
+        workdir = None if args.command == "train" else getattr(args, "workdir", None)
+        config = run_config.for_command(args.config, workdir, overrides)
         _initialize_distributed()
         if args.command == "config":
             print(config)

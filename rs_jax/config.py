@@ -49,6 +49,27 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
     return config
 
 
+def config_from_dict(
+    values: dict[str, Any], overrides: Sequence[str] = (), source: str = "stored config"
+) -> ml_collections.ConfigDict:
+    """A config stored as JSON (a run's own record), with overrides applied, validated and
+    locked as `load_config` does. JSON has no tuples: lists become tuples again."""
+
+    def tuples(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: tuples(v) for k, v in value.items()}
+        return tuple(tuples(v) for v in value) if isinstance(value, list) else value
+
+    config = ml_collections.ConfigDict(tuples(values))
+    missing = [section for section in SECTIONS if section not in config]
+    if missing:
+        raise ConfigError(f"The {source} gives no {', '.join(missing)}")
+    apply_overrides(config, overrides)
+    validate_config(config)
+    config.lock()
+    return config
+
+
 def split_spec(spec: str) -> tuple[Path, str | None]:
     """``configs/demo.py:baseline`` -> (Path('configs/demo.py'), 'baseline')."""
     # Split on the last ':' that follows '.py' so Windows drive letters and args
@@ -308,7 +329,7 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[
     before, after = flatten(old), flatten(new)
 
     def plain(value: Any) -> Any:
-        return list(value) if isinstance(value, tuple) else value
+        return [plain(v) for v in value] if isinstance(value, tuple | list) else value
 
     return {
         key: (before.get(key), after.get(key))

@@ -437,6 +437,17 @@ FAULTS = [
         setup=config_file("def get_config(arg=None):\n    raise KeyError('broken on purpose')\n"),
     ),
     Fault(
+        "predict-a-workdir-alone-without-a-checkpoint",
+        ("predict", "--workdir", "{case}/w", "--image", "{case}/x.png"),
+        r"No checkpoint in .*/w; run `rs-jax train` with this workdir first",
+        check=absent("w"),
+    ),
+    Fault(
+        "compile-without-config-or-workdir",
+        ("compile", "--topology", "v5p-8"),
+        r"--config is required \(or --workdir of a trained run\)",
+    ),
+    Fault(
         "get_config-calls-sys-exit",
         ("train", "--config", "{case}/cfg.py", "--workdir", "{case}/w"),
         r"get_config\(None\) in '.*cfg\.py' called sys\.exit\(0\)",

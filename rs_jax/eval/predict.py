@@ -1,9 +1,11 @@
 """``rs-jax predict`` and ``rs-jax chat``: ask a trained model about images.
 
-  rs-jax predict --config C --workdir W --image FILE [--question "..."] [--json]
-  rs-jax predict --config C --workdir W --images DIR [--question "..."] --out FILE.jsonl
+  rs-jax predict --workdir W --image FILE [--question "..."] [--json]
+  rs-jax predict --workdir W --images DIR [--question "..."] --out FILE.jsonl
                  [--batch-size N] [--skip-unreadable] [--overwrite]
-  rs-jax chat --config C --workdir W --image FILE      # questions from stdin, one a line
+  rs-jax chat --workdir W --image FILE      # questions from stdin, one a line
+
+(--config C: the config stored with W's newest checkpoint unless given.)
 
 Without --question, predict asks the first question of the eval split (the classification
 prompt the model was trained with) and says so. Folder mode answers the folder's images

@@ -32,7 +32,7 @@ def run(tmp_path_factory):
     config = load_config(str(REPO / "configs/tiny.py"), overrides)
     exp = experiment_lib.setup(config, str(workdir))
     checkpointer = Checkpointer(workdir)
-    checkpointer.save(0, exp.state)
+    checkpointer.save(0, exp.state, config=json.loads(exp.config.to_json_best_effort()))
     checkpointer.wait()
     checkpointer.close()
     args = ["--config", "configs/tiny.py", "--workdir", str(workdir)]
@@ -57,6 +57,28 @@ def loaded(run, monkeypatch):
     args, session, _ = run
     monkeypatch.setattr(predict, "open_session", lambda config, workdir: session)
     return args, session
+
+
+def test_a_run_folder_needs_no_config(run, tmp_path, capsys, monkeypatch):
+    """`predict --workdir W --image F` takes the config stored with W's newest checkpoint;
+    a --config that changes a model key beside it is named on stderr."""
+    args, session, _ = run
+    workdir = args[args.index("--workdir") + 1]
+    configs = []
+    monkeypatch.setattr(
+        predict, "open_session", lambda config, workdir: configs.append(config) or session
+    )
+    image = str(images(tmp_path, 1)[0])
+    command = ["predict", "--workdir", workdir, "--image", image, "--question", QUESTION]
+    assert cli.main(command) == 0
+    out, err = capsys.readouterr()
+    assert session.ask(image, QUESTION).text in out and not err
+    assert configs[0].to_dict() == session.config.to_dict()
+    changed = [*args, "--config.model.experts.top_k=2", "--image", image]
+    assert cli.main(["predict", *changed, "--question", QUESTION]) == 0
+    (note,) = capsys.readouterr().err.strip().splitlines()
+    assert note.startswith("rs-jax: note: --config differs from the config stored in ")
+    assert note.endswith("model.experts.top_k: 1 -> 2")
 
 
 def images(folder: Path, count: int, seed: int = 0) -> list[Path]:

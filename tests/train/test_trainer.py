@@ -169,7 +169,9 @@ def test_killed_or_stopped_run_resumes_with_the_data_stream(tmp_path, data_dir):
     ],
 )
 def test_train_then_eval_writes_reports(tmp_path, data_dir, variant, overrides, capsys):
+    from rs_jax.config import config_changes
     from rs_jax.eval.evaluate import evaluate
+    from rs_jax.train import run_config
 
     values = {"data.data_dir": data_dir, **overrides}
     if "data.template" in overrides:
@@ -201,7 +203,10 @@ def test_train_then_eval_writes_reports(tmp_path, data_dir, variant, overrides, 
         ):
             assert scalars[tag][-1][0] == 8, tag
         assert any(b"moe/expert_usage" in path.read_bytes() for path in events)
-    results = evaluate(config, str(tmp_path))
+    # The run folder describes itself: evaluated with the config stored with its checkpoint.
+    stored = run_config.load(str(tmp_path), [])
+    assert not {k: v for k, v in config_changes(config.to_dict(), stored.to_dict()).items()}
+    results = evaluate(stored, str(tmp_path))
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert saved["count"] == results["count"] > 0
     assert set(saved["tasks"]) <= set(config.data.tasks)
