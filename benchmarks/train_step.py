@@ -80,7 +80,7 @@ def peer_case(exp, host_batches, autocast: bool):
         num_attention_heads=cfg.llm.num_heads,
         num_key_value_heads=cfg.llm.num_kv_heads,
         vocab_size=vocab + 1,  # + the image placeholder token
-        rope_theta=cfg.llm.rope_theta,
+        rope_theta=cfg.llm.rope.theta,
         tie_word_embeddings=cfg.llm.tie_embeddings,
     )
     config = LlavaConfig(
