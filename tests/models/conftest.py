@@ -8,7 +8,7 @@ from flax import nnx
 
 from configs import tiny
 from rs_jax.models import build_model
-from rs_jax.models.config import ExpertsConfig, ModelConfig
+from rs_jax.models.config import DecoderConfig, ExpertsConfig, ModelConfig, Rope
 from rs_jax.train.losses import compute_loss
 
 # 3 KB levels: scene (4 entries), landcover (3), object (5).
@@ -28,6 +28,24 @@ def make_model(config, mesh, kb_levels=KB_LEVELS, **kwargs):
     return build_model(
         model_config(config), kb_levels, mesh, config.sharding_rules, seed=config.seed, **kwargs
     )
+
+
+def decoder_config(**overrides) -> DecoderConfig:
+    """A small grouped-query LLaMA decoder: 2 blocks of width 32, 4 heads on 2 kv heads."""
+    defaults = DecoderConfig(
+        vocab_size=16,
+        width=32,
+        depth=2,
+        num_heads=4,
+        num_kv_heads=2,
+        mlp_dim=48,
+        rope=Rope(),
+        qkv_bias=True,
+        tie_embeddings=True,
+        moe_every=0,
+        norm_eps=1e-5,
+    )
+    return dataclasses.replace(defaults, **overrides)
 
 
 def experts_config(**overrides) -> ExpertsConfig:

@@ -10,9 +10,16 @@ import pytest
 from flax import nnx
 
 from rs_jax.models.attention import Attention, KVCache, rope_frequencies, rotary_embedding
-from rs_jax.models.config import DecoderConfig, Layers, Precision, Rope
+from rs_jax.models.config import Layers, Precision, Rope
 from rs_jax.models.llm import Decoder
-from tests.models.conftest import VOCAB, make_model, random_batch, randomize, tiny_config
+from tests.models.conftest import (
+    VOCAB,
+    decoder_config,
+    make_model,
+    random_batch,
+    randomize,
+    tiny_config,
+)
 
 F32 = Precision()
 BF16 = Precision(jnp.bfloat16, jnp.float32)
@@ -335,20 +342,7 @@ def test_decoder_on_a_padded_batch_matches_numpy_llama(window):
     """Decoder masks and positions: [prefix; left-padded prompt; right-padded answer] with
     garbage pad embeddings gives, at real slots, a numpy LLaMA over the real tokens alone
     (positions 0..n-1; the sliding window counted in positions, not slots)."""
-    cfg = DecoderConfig(
-        vocab_size=16,
-        width=32,
-        depth=2,
-        num_heads=4,
-        num_kv_heads=2,
-        mlp_dim=48,
-        rope=Rope(),
-        qkv_bias=True,
-        tie_embeddings=True,
-        moe_every=0,
-        norm_eps=1e-5,
-        sliding_window=window,
-    )
+    cfg = decoder_config(sliding_window=window)
     decoder = randomize(Decoder(cfg, F32, Layers(scan=False), rngs=nnx.Rngs(0)), 1)
     rng = np.random.default_rng(8)
     # 3 prefix slots, 5 prompt slots (row 0: 2 left pads), 4 answer slots (right pads).

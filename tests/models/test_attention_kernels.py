@@ -15,11 +15,11 @@ from rs_jax.models.attention import (
     fused_attention,
     resolve_kernel,
 )
-from rs_jax.models.config import DecoderConfig, Layers, Precision, Rope, VisionConfig
+from rs_jax.models.config import Layers, Precision, VisionConfig
 from rs_jax.models.llm import Decoder
 from rs_jax.models.vision import VisionEncoder
 from rs_jax.sharding import SHARDING_RULES, make_mesh, sharding_context
-from tests.models.conftest import randomize
+from tests.models.conftest import decoder_config, randomize
 
 F32 = Precision()
 BF16 = Precision(jnp.bfloat16, jnp.float32)
@@ -122,23 +122,6 @@ def test_auto_picks_the_einsum_on_cpu_and_cudnn_needs_bfloat16():
     assert resolve_kernel("splash", F32) == "splash"
 
 
-def decoder_config(window: int) -> DecoderConfig:
-    return DecoderConfig(
-        vocab_size=16,
-        width=32,
-        depth=2,
-        num_heads=4,
-        num_kv_heads=2,
-        mlp_dim=48,
-        rope=Rope(),
-        qkv_bias=False,
-        tie_embeddings=True,
-        moe_every=0,
-        norm_eps=1e-5,
-        sliding_window=window,
-    )
-
-
 @pytest.mark.usefixtures("model_context")
 @pytest.mark.parametrize("packed", [False, True], ids=["unpacked", "packed_window"])
 def test_decoder_with_splash_equals_the_einsum_decoder(packed):
@@ -155,7 +138,10 @@ def test_decoder_with_splash_equals_the_einsum_decoder(packed):
         segments = (jnp.asarray(ids), jnp.asarray(positions))
     for kernel in ("xla", "splash"):
         decoder = Decoder(
-            decoder_config(window), F32, Layers(scan=True, attention=kernel), rngs=nnx.Rngs(0)
+            decoder_config(sliding_window=window),
+            F32,
+            Layers(scan=True, attention=kernel),
+            rngs=nnx.Rngs(0),
         )
         out, _, _ = randomize(decoder, 1)(embeds, jnp.asarray(ids > 0), segments=segments)
         hidden[kernel] = np.asarray(out)

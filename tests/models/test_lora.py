@@ -10,22 +10,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rs_jax.models.config import DecoderConfig, Layers, Lora, Precision, Rope
+from rs_jax.models.config import Layers, Lora, Precision
 from rs_jax.models.layers import Einsum, merge_lora
 from rs_jax.models.llm import Decoder
+from tests.models.conftest import decoder_config
 
-CFG = DecoderConfig(
-    vocab_size=64,
-    width=32,
-    depth=2,
-    num_heads=4,
-    num_kv_heads=2,
-    mlp_dim=48,
-    rope=Rope(),
-    qkv_bias=True,
-    tie_embeddings=False,
-    moe_every=0,
-)
+CFG = decoder_config(vocab_size=64, tie_embeddings=False, norm_eps=1e-6)
 
 
 def decoder(model_context, lora: Lora) -> Decoder:
