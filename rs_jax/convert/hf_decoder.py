@@ -17,20 +17,7 @@ import jax
 import ml_collections
 from flax import nnx
 
-from rs_jax.convert.weights import (
-    TRANSPOSED,
-    Checkpoint,
-    Source,
-    bias_heads,
-    check_fits,
-    export_from,
-    find_prefix,
-    load_abstract,
-    load_into,
-    merge_heads,
-    read_hf_config,
-    split_heads,
-)
+from rs_jax.convert import weights
 from rs_jax.models.config import DecoderConfig, Layers, Precision, decoder_config
 from rs_jax.models.layers import merge_lora
 from rs_jax.models.llm import Decoder
@@ -54,16 +41,16 @@ def llm_settings(folder: str | Path) -> dict[str, Any]:
     """`config.model.llm` values equivalent to `folder`'s config.json; ValueError naming
     the config.json key of anything the decoder does not support."""
     folder = Path(folder)
-    hf = read_hf_config(folder, "text_config")
-    check_fits(hf.model_type, "model_type", MODEL_TYPES, folder)
-    check_fits(hf.hidden_act, "hidden_act", ("silu",), folder)
+    hf = weights.read_hf_config(folder, "text_config")
+    weights.check_fits(hf.model_type, "model_type", MODEL_TYPES, folder)
+    weights.check_fits(hf.hidden_act, "hidden_act", ("silu",), folder)
     head_dim = hf.hidden_size // hf.num_attention_heads
-    check_fits(getattr(hf, "head_dim", None) or head_dim, "head_dim", (head_dim,), folder)
+    weights.check_fits(getattr(hf, "head_dim", None) or head_dim, "head_dim", (head_dim,), folder)
     for key in ("attention_bias", "mlp_bias", "use_sliding_window"):
-        check_fits(bool(getattr(hf, key, False)), key, (False,), folder)
+        weights.check_fits(bool(getattr(hf, key, False)), key, (False,), folder)
     rope = dict(hf.rope_parameters)
     rope_type = rope.get("rope_type", "default")
-    check_fits(rope_type, "rope_parameters.rope_type", tuple(ROPE_TYPES), folder)
+    weights.check_fits(rope_type, "rope_parameters.rope_type", tuple(ROPE_TYPES), folder)
     sliding_window = getattr(hf, "sliding_window", None) if hf.model_type == "mistral" else None
     if hf.num_key_value_heads is None:  # older configs: multi-head attention
         hf.num_key_value_heads = hf.num_attention_heads
@@ -83,15 +70,15 @@ def llm_settings(folder: str | Path) -> dict[str, Any]:
 
 
 def weight_map(cfg: DecoderConfig, group_size: int, prefix: str, head: str) -> dict:
-    """Our parameter path -> Source. Blocks are scanned in groups of `group_size`
+    """Our parameter path -> weights.Source. Blocks are scanned in groups of `group_size`
     (`llm.moe_every`), so block i of group g is HF layer g * group_size + i."""
     d, n, k, h = cfg.width, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     mapping = {
-        ("embedding", "embedding"): Source(f"{prefix}embed_tokens.weight"),
-        ("final_norm", "scale"): Source(f"{prefix}norm.weight"),
+        ("embedding", "embedding"): weights.Source(f"{prefix}embed_tokens.weight"),
+        ("final_norm", "scale"): weights.Source(f"{prefix}norm.weight"),
     }
     if not cfg.tie_embeddings:
-        mapping[("lm_head",)] = Source(head, TRANSPOSED)
+        mapping[("lm_head",)] = weights.Source(head, weights.TRANSPOSED)
     groups = cfg.depth // group_size
     for i in range(group_size):
 
@@ -100,21 +87,23 @@ def weight_map(cfg: DecoderConfig, group_size: int, prefix: str, head: str) -> d
 
         block = ("groups", "blocks", "blocks", i)
         for ours, theirs, heads in (("query", "q", n), ("key", "k", k), ("value", "v", k)):
-            mapping[(*block, "attn", ours, "kernel")] = Source(
-                layers(f"self_attn.{theirs}_proj.weight"), split_heads(d, heads, h)
+            mapping[(*block, "attn", ours, "kernel")] = weights.Source(
+                layers(f"self_attn.{theirs}_proj.weight"), weights.split_heads(d, heads, h)
             )
             if cfg.qkv_bias:
-                mapping[(*block, "attn", ours, "bias")] = Source(
-                    layers(f"self_attn.{theirs}_proj.bias"), bias_heads(heads, h)
+                mapping[(*block, "attn", ours, "bias")] = weights.Source(
+                    layers(f"self_attn.{theirs}_proj.bias"), weights.bias_heads(heads, h)
                 )
-        mapping[(*block, "attn", "out", "kernel")] = Source(
-            layers("self_attn.o_proj.weight"), merge_heads(n, h, d)
+        mapping[(*block, "attn", "out", "kernel")] = weights.Source(
+            layers("self_attn.o_proj.weight"), weights.merge_heads(n, h, d)
         )
-        mapping[(*block, "attn_norm", "scale")] = Source(layers("input_layernorm.weight"))
-        mapping[(*block, "mlp_norm", "scale")] = Source(layers("post_attention_layernorm.weight"))
+        mapping[(*block, "attn_norm", "scale")] = weights.Source(layers("input_layernorm.weight"))
+        mapping[(*block, "mlp_norm", "scale")] = weights.Source(
+            layers("post_attention_layernorm.weight")
+        )
         for proj in ("gate", "up", "down"):
-            mapping[(*block, "mlp", proj, "kernel")] = Source(
-                layers(f"mlp.{proj}_proj.weight"), TRANSPOSED
+            mapping[(*block, "mlp", proj, "kernel")] = weights.Source(
+                layers(f"mlp.{proj}_proj.weight"), weights.TRANSPOSED
             )
     return mapping
 
@@ -122,14 +111,16 @@ def weight_map(cfg: DecoderConfig, group_size: int, prefix: str, head: str) -> d
 def load_weights(decoder: Decoder, folder: str | Path) -> None:
     """Sets every pretrained parameter of `decoder` from `folder`, streamed shard by shard
     onto the parameters' shardings (a visual-token MoE, if any, keeps its own init)."""
-    checkpoint = Checkpoint(folder)
-    prefix = find_prefix(checkpoint.names, "embed_tokens.weight", "decoder", checkpoint.folder)
+    checkpoint = weights.Checkpoint(folder)
+    prefix = weights.find_prefix(
+        checkpoint.names, "embed_tokens.weight", "decoder", checkpoint.folder
+    )
     head = prefix.removesuffix("model.").removesuffix("language_model.") + "lm_head.weight"
     if not decoder.cfg.tie_embeddings and head not in checkpoint.names:
-        head = find_prefix(checkpoint.names, "lm_head.weight", "decoder", checkpoint.folder)
+        head = weights.find_prefix(checkpoint.names, "lm_head.weight", "decoder", checkpoint.folder)
         head += "lm_head.weight"
     mapping = weight_map(decoder.cfg, decoder.group_size, prefix, head)
-    load_into(
+    weights.load_into(
         decoder,
         mapping,
         checkpoint,
@@ -153,7 +144,7 @@ def load_decoder(
     settings = {**llm_settings(folder), "moe_every": 0, "lora": no_lora}
     cfg = decoder_config(ml_collections.ConfigDict(settings))
     make = lambda: Decoder(cfg, Precision(), Layers(), rngs=nnx.Rngs(0))
-    return load_abstract(make, lambda decoder: load_weights(decoder, folder), mesh, rules)
+    return weights.load_abstract(make, lambda decoder: load_weights(decoder, folder), mesh, rules)
 
 
 def hf_config(cfg: DecoderConfig, model_type: str | None = None) -> Any:
@@ -215,5 +206,5 @@ def export_decoder(
     if decoder.cfg.lora.rank:
         decoder = merge_lora(decoder)
     head = "lm_head.weight"
-    export_from(decoder, weight_map(decoder.cfg, 1, "model.", head), folder, dtype=dtype)
+    weights.export_from(decoder, weight_map(decoder.cfg, 1, "model.", head), folder, dtype=dtype)
     config.save_pretrained(folder)

@@ -20,21 +20,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from rs_jax.convert.weights import (
-    TRANSPOSED,
-    Checkpoint,
-    Source,
-    bias_heads,
-    check_fits,
-    conv_patches,
-    export_from,
-    find_prefix,
-    load_abstract,
-    load_into,
-    merge_heads,
-    read_hf_config,
-    split_heads,
-)
+from rs_jax.convert import weights
 from rs_jax.models.config import Layers, Precision, VisionConfig, vision_config
 from rs_jax.models.vision import VisionEncoder
 
@@ -79,10 +65,10 @@ def vision_settings(folder: str | Path) -> tuple[dict[str, Any], int]:
     """(`config.model.vision` values, the image size the tower was trained at) of `folder`;
     ValueError naming the config.json key of anything the ViT does not support."""
     folder = Path(folder)
-    hf = read_hf_config(folder, "vision_config")
-    check_fits(hf.model_type, "model_type", tuple(TOWERS), folder)
-    check_fits(hf.hidden_act, "hidden_act", tuple(ACTIVATIONS), folder)
-    check_fits(hf.num_channels, "num_channels", (3,), folder)
+    hf = weights.read_hf_config(folder, "vision_config")
+    weights.check_fits(hf.model_type, "model_type", tuple(TOWERS), folder)
+    weights.check_fits(hf.hidden_act, "hidden_act", tuple(ACTIVATIONS), folder)
+    weights.check_fits(hf.num_channels, "num_channels", (3,), folder)
     mean, std = _pixel_statistics(folder, hf.model_type)
     settings = dict(
         {ours: getattr(hf, theirs) for ours, theirs in SAME_VALUES},
@@ -95,24 +81,27 @@ def vision_settings(folder: str | Path) -> tuple[dict[str, Any], int]:
 
 
 def weight_map(cfg: VisionConfig, prefix: str) -> dict:
-    """Our parameter path -> Source."""
+    """Our parameter path -> weights.Source."""
     d, n, p = cfg.width, cfg.num_heads, cfg.patch_size
     h = d // n
     embeddings = f"{prefix}embeddings."
     mapping = {
-        ("patch_embed", "kernel"): Source(
-            f"{embeddings}patch_embedding.weight", conv_patches(p, 3, d)
+        ("patch_embed", "kernel"): weights.Source(
+            f"{embeddings}patch_embedding.weight", weights.conv_patches(p, 3, d)
         ),
-        ("position_embed",): Source(f"{embeddings}position_embedding.weight"),
+        ("position_embed",): weights.Source(f"{embeddings}position_embedding.weight"),
     }
     if cfg.patch_bias:
-        mapping[("patch_embed", "bias")] = Source(f"{embeddings}patch_embedding.bias")
+        mapping[("patch_embed", "bias")] = weights.Source(f"{embeddings}patch_embedding.bias")
     if cfg.class_token:
-        mapping[("class_embed",)] = Source(f"{embeddings}class_embedding")
+        mapping[("class_embed",)] = weights.Source(f"{embeddings}class_embedding")
 
     def norm(ours: tuple, names) -> dict:
         """names(leaf) -> the LayerNorm's tensor name(s) for 'weight' / 'bias'."""
-        return {(*ours, "scale"): Source(names("weight")), (*ours, "bias"): Source(names("bias"))}
+        return {
+            (*ours, "scale"): weights.Source(names("weight")),
+            (*ours, "bias"): weights.Source(names("bias")),
+        }
 
     if cfg.pre_norm:
         mapping.update(norm(("pre_norm",), lambda leaf: f"{prefix}pre_layrnorm.{leaf}"))
@@ -125,33 +114,37 @@ def weight_map(cfg: VisionConfig, prefix: str) -> dict:
     block = ("blocks", "blocks")
     for ours, theirs in (("query", "q"), ("key", "k"), ("value", "v")):
         attn = f"self_attn.{theirs}_proj"
-        mapping[(*block, "attn", ours, "kernel")] = Source(
-            layers(f"{attn}.weight"), split_heads(d, n, h)
+        mapping[(*block, "attn", ours, "kernel")] = weights.Source(
+            layers(f"{attn}.weight"), weights.split_heads(d, n, h)
         )
-        mapping[(*block, "attn", ours, "bias")] = Source(layers(f"{attn}.bias"), bias_heads(n, h))
-    mapping[(*block, "attn", "out", "kernel")] = Source(
-        layers("self_attn.out_proj.weight"), merge_heads(n, h, d)
+        mapping[(*block, "attn", ours, "bias")] = weights.Source(
+            layers(f"{attn}.bias"), weights.bias_heads(n, h)
+        )
+    mapping[(*block, "attn", "out", "kernel")] = weights.Source(
+        layers("self_attn.out_proj.weight"), weights.merge_heads(n, h, d)
     )
-    mapping[(*block, "attn", "out", "bias")] = Source(layers("self_attn.out_proj.bias"))
+    mapping[(*block, "attn", "out", "bias")] = weights.Source(layers("self_attn.out_proj.bias"))
     mapping.update(norm((*block, "attn_norm"), lambda leaf: layers(f"layer_norm1.{leaf}")))
     mapping.update(norm((*block, "mlp_norm"), lambda leaf: layers(f"layer_norm2.{leaf}")))
     for fc in ("fc1", "fc2"):
-        mapping[(*block, "mlp", fc, "kernel")] = Source(layers(f"mlp.{fc}.weight"), TRANSPOSED)
-        mapping[(*block, "mlp", fc, "bias")] = Source(layers(f"mlp.{fc}.bias"))
+        mapping[(*block, "mlp", fc, "kernel")] = weights.Source(
+            layers(f"mlp.{fc}.weight"), weights.TRANSPOSED
+        )
+        mapping[(*block, "mlp", fc, "bias")] = weights.Source(layers(f"mlp.{fc}.bias"))
     return mapping
 
 
 def load_weights(encoder: VisionEncoder, folder: str | Path) -> None:
     """Sets every parameter of `encoder` from `folder`, streamed onto their shardings."""
-    checkpoint = Checkpoint(folder)
+    checkpoint = weights.Checkpoint(folder)
     anchor = "embeddings.patch_embedding.weight"
-    prefix = find_prefix(checkpoint.names, anchor, "vision tower", checkpoint.folder)
+    prefix = weights.find_prefix(checkpoint.names, anchor, "vision tower", checkpoint.folder)
     # Not part of the tower's tokens: the position-id buffer, SigLIP's pooling head and, where
     # the last block is not normed (CLIP), the norm that only pools the class token.
     unused = ("embeddings.position_ids", "head.")
     if not encoder.cfg.final_norm:
         unused += ("post_layernorm.",)
-    load_into(
+    weights.load_into(
         encoder,
         weight_map(encoder.cfg, prefix),
         checkpoint,
@@ -170,7 +163,7 @@ def load_vision_tower(
     settings, image_size = vision_settings(folder)
     cfg = vision_config(ml_collections.ConfigDict(settings), image_size)
     make = lambda: VisionEncoder(cfg, Precision(), Layers(), rngs=nnx.Rngs(0))
-    return load_abstract(make, lambda encoder: load_weights(encoder, folder), mesh, rules)
+    return weights.load_abstract(make, lambda encoder: load_weights(encoder, folder), mesh, rules)
 
 
 def export_vision_tower(encoder: VisionEncoder, folder: str | Path, *, dtype: Any = None) -> None:
@@ -205,7 +198,7 @@ def export_vision_tower(encoder: VisionEncoder, folder: str | Path, *, dtype: An
             f"{prefix}post_layernorm.weight": np.ones(cfg.width, np.float32),
             f"{prefix}post_layernorm.bias": np.zeros(cfg.width, np.float32),
         }
-    export_from(encoder, weight_map(cfg, prefix), folder, dtype=dtype, extra=extra)
+    weights.export_from(encoder, weight_map(cfg, prefix), folder, dtype=dtype, extra=extra)
     config.save_pretrained(folder)
     processor = {"image_mean": list(cfg.pixel_mean), "image_std": list(cfg.pixel_std)}
     (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))

@@ -15,45 +15,32 @@ per image and scores it against all references (rs_jax/eval/captions.py).
 
 from __future__ import annotations
 
+from rs_jax.data import sources
 from rs_jax.data import tasks as tasks_lib
-from rs_jax.data.sources import (
-    BadRecords,
-    Item,
-    LoadContext,
-    LongText,
-    Record,
-    SourceConfig,
-    Split,
-    Text,
-    image_path,
-    parse_record,
-    read_json,
-    with_readable_images,
-)
 from rs_jax.data.sources.vqa_jsonl import rows_of_split
 
 
-class CaptionRecord(Record):
-    image: Text
-    captions: list[LongText]
-    label: Text | None = None
+class CaptionRecord(sources.Record):
+    image: sources.Text
+    captions: list[sources.LongText]
+    label: sources.Text | None = None
 
 
-class Sentence(Record):
-    raw: LongText
+class Sentence(sources.Record):
+    raw: sources.LongText
 
 
-class KarpathyImage(Record):
+class KarpathyImage(sources.Record):
     """One entry of dataset_*.json's "images"."""
 
-    filename: Text
-    split: Text | None = None
+    filename: sources.Text
+    split: sources.Text | None = None
     sentences: list[Sentence]
 
 
-def _karpathy_rows(source: SourceConfig, split: str) -> tuple[str, list[tuple[str, dict]]]:
+def _karpathy_rows(source: sources.SourceConfig, split: str) -> tuple[str, list[tuple[str, dict]]]:
     path = source.split_path(split)
-    data = read_json(path, f"config.data.sources.{source.name}.path")
+    data = sources.read_json(path, f"config.data.sources.{source.name}.path")
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, list):
         raise ValueError(f'{path}: expected {{"images": [...]}} (the dataset_*.json format)')
@@ -64,15 +51,17 @@ def _karpathy_rows(source: SourceConfig, split: str) -> tuple[str, list[tuple[st
     return path, rows
 
 
-def _karpathy_record(row: dict, where: str, bad: BadRecords) -> CaptionRecord | None:
-    image = parse_record(KarpathyImage, row, where, bad)
+def _karpathy_record(row: dict, where: str, bad: sources.BadRecords) -> CaptionRecord | None:
+    image = sources.parse_record(KarpathyImage, row, where, bad)
     if image is None:
         return None
     captions = [s.raw for s in image.sentences]
-    return parse_record(CaptionRecord, dict(image=image.filename, captions=captions), where, bad)
+    return sources.parse_record(
+        CaptionRecord, dict(image=image.filename, captions=captions), where, bad
+    )
 
 
-def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
+def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
     jsonl = source.path.endswith(".jsonl")
     if jsonl:
         path, numbered = rows_of_split(source, split)
@@ -80,14 +69,14 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
     else:
         path, rows = _karpathy_rows(source, split)
     root, prompt = source.image_root(), source.options["prompt"]
-    bad = BadRecords(ctx.allow_skips)
+    bad = sources.BadRecords(ctx.allow_skips)
     items, aliases = [], {}
     for where, row in rows:
         if not jsonl and isinstance(row, dict) and row.get("split", split) != split:
             continue
         where = f"{path} {where}"
         record = (
-            parse_record(CaptionRecord, row, where, bad)
+            sources.parse_record(CaptionRecord, row, where, bad)
             if jsonl
             else _karpathy_record(row, where, bad)
         )
@@ -102,11 +91,11 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
             aliases[tasks_lib.class_display_name(label)] = [label]
         qa = tasks_lib.QA(prompt, captions[0], "caption", references=captions)
         items.append(
-            Item(
-                image=image_path(root, record.image),
+            sources.Item(
+                image=sources.image_path(root, record.image),
                 qas=(qa,),
                 classes=(tasks_lib.class_display_name(label),) if label else (),
                 record=where,
             )
         )
-    return with_readable_images(items, root, ctx, bad, aliases)
+    return sources.with_readable_images(items, root, ctx, bad, aliases)

@@ -20,35 +20,22 @@ from __future__ import annotations
 
 import pydantic
 
+from rs_jax.data import sources
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data.conversation import IMAGE
-from rs_jax.data.sources import (
-    BadRecords,
-    Item,
-    LoadContext,
-    LongText,
-    Record,
-    SourceConfig,
-    Split,
-    Text,
-    image_path,
-    parse_record,
-    read_json,
-    with_readable_images,
-)
 
 ROLES = ("human", "gpt")
 
 
-class Turn(Record):
-    speaker: Text = pydantic.Field(alias="from")
-    value: LongText
+class Turn(sources.Record):
+    speaker: sources.Text = pydantic.Field(alias="from")
+    value: sources.LongText
 
 
-class Conversation(Record):
-    image: Text
+class Conversation(sources.Record):
+    image: sources.Text
     conversations: list[Turn]
-    task: Text = "instruct"
+    task: sources.Text = "instruct"
 
 
 def conversation_qas(turns: list[Turn], task: str) -> tuple[list[tasks_lib.QA], str | None]:
@@ -76,14 +63,14 @@ def conversation_qas(turns: list[Turn], task: str) -> tuple[list[tasks_lib.QA], 
     return qas, None
 
 
-def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
+def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
     path = source.split_path(split)
-    records = read_json(path, f"config.data.sources.{source.name}.path")
+    records = sources.read_json(path, f"config.data.sources.{source.name}.path")
     if not isinstance(records, list):
         raise ValueError(f"{path}: expected a list of conversation records (LLaVA format)")
     per_split = "{split}" in source.path
     root = source.image_root()
-    bad = BadRecords(ctx.allow_skips)
+    bad = sources.BadRecords(ctx.allow_skips)
     items = []
     for i, row in enumerate(records):
         if not isinstance(row, dict):
@@ -98,12 +85,12 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
         if not row.get("image"):
             bad(where, "no image (text-only conversations are not supported)")
             continue
-        record = parse_record(Conversation, row, where, bad)
+        record = sources.parse_record(Conversation, row, where, bad)
         if record is None:
             continue
         qas, problem = conversation_qas(record.conversations, record.task)
         if problem:
             bad(where, problem)
             continue
-        items.append(Item(image_path(root, record.image), tuple(qas), (), where))
-    return with_readable_images(items, root, ctx, bad)
+        items.append(sources.Item(sources.image_path(root, record.image), tuple(qas), (), where))
+    return sources.with_readable_images(items, root, ctx, bad)

@@ -17,27 +17,16 @@ import collections
 
 from etils import epath
 
+from rs_jax.data import sources
 from rs_jax.data import tasks as tasks_lib
-from rs_jax.data.sources import (
-    BadRecords,
-    Item,
-    LoadContext,
-    Record,
-    SourceConfig,
-    Split,
-    Text,
-    parse_record,
-    read_json,
-    with_readable_images,
-)
 
 QUESTION_TYPES = ("rural_urban", "presence", "comparison", "count", "area")
 
 
-class Question(Record):
+class Question(sources.Record):
     img_id: int
-    question: Text
-    type: Text | None = None
+    question: sources.Text
+    type: sources.Text | None = None
     answers_ids: list[int] = []
 
 
@@ -45,7 +34,7 @@ def _active(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("active", True)]
 
 
-def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
+def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
     opts = source.options
     prefix = opts["prefix"]
     image_root = opts["image_root"] or str(
@@ -63,18 +52,18 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
         for part in ("questions", "answers")
     }
     what = f"config.data.sources.{source.name}"
-    questions = read_json(files["questions"], what).get("questions", [])
+    questions = sources.read_json(files["questions"], what).get("questions", [])
     answers = {
         a.get("id"): a.get("answer")
-        for a in _active(read_json(files["answers"], what).get("answers", []))
+        for a in _active(sources.read_json(files["answers"], what).get("answers", []))
         if a.get("answer") is not None
     }
-    bad = BadRecords(ctx.allow_skips)
+    bad = sources.BadRecords(ctx.allow_skips)
     by_image: dict[int, list[tasks_lib.QA]] = collections.defaultdict(list)
     suffix = opts["prompt_suffix"]
     for q in _active(questions):
         where = f"{files['questions']} question {q.get('id')}"
-        record = parse_record(Question, q, where, bad)
+        record = sources.parse_record(Question, q, where, bad)
         if record is None:
             continue
         kind = record.type
@@ -90,7 +79,7 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
         question = record.question + (f" {suffix}" if suffix else "")
         by_image[record.img_id].append(tasks_lib.QA(question, str(answers[ids[0]]), kind))
     items = [
-        Item(
+        sources.Item(
             image=str(epath.Path(image_root) / f"{img_id}.tif"),
             qas=tuple(qas),
             classes=(),
@@ -98,4 +87,4 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
         )
         for img_id, qas in sorted(by_image.items())
     ]
-    return with_readable_images(items, image_root, ctx, bad)
+    return sources.with_readable_images(items, image_root, ctx, bad)

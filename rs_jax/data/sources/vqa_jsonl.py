@@ -15,36 +15,26 @@ from __future__ import annotations
 
 import collections
 
+from rs_jax.data import sources
 from rs_jax.data import tasks as tasks_lib
-from rs_jax.data.sources import (
-    BadRecords,
-    Item,
-    LoadContext,
-    Record,
-    SourceConfig,
-    Split,
-    Text,
-    image_path,
-    parse_record,
-    read_jsonl,
-    with_readable_images,
-)
 
 
-class VqaRecord(Record):
-    image: Text
-    question: Text
-    answer: Text | bool | int | float  # counts and yes/no may come as JSON numbers, booleans
-    question_type: Text = "vqa"
-    label: Text | None = None
+class VqaRecord(sources.Record):
+    image: sources.Text
+    question: sources.Text
+    answer: (
+        sources.Text | bool | int | float
+    )  # counts and yes/no may come as JSON numbers, booleans
+    question_type: sources.Text = "vqa"
+    label: sources.Text | None = None
 
 
-def rows_of_split(source: SourceConfig, split: str) -> tuple[str, list[tuple[int, dict]]]:
+def rows_of_split(source: sources.SourceConfig, split: str) -> tuple[str, list[tuple[int, dict]]]:
     """(file, [(line, row)]) of one split of a JSONL source: the `{split}` file, or the lines
     whose "split" is `split`."""
     path = source.split_path(split)
     what = f"config.data.sources.{source.name}.path"
-    rows = list(read_jsonl(path, what))
+    rows = list(sources.read_jsonl(path, what))
     if "{split}" in source.path:
         return path, rows
     for number, row in rows:
@@ -56,21 +46,21 @@ def rows_of_split(source: SourceConfig, split: str) -> tuple[str, list[tuple[int
     return path, [(n, r) for n, r in rows if r["split"] == split]
 
 
-def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
+def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
     path, rows = rows_of_split(source, split)
     opts, root = source.options, source.image_root()
     keep, suffix = opts["question_types"], opts["prompt_suffix"]
-    bad = BadRecords(ctx.allow_skips)
+    bad = sources.BadRecords(ctx.allow_skips)
     qas: dict[str, list[tasks_lib.QA]] = collections.defaultdict(list)
     labels, records, aliases = {}, {}, {}
     for number, row in rows:
-        record = parse_record(VqaRecord, row, f"{path} line {number}", bad)
+        record = sources.parse_record(VqaRecord, row, f"{path} line {number}", bad)
         if record is None:
             continue
         kind = record.question_type
         if keep and kind not in keep:
             continue
-        image = image_path(root, record.image)
+        image = sources.image_path(root, record.image)
         question = record.question + (f" {suffix}" if suffix else "")
         qas[image].append(tasks_lib.QA(question, str(record.answer), kind))
         records.setdefault(image, f"{path} line {number}")
@@ -78,7 +68,7 @@ def load_one(source: SourceConfig, split: str, ctx: LoadContext) -> Split:
             labels[image] = tasks_lib.class_display_name(record.label)
             aliases[labels[image]] = [record.label]
     items = [
-        Item(image, tuple(q), (labels[image],) if image in labels else (), records[image])
+        sources.Item(image, tuple(q), (labels[image],) if image in labels else (), records[image])
         for image, q in qas.items()
     ]
-    return with_readable_images(items, root, ctx, bad, aliases)
+    return sources.with_readable_images(items, root, ctx, bad, aliases)
