@@ -29,6 +29,52 @@ class DecoderCache(NamedTuple):
     num_tokens: jax.Array
 
 
+class Masks(NamedTuple):
+    """What each query slot may attend to, and where it is."""
+
+    dense: jax.Array  # [B, T, S] True = may attend (the einsum's mask)
+    segments: SegmentMask | None  # the same by its structure, for kernels (None: no kernel)
+    positions: jax.Array  # [B, T] RoPE positions
+    key_mask: jax.Array  # [B, S] slots that hold real tokens
+
+
+def attention_masks(
+    token_mask: jax.Array,
+    cache: DecoderCache | None,
+    cache_index: jax.Array | int,
+    segments: tuple[jax.Array, jax.Array] | None,
+    sliding_window: int,
+) -> Masks:
+    """token_mask [B, T] of the slots being run -> their masks and positions: slot s attends
+    to slots <= s that hold real tokens (in the cache too), within its packed sequence, and
+    within the last `sliding_window` positions (counted in real tokens, not slots)."""
+    t = token_mask.shape[1]
+    positions = jnp.cumsum(token_mask, axis=1) - 1
+    if segments is not None:
+        segment_ids, positions = segments
+    if cache is not None:  # continue counting after the real tokens already cached
+        positions = positions + cache.num_tokens[:, None]
+    query_slots = cache_index + jnp.arange(t)
+    if cache is None:
+        key_mask, key_slots = token_mask, jnp.arange(t)
+    else:
+        key_mask = jax.lax.dynamic_update_slice(cache.key_mask, token_mask, (0, cache_index))
+        key_slots = jnp.arange(key_mask.shape[1])
+    dense = (key_slots[None, None, :] <= query_slots[None, :, None]) & key_mask[:, None, :]
+    if segments is not None:
+        dense &= segment_ids[:, :, None] == segment_ids[:, None, :]
+    if sliding_window:
+        key_positions = positions if segments is not None else jnp.cumsum(key_mask, 1) - 1
+        dense &= positions[:, :, None] - key_positions[:, None, :] < sliding_window
+    # A kernel's window counts slots, equal to positions only where real tokens are
+    # contiguous: in packed rows, not in unpacked ones (padding between image and prompt).
+    by_structure = None
+    if cache is None and (segments is not None or not sliding_window):
+        ids = segment_ids if segments is not None else token_mask.astype(jnp.int32)
+        by_structure = SegmentMask(ids, causal=True, window=sliding_window)
+    return Masks(dense, by_structure, positions, key_mask)
+
+
 class DecoderBlock(nnx.Module):
     """One LLaMA block; with `moe`, the visual tokens go through a level-grouped MoE."""
 
@@ -220,34 +266,11 @@ class Decoder(nnx.Module):
                     f"visual_levels marks slots {visual_start}..{end - 1} as visual tokens; "
                     f"the call must start at slot 0 and hold them (got {t} tokens)"
                 )
-        token_mask = token_mask.astype(bool)
-        positions = jnp.cumsum(token_mask, axis=1) - 1
-        if segments is not None:
-            if cache is not None or visual_levels is not None:
-                raise ValueError("packed sequences take no cache and no visual-token MoE")
-            segment_ids, positions = segments
-        if cache is not None:  # continue counting after the real tokens already cached
-            positions = positions + cache.num_tokens[:, None]
-        query_slots = cache_index + jnp.arange(t)
-        if cache is None:
-            key_mask, key_slots = token_mask, jnp.arange(t)
-        else:
-            key_mask = jax.lax.dynamic_update_slice(cache.key_mask, token_mask, (0, cache_index))
-            key_slots = jnp.arange(key_mask.shape[1])
-        mask = (key_slots[None, None, :] <= query_slots[None, :, None]) & key_mask[:, None, :]
-        if segments is not None:
-            mask &= segment_ids[:, :, None] == segment_ids[:, None, :]
-        if self.cfg.sliding_window:  # counted in positions (real tokens), not slots
-            key_positions = positions if segments is not None else jnp.cumsum(key_mask, 1) - 1
-            distance = positions[:, :, None] - key_positions[:, None, :]
-            mask &= distance < self.cfg.sliding_window
-        # The mask again by its structure, for attention kernels. A window counts slots
-        # there, equal to positions only where real tokens are contiguous: in packed rows,
-        # not in unpacked ones (padding between the image and the prompt).
-        segment_mask = None
-        if cache is None and (segments is not None or not self.cfg.sliding_window):
-            ids = segment_ids if segments is not None else token_mask.astype(jnp.int32)
-            segment_mask = SegmentMask(ids, causal=True, window=self.cfg.sliding_window)
+        if segments is not None and (cache is not None or visual_levels is not None):
+            raise ValueError("packed sequences take no cache and no visual-token MoE")
+        masks = attention_masks(
+            token_mask.astype(bool), cache, cache_index, segments, self.cfg.sliding_window
+        )
 
         num_groups = self.cfg.depth // self.group_size
         caches = None
@@ -261,9 +284,9 @@ class Decoder(nnx.Module):
             x, group_caches, stats = group(
                 x,
                 group_caches,
-                mask=mask,
-                segments=segment_mask,
-                positions=positions,
+                mask=masks.dense,
+                segments=masks.segments,
+                positions=masks.positions,
                 cache_index=cache_index,
                 visual_levels=visual_levels,
                 visual_start=visual_start,
@@ -280,7 +303,7 @@ class Decoder(nnx.Module):
         new_cache = DecoderCache(
             caches[0].reshape(cache.key.shape),
             caches[1].reshape(cache.value.shape),
-            key_mask,
-            cache.num_tokens + token_mask.sum(1).astype(jnp.int32),
+            masks.key_mask,
+            cache.num_tokens + token_mask.astype(bool).sum(1).astype(jnp.int32),
         )
         return hidden, new_cache, routing
