@@ -161,68 +161,25 @@ def train(
 def _train(
     config: ml_collections.ConfigDict, workdir_path: epath.Path, allow_config_change: bool
 ) -> dict[str, Any]:
-    workdir = str(workdir_path)
     # Shapes only: a resumed run never holds a fresh initialisation beside its checkpoint.
-    exp = experiment_lib.setup(config, workdir, abstract=True)
-    # The resolved config (pretrained towers' architecture included), saved with every
-    # checkpoint and, once the run is validated, as <workdir>/config.json.
-    resolved = json.loads(exp.config.to_json_best_effort())
-    resolved[KNOWLEDGE_SHA256] = exp.knowledge.sha256
-    # A tokenizer learned from the training texts (None for one named by data.tokenizer).
-    resolved[TOKENIZER_SHA256] = stored_corpus_hash(exp.data.tokenizer.name_or_path)
+    exp = experiment_lib.setup(config, str(workdir_path), abstract=True)
+    resolved = _resolved_config(exp)
     checkpointer = Checkpointer(
-        workdir, keep=config.train.keep_checkpoints, async_save=config.train.async_checkpoints
+        workdir_path, keep=config.train.keep_checkpoints, async_save=config.train.async_checkpoints
     )
     train_iter = exp.data.train_iterator(seed=config.seed)
-    try:
-        # The newest checkpoint's config before its arrays: a changed model would otherwise
-        # fail the restore on array shapes, naming no key.
-        checked = _check_latest_config(checkpointer, resolved, allow_config_change)
-        restored = checkpointer.restore_latest_good(exp.abstract_state(), train_iter)
-        if restored is not None and restored[1] != checked:  # fell back to an older one
-            _check_resume_config(checkpointer, restored[1], resolved, allow_config_change)
-    except ValueError:
-        checkpointer.close()
-        raise
-    if restored is not None:
-        state, start = restored
-        print(f"Resumed from {checkpointer.step_dir(start)} (step {start}).", flush=True)
-    else:
-        exp = experiment_lib.initialise(exp)
-        state, start = exp.state, 0
+    exp, state, start = _restore_or_initialise(
+        exp, checkpointer, train_iter, resolved, allow_config_change
+    )
     _write_config_record(workdir_path, resolved)
     total = config.train.steps
     if start >= total:
         print(f"Already trained: step {start} >= config.train.steps={total}.", flush=True)
         checkpointer.close()
         return {"step": start}
-
-    precision, accum = exp.model_config.precision, config.train.grad_accum_steps
-    print(
-        f"Training {'baseline' if config.model.baseline else 'full'} model: "
-        f"mesh {dict(exp.mesh.shape)}, global batch {config.data.batch_size}"
-        + (f" in {accum} micro-batches" if accum > 1 else "")
-        + f", compute {jnp.dtype(precision.dtype).name}, weights "
-        f"{jnp.dtype(precision.param_dtype).name}, steps {start}->{total}.",
-        flush=True,
-    )
     host_batch = next(train_iter)
     batch = exp.shard_batch(host_batch)
-    # Compiled ahead of the loop: its buffer assignment is part of the start-up report.
-    start_compile = time.perf_counter()
-    with jax.set_mesh(exp.mesh):
-        train_step = make_train_step(exp).lower(state, batch).compile()
-    step_memory = report.compiled_report(train_step)
-    print(
-        report.format_report(report.state_report(state, exp.mesh), step_memory)
-        + f"\nCompiled the train step in {time.perf_counter() - start_compile:.1f} s.",
-        flush=True,
-    )
-    try:  # before step 1, not at it: a step that cannot fit names the knobs instead
-        report.check_fits(step_memory, exp.mesh.devices.flat[0])
-    except ValueError:
-        checkpointer.close()
-        raise
+    train_step = _compile_step(exp, state, batch, checkpointer, start)
     progress = ProgressLine(total, start, config.train.log_every)
     writer = MetricWriter(workdir_path / "tensorboard")
     metrics: dict[str, Any] = {}
@@ -263,6 +220,87 @@ def _train(
         checkpointer.wait()
         checkpointer.close()
         writer.close()
+    return _summary(step, total, metrics, skipped, stopped_by, checkpointer)
+
+
+def _resolved_config(exp: experiment_lib.Experiment) -> dict[str, Any]:
+    """The resolved config (pretrained towers' architecture included) with the fingerprints
+    of the KB and the tokenizer, saved with every checkpoint and as <workdir>/config.json."""
+    resolved = json.loads(exp.config.to_json_best_effort())
+    resolved[KNOWLEDGE_SHA256] = exp.knowledge.sha256
+    # A tokenizer learned from the training texts (None for one named by data.tokenizer).
+    resolved[TOKENIZER_SHA256] = stored_corpus_hash(exp.data.tokenizer.name_or_path)
+    return resolved
+
+
+def _restore_or_initialise(
+    exp: experiment_lib.Experiment,
+    checkpointer: Checkpointer,
+    train_iter: Any,
+    resolved: dict[str, Any],
+    allow_config_change: bool,
+) -> tuple[experiment_lib.Experiment, Any, int]:
+    """(experiment, state, step): the newest good checkpoint restored into the abstract
+    state, or, with none, the state initialised."""
+    try:
+        # The newest checkpoint's config before its arrays: a changed model would otherwise
+        # fail the restore on array shapes, naming no key.
+        checked = _check_latest_config(checkpointer, resolved, allow_config_change)
+        restored = checkpointer.restore_latest_good(exp.abstract_state(), train_iter)
+        if restored is not None and restored[1] != checked:  # fell back to an older one
+            _check_resume_config(checkpointer, restored[1], resolved, allow_config_change)
+    except ValueError:
+        checkpointer.close()
+        raise
+    if restored is None:
+        exp = experiment_lib.initialise(exp)
+        return exp, exp.state, 0
+    state, start = restored
+    print(f"Resumed from {checkpointer.step_dir(start)} (step {start}).", flush=True)
+    return exp, state, start
+
+
+def _compile_step(
+    exp: experiment_lib.Experiment, state: Any, batch: Any, checkpointer: Checkpointer, start: int
+) -> jax.stages.Compiled:
+    """The train step compiled ahead of the loop, with the start-up report (its buffer
+    assignment included); a step that cannot fit the device stops here, not at step 1."""
+    config = exp.config
+    precision, accum = exp.model_config.precision, config.train.grad_accum_steps
+    print(
+        f"Training {'baseline' if config.model.baseline else 'full'} model: "
+        f"mesh {dict(exp.mesh.shape)}, global batch {config.data.batch_size}"
+        + (f" in {accum} micro-batches" if accum > 1 else "")
+        + f", compute {jnp.dtype(precision.dtype).name}, weights "
+        f"{jnp.dtype(precision.param_dtype).name}, steps {start}->{config.train.steps}.",
+        flush=True,
+    )
+    start_compile = time.perf_counter()
+    with jax.set_mesh(exp.mesh):
+        train_step = make_train_step(exp).lower(state, batch).compile()
+    step_memory = report.compiled_report(train_step)
+    print(
+        report.format_report(report.state_report(state, exp.mesh), step_memory)
+        + f"\nCompiled the train step in {time.perf_counter() - start_compile:.1f} s.",
+        flush=True,
+    )
+    try:
+        report.check_fits(step_memory, exp.mesh.devices.flat[0])
+    except ValueError:
+        checkpointer.close()
+        raise
+    return train_step
+
+
+def _summary(
+    step: int,
+    total: int,
+    metrics: dict[str, Any],
+    skipped: list[int],
+    stopped_by: str | None,
+    checkpointer: Checkpointer,
+) -> dict[str, Any]:
+    """The last step's metrics, the dropped steps, and whether a signal stopped the run."""
     summary = {"step": step, **{k: float(v) for k, v in jax.device_get(metrics).items()}}
     summary["nonfinite_steps"] = len(skipped)
     if skipped:
