@@ -172,6 +172,11 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="resume even if the config changes the model, data or optimizer (logged)",
     )
+    train.add_argument(
+        "--allow_data_change",
+        action="store_true",
+        help="resume even if training files were added, removed or edited (logged)",
+    )
     add("eval", "Evaluate the latest checkpoint in --workdir.", reads_run=True)
     add("config", "Print the resolved config and exit.", workdir=False)
     compile_ = add(
@@ -221,10 +226,12 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_train(config: object, workdir: str, allow_config_change: bool) -> int:
+def _cmd_train(config: object, args: argparse.Namespace) -> int:
     from rs_jax.train import preemption, trainer
 
-    summary = trainer.train(config, workdir, allow_config_change)
+    summary = trainer.train(
+        config, args.workdir, args.allow_config_change, allow_data_change=args.allow_data_change
+    )
     return preemption.PREEMPTED_EXIT_CODE if summary.get("preempted") else 0
 
 
@@ -337,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "compile":
             return _cmd_compile(config, args)
         elif args.command == "train":
-            return _cmd_train(config, args.workdir, args.allow_config_change)
+            return _cmd_train(config, args)
         elif args.command == "eval":
             _cmd_eval(config, args.workdir)
         elif args.command == "predict":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator
 from typing import IO
 
@@ -77,3 +78,23 @@ def write_text_whole(path: epath.PathLike, text: str) -> None:
     """`path.write_text(text)`, but whole or not at all."""
     with write_whole(path) as out:
         out.write(text)
+
+
+@contextlib.contextmanager
+def staged_folder(root: epath.PathLike) -> Iterator[epath.Path]:
+    """A new folder beside `root` (on this host) to write into; when the block ends without
+    an error it becomes `root`, replacing what is there (the caller has checked that it may
+    be replaced: empty, or something rs-jax built). On an error it is removed and `root`
+    stays as it was."""
+    root = epath.Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = epath.Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; outputs are meant to be shared
+        yield staging
+        if root.exists():
+            root.rmtree()
+        staging.rename(root)
+    except BaseException:
+        staging.rmtree(missing_ok=True)
+        raise

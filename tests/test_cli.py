@@ -24,8 +24,8 @@ def _fake_module(monkeypatch, name: str, module) -> None:
 def fake_trainer(monkeypatch):
     calls = []
     module = types.ModuleType("rs_jax.train.trainer")
-    module.train = lambda config, workdir, allow_config_change: (
-        calls.append((config, workdir, allow_config_change)) or {"step": 1}
+    module.train = lambda config, workdir, allow_config_change, allow_data_change: (
+        calls.append((config, workdir, allow_config_change, allow_data_change)) or {"step": 1}
     )
     _fake_module(monkeypatch, "rs_jax.train.trainer", module)
     return calls
@@ -45,10 +45,12 @@ def test_train_dispatch_with_overrides(fake_trainer, tmp_path):
         "scene,count",
     ]
     assert cli.main(argv) == 0
-    ((config, workdir, allow_config_change),) = fake_trainer
-    assert allow_config_change is False
+    ((config, workdir, allow_config_change, allow_data_change),) = fake_trainer
+    assert allow_config_change is False and allow_data_change is False
     assert cli.main([*argv, "--allow_config_change"]) == 0
-    assert fake_trainer[1][2] is True
+    assert fake_trainer[1][2:] == (True, False)
+    assert cli.main([*argv, "--allow_data_change"]) == 0
+    assert fake_trainer[2][2:] == (False, True)
     assert workdir == str(tmp_path)
     assert config.train.steps == 10 and config.model.baseline is True
     assert config.mesh.data == -1 and config.data.tasks == ("scene", "count")
@@ -82,7 +84,7 @@ def test_config_errors_are_one_line(fake_trainer, capsys, extra, message):
 
 
 def test_errors_from_training_are_one_line(monkeypatch, capsys):
-    def train(config, workdir, allow_config_change=False):
+    def train(config, workdir, allow_config_change=False, allow_data_change=False):
         raise ValueError(
             "mesh {data: 3, fsdp: 1, expert: 1, tensor: 1} needs 3 devices but 8 are available"
         )

@@ -9,6 +9,7 @@ line, `rs-jax: error: ...`, that names the config key, file or value at fault (e
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import re
@@ -85,6 +86,18 @@ def resume(*extra: str) -> tuple:
     return train(*RUN_ARGS, *extra, config=RUN_CONFIG, workdir="{run}", data="{data}")
 
 
+# A run trained on a folder dataset, with paths relative to the case's folder (its cwd), so
+# that every case resumes its own copy of the data with the config that trained it.
+FOLDER_RUN_ARGS = ("--config.data.name=folder", "--config.data.root=root")
+
+
+def resume_folder_run(*extra: str) -> tuple:
+    """`rs-jax train` again on a copy of the folder-trained run and of its data."""
+    return train(
+        *RUN_ARGS, *FOLDER_RUN_ARGS, *extra, config=RUN_CONFIG, workdir="{folder_run}", data="data"
+    )
+
+
 def bad(key: str, value: str, message: str, name: str = "") -> Fault:
     """`--config.KEY=VALUE` stops before any data is prepared, naming the key."""
     return Fault(name or f"{key}={value}", train(f"--config.{key}={value}"), message)
@@ -150,6 +163,15 @@ def folders(**splits: dict[str, list[str]]) -> Callable[[Path], None]:
 
 
 GOOD = {"forest": ["a.png", "b.png"], "river": ["c.png", "d.png"]}
+
+
+def _png_of_another_image() -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+PNG_OF_ANOTHER_IMAGE = _png_of_another_image()
 
 
 def folder_train(*extra: str) -> tuple:
@@ -228,6 +250,10 @@ def old_record_kept(case: Path) -> None:
 
 def nothing_written(case: Path) -> None:
     assert not any(case.iterdir()), sorted(p.name for p in case.iterdir())
+
+
+def remove(path: str) -> Callable[[Path], None]:
+    return lambda case: (case / path).unlink()
 
 
 def absent(path: str) -> Callable[[Path], None]:
@@ -741,6 +767,33 @@ FAULTS = [
         keep=("run/checkpoints",),
         check=old_record_kept,
     ),
+    # --- Training files changed under a run: named, and the run left as it was.
+    Fault(
+        "resume-on-an-edited-image",
+        resume_folder_run(),
+        r"the training data changed since it was saved: 1 file edited \(root:train/forest/a\.png\)"
+        r".*--allow_data_change",
+        setup=write("root/train/forest/a.png", PNG_OF_ANOTHER_IMAGE),
+        keep=("run",),
+    ),
+    Fault(
+        "resume-on-an-added-and-a-removed-image",
+        resume_folder_run(),
+        r"1 file added \(root:train/river/x\.png\); 1 file removed \(root:train/forest/b\.png\)\.",
+        setup=both(
+            remove("root/train/forest/b.png"), write("root/train/river/x.png", PNG_OF_ANOTHER_IMAGE)
+        ),
+        keep=("run",),
+    ),
+    Fault(
+        "allow_data_change-resumes-and-says-what-changed",
+        (*resume_folder_run(), "--allow_data_change"),
+        r"Already trained: step 2",
+        setup=write("root/train/forest/a.png", PNG_OF_ANOTHER_IMAGE),
+        code=0,
+        stdout=r"warning: resuming .* on changed training data: 1 file edited \(root:train/forest",
+        keep=("run/checkpoints",),
+    ),
     # --- 6. Folder datasets with bad files.
     Fault(
         "folder-without-root",
@@ -1030,6 +1083,26 @@ def trained_run(tmp_path_factory, shared_data) -> Path:
     return workdir
 
 
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory) -> Path:
+    """A folder holding a folder dataset (root/), its data_dir (data/) and a run trained on
+    it for 2 steps (run/); the paths in its config are relative to this folder."""
+    base = tmp_path_factory.mktemp("folder_run")
+    eight = {
+        "forest": ["a.png", "b.png", "e.png", "f.png"],
+        "river": ["c.png", "d.png", "g.png", "h.png"],
+    }
+    folders(train=eight, test=GOOD)(base)
+    argv = train(*RUN_ARGS, *FOLDER_RUN_ARGS, config=RUN_CONFIG, workdir="run", data="data")
+    cwd = os.getcwd()
+    os.chdir(base)
+    try:
+        assert cli.main(list(argv)) == 0
+    finally:
+        os.chdir(cwd)
+    return base
+
+
 def _fill(argv: tuple[str, ...], values: dict[str, str]) -> list[str]:
     out = []
     for arg in argv:
@@ -1056,6 +1129,9 @@ def test_fault(fault: Fault, tmp_path, request, capsys, monkeypatch):
     if any("{run}" in arg for arg in fault.argv):
         shutil.copytree(request.getfixturevalue("trained_run"), tmp_path / "run", symlinks=True)
         values["run"] = str(tmp_path / "run")
+    if any("{folder_run}" in arg for arg in fault.argv):
+        shutil.copytree(request.getfixturevalue("folder_run"), tmp_path, dirs_exist_ok=True)
+        values["folder_run"] = str(tmp_path / "run")
     if fault.setup:
         fault.setup(tmp_path)
     monkeypatch.chdir(tmp_path)  # relative and empty paths then point into the case's folder

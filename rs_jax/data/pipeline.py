@@ -44,6 +44,7 @@ from rs_jax.data import synth
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data import tokenizer as tokenizer_lib
 from rs_jax.data.images import bands_of
+from rs_jax.data.manifest import training_manifest
 from rs_jax.data.packing import Packing, pack
 from rs_jax.data.records import (
     ItemRecords,
@@ -104,6 +105,8 @@ class DataBundle:
     skips: dict[str, dict] = dataclasses.field(default_factory=dict)
     # Training rows packed with several examples (rs_jax/data/packing.py); None = one each.
     packing: Packing | None = None
+    # Training image + texts -> digest (rs_jax/data/manifest.py); empty for generated data.
+    manifest: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def num_train_images(self) -> int:
@@ -413,13 +416,14 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
         train_records, train_weights = [SynthRecords(builder, dc.train_split)], [1.0]
         eval_records = SynthRecords(builder, dc.eval_split)
         eval_sources = (EvalSource("rs_synth", "vqa", task_names),)
-        skips = {}
+        skips, manifest = {}, {}
     elif dc.name in ("folder", "sources"):
         ctx, loaded = _load_sources(dc, data_dir, size)
         task_names, kb, corpus, eval_sources = _describe(loaded)
         tok = _prepare_tokenizer(dc.tokenizer, data_dir, corpus)
         encoder = TextEncoder(tok, dc.template, dc.max_prompt_len, dc.max_answer_len)
         train_records, train_weights, eval_records, skips = _records(loaded, encoder, ctx, kb)
+        manifest = training_manifest((cfg.name, train) for cfg, train, _ in loaded)
     else:
         raise ValueError(
             f"Unknown config.data.name {dc.name!r}; expected 'rs_synth', 'folder' or 'sources'"
@@ -451,4 +455,5 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
         eval_pairs=eval_pairs,
         eval_sources=eval_sources,
         skips=skips,
+        manifest=manifest,
     )

@@ -18,7 +18,6 @@ import datetime
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -27,7 +26,7 @@ import numpy as np
 from etils import epath
 
 from rs_jax import __version__
-from rs_jax.files import local_path
+from rs_jax.files import local_path, staged_folder
 from rs_jax.kb.index import LevelIndex
 from rs_jax.kb.schema import Entry, load_kb, write_kb
 
@@ -136,6 +135,12 @@ class BuiltKB:
                 f"reads up to {FORMAT_VERSION}"
             )
         check_encoder(metadata, expect_encoder, expect_dim, root, dim_key)
+        for name, sha256 in metadata.get("files_sha256", {}).items():  # older builds: none
+            if file_sha256(root / name) != sha256:
+                raise ValueError(
+                    f"{root / name} changed since the knowledge base was built (its sha256 is "
+                    f"not the one in {METADATA_FILE}); rebuild it with `rs-jax kb build`"
+                )
 
         with (root / EMBEDDINGS_FILE).open("rb") as f:
             embeddings = np.load(f)
@@ -294,18 +299,14 @@ def write_built_kb(
         "index": {level: cfg.__dict__ for level, cfg in index.configs.items()},
     }
 
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = epath.Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; a built KB is meant to be shared
+    with staged_folder(root) as staging:
         np.save(staging / EMBEDDINGS_FILE, x)
         write_kb(entries, staging / ENTRIES_FILE)
         index.save(staging / INDEX_DIR)
+        # Row i of the entries belongs to row i of the embeddings: an edited or reordered
+        # file would silently serve the wrong entries, so loading checks both.
+        metadata["files_sha256"] = {
+            name: file_sha256(staging / name) for name in (ENTRIES_FILE, EMBEDDINGS_FILE)
+        }
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-        if root.exists():
-            root.rmtree()
-        staging.rename(root)
-    except BaseException:
-        staging.rmtree(missing_ok=True)
-        raise
     return BuiltKB(root, list(entries), x, metadata, index)

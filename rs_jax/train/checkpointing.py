@@ -1,7 +1,9 @@
 """Orbax checkpoints of the train state together with the grain data-iterator position.
 
-Layout: ``<workdir>/checkpoints/<step>/{state,data_iter}``. Saving the iterator with
-the weights makes a resumed run see exactly the examples it would have seen.
+Layout: ``<workdir>/checkpoints/<step>/{state,data_iter,config,checksums}``. Saving the
+iterator with the weights makes a resumed run see exactly the examples it would have seen.
+Each array's content checksum is saved beside it and checked at every restore: a damaged
+byte that still decodes would otherwise come back as a wrong weight.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+from jax.experimental import multihost_utils
 
 from rs_jax.files import absolute
 
@@ -21,6 +24,8 @@ DATA_ITER = "data_iter"
 CONFIG = "config"  # the resolved config that wrote the step (JSON)
 KNOWLEDGE_SHA256 = "knowledge_sha256"  # in CONFIG: the knowledge base the step learned with
 TOKENIZER_SHA256 = "tokenizer_sha256"  # in CONFIG: the training texts its tokenizer learned
+DATA_SHA256 = "data_sha256"  # in CONFIG: the training files (rs_jax/data/manifest.py)
+CHECKSUMS = "checksums"  # {array path: content checksum} of the saved state (JSON)
 # Substrings of orbax errors that mean "valid checkpoint, different model".
 _MISMATCH_MARKERS = (
     "is not compatible with the stored shape",
@@ -61,6 +66,86 @@ def _state_handler() -> ocp.PyTreeCheckpointHandler:
     return ocp.PyTreeCheckpointHandler(type_handler_registry=registry)
 
 
+def _words(values: np.ndarray) -> np.ndarray:
+    """The bits of `values` as uint64 words, one per element, or two (a trailing axis of
+    2) for 8-byte values."""
+    if values.dtype.itemsize == 8:
+        return values.view(np.uint32).reshape(*values.shape, 2).astype(np.uint64)
+    return values.view(f"uint{8 * values.dtype.itemsize}").astype(np.uint64)
+
+
+def _partial_sums(words: np.ndarray, start: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """[2] uint64: the sum of a block of words, and their sum weighted by (row-major
+    position in the whole array + 1). The block starts at `start` in an array of `shape`;
+    the weighted sum is taken one axis at a time, so no position array is built."""
+    total = words.sum(dtype=np.uint64)
+    weighted = total
+    stride = 1
+    for axis in reversed(range(words.ndim)):
+        others = tuple(a for a in range(words.ndim) if a != axis)
+        per_index = words.sum(axis=others, dtype=np.uint64)
+        index = np.arange(start[axis], start[axis] + words.shape[axis], dtype=np.uint64)
+        weighted += np.uint64(stride) * (per_index * index).sum(dtype=np.uint64)
+        stride *= shape[axis]
+    return np.array([total, weighted], np.uint64)
+
+
+def _blocks(leaf: Any) -> list[tuple[np.ndarray, tuple[int, ...]]]:
+    """(values, start index) of each block of `leaf` this process holds, one replica each."""
+    if not isinstance(leaf, jax.Array):
+        leaf = np.asarray(leaf)
+        return [(leaf, (0,) * leaf.ndim)]
+    return [
+        (np.asarray(shard.data), tuple(s.indices(n)[0] for s, n in zip(shard.index, leaf.shape)))
+        for shard in leaf.addressable_shards
+        if shard.replica_id == 0
+    ]
+
+
+def _checksum(leaf: Any) -> tuple[int, int]:
+    """(sum, position-weighted sum) mod 2**32 of an array's words, from the blocks each
+    process holds, summed over processes: the same for any sharding."""
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)
+    sums = np.zeros(2, np.uint64)
+    for values, start in _blocks(leaf):
+        shape = np.shape(leaf) or (1,)  # a scalar is one element
+        values, start = values.reshape(values.shape or (1,)), start or (0,)
+        words = _words(values)
+        if words.ndim > values.ndim:  # 8-byte values: their two words on a trailing axis
+            start, shape = (*start, 0), (*shape, 2)
+        sums += _partial_sums(words, start, shape)
+    sums = (sums & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    if jax.process_count() > 1:
+        sums = multihost_utils.process_allgather(sums).sum(axis=0, dtype=np.uint32)
+    return int(sums[0]), int(sums[1])
+
+
+def content_checksums(state: Any) -> dict[str, str]:
+    """{array path ("params/decoder/.../value"): hex checksum of its values}.
+
+    Any one changed word changes the sum; a value moved within the array changes the
+    weighted sum. Computed on the host from each process's shards, so saving compiles
+    nothing and every process agrees.
+    """
+    flat = jax.tree_util.tree_flatten_with_path(state)[0]
+    return {
+        jax.tree_util.keystr(path, simple=True, separator="/"): "{:08x}{:08x}".format(
+            *_checksum(leaf)
+        )
+        for path, leaf in flat
+    }
+
+
+def _first_mismatch(stored: dict[str, str], state: Any) -> str | None:
+    """The first array of `state` whose checksum differs from `stored` (arrays saved
+    without one are taken as they are)."""
+    for name, value in content_checksums(state).items():
+        if name in stored and stored[name] != value:
+            return name
+    return None
+
+
 def _restore_args(target: jax.ShapeDtypeStruct) -> ocp.ArrayRestoreArgs:
     """Read into `target`'s sharding; a stored shape other than `target`'s is an error."""
     return ocp.ArrayRestoreArgs(
@@ -79,6 +164,7 @@ class Checkpointer:
                 STATE: _state_handler(),
                 DATA_ITER: grain.checkpoint.CheckpointHandler(),
                 CONFIG: ocp.JsonCheckpointHandler(),
+                CHECKSUMS: ocp.JsonCheckpointHandler(),
             },
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep,
@@ -120,7 +206,10 @@ class Checkpointer:
         """
         if step in self._manager.all_steps():
             return False
-        items: dict[str, Any] = {STATE: ocp.args.PyTreeSave(state)}
+        items: dict[str, Any] = {
+            STATE: ocp.args.PyTreeSave(state),
+            CHECKSUMS: ocp.args.JsonSave(content_checksums(state)),
+        }
         if data_iterator is not None:
             items[DATA_ITER] = grain.checkpoint.CheckpointSave(data_iterator)
         if config is not None:
@@ -138,12 +227,16 @@ class Checkpointer:
                 f"use the knowledge base the model was trained with"
             )
 
+    def _stored_json(self, step: int, item: str) -> dict[str, Any] | None:
+        """A JSON item saved with ``step`` (None for checkpoints saved without it)."""
+        if not (self.step_dir(step) / item).is_dir():
+            return None
+        args = ocp.args.Composite(**{item: ocp.args.JsonRestore()})
+        return dict(self._manager.restore(step, args=args)[item])
+
     def stored_config(self, step: int) -> dict[str, Any] | None:
         """The config saved with ``step`` (None for checkpoints saved without one)."""
-        if not (self.step_dir(step) / CONFIG).is_dir():
-            return None
-        args = ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()})
-        return dict(self._manager.restore(step, args=args)[CONFIG])
+        return self._stored_json(step, CONFIG)
 
     def restore(
         self,
@@ -176,6 +269,7 @@ class Checkpointer:
             )
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+            checksums = self._stored_json(step, CHECKSUMS) or {}
         except Exception as e:
             # Orbax/tensorstore errors are deep and cryptic; say which directory is bad
             # and what to do. A config change must not be mistaken for corruption: the
@@ -192,6 +286,12 @@ class Checkpointer:
                 f"Checkpoint {step_dir} could not be restored ({detail}). It is probably "
                 f"truncated or corrupt (e.g. the run was killed while saving)."
             ) from e
+        damaged = _first_mismatch(checksums, restored[STATE])
+        if damaged is not None:
+            raise CheckpointCorruptError(
+                f"Checkpoint {step_dir} is damaged: {damaged} differs from what was saved "
+                f"(its content checksum does not match)."
+            )
         return restored[STATE]
 
     def restore_params(self, step: int, abstract_params: Any) -> Any:
@@ -300,6 +400,15 @@ def warm_start(params: Any, source: epath.PathLike) -> tuple[epath.Path, list[st
             partial_restore=True,
         ),
     )["params"]
+    checksums = step_dir / CHECKSUMS
+    if checksums.is_dir():
+        stored = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(checksums)
+        damaged = _first_mismatch(stored, {"params": restored})
+        if damaged is not None:
+            raise CheckpointCorruptError(
+                f"{setting}={str(source)!r}: {step_dir} is damaged: {damaged} differs from "
+                f"what was saved (its content checksum does not match)"
+            )
     for path, keys in found.items():
         node = restored
         for key in keys:

@@ -14,7 +14,7 @@ from etils import epath
 from flax import nnx
 
 from rs_jax.convert import hf_decoder, hf_vision
-from rs_jax.files import local_path
+from rs_jax.files import local_path, staged_folder
 
 
 def hf_to_orbax(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> epath.Path:
@@ -64,16 +64,18 @@ def orbax_to_hf(
     finally:
         checkpointer.close()
     model = nnx.merge(exp.graphdef, params)
-    written = []
-    if model.llm.group_size == 1:
-        hf_decoder.export_decoder(model.llm, out / "llm")
-        exp.data.tokenizer.save_pretrained(str(out / "llm"))
-        written.append(out / "llm")
-    else:
-        print("rs-jax: the decoder has visual-token MoE blocks (llm.moe_every): not exported")
-    # A ViT trained from scratch with the default settings has SigLIP's shape.
-    hf_vision.export_vision_tower(model.vision, out / "vision")
-    written.append(out / "vision")
+    exported = []
+    with staged_folder(out) as staging:  # a failed export leaves `out` as it was
+        if model.llm.group_size == 1:
+            hf_decoder.export_decoder(model.llm, staging / "llm")
+            exp.data.tokenizer.save_pretrained(str(staging / "llm"))
+            exported.append("llm")
+        else:
+            print("rs-jax: the decoder has visual-token MoE blocks (llm.moe_every): not exported")
+        # A ViT trained from scratch with the default settings has SigLIP's shape.
+        hf_vision.export_vision_tower(model.vision, staging / "vision")
+        exported.append("vision")
+    written = [out / name for name in exported]
     for folder in written:
         print(f"Wrote {folder} (step {step} of {workdir}).")
     return written

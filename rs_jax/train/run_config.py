@@ -11,14 +11,19 @@ import ml_collections
 from etils import epath
 
 from rs_jax.config import config_changes, config_from_dict, load_config
-from rs_jax.train.checkpointing import KNOWLEDGE_SHA256, TOKENIZER_SHA256, open_latest
+from rs_jax.train.checkpointing import (
+    DATA_SHA256,
+    KNOWLEDGE_SHA256,
+    TOKENIZER_SHA256,
+    open_latest,
+)
 
 # The keys whose change makes a different model or data: listed when a given config
 # differs from the stored one (mesh, eval, where the data live and how they are read may
 # differ freely).
 COMPARED = ("model.", "data.")
 NOT_COMPARED = ("data.data_dir", "data.worker_count")
-FINGERPRINTS = (KNOWLEDGE_SHA256, TOKENIZER_SHA256)
+FINGERPRINTS = (KNOWLEDGE_SHA256, TOKENIZER_SHA256, DATA_SHA256)
 
 
 def stored_config(workdir: epath.PathLike) -> tuple[dict[str, Any], epath.Path]:

@@ -1,5 +1,6 @@
 """The training loop: jitted sharded steps, checkpoints with the data stream, resume."""
 
+import dataclasses
 import json
 import os
 import time
@@ -15,11 +16,17 @@ from flax import nnx
 
 from rs_jax import sharding
 from rs_jax.config import config_changes
+from rs_jax.data.manifest import describe_change, manifest_sha256, write_manifest
 from rs_jax.data.tokenizer import stored_corpus_hash
 from rs_jax.files import is_local
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import report
-from rs_jax.train.checkpointing import KNOWLEDGE_SHA256, TOKENIZER_SHA256, Checkpointer
+from rs_jax.train.checkpointing import (
+    DATA_SHA256,
+    KNOWLEDGE_SHA256,
+    TOKENIZER_SHA256,
+    Checkpointer,
+)
 from rs_jax.train.lock import WorkdirLock
 from rs_jax.train.losses import compute_loss, expert_usage_from_metrics
 from rs_jax.train.preemption import StopSignals
@@ -138,13 +145,18 @@ def make_train_step(exp: experiment_lib.Experiment):
 
 
 def train(
-    config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    allow_config_change: bool = False,
+    allow_data_change: bool = False,
 ) -> dict[str, Any]:
     """Trains to config.train.steps, resuming from the newest good checkpoint in workdir.
 
     One run per workdir (rs_jax.train.lock). Each checkpoint stores the config that wrote
     it; resuming with one that changes the model, the data stream or the optimizer is an
-    error listing the changes, unless `allow_config_change` (then they are printed).
+    error listing the changes, unless `allow_config_change` (then they are printed). So is
+    resuming on training files that were added, removed or edited, unless
+    `allow_data_change`.
     SIGTERM / SIGINT (or a preemption notice) end the run after the current step with a
     checkpoint; the summary then has "preempted": True (rs_jax.train.preemption)."""
     workdir_path = epath.Path(workdir)
@@ -155,11 +167,19 @@ def train(
     if is_local(workdir_path) and not os.access(workdir_path, os.W_OK):
         raise FileExistsError(f"--workdir {workdir} is not writable")
     with WorkdirLock(workdir_path):
-        return _train(config, workdir_path, allow_config_change)
+        return _train(config, workdir_path, Allowed(allow_config_change, allow_data_change))
+
+
+@dataclasses.dataclass(frozen=True)
+class Allowed:
+    """What a resumed run may change besides RESUMABLE keys (the CLI's --allow_* flags)."""
+
+    config_change: bool = False
+    data_change: bool = False
 
 
 def _train(
-    config: ml_collections.ConfigDict, workdir_path: epath.Path, allow_config_change: bool
+    config: ml_collections.ConfigDict, workdir_path: epath.Path, allowed: Allowed
 ) -> dict[str, Any]:
     # Shapes only: a resumed run never holds a fresh initialisation beside its checkpoint.
     exp = experiment_lib.setup(config, str(workdir_path), abstract=True)
@@ -168,10 +188,9 @@ def _train(
         workdir_path, keep=config.train.keep_checkpoints, async_save=config.train.async_checkpoints
     )
     train_iter = exp.data.train_iterator(seed=config.seed)
-    exp, state, start = _restore_or_initialise(
-        exp, checkpointer, train_iter, resolved, allow_config_change
-    )
+    exp, state, start = _restore_or_initialise(exp, checkpointer, train_iter, resolved, allowed)
     _write_config_record(workdir_path, resolved)
+    write_manifest(workdir_path, exp.data.manifest)
     total = config.train.steps
     if start >= total:
         print(f"Already trained: step {start} >= config.train.steps={total}.", flush=True)
@@ -230,6 +249,7 @@ def _resolved_config(exp: experiment_lib.Experiment) -> dict[str, Any]:
     resolved[KNOWLEDGE_SHA256] = exp.knowledge.sha256
     # A tokenizer learned from the training texts (None for one named by data.tokenizer).
     resolved[TOKENIZER_SHA256] = stored_corpus_hash(exp.data.tokenizer.name_or_path)
+    resolved[DATA_SHA256] = manifest_sha256(exp.data.manifest)
     return resolved
 
 
@@ -238,17 +258,17 @@ def _restore_or_initialise(
     checkpointer: Checkpointer,
     train_iter: Any,
     resolved: dict[str, Any],
-    allow_config_change: bool,
+    allowed: Allowed,
 ) -> tuple[experiment_lib.Experiment, Any, int]:
     """(experiment, state, step): the newest good checkpoint restored into the abstract
     state, or, with none, the state initialised."""
     try:
         # The newest checkpoint's config before its arrays: a changed model would otherwise
         # fail the restore on array shapes, naming no key.
-        checked = _check_latest_config(checkpointer, resolved, allow_config_change)
+        checked = _check_latest_config(checkpointer, resolved, exp.data.manifest, allowed)
         restored = checkpointer.restore_latest_good(exp.abstract_state(), train_iter)
         if restored is not None and restored[1] != checked:  # fell back to an older one
-            _check_resume_config(checkpointer, restored[1], resolved, allow_config_change)
+            _check_resume(checkpointer, restored[1], resolved, exp.data.manifest, allowed)
     except ValueError:
         checkpointer.close()
         raise
@@ -337,8 +357,10 @@ RESUMABLE = (
 )
 
 
-def _check_latest_config(checkpointer, resolved: dict, allow: bool) -> int | None:
-    """Checks the newest checkpoint's config (`_check_resume_config`); returns its step, or
+def _check_latest_config(
+    checkpointer, resolved: dict, manifest: dict[str, str], allowed: Allowed
+) -> int | None:
+    """Checks the newest checkpoint's config and data (`_check_resume`); returns its step, or
     None when there is none or its config cannot be read (a damaged step, which
     restore_latest_good sets aside)."""
     step = checkpointer.latest_step()
@@ -348,11 +370,15 @@ def _check_latest_config(checkpointer, resolved: dict, allow: bool) -> int | Non
         checkpointer.stored_config(step)
     except Exception:  # orbax raises many kinds; the restore reports the damage
         return None
-    _check_resume_config(checkpointer, step, resolved, allow)
+    _check_resume(checkpointer, step, resolved, manifest, allowed)
     return step
 
 
-def _check_resume_config(checkpointer, step: int, resolved: dict, allow: bool) -> None:
+def _check_resume(
+    checkpointer, step: int, resolved: dict, manifest: dict[str, str], allowed: Allowed
+) -> None:
+    """Raises if resuming `step` would change its config or its training files, beyond what
+    `allowed` lets through (printed then)."""
     stored = checkpointer.stored_config(step)
     if stored is None:  # saved before checkpoints held their config
         return
@@ -360,9 +386,19 @@ def _check_resume_config(checkpointer, step: int, resolved: dict, allow: bool) -
         key: change
         for key, change in config_changes(stored, resolved).items()
         if not key.startswith(RESUMABLE)
-        # Checkpoints written before the tokenizer's hash was stored are taken as they are.
-        and not (key == TOKENIZER_SHA256 and change[0] is None)
+        # Checkpoints written before these hashes were stored are taken as they are.
+        and not (key in (TOKENIZER_SHA256, DATA_SHA256) and change[0] is None)
     }
+    where = checkpointer.step_dir(step)
+    if DATA_SHA256 in changes:
+        old = changes.pop(DATA_SHA256)[0]
+        files = describe_change(checkpointer.directory.parent, old, manifest)
+        if not allowed.data_change:
+            raise ValueError(
+                f"Resuming {where}: the training data changed since it was saved: {files}. "
+                f"Restore the data, choose a new --workdir, or pass --allow_data_change to go on"
+            )
+        print(f"rs-jax: warning: resuming {where} on changed training data: {files}", flush=True)
     if not changes:
         return
     listed = [f"{key}: {old!r} -> {new!r}" for key, (old, new) in changes.items()]
@@ -373,8 +409,7 @@ def _check_resume_config(checkpointer, step: int, resolved: dict, allow: bool) -
             f"both kept in config.data.data_dir)"
         )
     shown = "; ".join(listed[:8]) + (f"; and {len(listed) - 8} more" if len(listed) > 8 else "")
-    where = checkpointer.step_dir(step)
-    if allow:
+    if allowed.config_change:
         print(f"rs-jax: warning: resuming {where} with config changes: {shown}", flush=True)
         return
     raise ValueError(

@@ -21,6 +21,7 @@ from transformers import (
 
 from rs_jax import cli
 from rs_jax.config import load_config
+from rs_jax.convert import hf_vision
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import trainer
 from rs_jax.train.checkpointing import Checkpointer
@@ -120,11 +121,18 @@ def overrides_of(tmp_path, root, **extra):
     }
 
 
-def test_stage1_stage2_lora_then_export(tmp_path, towers, capsys):
+def _raise(error: Exception):
+    def fail(*args, **kwargs):
+        raise error
+
+    return fail
+
+
+def test_stage1_stage2_lora_then_export(tmp_path, towers, capsys, monkeypatch):
     """HF CLIP + LLaMA -> stage 1 (towers frozen: no updates, no moments) -> stage 2 from
     stage 1's checkpoint with LoRA on the frozen decoder -> `rs-jax convert orbax-to-hf`
     -> transformers loads the decoder (adapters merged) and its tokenizer and computes the
-    trained model's logits."""
+    trained model's logits. An export that fails half-way leaves --out as it was."""
     root, llama = towers
     steps = {"train.steps": 2, "train.checkpoint_every": 2, "train.learning_rate": 0.01}
     stage1 = config_for(tmp_path, root, **steps, **{"train.freeze": "vision,llm"})
@@ -165,6 +173,12 @@ def test_stage1_stage2_lora_then_export(tmp_path, towers, capsys):
     command += ["--workdir", str(tmp_path / "stage2"), "--out", str(tmp_path / "hf")]
     stage2_values = overrides_of(tmp_path, root, **stage2_extra)
     command += [f"--config.{k}={v}" for k, v in stage2_values.items()]
+    (tmp_path / "hf").mkdir()
+    with monkeypatch.context() as patch:  # the decoder is written, then the vision tower fails
+        patch.setattr(hf_vision, "export_vision_tower", _raise(OSError("No space left")))
+        assert cli.main(command) == 2
+    assert "No space left" in capsys.readouterr().err
+    assert list(tmp_path.glob("*hf*")) == [tmp_path / "hf"] and not any((tmp_path / "hf").iterdir())
     assert cli.main(command) == 0
     assert "Wrote" in capsys.readouterr().out
     exported = AutoModelForCausalLM.from_pretrained(

@@ -78,6 +78,21 @@ def test_dimension_mismatch(built):
         BuiltKB.load(kb.path, expect_encoder=FakeEncoder(dim=384))
 
 
+@pytest.mark.parametrize("file", ["entries.jsonl", "embeddings.npy"])
+def test_a_reordered_or_edited_file_is_refused(built, file):
+    """Row i of the entries goes with row i of the embeddings: a reordered entries file
+    would serve the wrong entries, so the build's hashes of both are checked at load."""
+    kb, _ = built
+    path = kb.path / file
+    if file == "entries.jsonl":
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[::-1]))
+    else:
+        np.save(path, np.load(path)[::-1])
+    with pytest.raises(ValueError, match=rf"{file} changed since the knowledge base was built"):
+        BuiltKB.load(kb.path)
+
+
 def test_missing_files_are_named(built, tmp_path):
     kb, _ = built
     (kb.path / "embeddings.npy").unlink()

@@ -1,5 +1,6 @@
 """Checkpoints: state + grain iterator round trip, shardings kept, damage reported and
-survived (the newest good checkpoint restores; damaged ones are moved aside)."""
+survived (the newest good checkpoint restores; damaged ones are moved aside), content
+checksums that catch damage the file format does not."""
 
 import shutil
 
@@ -12,7 +13,13 @@ from flax import nnx
 
 from configs.common import SHARDING_RULES
 from rs_jax import sharding as part
-from rs_jax.train.checkpointing import CheckpointCorruptError, Checkpointer, CheckpointError
+from rs_jax.train.checkpointing import (
+    CheckpointCorruptError,
+    Checkpointer,
+    CheckpointError,
+    content_checksums,
+    warm_start,
+)
 
 
 def make_iterator():
@@ -121,6 +128,16 @@ def _flip_bytes(step_dir):
             path.write_bytes(bytes(data))
 
 
+def _flip_eight_bytes(step_dir):
+    """Eight bytes in the middle of the largest data file: they still decode, as values."""
+    files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+    path = max(files, key=lambda p: p.stat().st_size)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8] = bytes(b ^ 0xFF for b in data[middle : middle + 8])
+    path.write_bytes(bytes(data))
+
+
 def _delete_manifest(step_dir):
     (step_dir / "state" / "manifest.ocdbt").unlink()
 
@@ -128,6 +145,7 @@ def _delete_manifest(step_dir):
 DAMAGES = [
     _truncate_data_files,
     _flip_bytes,
+    _flip_eight_bytes,
     _delete_manifest,
     _delete_iterator_state,
     _delete_state_item,
@@ -136,7 +154,7 @@ DAMAGES = [
 
 @pytest.mark.parametrize("damage", DAMAGES)
 def test_corrupt_checkpoint_names_step_dir(tmp_path, damage):
-    state = {"w": jnp.arange(12.0).reshape(3, 4)}
+    state = {"w": jax.random.normal(jax.random.key(0), (64, 64))}
     with Checkpointer(tmp_path) as ckpt:
         ckpt.save(7, state, make_iterator())
     damage(tmp_path / "checkpoints" / "7")
@@ -155,23 +173,70 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, dama
     the previous one restores, with its data stream."""
     iterator = make_iterator()
     with Checkpointer(tmp_path, keep=3) as ckpt:
-        ckpt.save(4, {"w": jnp.zeros((3, 4))}, iterator)
+        ckpt.save(4, {"w": jnp.zeros((64, 64))}, iterator)
         expected_next = next(iterator)
-        ckpt.save(7, {"w": jnp.ones((3, 4))}, iterator)
+        ckpt.save(7, {"w": jax.random.normal(jax.random.key(0), (64, 64))}, iterator)
     latest = tmp_path / "checkpoints" / "7"
     damage(latest)
     damaged_files = files_under(latest)
     with Checkpointer(tmp_path) as ckpt:
         fresh = make_iterator()
         state, step = ckpt.restore_latest_good(
-            {"w": jax.ShapeDtypeStruct((3, 4), jnp.float32)}, fresh
+            {"w": jax.ShapeDtypeStruct((64, 64), jnp.float32)}, fresh
         )
         assert step == 4 and ckpt.all_steps() == [4]
-    np.testing.assert_array_equal(np.asarray(state["w"]), np.zeros((3, 4)))
+    np.testing.assert_array_equal(np.asarray(state["w"]), np.zeros((64, 64)))
     np.testing.assert_array_equal(next(fresh), expected_next)
     warning = capsys.readouterr().out
-    assert f"Checkpoint {latest} could not be restored" in warning
+    assert f"Checkpoint {latest} " in warning and "trying the one before" in warning
     assert files_under(tmp_path / "corrupt_checkpoints" / "7") == damaged_files
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.int32, jnp.uint8, jnp.bool_])
+def test_content_checksums_see_a_changed_or_moved_value_and_not_the_sharding(mesh, dtype):
+    values = (jnp.arange(128).reshape(8, 16) % 2).astype(dtype)
+    changed = values.at[5, 3].set(values[5, 4])  # neighbours differ: [5, 3] changes
+    moved = values.at[0, 0].set(values[0, 1]).at[0, 1].set(values[0, 0])  # same sum
+    sharded = jax.device_put(values, part.named_sharding(mesh, SHARDING_RULES, ("embed", "mlp")))
+    checksum = content_checksums({"x": values})
+    assert checksum == content_checksums({"x": sharded})
+    assert checksum != content_checksums({"x": changed})
+    assert checksum != content_checksums({"x": moved})
+
+
+def reference_checksum(values: np.ndarray) -> str:
+    """The checksum's definition on one host: the words, then their plain and
+    position-weighted sums mod 2**32."""
+    raw = np.ascontiguousarray(values).reshape(-1)
+    words = raw.view(f"uint{8 * min(raw.dtype.itemsize, 4)}").astype(np.uint64)
+    total = int(words.sum()) % 2**32
+    weighted = int((words * np.arange(1, words.size + 1, dtype=np.uint64)).sum()) % 2**32
+    return f"{total:08x}{weighted:08x}"
+
+
+def test_content_checksums_equal_their_definition_for_sharded_wide_and_scalar_values(mesh):
+    rows = jax.random.normal(jax.random.key(2), (8, 16))
+    sharded = jax.device_put(rows, part.named_sharding(mesh, SHARDING_RULES, ("embed", "mlp")))
+    wide = np.linspace(-3, 3, 30).reshape(5, 6)  # float64: two words a value
+    state = {"rows": sharded, "wide": wide, "step": jnp.asarray(7, jnp.int32)}
+    assert content_checksums(state) == {
+        "rows": reference_checksum(np.asarray(rows)),
+        "wide": reference_checksum(wide),
+        "step": reference_checksum(np.asarray(7, np.int32)),
+    }
+
+
+class Tiny(nnx.Module):
+    def __init__(self, seed: int):
+        self.w = nnx.Param(jax.random.normal(jax.random.key(seed), (64, 64)))
+
+
+def test_a_warm_start_from_a_damaged_checkpoint_is_refused(tmp_path):
+    with Checkpointer(tmp_path / "stage1") as ckpt:
+        ckpt.save(3, {"params": nnx.state(Tiny(0))})
+    _flip_eight_bytes(tmp_path / "stage1" / "checkpoints" / "3")
+    with pytest.raises(CheckpointCorruptError, match=r"3 is damaged: params/w/value differs"):
+        warm_start(nnx.state(Tiny(1)), tmp_path / "stage1")
 
 
 def test_no_good_checkpoint_restores_nothing_and_keeps_them(tmp_path):

@@ -331,8 +331,9 @@ def test_resuming_on_changed_training_texts_names_the_change():
             return Path("w/checkpoints") / str(step)
 
     resolved = {"seed": 0, TOKENIZER_SHA256: "b" * 64}
+    allowed = trainer_lib.Allowed()
     with pytest.raises(ValueError, match=r"the training texts changed \(its tokenizer a{16} -> b"):
-        trainer_lib._check_resume_config(
-            Stored({"seed": 0, TOKENIZER_SHA256: "a" * 64}), 4, resolved, False
+        trainer_lib._check_resume(
+            Stored({"seed": 0, TOKENIZER_SHA256: "a" * 64}), 4, resolved, {}, allowed
         )
-    trainer_lib._check_resume_config(Stored({"seed": 0}), 4, resolved, False)
+    trainer_lib._check_resume(Stored({"seed": 0}), 4, resolved, {}, allowed)
