@@ -1,13 +1,17 @@
 """Grounding metrics (rs_jax/eval/grounding.py) on hand-made boxes with answers worked out
-by hand: IoU of horizontal and rotated boxes, one-to-one matching, the accumulated scores."""
+by hand: IoU of horizontal and rotated boxes, one-to-one matching, the accumulated scores;
+the evaluator's Scorer routing box questions to them; config.data.box_format checked."""
 
 import math
 
 import numpy as np
 import pytest
 
+from configs.common import base_config
 from rs_jax.data.boxes import Box
+from rs_jax.data.pipeline import EvalSource, build_data
 from rs_jax.eval.grounding import GroundingScores, horizontal_iou, iou, match, size_of
+from rs_jax.eval.protocols import Scorer, markdown
 
 
 @pytest.mark.parametrize(
@@ -99,3 +103,25 @@ def test_a_reference_without_a_box_is_an_error():
     with pytest.raises(ValueError, match="holds no geochat box"):
         GroundingScores().add("{<0><0><50><50>|<0>}", "the airport")
     assert GroundingScores("qwen").add("<box>(0,0),(500,500)</box>", "<box>(0,0),(500,500)</box>")
+
+
+def test_scorer_scores_grounding_questions_of_a_vqa_source_by_boxes():
+    scorer = Scorer([EvalSource("geo", "vqa", ("geo/presence", "geo/grounding"))], "geochat")
+    assert scorer.add("geo/presence", "yes", "yes", ())
+    # Not exact match: the same box written with spaces is a hit.
+    assert scorer.add("geo/grounding", "{<0> <0> <50> <50>|<0>}", "{<0><0><50><50>|<0>}", ())
+    assert not scorer.add("geo/grounding", "no idea", "{<0><0><50><50>|<0>}", ())
+    results = scorer.results()
+    assert list(results["tasks"]) == ["geo/presence"]  # box answers stay out of exact match
+    row = results["sources"]["geo"]
+    assert row["count"] == 1 and row["grounding"]["count"] == 2
+    assert row["grounding"]["acc@0.5"] == 0.5
+    text = markdown({**results, "step": 3, "model": "full"})
+    assert "Questions of type grounding:" in text and "| acc@0.5 | 0.500 |" in text
+
+
+def test_an_unknown_box_format_stops_build_data_naming_the_key(tmp_path):
+    config = base_config()
+    config.data.box_format = "pixels"
+    with pytest.raises(ValueError, match=r"config\.data\.box_format='pixels'; choose from"):
+        build_data(config, str(tmp_path))
