@@ -23,13 +23,16 @@ import re
 import numpy as np
 import shapely
 
-# Format -> (grid size, pattern of one box). Whitespace between and inside the brackets
-# is tolerated; geochat's "|<θ>" may be left out (a horizontal box).
+# Format -> (grid size, pattern of one box, whether it writes an angle). Whitespace between
+# and inside the brackets is tolerated; geochat's "|<θ>" may be left out (horizontal box).
 _INT = r"\s*(\d+)\s*"
 _FOUR = r"\s*".join([rf"<{_INT}>"] * 4)
 _GEOCHAT = rf"\{{\s*{_FOUR}\s*(?:\|\s*<\s*(-?\d+)\s*>)?\s*\}}"
 _QWEN = rf"<box>\s*\({_INT},{_INT}\)\s*,\s*\({_INT},{_INT}\)\s*</box>"
-_FORMATS = {"geochat": (100, re.compile(_GEOCHAT)), "qwen": (1000, re.compile(_QWEN))}
+_FORMATS = {
+    "geochat": (100, re.compile(_GEOCHAT), True),
+    "qwen": (1000, re.compile(_QWEN), False),
+}
 FORMATS = tuple(_FORMATS)
 
 
@@ -69,6 +72,11 @@ class Box:
     def polygon(self) -> shapely.Polygon:
         return shapely.Polygon(self.corners())
 
+    def horizontal(self) -> Box:
+        """The smallest horizontal box around this one."""
+        (x1, y1), (x2, y2) = self.corners().min(axis=0), self.corners().max(axis=0)
+        return Box(float(x1), float(y1), float(x2), float(y2))
+
 
 def from_points(points: np.ndarray) -> Box:
     """The minimum-area rotated rectangle around points [N, 2] (unit-square coordinates),
@@ -96,16 +104,21 @@ def check_format(box_format: str) -> None:
         raise ValueError(f"config.data.box_format={box_format!r}; choose from {list(FORMATS)}")
 
 
+def writes_angle(box_format: str) -> bool:
+    check_format(box_format)
+    return _FORMATS[box_format][2]
+
+
 def parse(text: str, box_format: str) -> list[Box]:
     """Every box written in `text`, in order. Text that is no well-formed box (a number off
     the grid, an empty box, a broken bracket) is not a box: an answer holding only such
     text has no boxes, which scores as a miss."""
     check_format(box_format)
-    grid, pattern = _FORMATS[box_format]
+    grid, pattern, rotated = _FORMATS[box_format]
     boxes = []
     for match in pattern.finditer(text):
         x1, y1, x2, y2 = (int(g) for g in match.groups()[:4])
-        angle = match.group(5) if box_format == "geochat" else None
+        angle = match.group(5) if rotated else None
         if not (0 <= x1 < x2 <= grid and 0 <= y1 < y2 <= grid):
             continue
         boxes.append(Box(x1 / grid, y1 / grid, x2 / grid, y2 / grid, float(angle or 0)))
@@ -118,12 +131,12 @@ def render(boxes: list[Box], box_format: str) -> str:
     stays a box); the angle is rounded to whole degrees. The qwen form has no angle: a
     rotated box is a ValueError."""
     check_format(box_format)
-    grid, _ = _FORMATS[box_format]
+    grid, _, rotated = _FORMATS[box_format]
     out = []
     for box in boxes:
         x1, x2 = _on_grid(box.x1, box.x2, grid)
         y1, y2 = _on_grid(box.y1, box.y2, grid)
-        if box_format == "geochat":
+        if rotated:
             out.append(f"{{<{x1}><{y1}><{x2}><{y2}>|<{round(box.angle)}>}}")
         elif box.angle != 0:
             raise ValueError(f"{box} is rotated: the qwen box form has no angle (use geochat)")
