@@ -45,6 +45,11 @@ def base_config() -> ml_collections.ConfigDict:
     # "vicuna_v1" (LLaVA, GeoChat), "llama3", "chatml" (Qwen2); a pretrained decoder answers
     # best in the one it was tuned with.
     config.data.template = "plain"
+    # How answers write boxes (rs_jax/data/boxes.py; docs/evaluation.md, "Grounding"):
+    # "geochat" ({<x1><y1><x2><y2>|<θ>} on a 0-100 grid, rotated) | "qwen" (<box>(x1,y1),
+    # (x2,y2)</box> on a 0-1000 grid, horizontal). Grounding answers are written and scored
+    # in it.
+    config.data.box_format = "geochat"
     config.data.max_prompt_len = 24  # tokens of the question's turn, after the image
     config.data.max_answer_len = 8
     config.data.batch_size = 32  # global, across all hosts (packed: rows)

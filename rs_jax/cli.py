@@ -7,6 +7,8 @@
   rs-jax predict --config C --workdir W --image FILE [--question "..."] [--json]
   rs-jax predict --config C --workdir W --images DIR --out FILE.jsonl [--question "..."]
   rs-jax chat --config C --workdir W --image FILE   # questions from stdin, one a line
+  rs-jax score --protocol classification|rsvqa|captions|grounding --pred P.jsonl --ref R.jsonl
+               [--json] [--allow-missing] [--box-format geochat|qwen]   # any model's answers
   rs-jax kb validate|build|search ...   # knowledge base; see `rs-jax kb --help`
   rs-jax convert check --hf DIR          # a Hugging Face folder in rs-jax vs transformers
   rs-jax convert hf-to-orbax --config C --workdir W [--config.KEY=VALUE ...]
@@ -218,6 +220,33 @@ def _build_parser() -> argparse.ArgumentParser:
         )
     )
 
+    from rs_jax.data import boxes
+
+    score = commands.add_parser(
+        "score",
+        help="Score answers of any model (JSONL) with the evaluator's protocol code.",
+        description='Score answers ({"id", "answer"} a line) against references ({"id", '
+        '"answer", "task" or "question_type", "references" (captions), "class"}) with the '
+        "protocols of `rs-jax eval` (docs/evaluation.md).",
+    )
+    score.add_argument(
+        "--protocol", required=True, choices=("classification", "rsvqa", "captions", "grounding")
+    )
+    score.add_argument("--pred", required=True, metavar="P.jsonl", help="the answers")
+    score.add_argument("--ref", required=True, metavar="R.jsonl", help="the references")
+    score.add_argument("--json", action="store_true", help="print the results as JSON")
+    score.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="score the ids found on both sides and count the others (default: an error)",
+    )
+    score.add_argument(
+        "--box-format",
+        default="geochat",
+        choices=boxes.FORMATS,
+        help="grounding: how boxes are written (as config.data.box_format)",
+    )
+
     from rs_jax.convert.cli import add_convert_parser
     from rs_jax.kb.cli import add_kb_parser
 
@@ -251,6 +280,24 @@ def _cmd_chat(config: object, args: argparse.Namespace) -> int:
     from rs_jax.eval import predict
 
     return predict.run_chat(config, args)
+
+
+def _cmd_score(args: argparse.Namespace) -> None:
+    import json
+
+    from rs_jax.eval import protocols, score
+
+    results = score.score(args.protocol, args.pred, args.ref, args.allow_missing, args.box_format)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(protocols.markdown(results, f"{args.protocol}: {args.pred} against {args.ref}"), end="")
+    missing = results["missing"]
+    if missing["no_answer"] or missing["no_reference"]:
+        print(
+            f"\nLeft out (--allow-missing): {missing['no_answer']} references without an answer, "
+            f"{missing['no_reference']} answers without a reference"
+        )
 
 
 def _cmd_compile(config: object, args: argparse.Namespace) -> int:
@@ -308,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
-    takes_config = args.command not in ("kb", "convert") or (
+    takes_config = args.command not in ("kb", "convert", "score") or (
         getattr(args, "convert_command", None) in ("orbax-to-hf", "hf-to-orbax")
     )
     try:
@@ -333,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from rs_jax.convert.cli import run
 
             return run(args, overrides)
+        if args.command == "score":
+            _cmd_score(args)
+            return 0
         from rs_jax.train import run_config
 
         # train checks a changed config itself, at resume.

@@ -39,8 +39,8 @@ import ml_collections
 import numpy as np
 from etils import epath
 
+from rs_jax.data import boxes, synth
 from rs_jax.data import sources as sources_lib
-from rs_jax.data import synth
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data import tokenizer as tokenizer_lib
 from rs_jax.data.images import bands_of
@@ -317,6 +317,7 @@ def _load_sources(dc: ml_collections.ConfigDict, data_dir: str, size: int):
         allow_skips=bool(dc.allow_skips),
         cache_dir=str(epath.Path(data_dir) / "image_checks"),
         bands=bands_of(dc),
+        box_format=dc.get("box_format", "geochat"),  # run configs from before the key
     )
     configs = source_configs(dc)
     loaded = [(cfg, *sources_lib.load(cfg, ctx)) for cfg in configs]
@@ -396,6 +397,8 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
     dc = config.data
     data_dir = dc.data_dir or str(epath.Path(workdir) / "data")
     size = int(dc.image_size)
+    # Checked before any data is prepared: eval parses answers in it.
+    boxes.check_format(dc.get("box_format", "geochat"))
     if dc.name == "rs_synth":
         task_names = tuple(dc.tasks)
         unknown = [t for t in task_names if t not in tasks_lib.TASKS]

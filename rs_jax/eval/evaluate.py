@@ -75,7 +75,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     checkpointer.close()
 
     eval_step = make_eval_step(exp)
-    scorer = Scorer(exp.data.eval_sources)
+    scorer = Scorer(exp.data.eval_sources, config.data.get("box_format", "geochat"))
     level_names = [] if exp.model_config.baseline else list(exp.model_config.level_names)
     hits = {name: np.zeros(3) for name in level_names}  # hit@1, hit@k, labelled
     expert_counts = 0.0
@@ -184,6 +184,12 @@ def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) ->
             )
         elif r["protocol"] == "vqa" and len(results["sources"]) > 1:
             print(f"{name:<19} mean of types {r['mean_of_types']:.3f}  overall {r['overall']:.3f}")
+        elif r["protocol"] == "grounding" and r["count"]:
+            print(
+                f"{name:<19} acc@0.5 {r['acc@0.5']:.3f}  acc@0.25 {r['acc@0.25']:.3f}  mean IoU "
+                f"{r['mean_iou']:.3f}  precision@0.5 {r['precision@0.5']:.3f}  recall@0.5 "
+                f"{r['recall@0.5']:.3f}"
+            )
         elif r["protocol"] == "captioning" and r["count"]:
             shown = [f"{m} {'n/a' if r[m] is None else f'{r[m]:.3f}'}" for m in CAPTION_METRICS]
             print(f"{name:<19} " + "  ".join(shown))

@@ -11,6 +11,9 @@ punctuation folded, number words as digits). Per source (DataBundle.eval_sources
   and a confusion matrix (an answer that is no class counts as "(other)").
 - "captioning": BLEU-1..4, METEOR, ROUGE-L and CIDEr of the generated caption against all
   of the image's references, through pycocoevalcap (rs_jax/eval/captions.py).
+- "grounding": boxes read from the answer in config.data.box_format (rs_jax/data/boxes.py),
+  scored by IoU against the reference's (rs_jax/eval/grounding.py). Questions of type
+  "grounding" in a vqa source are scored so too, under that source's "grounding" key.
 
 Exact-match accuracy of vqa and classification tasks is also gathered over all tasks
 ("tasks", "mean_accuracy", "overall_accuracy": the mean of tasks and the question-weighted
@@ -25,14 +28,18 @@ from typing import Any
 from etils import epath
 
 from rs_jax.eval.captions import caption_scores, format_caption_table
+from rs_jax.eval.grounding import GroundingScores, format_grounding_table
 from rs_jax.eval.metrics import ClassificationScores, TaskAccuracy
 from rs_jax.eval.plots import confusion_matrix_figure
+
+# The question type whose answers are boxes, in any vqa source.
+GROUNDING_TASK = "grounding"
 
 
 class Scorer:
     """Accumulates generated answers for every eval source; `results` scores them."""
 
-    def __init__(self, eval_sources: Sequence[Any]):
+    def __init__(self, eval_sources: Sequence[Any], box_format: str = "geochat"):
         self.sources = {s.name: s for s in eval_sources}
         self.source_of = {task: s.name for s in eval_sources for task in s.tasks}
         self.exact = TaskAccuracy()
@@ -45,11 +52,19 @@ class Scorer:
         self.captions: dict[str, tuple[dict, dict]] = {
             s.name: ({}, {}) for s in eval_sources if s.protocol == "captioning"
         }
+        self.grounding = {
+            s.name: GroundingScores(box_format)
+            for s in eval_sources
+            if s.protocol in ("grounding", "vqa")
+        }
 
     def add(self, task: str, prediction: str, answer: str, references: Sequence[str]) -> bool:
-        """Scores one answer; the return value (shown with samples) is exact match."""
+        """Scores one answer; the return value (shown with samples) is exact match, or for
+        boxes a hit (GroundingScores.add)."""
         name = self.source_of[task]
         protocol = self.sources[name].protocol
+        if protocol == "grounding" or task.removeprefix(f"{name}/") == GROUNDING_TASK:
+            return self.grounding[name].add(prediction, answer)
         if protocol == "captioning":
             predictions, refs = self.captions[name]
             key = len(predictions)
@@ -77,6 +92,8 @@ class Scorer:
                     "overall": s["overall_accuracy"],
                     "count": s["count"],
                 }
+                if self.grounding[name].answers:
+                    row["grounding"] = self.grounding[name].summary()
             elif source.protocol == "classification":
                 row = self.classification[name].summary()
                 if figures_dir is not None and row["count"]:
@@ -87,6 +104,8 @@ class Scorer:
                     with (figures_dir / file).open("wb") as f:
                         fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
                     row["figure"] = file
+            elif source.protocol == "grounding":
+                row = self.grounding[name].summary()
             else:
                 predictions, refs = self.captions[name]
                 row = caption_scores(predictions, refs) if predictions else {"count": 0}
@@ -95,18 +114,19 @@ class Scorer:
         return out
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """The results as markdown tables: exact-match tasks, then each source's protocol."""
-    lines = [
-        f"# Evaluation at step {results['step']} ({results['model']} model)",
-        "",
-        "| task | accuracy | chance | n |",
-        "|---|---|---|---|",
-    ]
-    for task, row in results["tasks"].items():
-        lines.append(f"| {task} | {row['accuracy']:.3f} | {row['chance']:.3f} | {row['count']} |")
-    lines.append(f"| mean of tasks | {results['mean_accuracy']:.3f} | | |")
-    lines.append(f"| overall | {results['overall_accuracy']:.3f} | | {results['count']} |")
+def markdown(results: dict[str, Any], title: str | None = None) -> str:
+    """The results as markdown tables: exact-match tasks, then each source's protocol.
+    title: default "Evaluation at step S (M model)"."""
+    title = title or f"Evaluation at step {results['step']} ({results['model']} model)"
+    lines = [f"# {title}"]
+    if results["tasks"]:  # none when every source is scored otherwise (captions, boxes)
+        lines += ["", "| task | accuracy | chance | n |", "|---|---|---|---|"]
+        for task, row in results["tasks"].items():
+            lines.append(
+                f"| {task} | {row['accuracy']:.3f} | {row['chance']:.3f} | {row['count']} |"
+            )
+        lines.append(f"| mean of tasks | {results['mean_accuracy']:.3f} | | |")
+        lines.append(f"| overall | {results['overall_accuracy']:.3f} | | {results['count']} |")
     for name, row in results["sources"].items():
         lines += ["", f"## {name} ({row['protocol']})", ""]
         if row["protocol"] == "vqa":
@@ -116,6 +136,9 @@ def markdown(results: dict[str, Any]) -> str:
             ]
             lines.append(f"| mean of types | {row['mean_of_types']:.3f} | |")
             lines.append(f"| overall (question-weighted) | {row['overall']:.3f} | {row['count']} |")
+            if "grounding" in row:
+                lines += ["", f"Questions of type {GROUNDING_TASK}:", ""]
+                lines.append(format_grounding_table(row["grounding"]))
         elif row["protocol"] == "classification":
             lines += ["| metric | value |", "|---|---|"]
             lines.append(f"| accuracy | {row['accuracy']:.3f} |")
@@ -123,6 +146,8 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| images | {row['count']} |")
             if "figure" in row:
                 lines += ["", f"![confusion matrix]({row['figure']})"]
+        elif row["protocol"] == "grounding":
+            lines.append(format_grounding_table(row))
         elif row["count"]:
             lines.append(format_caption_table(row))
             lines += [f"- {note}" for note in row["notes"]]

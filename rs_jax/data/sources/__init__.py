@@ -174,6 +174,7 @@ class LoadContext:
     allow_skips: bool
     cache_dir: str  # image verification results (data/images.py)
     bands: Bands
+    box_format: str = "geochat"  # config.data.box_format: how grounding answers are written
 
 
 # No RS question, answer or caption comes near this; a longer one is a broken record (a
