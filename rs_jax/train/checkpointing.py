@@ -78,16 +78,17 @@ def _partial_sums(words: np.ndarray, start: tuple[int, ...], shape: tuple[int, .
     """[2] uint64: the sum of a block of words, and their sum weighted by (row-major
     position in the whole array + 1). The block starts at `start` in an array of `shape`;
     the weighted sum is taken one axis at a time, so no position array is built."""
-    total = words.sum(dtype=np.uint64)
+    # Array sums wrap mod 2**64 silently; the scalars are Python ints, reduced by hand.
+    total = int(words.sum(dtype=np.uint64))
     weighted = total
     stride = 1
     for axis in reversed(range(words.ndim)):
         others = tuple(a for a in range(words.ndim) if a != axis)
         per_index = words.sum(axis=others, dtype=np.uint64)
         index = np.arange(start[axis], start[axis] + words.shape[axis], dtype=np.uint64)
-        weighted += np.uint64(stride) * (per_index * index).sum(dtype=np.uint64)
+        weighted += stride * int((per_index * index).sum(dtype=np.uint64))
         stride *= shape[axis]
-    return np.array([total, weighted], np.uint64)
+    return np.array([total, weighted % 2**64], np.uint64)
 
 
 def _blocks(leaf: Any) -> list[tuple[np.ndarray, tuple[int, ...]]]:
