@@ -10,7 +10,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from rs_jax.data import sources, synth
+from rs_jax.data import boxes, sources, synth
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data.images import Bands, load_image
 from rs_jax.data.rs_synth import prepare_rs_synth
@@ -28,11 +28,13 @@ def _kb_row(ids: Sequence[int]) -> np.ndarray:
 
 
 class SynthRecords:
-    """rs_synth split as records {"image", "qas": [QA], "kb_labels": int32 [24]}."""
+    """rs_synth split as records {"image", "qas": [QA], "kb_labels": int32 [24]}: the stored
+    questions, then the box tasks' (tasks.grounding_qas) with boxes in box_format."""
 
-    def __init__(self, builder: Any, split: str):
+    def __init__(self, builder: Any, split: str, box_format: str = "geochat"):
         self._source = builder.as_data_source(split)
         self.split = split
+        self.box_format = box_format
         cfg = builder.builder_config
         self._reopen_args = (
             os.fspath(builder.data_dir_root),
@@ -45,7 +47,7 @@ class SynthRecords:
     def __reduce__(self):
         # Grain workers unpickle this; reopening through prepare_rs_synth (files exist,
         # nothing is regenerated) avoids TFDS re-validating a pickled builder.
-        return _reopen_synth_records, (self._reopen_args, self.split)
+        return _reopen_synth_records, (self._reopen_args, self.split, self.box_format)
 
     def __len__(self) -> int:
         return len(self._source)
@@ -57,6 +59,14 @@ class SynthRecords:
             tasks_lib.QA(_str(q), _str(a), _str(t))
             for q, a, t in zip(qa["question"], qa["answer"], qa["task"], strict=True)
         ]
+        objects = ex["objects"]
+        named = [
+            (synth.OBJECTS[int(n)], boxes.Box(*(float(v) for v in b)))
+            for n, b in zip(objects["name"], objects["box"], strict=True)
+        ]
+        # Their own random stream (the stored questions used [seed, 1]).
+        rng = np.random.default_rng([int(ex["seed"]), 2])
+        qas += tasks_lib.grounding_qas(named, self.box_format, rng)
         landcover = np.asarray(ex["landcover"])
         counts = np.asarray(ex["counts"])
         kb = _kb_row(
@@ -70,8 +80,8 @@ class SynthRecords:
         return self[index]["qas"]
 
 
-def _reopen_synth_records(args: tuple, split: str) -> SynthRecords:
-    return SynthRecords(prepare_rs_synth(*args), split)
+def _reopen_synth_records(args: tuple, split: str, box_format: str) -> SynthRecords:
+    return SynthRecords(prepare_rs_synth(*args), split, box_format)
 
 
 class ItemRecords:
