@@ -25,7 +25,9 @@ from rs_jax.data import boxes, synth
 # Generated at build time (generate_qas), then the box tasks (grounding_qas), which are
 # made when the data are read so that answers are written in config.data.box_format.
 QA_TASKS: tuple[str, ...] = ("scene", "presence", "count", "comparison", "rural_urban", "caption")
-GROUNDING_TASKS: tuple[str, ...] = ("grounding", "region_caption")
+# The question type whose answers are boxes, in any source (scored by IoU: eval/protocols.py).
+GROUNDING_TASK = "grounding"
+GROUNDING_TASKS: tuple[str, ...] = (GROUNDING_TASK, "region_caption")
 TASKS: tuple[str, ...] = QA_TASKS + GROUNDING_TASKS
 
 GROUNDING_PROMPTS = json.loads(
@@ -218,7 +220,7 @@ def grounding_qas(
             question = GROUNDING_PROMPTS["refer_attribute"].format(attribute=attribute, object=name)
             target = singled[attribute]
         if question is not None:
-            qas.append(QA(question, boxes.render([target], box_format), "grounding"))
+            qas.append(QA(question, boxes.render([target], box_format), GROUNDING_TASK))
         region = GROUNDING_PROMPTS["identify"].format(box=boxes.render([pick(found)], box_format))
         qas.append(QA(region, name, "region_caption"))
     return qas
