@@ -421,7 +421,8 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
             corpus += tasks_lib.grounding_corpus(box_format)
         tok = _prepare_tokenizer(dc.tokenizer, data_dir, corpus)
         encoder = TextEncoder(tok, dc.template, dc.max_prompt_len, dc.max_answer_len)
-        train_records = [SynthRecords(builder, dc.train_split, box_format)]
+        # Training draws a question of config.data.tasks from every image it visits.
+        train_records = [SynthRecords(builder, dc.train_split, box_format, task_names)]
         train_weights = [1.0]
         eval_records = SynthRecords(builder, dc.eval_split, box_format)
         eval_sources = (EvalSource("rs_synth", "vqa", task_names),)

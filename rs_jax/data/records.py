@@ -29,12 +29,31 @@ def _kb_row(ids: Sequence[int]) -> np.ndarray:
 
 class SynthRecords:
     """rs_synth split as records {"image", "qas": [QA], "kb_labels": int32 [24]}: the stored
-    questions, then the box tasks' (tasks.grounding_qas) with boxes in box_format."""
+    questions, then the box tasks' (tasks.grounding_qas) with boxes in box_format.
 
-    def __init__(self, builder: Any, split: str, box_format: str = "geochat"):
+    only_with: keep only the images with a question of one of these tasks (() = all).
+    """
+
+    def __init__(
+        self,
+        builder: Any,
+        split: str,
+        box_format: str = "geochat",
+        only_with: tuple[str, ...] = (),
+        _kept: list[int] | None = None,
+    ):
         self._source = builder.as_data_source(split)
         self.split = split
         self.box_format = box_format
+        self._kept = _kept
+        # generate_qas asks every image a question of each of tasks.QA_TASKS; box tasks are
+        # asked only where objects were drawn. Finding those reads every image once.
+        if _kept is None and only_with and not set(only_with) & set(tasks_lib.QA_TASKS):
+            self._kept = [
+                i
+                for i in range(len(self._source))
+                if any(qa.task in only_with for qa in self._read(i)["qas"])
+            ]
         cfg = builder.builder_config
         self._reopen_args = (
             os.fspath(builder.data_dir_root),
@@ -47,13 +66,21 @@ class SynthRecords:
     def __reduce__(self):
         # Grain workers unpickle this; reopening through prepare_rs_synth (files exist,
         # nothing is regenerated) avoids TFDS re-validating a pickled builder.
-        return _reopen_synth_records, (self._reopen_args, self.split, self.box_format)
+        return _reopen_synth_records, (
+            self._reopen_args,
+            self.split,
+            self.box_format,
+            self._kept,
+        )
 
     def __len__(self) -> int:
-        return len(self._source)
+        return len(self._source) if self._kept is None else len(self._kept)
 
     def __getitem__(self, index: int) -> dict:
-        ex = self._source[int(index)]
+        return self._read(int(index) if self._kept is None else self._kept[int(index)])
+
+    def _read(self, index: int) -> dict:
+        ex = self._source[index]
         qa = ex["qa"]
         qas = [
             tasks_lib.QA(_str(q), _str(a), _str(t))
@@ -80,8 +107,10 @@ class SynthRecords:
         return self[index]["qas"]
 
 
-def _reopen_synth_records(args: tuple, split: str, box_format: str) -> SynthRecords:
-    return SynthRecords(prepare_rs_synth(*args), split, box_format)
+def _reopen_synth_records(
+    args: tuple, split: str, box_format: str, kept: list[int] | None
+) -> SynthRecords:
+    return SynthRecords(prepare_rs_synth(*args), split, box_format, _kept=kept)
 
 
 class ItemRecords:

@@ -73,3 +73,15 @@ def test_objects_are_stored_and_read_as_box_questions(tmp_path):
     # Grain workers get the records pickled: the box format comes along.
     again = pickle.loads(pickle.dumps(by_format["qwen"]))
     assert again.box_format == "qwen" and again[0]["qas"] == by_format["qwen"][0]["qas"]
+
+
+def test_box_tasks_alone_keep_only_images_with_such_questions(tmp_path):
+    builder = rs_synth.prepare_rs_synth(str(tmp_path), image_size=32, num_train=40, num_test=2)
+    every = records.SynthRecords(builder, "train")
+    assert len(records.SynthRecords(builder, "train", only_with=("scene", "grounding"))) == 40
+    kept = records.SynthRecords(builder, "train", only_with=("grounding",))
+    with_box = [i for i in range(40) if any(q.task == "grounding" for q in every.qas(i))]
+    assert 0 < len(kept) == len(with_box) < 40  # some scenes have no object to ask about
+    assert [kept[i]["qas"] for i in range(len(kept))] == [every.qas(i) for i in with_box]
+    again = pickle.loads(pickle.dumps(kept))  # as Grain workers get it, without re-reading
+    assert len(again) == len(kept) and again[3]["qas"] == kept[3]["qas"]
