@@ -1,7 +1,8 @@
 """Evaluation of the latest checkpoint: generated answers scored by each source's protocol
 (rs_jax/eval/protocols.py), retrieval hit rates per level and expert usage per level,
-printed and written to <workdir>/eval.json and eval.md (with confusion-matrix and
-expert-usage pictures)."""
+printed and written to <workdir>/eval.json and eval.md (with confusion-matrix, expert-usage
+and grounding pictures: grounding_<source>.png, the first GROUNDING_EXAMPLES box answers of
+a source with the predicted boxes in red and the reference in green)."""
 
 import json
 import os
@@ -13,9 +14,11 @@ import numpy as np
 from etils import epath
 from flax import nnx
 
+from rs_jax.data.boxes import parse
 from rs_jax.eval.captions import METRICS as CAPTION_METRICS
 from rs_jax.eval.generation import greedy_generate
 from rs_jax.eval.metrics import format_table
+from rs_jax.eval.plots import Example, grounding_sheet
 from rs_jax.eval.protocols import Scorer, markdown
 from rs_jax.files import is_local, write_text_whole
 from rs_jax.models.retrieval import hits_at_k
@@ -23,6 +26,8 @@ from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import open_latest
 from rs_jax.train.plots import expert_usage_figure
 from rs_jax.train.progress import ProgressLine
+
+GROUNDING_EXAMPLES = 6  # per source, drawn into grounding_<source>.png
 
 
 def make_eval_step(exp: experiment_lib.Experiment):
@@ -75,7 +80,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     checkpointer.close()
 
     eval_step = make_eval_step(exp)
-    scorer = Scorer(exp.data.eval_sources, config.data.get("box_format", "geochat"))
+    box_format = config.data.get("box_format", "geochat")
+    scorer = Scorer(exp.data.eval_sources, box_format)
+    drawn: dict[str, list[Example]] = {}  # source -> its first box answers
     level_names = [] if exp.model_config.baseline else list(exp.model_config.level_names)
     hits = {name: np.zeros(3) for name in level_names}  # hit@1, hit@k, labelled
     expert_counts = 0.0
@@ -94,6 +101,16 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 task = exp.data.tasks[batch["task_id"][row]]
                 answer = str(batch["answer_text"][row])
                 hit = scorer.add(task, texts[row], answer, batch["references"][row])
+                source = scorer.grounding_source(task)
+                if source is not None and len(drawn.setdefault(source, [])) < GROUNDING_EXAMPLES:
+                    drawn[source].append(
+                        Example(
+                            batch["image"][row],
+                            str(batch["question_text"][row]),
+                            parse(texts[row], box_format),
+                            parse(answer, box_format),
+                        )
+                    )
                 if len(samples) < 12:
                     samples.append(
                         {
@@ -123,6 +140,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "model": "baseline" if config.model.baseline else "full",
     }
     results |= scorer.results(epath.Path(workdir))
+    for source, examples in drawn.items():
+        file = f"grounding_{source}.png"
+        with (epath.Path(workdir) / file).open("wb") as f:
+            grounding_sheet(examples).save(f, format="png")
+        results["sources"][source]["grounding_figure"] = file
     # An evaluation never scores fewer examples than it was given without saying so.
     given = exp.data.num_eval_examples
     notes = []
