@@ -204,14 +204,15 @@ def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) ->
                 f"{name:<19} accuracy {r['accuracy']:.3f}  balanced accuracy "
                 f"{r['balanced_accuracy']:.3f}  ({r.get('figure', '')})"
             )
-        elif r["protocol"] == "vqa" and len(results["sources"]) > 1:
-            print(f"{name:<19} mean of types {r['mean_of_types']:.3f}  overall {r['overall']:.3f}")
+        elif r["protocol"] == "vqa":
+            if len(results["sources"]) > 1:
+                print(
+                    f"{name:<19} mean of types {r['mean_of_types']:.3f}  overall {r['overall']:.3f}"
+                )
+            if "grounding" in r:  # its questions of type grounding, scored by boxes
+                print(f"{name + ' boxes':<19} {_grounding_line(r['grounding'])}")
         elif r["protocol"] == "grounding" and r["count"]:
-            print(
-                f"{name:<19} acc@0.5 {r['acc@0.5']:.3f}  acc@0.25 {r['acc@0.25']:.3f}  mean IoU "
-                f"{r['mean_iou']:.3f}  precision@0.5 {r['precision@0.5']:.3f}  recall@0.5 "
-                f"{r['recall@0.5']:.3f}"
-            )
+            print(f"{name:<19} {_grounding_line(r)}")
         elif r["protocol"] == "captioning" and r["count"]:
             shown = [f"{m} {'n/a' if r[m] is None else f'{r[m]:.3f}'}" for m in CAPTION_METRICS]
             print(f"{name:<19} " + "  ".join(shown))
@@ -225,3 +226,11 @@ def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) ->
             f"files (listed in eval.json)"
         )
     print(f"(written to eval.json, eval.md{'' if config.model.baseline else ', expert_usage.png'})")
+
+
+def _grounding_line(r: dict[str, Any]) -> str:
+    return (
+        f"acc@0.5 {r['acc@0.5']:.3f}  acc@0.25 {r['acc@0.25']:.3f}  mean IoU "
+        f"{r['mean_iou']:.3f}  precision@0.5 {r['precision@0.5']:.3f}  recall@0.5 "
+        f"{r['recall@0.5']:.3f}  (n={r['count']})"
+    )
