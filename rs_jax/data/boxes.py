@@ -24,11 +24,12 @@ import numpy as np
 import shapely
 
 # Format -> (grid size, pattern of one box, whether it writes an angle). Whitespace between
-# and inside the brackets is tolerated; geochat's "|<θ>" may be left out (horizontal box).
+# and inside the brackets and tags is tolerated, as a WordPiece tokenizer decodes "<box>" to
+# "< box >" and "-45" to "- 45"; geochat's "|<θ>" may be left out (horizontal box).
 _INT = r"\s*(\d+)\s*"
 _FOUR = r"\s*".join([rf"<{_INT}>"] * 4)
-_GEOCHAT = rf"\{{\s*{_FOUR}\s*(?:\|\s*<\s*(-?\d+)\s*>)?\s*\}}"
-_QWEN = rf"<box>\s*\({_INT},{_INT}\)\s*,\s*\({_INT},{_INT}\)\s*</box>"
+_GEOCHAT = rf"\{{\s*{_FOUR}\s*(?:\|\s*<\s*(-?)\s*(\d+)\s*>)?\s*\}}"
+_QWEN = rf"<\s*box\s*>\s*\({_INT},{_INT}\)\s*,\s*\({_INT},{_INT}\)\s*<\s*/\s*box\s*>"
 _FORMATS = {
     "geochat": (100, re.compile(_GEOCHAT), True),
     "qwen": (1000, re.compile(_QWEN), False),
@@ -109,6 +110,12 @@ def writes_angle(box_format: str) -> bool:
     return _FORMATS[box_format][2]
 
 
+def grid_size(box_format: str) -> int:
+    """The integer a coordinate of 1 (the image's right or bottom edge) is written as."""
+    check_format(box_format)
+    return _FORMATS[box_format][0]
+
+
 def parse(text: str, box_format: str) -> list[Box]:
     """Every box written in `text`, in order. Text that is no well-formed box (a number off
     the grid, an empty box, a broken bracket) is not a box: an answer holding only such
@@ -118,10 +125,11 @@ def parse(text: str, box_format: str) -> list[Box]:
     boxes = []
     for match in pattern.finditer(text):
         x1, y1, x2, y2 = (int(g) for g in match.groups()[:4])
-        angle = match.group(5) if rotated else None
+        sign, degrees = match.group(5, 6) if rotated else ("", None)
+        angle = float(sign + degrees) if degrees else 0.0
         if not (0 <= x1 < x2 <= grid and 0 <= y1 < y2 <= grid):
             continue
-        boxes.append(Box(x1 / grid, y1 / grid, x2 / grid, y2 / grid, float(angle or 0)))
+        boxes.append(Box(x1 / grid, y1 / grid, x2 / grid, y2 / grid, angle))
     return boxes
 
 

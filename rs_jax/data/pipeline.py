@@ -397,8 +397,9 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
     dc = config.data
     data_dir = dc.data_dir or str(epath.Path(workdir) / "data")
     size = int(dc.image_size)
+    box_format = dc.get("box_format", "geochat")  # run configs from before the key
     # Checked before any data is prepared: eval parses answers in it.
-    boxes.check_format(dc.get("box_format", "geochat"))
+    boxes.check_format(box_format)
     if dc.name == "rs_synth":
         task_names = tuple(dc.tasks)
         unknown = [t for t in task_names if t not in tasks_lib.TASKS]
@@ -414,10 +415,16 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
             "rs_jax_rs_synth",
         )
         kb = synth.kb_entries()
-        tok = _prepare_tokenizer(dc.tokenizer, data_dir, tasks_lib.corpus_texts())
+        corpus = tasks_lib.corpus_texts()
+        if set(task_names) & set(tasks_lib.GROUNDING_TASKS):
+            # Only then: other runs keep the tokenizer they were trained with.
+            corpus += tasks_lib.grounding_corpus(box_format)
+        tok = _prepare_tokenizer(dc.tokenizer, data_dir, corpus)
         encoder = TextEncoder(tok, dc.template, dc.max_prompt_len, dc.max_answer_len)
-        train_records, train_weights = [SynthRecords(builder, dc.train_split)], [1.0]
-        eval_records = SynthRecords(builder, dc.eval_split)
+        # Training draws a question of config.data.tasks from every image it visits.
+        train_records = [SynthRecords(builder, dc.train_split, box_format, task_names)]
+        train_weights = [1.0]
+        eval_records = SynthRecords(builder, dc.eval_split, box_format)
         eval_sources = (EvalSource("rs_synth", "vqa", task_names),)
         skips, manifest = {}, {}
     elif dc.name in ("folder", "sources"):

@@ -10,7 +10,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from rs_jax.data import sources, synth
+from rs_jax.data import boxes, sources, synth
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data.images import Bands, load_image
 from rs_jax.data.rs_synth import prepare_rs_synth
@@ -28,11 +28,32 @@ def _kb_row(ids: Sequence[int]) -> np.ndarray:
 
 
 class SynthRecords:
-    """rs_synth split as records {"image", "qas": [QA], "kb_labels": int32 [24]}."""
+    """rs_synth split as records {"image", "qas": [QA], "kb_labels": int32 [24]}: the stored
+    questions, then the box tasks' (tasks.grounding_qas) with boxes in box_format.
 
-    def __init__(self, builder: Any, split: str):
+    only_with: keep only the images with a question of one of these tasks (() = all).
+    """
+
+    def __init__(
+        self,
+        builder: Any,
+        split: str,
+        box_format: str = "geochat",
+        only_with: tuple[str, ...] = (),
+        _kept: list[int] | None = None,
+    ):
         self._source = builder.as_data_source(split)
         self.split = split
+        self.box_format = box_format
+        self._kept = _kept
+        # generate_qas asks every image a question of each of tasks.QA_TASKS; box tasks are
+        # asked only where objects were drawn. Finding those reads every image once.
+        if _kept is None and only_with and not set(only_with) & set(tasks_lib.QA_TASKS):
+            self._kept = [
+                i
+                for i in range(len(self._source))
+                if any(qa.task in only_with for qa in self._read(i)["qas"])
+            ]
         cfg = builder.builder_config
         self._reopen_args = (
             os.fspath(builder.data_dir_root),
@@ -45,18 +66,34 @@ class SynthRecords:
     def __reduce__(self):
         # Grain workers unpickle this; reopening through prepare_rs_synth (files exist,
         # nothing is regenerated) avoids TFDS re-validating a pickled builder.
-        return _reopen_synth_records, (self._reopen_args, self.split)
+        return _reopen_synth_records, (
+            self._reopen_args,
+            self.split,
+            self.box_format,
+            self._kept,
+        )
 
     def __len__(self) -> int:
-        return len(self._source)
+        return len(self._source) if self._kept is None else len(self._kept)
 
     def __getitem__(self, index: int) -> dict:
-        ex = self._source[int(index)]
+        return self._read(int(index) if self._kept is None else self._kept[int(index)])
+
+    def _read(self, index: int) -> dict:
+        ex = self._source[index]
         qa = ex["qa"]
         qas = [
             tasks_lib.QA(_str(q), _str(a), _str(t))
             for q, a, t in zip(qa["question"], qa["answer"], qa["task"], strict=True)
         ]
+        objects = ex["objects"]
+        named = [
+            (synth.OBJECTS[int(n)], boxes.Box(*(float(v) for v in b)))
+            for n, b in zip(objects["name"], objects["box"], strict=True)
+        ]
+        # Their own random stream (the stored questions used [seed, 1]).
+        rng = np.random.default_rng([int(ex["seed"]), 2])
+        qas += tasks_lib.grounding_qas(named, self.box_format, rng)
         landcover = np.asarray(ex["landcover"])
         counts = np.asarray(ex["counts"])
         kb = _kb_row(
@@ -70,8 +107,10 @@ class SynthRecords:
         return self[index]["qas"]
 
 
-def _reopen_synth_records(args: tuple, split: str) -> SynthRecords:
-    return SynthRecords(prepare_rs_synth(*args), split)
+def _reopen_synth_records(
+    args: tuple, split: str, box_format: str, kept: list[int] | None
+) -> SynthRecords:
+    return SynthRecords(prepare_rs_synth(*args), split, box_format, _kept=kept)
 
 
 class ItemRecords:

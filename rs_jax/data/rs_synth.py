@@ -3,6 +3,8 @@
 Written as array_record (random access for Grain, no TensorFlow needed). The
 config name encodes image size, split sizes and seed, so datasets of different
 sizes never share a directory: <data_dir>/rs_synth/<config name>/<version>/.
+Questions of the box tasks are not stored: they are made from the stored objects
+when read (records.py), in the run's config.data.box_format.
 """
 
 from __future__ import annotations
@@ -58,6 +60,12 @@ def render_example(seed: int, image_size: int) -> dict:
         ),
         "counts": np.array([sample.counts[n] for n in synth.OBJECTS], dtype=np.int32),
         "rural_urban": synth.RURAL_URBAN.index(sample.rural_urban),
+        "objects": {
+            "name": [synth.OBJECTS.index(name) for name, _, _ in sample.objects],
+            "box": np.array(
+                [(b.x1, b.y1, b.x2, b.y2) for b in sample.boxes], dtype=np.float32
+            ).reshape(-1, 4),
+        },
         "qa": {
             "question": [q.question for q in qas],
             "answer": [q.answer for q in qas],
@@ -70,8 +78,11 @@ def render_example(seed: int, image_size: int) -> dict:
 class RsSynth(tfds.core.GeneratorBasedBuilder):
     """Synthetic RS scenes; see rs_jax.data.synth for the renderer."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial renderer and question templates."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial renderer and question templates.",
+        "1.1.0": "Every object's class and box (images and questions as in 1.0.0).",
+    }
 
     # TFDS derives this from the top-level package, which fails while rs_jax is a
     # namespace package (no importlib_resources); the module file is the right answer.
@@ -93,6 +104,14 @@ class RsSynth(tfds.core.GeneratorBasedBuilder):
                 ),
                 "counts": tfds.features.Tensor(shape=(len(synth.OBJECTS),), dtype=np.int32),
                 "rural_urban": tfds.features.ClassLabel(names=synth.RURAL_URBAN),
+                # Per object, in drawing order: its class and (x1, y1, x2, y2) in the unit
+                # square (synth.SceneSample.boxes).
+                "objects": tfds.features.Sequence(
+                    {
+                        "name": tfds.features.ClassLabel(names=synth.OBJECTS),
+                        "box": tfds.features.Tensor(shape=(4,), dtype=np.float32),
+                    }
+                ),
                 "qa": tfds.features.Sequence(
                     {
                         "question": tfds.features.Text(),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rs_jax.data.boxes import Box
 from rs_jax.kb.curation import load_descriptions
 from rs_jax.kb.schema import Entry, make_id
 
@@ -108,6 +109,9 @@ class SceneSample:
 
     image: uint8 [S, S, 3]; landcover_map: int8 [S, S] (index into LANDCOVERS);
     objects: (name, row, col) centre of every counted object, in pixels.
+    boxes: the box of each of `objects` (same order) in unit-square coordinates: the tight
+    horizontal box around the object's drawn pixels, shadow left out. Every object is drawn
+    axis-aligned (ships lie along a row or a column), so no box is rotated.
     """
 
     image: np.ndarray
@@ -116,6 +120,7 @@ class SceneSample:
     landcover_fractions: dict[str, float]
     counts: dict[str, int]
     objects: tuple[tuple[str, float, float], ...]
+    boxes: tuple[Box, ...]
     rural_urban: str
     water_shape: str  # "none" | "blob" | "band" | "edge"
     seed: int
@@ -173,6 +178,8 @@ class _Canvas:
         self.occupied = np.zeros((size, size), bool)
         self.road = np.zeros((size, size), bool)
         self.objects: list[tuple[str, float, float]] = []
+        # Per object: (row0, col0, row1, col1) pixel edges of its drawn body.
+        self.extents: list[tuple[float, float, float, float]] = []
         self.water_shape = "none"
         self.industrial_roofs = 0.0  # probability that a building gets a large grey roof
 
@@ -344,7 +351,7 @@ class _Canvas:
                 )
             self.img[y0 + shadow : y0 + h + shadow, x0 + shadow : x0 + w + shadow] *= 0.45
             self.img[y0 : y0 + h, x0 : x0 + w] = roof * rng.uniform(0.92, 1.08)
-            self._mark(name, y0, x0, h + shadow, w + shadow)
+            self._mark(name, y0, x0, h + shadow, w + shadow, (y0, x0, y0 + h, x0 + w))
             return True
         if name == "storage tank":
             r = 2.0 * self.s * rng.uniform(0.9, 1.2)
@@ -359,7 +366,7 @@ class _Canvas:
             self.img[shadow] *= 0.5
             self.img[dist < r] = (150, 150, 148)
             self.img[dist < r - max(0.8, 0.6 * self.s)] = (232, 232, 226)
-            self._mark(name, y0, x0, d + px(1), d + px(1))
+            self._mark(name, y0, x0, d + px(1), d + px(1), _extent(dist < r))
             return True
         if name == "tree":
             r = 1.6 * self.s * rng.uniform(0.9, 1.15)
@@ -371,8 +378,9 @@ class _Canvas:
             cy, cx = y0 + d / 2, x0 + d / 2
             shadow = np.hypot(self.yy - cy - 1, self.xx - cx - 1) < r
             self.img[shadow] *= 0.4
-            self.img[np.hypot(self.yy - cy, self.xx - cx) < r] = (18, 62, 22)
-            self._mark(name, y0, x0, d + 1, d + 1)
+            crown = np.hypot(self.yy - cy, self.xx - cx) < r
+            self.img[crown] = (18, 62, 22)
+            self._mark(name, y0, x0, d + 1, d + 1, _extent(crown))
             return True
         if name == "vehicle":
             h, w = px(1.5), px(3)
@@ -384,7 +392,7 @@ class _Canvas:
             y0, x0 = spot
             colours = [[246, 222, 40], [60, 204, 232], [224, 40, 128], [40, 70, 226]]
             self.img[y0 : y0 + h, x0 : x0 + w] = colours[rng.integers(len(colours))]
-            self._mark(name, y0, x0, h, w)
+            self._mark(name, y0, x0, h, w, (y0, x0, y0 + h, x0 + w))
             return True
         if name == "ship":
             length, width = px(rng.uniform(6, 7.5)), px(2)
@@ -400,7 +408,7 @@ class _Canvas:
             half = np.minimum(width / 2, (length - along) * 0.5 + 0.25)
             hull = (along >= 0) & (along < length) & (np.abs(across) <= half)
             self.img[hull] = (236, 236, 232)
-            self._mark(name, y0 - 1, x0 - 1, h + 2, w + 2)
+            self._mark(name, y0 - 1, x0 - 1, h + 2, w + 2, _extent(hull))
             return True
         if name == "airplane":
             span = px(rng.uniform(7, 8))
@@ -419,13 +427,16 @@ class _Canvas:
             if rng.random() < 0.5:  # nose up or down; the final dihedral adds the rest
                 body[y0 : y0 + span] = body[y0 : y0 + span][::-1]
             self.img[body] = (232, 234, 240)
-            self._mark(name, y0, x0, span, span)
+            self._mark(name, y0, x0, span, span, _extent(body))
             return True
         raise ValueError(f"Object {name!r} is not placed with _draw_one")
 
-    def _mark(self, name: str, y0: int, x0: int, h: int, w: int) -> None:
+    def _mark(self, name: str, y0: int, x0: int, h: int, w: int, body: tuple[float, ...]) -> None:
+        """Records an object: (y0, x0, h, w) its footprint with shadow and margin (kept
+        free of later objects; its centre is the object's), body its drawn extent."""
         self.occupied[max(y0, 0) : y0 + h, max(x0, 0) : x0 + w] = True
         self.objects.append((name, y0 + h / 2, x0 + w / 2))
+        self.extents.append(tuple(float(v) for v in body))
 
     def roads(self, count: int, allowed: np.ndarray) -> int:
         """Straight roads spanning the image (horizontal or vertical), drawn only on ``allowed``."""
@@ -451,6 +462,7 @@ class _Canvas:
             self.img[line] = (86, 86, 90)
             self.road |= line
             self.objects.append(("road", *np.argwhere(line).mean(0).tolist()))
+            self.extents.append(_extent(line))
         return len(used)
 
     def runway(self) -> np.ndarray:
@@ -467,7 +479,26 @@ class _Canvas:
         self.occupied[max(pos - 1, 0) : pos + width + 1] = True
         self.lc[strip] = _IMPERVIOUS
         self.objects.append(("runway", pos + width / 2, n / 2))
+        self.extents.append((float(pos), 0.0, float(min(pos + width, n)), float(n)))
         return strip
+
+
+def _extent(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """(row0, col0, row1, col1): the pixel edges around the True pixels of mask [S, S]."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return float(rows[0]), float(cols[0]), float(rows[-1] + 1), float(cols[-1] + 1)
+
+
+def _orient(
+    extent: tuple[float, ...], n: int, flip: bool, k_rot: int
+) -> tuple[float, float, float, float]:
+    """A pixel-edge extent (row0, col0, row1, col1) after the final flip and rotations."""
+    r0, c0, r1, c1 = extent
+    if flip:
+        c0, c1 = n - c1, n - c0
+    for _ in range(k_rot):  # np.rot90: (row, col) -> (n - col, row)
+        r0, c0, r1, c1 = n - c1, r0, n - c0, r1
+    return r0, c0, r1, c1
 
 
 def _recipe(c: _Canvas, scene: str) -> None:
@@ -610,6 +641,10 @@ def render_scene(seed: int, image_size: int = 32, scene: str | None = None) -> S
         # np.rot90 (counter-clockwise): new (row, col) = (n - col, row)
         img, lc = np.rot90(img), np.rot90(lc)
         objects = [(name, n - col, r) for name, r, col in objects]
+    boxes = []
+    for extent in c.extents:
+        r0, c0, r1, c1 = _orient(extent, n, flip, k_rot)
+        boxes.append(Box(c0 / n, r0 / n, c1 / n, r1 / n))
     return SceneSample(
         image=np.ascontiguousarray(img),
         landcover_map=np.ascontiguousarray(lc),
@@ -617,6 +652,7 @@ def render_scene(seed: int, image_size: int = 32, scene: str | None = None) -> S
         landcover_fractions=fractions,
         counts=counts,
         objects=tuple(objects),
+        boxes=tuple(boxes),
         rural_urban=derive_rural_urban(fractions),
         water_shape=c.water_shape,
         seed=seed,

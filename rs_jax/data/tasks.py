@@ -1,7 +1,9 @@
 """Question/answer generation (RSVQA-style task kinds) and answer normalisation.
 
 Tasks: "scene", "presence", "count", "comparison", "rural_urban", "caption" for
-synthetic scenes, and a classification prompt (task "scene") for folder datasets.
+synthetic scenes, "grounding" and "region_caption" about their objects' boxes
+(rs_jax/data/grounding_prompts.json), and a classification prompt (task "scene") for folder
+datasets.
 Answers are short canonical strings; ``normalize_answer`` maps free-form model
 output onto the same canonical form before exact-match scoring.
 """
@@ -9,16 +11,31 @@ output onto the same canonical form before exact-match scoring.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from rs_jax.data import synth
+from rs_jax.data import boxes, synth
 
-TASKS: tuple[str, ...] = ("scene", "presence", "count", "comparison", "rural_urban", "caption")
+# Generated at build time (generate_qas), then the box tasks (grounding_qas), which are
+# made when the data are read so that answers are written in config.data.box_format.
+QA_TASKS: tuple[str, ...] = ("scene", "presence", "count", "comparison", "rural_urban", "caption")
+# The question type whose answers are boxes, in any source (scored by IoU: eval/protocols.py).
+GROUNDING_TASK = "grounding"
+GROUNDING_TASKS: tuple[str, ...] = (GROUNDING_TASK, "region_caption")
+TASKS: tuple[str, ...] = QA_TASKS + GROUNDING_TASKS
+
+GROUNDING_PROMPTS = json.loads(
+    Path(__file__).with_name("grounding_prompts.json").read_text(encoding="utf-8")
+)
+# An attribute names an object only when it stands out from the next of its class by this
+# much (centres, in image widths): a tie would leave the question two right answers.
+MIN_ATTRIBUTE_GAP = 0.1
 
 SCENE_TEMPLATES = (
     "What type of scene is this?",
@@ -181,6 +198,63 @@ def generate_qas(sample: synth.SceneSample, rng: np.random.Generator) -> list[QA
     return qas
 
 
+def grounding_qas(
+    objects: Sequence[tuple[str, boxes.Box]], box_format: str, rng: np.random.Generator
+) -> list[QA]:
+    """Box questions about a scene's objects (name, box), for each class present in OBJECTS
+    order: a "grounding" question naming one of its objects, answered with that object's box
+    (a lone object by its class, "the ship"; one of several by an attribute only it has,
+    "the leftmost ship", or no question when none singles one out), then a "region_caption"
+    question giving one of its objects' box, answered with the class."""
+    by_class: dict[str, list[boxes.Box]] = {}
+    for name, box in objects:
+        by_class.setdefault(name, []).append(box)
+    pick = lambda seq: seq[int(rng.integers(len(seq)))]
+    qas = []
+    for name in (n for n in synth.OBJECTS if n in by_class):
+        found, question = by_class[name], None
+        if len(found) == 1:
+            question, target = GROUNDING_PROMPTS["refer"].format(object=name), found[0]
+        elif singled := _singled_out(found):
+            attribute = pick(sorted(singled))
+            question = GROUNDING_PROMPTS["refer_attribute"].format(attribute=attribute, object=name)
+            target = singled[attribute]
+        if question is not None:
+            qas.append(QA(question, boxes.render([target], box_format), GROUNDING_TASK))
+        region = GROUNDING_PROMPTS["identify"].format(box=boxes.render([pick(found)], box_format))
+        qas.append(QA(region, name, "region_caption"))
+    return qas
+
+
+def _singled_out(found: Sequence[boxes.Box]) -> dict[str, boxes.Box]:
+    """Attribute -> the box it names, for the attributes that name one box unambiguously."""
+    out = {}
+    for attribute, rule in GROUNDING_PROMPTS["attributes"].items():
+        low, high = ("x1", "x2") if rule["axis"] == "x" else ("y1", "y2")
+        centres = np.array([(getattr(b, low) + getattr(b, high)) / 2 for b in found])
+        sign = 1 if rule["extreme"] == "min" else -1
+        order = np.argsort(sign * centres, kind="stable")
+        if abs(centres[order[1]] - centres[order[0]]) >= MIN_ATTRIBUTE_GAP:
+            out[attribute] = found[int(order[0])]
+    return out
+
+
+def grounding_corpus(box_format: str) -> list[str]:
+    """The box tasks' prompts and answers for the tokenizer: every question form and class,
+    and boxes using every grid value in box_format."""
+    texts = [GROUNDING_PROMPTS["refer"].format(object=o) for o in synth.OBJECTS]
+    texts += [
+        GROUNDING_PROMPTS["refer_attribute"].format(attribute=a, object=o)
+        for a in GROUNDING_PROMPTS["attributes"]
+        for o in synth.OBJECTS
+    ]
+    grid = boxes.grid_size(box_format)
+    edges = np.arange(grid) / grid
+    unit = [boxes.Box(e, e, e + 1 / grid, e + 1 / grid) for e in edges]
+    texts += [GROUNDING_PROMPTS["identify"].format(box=boxes.render([b], box_format)) for b in unit]
+    return texts
+
+
 # Lower-case compound folder names (UC Merced style) split with this word list.
 # fmt: off
 _CLASS_WORDS = frozenset((
@@ -236,8 +310,9 @@ def classification_qa(class_name: str, rng: np.random.Generator | None = None) -
 
 
 def corpus_texts(extra_answers: Iterable[str] = ()) -> list[str]:
-    """Every prompt/answer the generators can produce (captions: one per scene/object/count),
-    in a fixed order; the tokenizer is trained on it."""
+    """Every prompt/answer the generators of QA_TASKS can produce (captions: one per
+    scene/object/count), in a fixed order; the tokenizer is trained on it (with
+    grounding_corpus when box tasks are trained)."""
     texts: list[str] = []
     texts += SCENE_TEMPLATES + RURAL_URBAN_TEMPLATES + CAPTION_TEMPLATES + CLASSIFY_PROMPTS
     for obj in synth.OBJECTS:

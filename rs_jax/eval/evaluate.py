@@ -1,7 +1,8 @@
 """Evaluation of the latest checkpoint: generated answers scored by each source's protocol
 (rs_jax/eval/protocols.py), retrieval hit rates per level and expert usage per level,
-printed and written to <workdir>/eval.json and eval.md (with confusion-matrix and
-expert-usage pictures)."""
+printed and written to <workdir>/eval.json and eval.md (with confusion-matrix, expert-usage
+and grounding pictures: grounding_<source>.png, the first GROUNDING_EXAMPLES box answers of
+a source with the predicted boxes in red and the reference in green)."""
 
 import json
 import os
@@ -13,9 +14,11 @@ import numpy as np
 from etils import epath
 from flax import nnx
 
+from rs_jax.data.boxes import parse
 from rs_jax.eval.captions import METRICS as CAPTION_METRICS
 from rs_jax.eval.generation import greedy_generate
 from rs_jax.eval.metrics import format_table
+from rs_jax.eval.plots import Example, grounding_sheet
 from rs_jax.eval.protocols import Scorer, markdown
 from rs_jax.files import is_local, write_text_whole
 from rs_jax.models.retrieval import hits_at_k
@@ -23,6 +26,8 @@ from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import open_latest
 from rs_jax.train.plots import expert_usage_figure
 from rs_jax.train.progress import ProgressLine
+
+GROUNDING_EXAMPLES = 6  # per source, drawn into grounding_<source>.png
 
 
 def make_eval_step(exp: experiment_lib.Experiment):
@@ -75,7 +80,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     checkpointer.close()
 
     eval_step = make_eval_step(exp)
-    scorer = Scorer(exp.data.eval_sources, config.data.get("box_format", "geochat"))
+    box_format = config.data.get("box_format", "geochat")
+    scorer = Scorer(exp.data.eval_sources, box_format)
+    drawn: dict[str, list[Example]] = {}  # source -> its first box answers
     level_names = [] if exp.model_config.baseline else list(exp.model_config.level_names)
     hits = {name: np.zeros(3) for name in level_names}  # hit@1, hit@k, labelled
     expert_counts = 0.0
@@ -94,6 +101,16 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 task = exp.data.tasks[batch["task_id"][row]]
                 answer = str(batch["answer_text"][row])
                 hit = scorer.add(task, texts[row], answer, batch["references"][row])
+                source = scorer.grounding_source(task)
+                if source is not None and len(drawn.setdefault(source, [])) < GROUNDING_EXAMPLES:
+                    drawn[source].append(
+                        Example(
+                            batch["image"][row],
+                            str(batch["question_text"][row]),
+                            parse(texts[row], box_format),
+                            parse(answer, box_format),
+                        )
+                    )
                 if len(samples) < 12:
                     samples.append(
                         {
@@ -123,6 +140,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "model": "baseline" if config.model.baseline else "full",
     }
     results |= scorer.results(epath.Path(workdir))
+    for source, examples in drawn.items():
+        file = f"grounding_{source}.png"
+        with (epath.Path(workdir) / file).open("wb") as f:
+            grounding_sheet(examples).save(f, format="png")
+        results["sources"][source]["grounding_figure"] = file
     # An evaluation never scores fewer examples than it was given without saying so.
     given = exp.data.num_eval_examples
     notes = []
@@ -182,14 +204,15 @@ def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) ->
                 f"{name:<19} accuracy {r['accuracy']:.3f}  balanced accuracy "
                 f"{r['balanced_accuracy']:.3f}  ({r.get('figure', '')})"
             )
-        elif r["protocol"] == "vqa" and len(results["sources"]) > 1:
-            print(f"{name:<19} mean of types {r['mean_of_types']:.3f}  overall {r['overall']:.3f}")
+        elif r["protocol"] == "vqa":
+            if len(results["sources"]) > 1:
+                print(
+                    f"{name:<19} mean of types {r['mean_of_types']:.3f}  overall {r['overall']:.3f}"
+                )
+            if "grounding" in r:  # its questions of type grounding, scored by boxes
+                print(f"{name + ' boxes':<19} {_grounding_line(r['grounding'])}")
         elif r["protocol"] == "grounding" and r["count"]:
-            print(
-                f"{name:<19} acc@0.5 {r['acc@0.5']:.3f}  acc@0.25 {r['acc@0.25']:.3f}  mean IoU "
-                f"{r['mean_iou']:.3f}  precision@0.5 {r['precision@0.5']:.3f}  recall@0.5 "
-                f"{r['recall@0.5']:.3f}"
-            )
+            print(f"{name:<19} {_grounding_line(r)}")
         elif r["protocol"] == "captioning" and r["count"]:
             shown = [f"{m} {'n/a' if r[m] is None else f'{r[m]:.3f}'}" for m in CAPTION_METRICS]
             print(f"{name:<19} " + "  ".join(shown))
@@ -203,3 +226,11 @@ def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) ->
             f"files (listed in eval.json)"
         )
     print(f"(written to eval.json, eval.md{'' if config.model.baseline else ', expert_usage.png'})")
+
+
+def _grounding_line(r: dict[str, Any]) -> str:
+    return (
+        f"acc@0.5 {r['acc@0.5']:.3f}  acc@0.25 {r['acc@0.25']:.3f}  mean IoU "
+        f"{r['mean_iou']:.3f}  precision@0.5 {r['precision@0.5']:.3f}  recall@0.5 "
+        f"{r['recall@0.5']:.3f}  (n={r['count']})"
+    )

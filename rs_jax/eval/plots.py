@@ -1,11 +1,20 @@
-"""Evaluation pictures: the confusion matrix of a classification run."""
+"""Evaluation pictures: the confusion matrix of a classification run; boxes drawn on images
+(grounding answers against their references)."""
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
 
+from rs_jax.data.boxes import Box
 from rs_jax.eval.metrics import OTHER
+
+PREDICTED = (255, 0, 0)  # red: the model's boxes
+REFERENCE = (0, 255, 0)  # green: the reference boxes
+TILE = 256  # px: the side of each image in a sheet of grounding examples
+_CAPTION = 40  # px of text under each tile
 
 # Above this many classes the counts would not fit in their cells.
 MAX_CLASSES_WITH_COUNTS = 20
@@ -49,3 +58,50 @@ def confusion_matrix_figure(
             colour = "white" if shares[row, col] > 0.5 else "black"
             ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=fontsize)
     return fig
+
+
+def draw_boxes(
+    image: np.ndarray,
+    size: tuple[int, int],
+    predicted: Sequence[Box] = (),
+    reference: Sequence[Box] = (),
+    width: int = 2,
+) -> Image.Image:
+    """image uint8 [H, W, 3] resized to size (width, height) px (nearest neighbour: a
+    32 px image stays readable) with the outlines of the reference boxes in green and the
+    predicted ones over them in red; boxes in unit-square coordinates, rotated ones as their
+    four corners."""
+    out = Image.fromarray(np.asarray(image, np.uint8)).resize(size, Image.Resampling.NEAREST)
+    draw = ImageDraw.Draw(out)
+    for found, colour in ((reference, REFERENCE), (predicted, PREDICTED)):
+        for box in found:
+            corners = [(x * size[0], y * size[1]) for x, y in box.corners()]
+            draw.polygon(corners, outline=colour, width=width)
+    return out
+
+
+class Example(NamedTuple):
+    """One grounding answer to draw: the image (uint8 [H, W, 3]), the question, and the
+    predicted and reference boxes."""
+
+    image: np.ndarray
+    question: str
+    predicted: Sequence[Box]
+    reference: Sequence[Box]
+
+
+def grounding_sheet(examples: Sequence[Example]) -> Image.Image:
+    """The examples side by side, TILE px each with their boxes (draw_boxes) and the
+    question under them: an image of [TILE + 40, TILE * len(examples)] px."""
+    sheet = Image.new("RGB", (TILE * len(examples), TILE + _CAPTION), "white")
+    text = ImageDraw.Draw(sheet)
+    for i, ex in enumerate(examples):
+        sheet.paste(draw_boxes(ex.image, (TILE, TILE), ex.predicted, ex.reference), (i * TILE, 0))
+        # About 40 characters of PIL's default font fit a tile's width: two lines.
+        words, lines = ex.question.split(), [""]
+        for word in words:
+            if len(lines[-1]) + len(word) > 40:
+                lines.append("")
+            lines[-1] = f"{lines[-1]} {word}".strip()
+        text.multiline_text((i * TILE + 4, TILE + 2), "\n".join(lines[:2]), fill="black")
+    return sheet

@@ -1,6 +1,6 @@
 """``rs-jax predict`` and ``rs-jax chat``: ask a trained model about images.
 
-  rs-jax predict --workdir W --image FILE [--question "..."] [--json]
+  rs-jax predict --workdir W --image FILE [--question "..."] [--json] [--draw OUT.png]
   rs-jax predict --workdir W --images DIR [--question "..."] --out FILE.jsonl
                  [--batch-size N] [--skip-unreadable] [--overwrite]
   rs-jax chat --workdir W --image FILE      # questions from stdin, one a line
@@ -10,7 +10,9 @@
 Without --question, predict asks the first question of the eval split (the classification
 prompt the model was trained with) and says so. Folder mode answers the folder's images
 (sorted; not its subfolders) in batches and writes one JSON object a line:
-{"image", "question", "answer", "retrieved", "expert_usage"}.
+{"image", "question", "answer", "retrieved", "expert_usage"}. --draw writes the image with
+the boxes of the answer (config.data.box_format) drawn in red, as the model saw it (squashed
+to a square), DRAW_SIZE px a side.
 
 Only argparse is imported at the top: the CLI builds its parser from this module.
 """
@@ -27,6 +29,8 @@ from typing import IO, Any
 from etils import epath
 
 from rs_jax.files import write_whole
+
+DRAW_SIZE = 512
 
 CHAT_HELP = (
     "empty line or end of input ends; /reset forgets the conversation; "
@@ -48,6 +52,11 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="--image: print one JSON object")
     parser.add_argument("--out", metavar="FILE.jsonl", help="--images: one JSON line an image")
+    parser.add_argument(
+        "--draw",
+        metavar="OUT.png",
+        help="--image: write the image with the answer's boxes drawn in red (when it holds any)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument(
         "--skip-unreadable",
@@ -92,6 +101,8 @@ def run_predict(config: Any, args: argparse.Namespace, out: IO[str] | None = Non
             if given:
                 raise ValueError(f"{flag} goes with --images DIR (a folder of images)")
         _check_image(config, args.image)
+        if args.draw and epath.Path(args.draw).is_dir():
+            raise IsADirectoryError(f"--draw {args.draw} is a folder; name a .png file")
         session = open_session(config, args.workdir)
         question = _question(session, args.question)
         answer = session.ask(args.image, question)
@@ -100,12 +111,17 @@ def run_predict(config: Any, args: argparse.Namespace, out: IO[str] | None = Non
             "load_seconds": session.load_seconds,
             "answer_seconds": answer.seconds,
         }
+        if args.draw:
+            boxes = draw_answer(config, args.image, answer.text, args.draw)
+            result["drawn"] = {"file": args.draw if boxes else None, "boxes": boxes}
         if args.json:
             print(json.dumps(result), file=out)
         else:
             print(format_answer(result), file=out)
         return 0
 
+    if args.draw:
+        raise ValueError("--draw goes with --image (one image)")
     if args.json:
         raise ValueError("--json goes with --image; --images writes JSON lines to --out")
     if not args.out:
@@ -136,6 +152,24 @@ def run_predict(config: Any, args: argparse.Namespace, out: IO[str] | None = Non
         line += f"; skipped {len(skipped)} unreadable: {', '.join(skipped)}"
     print(line, file=out)
     return 0
+
+
+def draw_answer(config: Any, image: str, answer: str, out_path: str) -> int:
+    """Writes `image` with the boxes of `answer` drawn to out_path (PNG); returns how many
+    boxes, and writes nothing when there are none."""
+    from rs_jax.data.boxes import parse
+    from rs_jax.data.images import bands_of, load_image
+    from rs_jax.eval.plots import draw_boxes
+
+    found = parse(answer, config.data.get("box_format", "geochat"))
+    if not found:
+        print(f"rs-jax: the answer holds no box: nothing drawn to {out_path}", file=sys.stderr)
+        return 0
+    pixels = load_image(image, DRAW_SIZE, bands_of(config.data))
+    drawn = draw_boxes(pixels, (DRAW_SIZE, DRAW_SIZE), predicted=found, width=3)
+    with epath.Path(out_path).open("wb") as f:
+        drawn.save(f, format="png")
+    return len(found)
 
 
 def _check_image(config: Any, path: str) -> None:
@@ -275,6 +309,10 @@ def format_answer(result: dict[str, Any]) -> str:
         lines.append("experts used (share of the level's tokens per expert):")
         for level, shares in result["expert_usage"].items():
             lines.append(f"  {level}: " + " ".join(f"{s:.2f}" for s in shares))
+    if result.get("drawn", {}).get("file"):
+        lines.append(
+            f"drawn: {result['drawn']['boxes']} box(es) in red -> {result['drawn']['file']}"
+        )
     lines.append(
         f"time: model load {result['load_seconds']:.1f} s, answer "
         f"{result['answer_seconds']:.2f} s (the first answer includes compiling)"

@@ -27,13 +27,11 @@ from typing import Any
 
 from etils import epath
 
+from rs_jax.data.tasks import GROUNDING_TASK
 from rs_jax.eval.captions import caption_scores, format_caption_table
 from rs_jax.eval.grounding import GroundingScores, format_grounding_table
 from rs_jax.eval.metrics import ClassificationScores, TaskAccuracy
 from rs_jax.eval.plots import confusion_matrix_figure
-
-# The question type whose answers are boxes, in any vqa source.
-GROUNDING_TASK = "grounding"
 
 
 class Scorer:
@@ -58,12 +56,19 @@ class Scorer:
             if s.protocol in ("grounding", "vqa")
         }
 
+    def grounding_source(self, task: str) -> str | None:
+        """The source whose answers to `task` are boxes, or None where they are text."""
+        name = self.source_of[task]
+        if self.sources[name].protocol == "grounding":
+            return name
+        return name if task.removeprefix(f"{name}/") == GROUNDING_TASK else None
+
     def add(self, task: str, prediction: str, answer: str, references: Sequence[str]) -> bool:
         """Scores one answer; the return value (shown with samples) is exact match, or for
         boxes a hit (GroundingScores.add)."""
         name = self.source_of[task]
         protocol = self.sources[name].protocol
-        if protocol == "grounding" or task.removeprefix(f"{name}/") == GROUNDING_TASK:
+        if self.grounding_source(task) is not None:
             return self.grounding[name].add(prediction, answer)
         if protocol == "captioning":
             predictions, refs = self.captions[name]
@@ -151,6 +156,8 @@ def markdown(results: dict[str, Any], title: str | None = None) -> str:
         elif row["count"]:
             lines.append(format_caption_table(row))
             lines += [f"- {note}" for note in row["notes"]]
+        if "grounding_figure" in row:
+            lines += ["", f"![boxes: predicted red, reference green]({row['grounding_figure']})"]
     for note in results.get("notes", []):
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"

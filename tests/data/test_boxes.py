@@ -30,6 +30,14 @@ def test_parse_reads_boxes_inside_prose_and_tolerates_spaces():
     assert parse(qwen, "qwen") == [Box(0.01, 0.02, 0.03, 0.04)]
 
 
+def test_parse_reads_boxes_as_a_wordpiece_tokenizer_decodes_them():
+    # Every bracket, sign and tag a separate token: decoded with spaces between them.
+    spaced = "{ < 10 > < 20 > < 30 > < 40 > | < - 45 > }"
+    assert parse(spaced, "geochat") == [Box(0.1, 0.2, 0.3, 0.4, -45.0)]
+    spaced = "< box > ( 438, 500 ), ( 625, 719 ) < / box >"
+    assert parse(spaced, "qwen") == [Box(0.438, 0.5, 0.625, 0.719)]
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 
 from configs.common import base_config
-from rs_jax.data import synth
+from rs_jax.data import boxes, synth
 from rs_jax.data.pipeline import build_data
 from rs_jax.data.text import TextEncoder
+from rs_jax.eval.protocols import Scorer
 
 TP, TA = 24, 8
 
@@ -262,3 +263,31 @@ def test_worker_processes_match_in_process_stream(bundle):
         resumed.close()
     finally:
         bundle.worker_count = 0
+
+
+@pytest.mark.parametrize("box_format", ["geochat", "qwen"])
+def test_box_tasks_encode_and_decode_their_boxes(tmp_path, box_format):
+    tasks = ("scene", "grounding", "region_caption")
+    config = _config(
+        tmp_path, num_train=16, num_test=6, tasks=tasks, box_format=box_format,
+        max_prompt_len=40, max_answer_len=40,
+    )  # fmt: skip
+    bundle = build_data(config, "/unused")
+    asked = {bundle.tasks[int(t)] for b in bundle.eval_batches(8) for t in b["task_id"]}
+    assert asked == set(tasks)
+    # The tokenizer learned the grid's numbers: a box decodes to the same box.
+    for batch in bundle.eval_batches(8):
+        for ids, mask, answer, task in zip(
+            batch["answer_ids"], batch["answer_mask"], batch["answer_text"], batch["task_id"]
+        ):
+            if bundle.tasks[int(task)] == "grounding":
+                text = bundle.tokenizer.decode(ids[mask > 0], skip_special_tokens=True)
+                assert boxes.parse(text, box_format) == boxes.parse(answer, box_format) != []
+    # rs_synth's one eval source scores "grounding" by boxes, "region_caption" exactly.
+    scorer = Scorer(bundle.eval_sources, box_format)
+    box = boxes.render([boxes.Box(0.1, 0.1, 0.5, 0.5)], box_format)
+    assert scorer.add("grounding", box, box, (box,))
+    assert scorer.add("region_caption", "ship", "ship", ("ship",))
+    result = scorer.results()["sources"]["rs_synth"]
+    assert result["grounding"]["acc@0.5"] == 1.0 and result["grounding"]["count"] == 1
+    assert result["per_type"]["region_caption"]["accuracy"] == 1.0

@@ -1,10 +1,12 @@
-"""TFDS rs_synth builder: array_record build, read-back, idempotence, size separation."""
+"""TFDS rs_synth builder: array_record build, read-back, idempotence, size separation, and
+the stored objects read back as box questions."""
 
 import os
+import pickle
 
 import numpy as np
 
-from rs_jax.data import rs_synth, synth
+from rs_jax.data import boxes, records, rs_synth, synth, tasks
 
 
 def test_build_and_read_back(tmp_path):
@@ -40,3 +42,46 @@ def test_idempotent_and_sizes_separate(tmp_path):
     b3 = rs_synth.prepare_rs_synth(str(tmp_path), image_size=64, num_train=8, num_test=4)
     assert b3.data_dir != b1.data_dir
     assert b3.as_data_source("test")[0]["image"].shape == (64, 64, 3)
+
+
+def test_objects_are_stored_and_read_as_box_questions(tmp_path):
+    builder = rs_synth.prepare_rs_synth(str(tmp_path), image_size=32, num_train=4, num_test=6)
+    assert str(builder.version) == "1.1.0"  # the version that stores objects
+    source = builder.as_data_source("test")
+    by_format = {f: records.SynthRecords(builder, "test", f) for f in boxes.FORMATS}
+    asked = 0
+    for i in range(len(source)):
+        ex = source[i]
+        sample = synth.render_scene(int(ex["seed"]), 32)
+        names = [synth.OBJECTS[int(n)] for n in ex["objects"]["name"]]
+        assert names == [name for name, _, _ in sample.objects]
+        want = [(b.x1, b.y1, b.x2, b.y2) for b in sample.boxes]
+        stored = np.reshape(ex["objects"]["box"], (-1, 4))  # an empty sequence reads as []
+        np.testing.assert_allclose(stored, np.reshape(want, (-1, 4)))
+        for box_format, recs in by_format.items():
+            qas = recs[i]["qas"]
+            kept = len(ex["qa"]["question"])
+            assert [q.task for q in qas[:kept]] == [t.decode() for t in ex["qa"]["task"]]
+            extra = qas[kept:]
+            assert {q.task for q in extra} <= set(tasks.GROUNDING_TASKS)
+            assert sum(q.task == "region_caption" for q in extra) == len(sample.present_objects)
+            for q in extra:
+                text = q.answer if q.task == "grounding" else q.question
+                assert len(boxes.parse(text, box_format)) == 1, text
+            asked += len(extra)
+    assert asked > 0
+    # Grain workers get the records pickled: the box format comes along.
+    again = pickle.loads(pickle.dumps(by_format["qwen"]))
+    assert again.box_format == "qwen" and again[0]["qas"] == by_format["qwen"][0]["qas"]
+
+
+def test_box_tasks_alone_keep_only_images_with_such_questions(tmp_path):
+    builder = rs_synth.prepare_rs_synth(str(tmp_path), image_size=32, num_train=40, num_test=2)
+    every = records.SynthRecords(builder, "train")
+    assert len(records.SynthRecords(builder, "train", only_with=("scene", "grounding"))) == 40
+    kept = records.SynthRecords(builder, "train", only_with=("grounding",))
+    with_box = [i for i in range(40) if any(q.task == "grounding" for q in every.qas(i))]
+    assert 0 < len(kept) == len(with_box) < 40  # some scenes have no object to ask about
+    assert [kept[i]["qas"] for i in range(len(kept))] == [every.qas(i) for i in with_box]
+    again = pickle.loads(pickle.dumps(kept))  # as Grain workers get it, without re-reading
+    assert len(again) == len(kept) and again[3]["qas"] == kept[3]["qas"]

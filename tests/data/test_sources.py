@@ -3,6 +3,7 @@ classification folders read from fixture files in their official layouts; source
 mixing sources by weight in build_data; the UC Merced mixture on the shared data."""
 
 import collections
+import dataclasses
 import json
 import os
 import re
@@ -14,12 +15,13 @@ from PIL import Image
 
 from configs import common
 from configs.common import base_config
-from rs_jax.data import sources
+from rs_jax.data import boxes, sources
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data.images import Bands
-from rs_jax.data.pipeline import build_data
+from rs_jax.data.pipeline import EvalSource, build_data
 from rs_jax.data.sources import captions, classification, instruct, rsvqa, vqa_jsonl
 from rs_jax.data.tasks import QA
+from rs_jax.eval.protocols import Scorer
 
 SHARED = os.environ.get(
     "RS_JAX_SHARED_DATA",
@@ -453,6 +455,52 @@ def test_instruct_split_from_path_or_field(tmp_path):
     path = _json(tmp_path / "nosplit.json", [_record("N", "a.png", TWO_ROUNDS)])
     with pytest.raises(ValueError, match=r"record 0 \(id 'N'\): no \"split\".*\{split\}"):
         instruct.load_one(_source("c", "instruct", path), "train", _ctx(tmp_path))
+
+
+# GeoChat's instruction data as its JSON has it: task tags at the start of the question,
+# boxes {<x1><y1><x2><y2>|<θ>} on the 0-100 grid in the answers.
+GEOCHAT_RECORD = {
+    "id": "P0003_0002",
+    "image": "P0003_0002.png",
+    "conversations": _turns(
+        ("human", "<image>\n[refer] give me the location of <p>the large white ship</p>"),
+        ("gpt", "<p>the large white ship</p> {<40><12><62><30>|<-45>}"),
+        ("human", "[grounding] Describe the image in detail"),
+        ("gpt", "There are <p>2 small vehicles</p> {<10><20><14><24>|<0>}{<50><60><54><64>|<0>}"),
+        ("human", "[identify] {<40><12><62><30>|<-45>}"),
+        ("gpt", "A large white ship."),
+        ("human", "[refer] where is the harbor?"),
+        ("gpt", "I cannot find a harbor."),
+        ("human", "How many ships? {<1><2><3><4>|<0>}"),
+        ("gpt", "One ship {<40><12><62><30>|<-45>}"),
+    ),
+}
+
+
+def test_instruct_geochat_refer_and_grounding_turns_are_scored_by_boxes(tmp_path):
+    _image(tmp_path / "P0003_0002.png")
+    _json(tmp_path / "geochat_test.json", [GEOCHAT_RECORD])
+    src = _source("geochat", "instruct", tmp_path / "geochat_{split}.json")
+    (item,) = instruct.load_one(src, "test", _ctx(tmp_path)).items
+    # [refer] and [grounding] with boxes in the answer; [identify] has its box in the
+    # question, the unanswered [refer] none, the untagged question no tag.
+    assert [qa.task for qa in item.qas] == [
+        "grounding",
+        "grounding",
+        "instruct",
+        "instruct",
+        "instruct",
+    ]
+    refer, described = (boxes.parse(qa.answer, "geochat") for qa in item.qas[:2])
+    assert refer == [boxes.Box(0.4, 0.12, 0.62, 0.3, -45.0)] and len(described) == 2
+    # In another box notation the answers hold no box: they stay text.
+    qwen = dataclasses.replace(_ctx(tmp_path), box_format="qwen")
+    (item,) = instruct.load_one(src, "test", qwen).items
+    assert {qa.task for qa in item.qas} == {"instruct"}
+    # Scored as grounding answers by the source's vqa protocol.
+    scorer = Scorer([EvalSource("geochat", "vqa", ("grounding", "instruct"))])
+    assert scorer.add("grounding", "{<40><12><62><30>|<-45>}", item.qas[0].answer, ())
+    assert scorer.results()["sources"]["geochat"]["grounding"]["acc@0.5"] == 1.0
 
 
 def _sources_config(data_dir, srcs, **data):

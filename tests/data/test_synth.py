@@ -72,6 +72,54 @@ def test_objects_are_visible():
     assert s.counts["storage tank"] >= 1 and tank_pixels >= 4 * s.counts["storage tank"]
 
 
+def _canvas_with_one(name: str, size: int = 64, seed: int = 0) -> synth._Canvas:
+    """A canvas of black pixels (no land cover painted) with one object drawn: only the
+    object's body is not black (shadows darken black to black)."""
+    c = synth._Canvas(size, np.random.default_rng(seed))
+    everywhere = np.ones((size, size), bool)
+    if name == "road":
+        assert c.roads(1, everywhere) == 1
+    elif name == "runway":
+        c.runway()
+    else:
+        assert c.place(name, 1, everywhere) == 1
+    return c
+
+
+@pytest.mark.parametrize("name", synth.OBJECTS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_box_is_tight_around_the_drawn_pixels(name, seed):
+    c = _canvas_with_one(name, seed=seed)
+    drawn = c.img.max(-1) > 0
+    rows, cols = np.flatnonzero(drawn.any(1)), np.flatnonzero(drawn.any(0))
+    [extent] = c.extents
+    assert extent == (rows[0], cols[0], rows[-1] + 1, cols[-1] + 1)
+    assert len(c.extents) == len(c.objects)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_boxes_lie_on_the_objects_after_flips_and_rotations(size):
+    """Each box holds its object's centre, and most of its pixels differ from the ground
+    just around it: a box left in the canonical orientation, or turned the wrong way,
+    would lie on plain ground."""
+    for seed in range(60):  # every flip and rotation occurs among them
+        s = synth.render_scene(seed, size)
+        assert len(s.boxes) == len(s.objects)
+        img = s.image.astype(np.float64)
+        for (name, row, col), box in zip(s.objects, s.boxes, strict=True):
+            assert box.angle == 0
+            assert box.y1 * size <= row <= box.y2 * size and box.x1 * size <= col <= box.x2 * size
+            r0, c0, r1, c1 = (round(v * size) for v in (box.y1, box.x1, box.y2, box.x2))
+            ring = np.zeros((size, size), bool)
+            ring[max(r0 - 3, 0) : r1 + 3, max(c0 - 3, 0) : c1 + 3] = True
+            ring[max(r0 - 2, 0) : r1 + 2, max(c0 - 2, 0) : c1 + 2] = False
+            ground = np.median(img[ring], axis=0)
+            differs = np.abs(img[r0:r1, c0:c1] - ground).sum(-1) > 40
+            # 0.2: an airplane covers about a third of its box, a storage tank's inner
+            # disc a quarter (its grey rim is near the grey of paved ground).
+            assert differs.mean() >= 0.2, (seed, name, box)
+
+
 def test_kb_entries_order_and_ids():
     entries = synth.kb_entries()
     levels = [e.level for e in entries]

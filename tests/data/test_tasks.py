@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from rs_jax.data import synth, tasks
+from rs_jax.data import boxes, synth, tasks
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +118,58 @@ def test_classification_qa():
     rng = np.random.default_rng(0)
     prompts = {tasks.classification_qa("forest", rng).question for _ in range(40)}
     assert prompts == set(tasks.CLASSIFY_PROMPTS)
+
+
+def _objects(sample: synth.SceneSample) -> list[tuple[str, boxes.Box]]:
+    return [(name, box) for (name, _, _), box in zip(sample.objects, sample.boxes, strict=True)]
+
+
+def _grid_box(box: boxes.Box, box_format: str) -> boxes.Box:
+    """The box as its notation writes it (rounded to the grid)."""
+    return boxes.parse(boxes.render([box], box_format), box_format)[0]
+
+
+@pytest.mark.parametrize("box_format", boxes.FORMATS)
+def test_grounding_questions_name_their_box(annotated, box_format):
+    counts = {"grounding": 0, "region_caption": 0, "attribute": 0}
+    for s, _ in annotated:
+        objects = _objects(s)
+        qas = tasks.grounding_qas(objects, box_format, np.random.default_rng(s.seed))
+        again = tasks.grounding_qas(objects, box_format, np.random.default_rng(s.seed))
+        assert qas == again  # deterministic for a seed
+        assert {q.task for q in qas} <= set(tasks.GROUNDING_TASKS)
+        assert sum(q.task == "region_caption" for q in qas) == len(s.present_objects)
+        for q in qas:
+            counts[q.task] += 1
+            if q.task == "region_caption":
+                [box] = boxes.parse(q.question, box_format)
+                assert q.question.startswith("[identify] ")
+                assert box in [_grid_box(b, box_format) for n, b in objects if n == q.answer]
+                continue
+            [box] = boxes.parse(q.answer, box_format)  # round-trips through parse
+            match = re.fullmatch(r"\[refer\] where is the (?:(\w+) )?([a-z ]+)\?", q.question)
+            attribute, name = match.groups()
+            if attribute in tasks.GROUNDING_PROMPTS["attributes"]:
+                counts["attribute"] += 1
+            else:
+                name = f"{attribute} {name}" if attribute else name  # "storage tank"
+            same = [b for n, b in objects if n == name]
+            assert box in [_grid_box(b, box_format) for b in same]
+            if len(same) > 1:
+                axis, extreme = tasks.GROUNDING_PROMPTS["attributes"][attribute].values()
+                centres = [(b.x1 + b.x2) / 2 if axis == "x" else (b.y1 + b.y2) / 2 for b in same]
+                order = np.argsort(centres)[:: -1 if extreme == "max" else 1]
+                assert _grid_box(same[order[0]], box_format) == box
+                gap = abs(centres[order[0]] - centres[order[1]])
+                assert gap >= tasks.MIN_ATTRIBUTE_GAP
+    assert min(counts.values()) > 100, counts
+
+
+def test_grounding_corpus_covers_prompts_and_every_number(annotated):
+    corpus = tasks.grounding_corpus("geochat")
+    words = {w for text in corpus for w in re.findall(r"\w+", text)}
+    assert {str(v) for v in range(101)} <= words
+    for s, _ in annotated[:50]:
+        for q in tasks.grounding_qas(_objects(s), "geochat", np.random.default_rng(0)):
+            if q.task == "grounding":
+                assert q.question in corpus

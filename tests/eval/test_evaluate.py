@@ -9,9 +9,11 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from rs_jax.config import load_config
 from rs_jax.eval import evaluate as evaluate_lib
+from rs_jax.eval import plots
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import Checkpointer
 
@@ -308,3 +310,60 @@ def test_vqa_averages_differ_when_types_differ(monkeypatch, mixture_run):
     scored = results["count"] + results["sources"]["captions"]["count"]
     assert scored == 5
     assert results["notes"] == ["scored 5 of the 20 eval examples: config.eval.num_examples=5"]
+
+
+@pytest.fixture(scope="module")
+def grounding_run(tmp_path_factory):
+    """A tiny rs_synth run on the box tasks, its step 0 saved."""
+    workdir = tmp_path_factory.mktemp("grounding")
+    config = load_config(
+        str(REPO / "configs/tiny.py"),
+        [
+            f"data.data_dir={workdir / 'data'}",
+            "data.num_train=8",
+            "data.num_test=6",
+            "data.tasks=('grounding','region_caption')",
+            "data.max_answer_len=20",  # a box, its stop token: 19
+            "eval.max_new_tokens=20",
+        ],
+    )
+    exp = experiment_lib.setup(config, str(workdir))
+    checkpointer = Checkpointer(workdir)
+    checkpointer.save(0, exp.state)
+    checkpointer.wait()
+    checkpointer.close()
+    return config, str(workdir), exp.data.tasks
+
+
+def test_box_answers_scored_by_iou_and_drawn(monkeypatch, grounding_run):
+    """Every other grounding question of a batch and every region caption answered with
+    the reference: grounding questions score by IoU (hits exactly there), region captions
+    by exact match, and the first box answers are drawn: the reference in green, answered
+    ones in red over it."""
+    config, workdir, tasks = grounding_run
+
+    def answered(batch):
+        boxed = batch["task_id"] == tasks.index("grounding")
+        return ~boxed | (jnp.cumsum(boxed) % 2 == 1)
+
+    monkeypatch.setattr(evaluate_lib, "greedy_generate", oracle(answered))
+    results = evaluate_lib.evaluate(config, workdir)
+    synth = results["sources"]["rs_synth"]
+    assert set(synth["per_type"]) == {"region_caption"}  # boxes are not matched as text
+    assert synth["per_type"]["region_caption"]["accuracy"] == 1.0
+    grounding = synth["grounding"]
+    hits = [s["correct"] for s in results["samples"] if s["task"] == "grounding"]
+    assert hits and grounding["count"] >= len(hits)
+    assert (
+        grounding["acc@0.5"] == pytest.approx(grounding["recall@0.5"])
+        and 0 < grounding["acc@0.5"] < 1
+    )
+    assert grounding["no_box"] == grounding["count"] - grounding["boxes"]["matched"]
+    figure = Path(workdir) / synth["grounding_figure"]
+    assert figure.name == "grounding_rs_synth.png"
+    sheet = np.asarray(Image.open(figure).convert("RGB"))
+    shown = min(grounding["count"], evaluate_lib.GROUNDING_EXAMPLES)
+    assert sheet.shape == (plots.TILE + 40, shown * plots.TILE, 3)
+    colours = {c: (sheet == c).all(-1).sum() for c in (plots.PREDICTED, plots.REFERENCE)}
+    assert min(colours.values()) > 0, colours
+    assert f"]({figure.name})" in (Path(workdir) / "eval.md").read_text()

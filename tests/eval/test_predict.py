@@ -3,6 +3,7 @@ main function: the answers are Session.ask's, a folder answered in batches match
 images answered one by one, unreadable images and existing outputs are refused (or skipped
 and counted), and chat hands each turn the conversation so far."""
 
+import dataclasses
 import io
 import json
 import sys
@@ -15,7 +16,7 @@ from PIL import Image
 
 from rs_jax import cli
 from rs_jax.config import load_config
-from rs_jax.eval import predict
+from rs_jax.eval import plots, predict
 from rs_jax.eval.session import Session
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import Checkpointer
@@ -245,3 +246,45 @@ def test_chat_over_piped_stdin_keeps_the_conversation(loaded, tmp_path, capsys, 
     cue_lines = lines[lines.index(f"model> {answers[1]}") + 2 :][:3]
     assert [c.split(":")[0].strip() for c in cue_lines] == ["scene", "landcover", "object"]
     assert lines[-1] == "you> "  # end of input ends the conversation
+
+
+class BoxAnswering:
+    """A Session that answers with a fixed text (and the real cues and experts)."""
+
+    def __init__(self, session, text):
+        self.session, self.text = session, text
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+    def ask(self, image, question, history=()):
+        return dataclasses.replace(self.session.ask(image, question, history), text=self.text)
+
+
+def test_predict_draws_the_boxes_it_answers_with(run, tmp_path, capsys, monkeypatch):
+    args, session, _ = run
+    (image,) = images(tmp_path, 1)
+    out = tmp_path / "drawn.png"
+    draw = ["predict", *args, "--image", str(image), "--question", QUESTION, "--draw", str(out)]
+    answer = "the ship {<25><25><75><50>|<0>}"
+    monkeypatch.setattr(predict, "open_session", lambda c, w: BoxAnswering(session, answer))
+    assert cli.main(draw) == 0
+    assert f"drawn: 1 box(es) in red -> {out}" in capsys.readouterr().out.splitlines()
+    pixels = np.asarray(Image.open(out).convert("RGB"))
+    side = predict.DRAW_SIZE
+    assert pixels.shape == (side, side, 3)
+    red = (pixels == plots.PREDICTED).all(-1)
+    rows, cols = np.flatnonzero(red.any(1)), np.flatnonzero(red.any(0))
+    # The outline of x 0.25-0.75, y 0.25-0.5 of the square the model saw (3 px wide).
+    assert abs(rows[0] - side / 4) <= 2 and abs(rows[-1] - side / 2) <= 2
+    assert abs(cols[0] - side / 4) <= 2 and abs(cols[-1] - 3 * side / 4) <= 2
+    assert not red[side // 3, side // 2]  # inside the box: the image
+
+    # An answer without a box draws nothing and says so.
+    out.unlink()
+    monkeypatch.setattr(predict, "open_session", lambda c, w: BoxAnswering(session, "a ship"))
+    assert cli.main(draw) == 0
+    assert "holds no box" in capsys.readouterr().err and not out.exists()
+    folder = ["predict", *args, "--images", str(tmp_path), "--out", str(tmp_path / "a.jsonl")]
+    assert cli.main([*folder, "--draw", str(out)]) == 2
+    assert "--draw goes with --image" in capsys.readouterr().err

@@ -21,9 +21,8 @@ from etils import epath
 from PIL import Image
 
 from rs_jax.data import boxes
-from rs_jax.data.tasks import QA
+from rs_jax.data.tasks import GROUNDING_TASK, QA
 
-GROUNDING_TASK = "grounding"
 _ROBNDBOX = ("left_top", "right_top", "right_bottom", "left_bottom")
 
 

@@ -10,6 +10,9 @@ GeoChat's instruction set (huggingface.co/datasets/MBZUAI/GeoChat_Instruct) and 
 names. `path` is one file per split (`{split}` in the name: "geochat_{split}.json") or a
 file whose records carry a "split"; images are `image_root/<image>` (default: the file's
 folder). A record may carry "task" (what results are reported by; default "instruct").
+A turn whose question starts with GeoChat's [refer] or [grounding] tag and whose answer holds
+a box in config.data.box_format ({<x1><y1><x2><y2>|<θ>} for "geochat") has task "grounding"
+whatever the record says, so that it is scored by its boxes (docs/evaluation.md).
 
 Each assistant turn is one training example: the earlier rounds are its context (never
 scored) and only the reply is in the loss. The image placeholder `<image>` must appear
@@ -20,11 +23,14 @@ from __future__ import annotations
 
 import pydantic
 
-from rs_jax.data import sources
+from rs_jax.data import boxes, sources
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data.conversation import IMAGE
 
 ROLES = ("human", "gpt")
+# GeoChat's task tags whose answers are boxes (its [identify] asks about a box in the
+# question and answers in words; [vqa] and the untagged ones are text).
+GROUNDING_TAGS = ("[refer]", "[grounding]")
 
 
 class Turn(sources.Record):
@@ -38,9 +44,12 @@ class Conversation(sources.Record):
     task: sources.Text = "instruct"
 
 
-def conversation_qas(turns: list[Turn], task: str) -> tuple[list[tasks_lib.QA], str | None]:
+def conversation_qas(
+    turns: list[Turn], task: str, box_format: str = "geochat"
+) -> tuple[list[tasks_lib.QA], str | None]:
     """(one QA per assistant turn, with the rounds before it as history; the problem with the
-    conversation or None)."""
+    conversation or None). A grounding turn (GROUNDING_TAGS, a box in the answer) gets task
+    "grounding"."""
     if len(turns) < 2:
         return [], "needs at least one human and one gpt turn"
     if len(turns) % 2:
@@ -58,7 +67,9 @@ def conversation_qas(turns: list[Turn], task: str) -> tuple[list[tasks_lib.QA], 
             return [], f"the image placeholder is in a gpt turn ({i + 1})"
         question = human.value.replace(IMAGE, "").strip()
         answer = gpt.value.strip()
-        qas.append(tasks_lib.QA(question, answer, task, history=tuple(history)))
+        grounding = question.lower().startswith(GROUNDING_TAGS) and boxes.parse(answer, box_format)
+        turn_task = tasks_lib.GROUNDING_TASK if grounding else task
+        qas.append(tasks_lib.QA(question, answer, turn_task, history=tuple(history)))
         history.append((question, answer))
     return qas, None
 
@@ -88,7 +99,7 @@ def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext)
         record = sources.parse_record(Conversation, row, where, bad)
         if record is None:
             continue
-        qas, problem = conversation_qas(record.conversations, record.task)
+        qas, problem = conversation_qas(record.conversations, record.task, ctx.box_format)
         if problem:
             bad(where, problem)
             continue
