@@ -305,6 +305,8 @@ def _cmd_compile(config: object, args: argparse.Namespace) -> int:
 
     from rs_jax.plan import aot
 
+    if args.batch is not None and args.batch < 1:
+        raise ValueError(f"--batch must be >= 1, got {args.batch}")
     topology = aot.parse_topology(args.topology, args.slices)
     result, compiled = aot.compile_step(
         config, topology, step=args.step, batch_size=args.batch, dump=args.dump
@@ -413,7 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         # Config, mesh and checkpoint problems are the user's to fix: one line, no stack.
         # So are the files it names (OSError: missing, a folder, not a folder, no access).
-        print(f"rs-jax: error: {e}", file=sys.stderr)
+        # A library's message may span lines (TFDS's split errors): one line all the same.
+        message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        print(f"rs-jax: error: {message}", file=sys.stderr)
         return 2
     except Exception as e:
         if debug:

@@ -10,6 +10,7 @@ in code (``config.trian``) raises instead of silently adding a field.
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import importlib.util
 import inspect
@@ -260,6 +261,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 f"config.train.learning_rate must be a finite number >= 0, got "
                 f"{train.learning_rate}"
             )
+        # AdamW's own ranges (optax takes any float: a b1 of 1 never moves, an eps of 0
+        # divides by zero on a zero gradient, a negative decay grows the weights).
+        for key, low, high, what in (
+            ("weight_decay", 0, math.inf, "a finite number >= 0"),
+            ("b1", 0, 1, "in [0, 1)"),
+            ("b2", 0, 1, "in [0, 1)"),
+            ("grad_clip", 0, math.inf, "a finite number >= 0 (0 = no clipping)"),
+        ):
+            if key in train and not low <= train[key] < high:
+                raise ConfigError(f"config.train.{key} must be {what}, got {train[key]}")
+        if "eps" in train and not 0 < train.eps < math.inf:
+            raise ConfigError(f"config.train.eps must be a finite number > 0, got {train.eps}")
         if "warmup_steps" in train and train.warmup_steps < 0:
             raise ConfigError(f"config.train.warmup_steps must be >= 0, got {train.warmup_steps}")
         if "grad_accum_steps" in train and train.grad_accum_steps < 1:
@@ -285,6 +298,36 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 f"config.data.worker_count must be >= 0 (0 = read in this process), got "
                 f"{data.worker_count}"
             )
+        # Checked before the data are prepared, which they would otherwise stop half-way.
+        for key in ("max_prompt_len", "max_answer_len"):
+            if key in data and data[key] < 1:
+                raise ConfigError(f"config.data.{key} must be positive, got {data[key]}")
+        packing = data.get("packing") or {}
+        for key, what in (("slots", "0 = off"), ("length", "0 = none")):
+            if packing.get(key, 0) < 0:
+                raise ConfigError(
+                    f"config.data.packing.{key} must be >= 0 ({what}), got {packing[key]}"
+                )
+        for key in ("train_split", "eval_split"):
+            if key in data and not str(data[key]).strip():
+                raise ConfigError(f"config.data.{key} is empty; name a split, e.g. 'train'")
+        bands = tuple(data.get("bands", ()))
+        with contextlib.suppress(TypeError, ValueError):  # an override of () gives strings
+            bands = tuple(int(b) for b in bands)
+        if bands and (len(bands) != 3 or any(not isinstance(b, int) or b < 0 for b in bands)):
+            raise ConfigError(
+                f"config.data.bands={bands}: give three band indices >= 0 (R, G, B), e.g. "
+                "(3, 2, 1) for Sentinel-2's B4, B3, B2, or () for the file's RGB"
+            )
+        if not 0 <= data.get("band_max", 0.0) < math.inf:
+            raise ConfigError(
+                f"config.data.band_max must be a finite number >= 0 (0 = the dtype's maximum), "
+                f"got {data.band_max}"
+            )
+        tasks = tuple(data.get("tasks", ()))
+        repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+        if repeated:
+            raise ConfigError(f"config.data.tasks lists {repeated} more than once: {tasks}")
         if not 0 <= data.get("seed", 0) < 2**32:
             raise ConfigError(f"config.data.seed must be in [0, 2**32), got {data.seed}")
         if data.get("name", "rs_synth") not in ("rs_synth", "folder", "sources"):

@@ -247,7 +247,7 @@ def state_shardings(abstract_state: Any, mesh: Mesh, rules: Rules) -> Any:
         abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable)
     ):
         name = jax.tree_util.keystr(path)
-        shapes[name] = np.shape(var.value if isinstance(var, nnx.Variable) else var)
+        shapes[name] = np.shape(var.get_value() if isinstance(var, nnx.Variable) else var)
         if isinstance(var, nnx.Variable):
             logical[name] = var.get_metadata().get("out_sharding") or ()
 

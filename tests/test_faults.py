@@ -269,6 +269,166 @@ def rules(**changes: object) -> str:
     return repr(tuple(table))
 
 
+# A dataset in one of the record formats (config.data.sources), read by a config file in
+# the case's folder; its paths are relative to the case's folder (the cwd). The bad record
+# comes first in the train split, which is read first: no image needs to exist for it.
+DROP = object()  # a field left out of a record
+
+
+def source_config(fmt: str, path: str, **options: object) -> Callable[[Path], None]:
+    values = "".join(f", {key}={value!r}" for key, value in options.items())
+    return config_file(
+        "from configs import common, tiny\n\n\ndef get_config(arg=None):\n"
+        "    config = tiny.get_config(arg)\n    config.data.name = 'sources'\n"
+        f"    config.data.sources.s = common.source({fmt!r}, {path!r}{values})\n"
+        "    return config\n"
+    )
+
+
+def record(base: dict, changes: dict) -> dict:
+    return {k: v for k, v in (base | changes).items() if v is not DROP}
+
+
+def sources_fault(
+    name: str,
+    fmt: str,
+    path: str,
+    text: str | bytes,
+    message: str,
+    *extra: str,
+    options: dict | None = None,
+    setup: Callable[[Path], None] | None = None,
+    source_path: str = "",
+) -> Fault:
+    """`rs-jax train` on one source (at `source_path`, default `path`) whose file `path`
+    holds `text`; the file is never changed (keep), and the error names it."""
+    return Fault(
+        f"{fmt}-{name}",
+        train(*extra, config="{case}/cfg.py", data="{case}/prep"),
+        message,
+        setup=both(
+            source_config(fmt, source_path or path, **(options or {})),
+            write(path, text),
+            setup or (lambda case: None),
+        ),
+        keep=(path,),
+    )
+
+
+VQA_ROW = {"image": "a.png", "question": "Is there a road?", "answer": "yes", "split": "train"}
+
+
+def vqa(name: str, message: str, *extra: str, lines: tuple | None = None, **changes) -> Fault:
+    """vqa_jsonl: q.jsonl whose first line is VQA_ROW with `changes` (or the raw `lines`)."""
+    rows = lines if lines is not None else (json.dumps(record(VQA_ROW, changes)),)
+    return sources_fault(name, "vqa_jsonl", "q.jsonl", "\n".join(rows) + "\n", message, *extra)
+
+
+CAPTION_ROW = {"image": "a.png", "captions": ["a road"], "split": "train"}
+
+
+def captions(name: str, message: str, **changes) -> Fault:
+    """captions JSONL: c.jsonl whose one line is CAPTION_ROW with `changes`."""
+    line = json.dumps(record(CAPTION_ROW, changes)) + "\n"
+    return sources_fault(name, "captions", "c.jsonl", line, message)
+
+
+KARPATHY_IMAGE = {"filename": "a.png", "split": "train", "sentences": [{"raw": "a road"}]}
+
+
+def karpathy(name: str, message: str, data: object = DROP, **changes) -> Fault:
+    """captions dataset_*.json: {"images": [KARPATHY_IMAGE with `changes`]} (or `data`)."""
+    body = {"images": [record(KARPATHY_IMAGE, changes)]} if data is DROP else data
+    return sources_fault(name, "captions", "dataset_x.json", json.dumps(body), message)
+
+
+HUMAN = {"from": "human", "value": "<image>\nWhat is there?"}
+GPT = {"from": "gpt", "value": "A road."}
+CONVERSATION = {"id": "p1", "image": "a.png", "conversations": [HUMAN, GPT], "split": "train"}
+
+
+def instruct(name: str, message: str, records: object = DROP, **changes) -> Fault:
+    """instruct (LLaVA/GeoChat): conv.json, [CONVERSATION with `changes`] (or `records`)."""
+    body = [record(CONVERSATION, changes)] if records is DROP else records
+    return sources_fault(name, "instruct", "conv.json", json.dumps(body), message)
+
+
+RSVQA_QUESTION = {"id": 0, "img_id": 1, "question": "Is there a road?", "type": "presence"}
+RSVQA_ANSWERS = json.dumps({"answers": [{"id": 0, "answer": "yes", "active": True}]})
+
+
+def rsvqa(
+    name: str,
+    message: str,
+    questions: object = DROP,
+    answers: str = RSVQA_ANSWERS,
+    options: dict | None = None,
+    **changes,
+) -> Fault:
+    """rsvqa: LR_split_train_{questions,answers}.json in rsvqa/; the questions file holds
+    RSVQA_QUESTION with `changes` (or `questions`)."""
+    body = {"questions": [record(RSVQA_QUESTION, changes)]} if questions is DROP else questions
+    return sources_fault(
+        name,
+        "rsvqa",
+        "rsvqa/LR_split_train_questions.json",
+        json.dumps(body),
+        message,
+        options=options,
+        setup=write("rsvqa/LR_split_train_answers.json", answers),
+        source_path="rsvqa",
+    )
+
+
+def score(name: str, message: str, pred: list, ref: list, *flags: str, **kwargs) -> Fault:
+    """`rs-jax score` of answers `pred` against references `ref` (JSON lines; a str is a
+    raw line, bytes are written as they are); neither file is changed."""
+
+    def lines(rows: list) -> bytes:
+        raw = [r if isinstance(r, bytes) else (r if isinstance(r, str) else json.dumps(r)).encode()
+               for r in rows]  # fmt: skip
+        return b"".join(line + b"\n" for line in raw)
+
+    protocol = kwargs.pop("protocol", "rsvqa")
+    return Fault(
+        f"score-{name}",
+        ("score", "--protocol", protocol, "--pred", "{case}/p.jsonl", "--ref", "{case}/r.jsonl")
+        + flags,
+        message,
+        setup=both(write("p.jsonl", lines(pred)), write("r.jsonl", lines(ref))),
+        keep=("p.jsonl", "r.jsonl"),
+        **kwargs,
+    )
+
+
+ANSWER_1, ANSWER_2 = {"id": 1, "answer": "yes"}, {"id": 2, "answer": "no"}
+REFERENCE_1 = {"id": 1, "answer": "yes", "question_type": "presence"}
+REFERENCE_2 = {"id": 2, "answer": "no", "question_type": "presence"}
+
+
+def on_run(command: str, *extra: str) -> tuple:
+    """`rs-jax predict|chat` on (a copy of) the trained run; these cases stop before the
+    model is loaded, and the run is left as it was."""
+    return (command, "--workdir", "{run}", *extra)
+
+
+def an_image(path: str) -> Callable[[Path], None]:
+    return lambda case: image(case / path)
+
+
+def truncated_png(path: str) -> Callable[[Path], None]:
+    """An image cut off half-way: its header reads, its pixels do not."""
+
+    def setup(case: Path) -> None:
+        write(path, PNG_OF_ANOTHER_IMAGE[: len(PNG_OF_ANOTHER_IMAGE) // 2])(case)
+
+    return setup
+
+
+def dangling(path: str) -> Callable[[Path], None]:
+    return lambda case: os.symlink(case / "nowhere.png", case / path)
+
+
 # ---------------------------------------------------------------------------- the cases
 
 FAULTS = [
@@ -364,9 +524,9 @@ FAULTS = [
         r"config\.data\.template='chatml' needs the token '<\|im_end\|>'",
     ),
     Fault(
-        "data.max_prompt_len=0",
-        train("--config.data.max_prompt_len=0", data="{data}"),
-        r"config\.data\.max_prompt_len is 0; raise the limit",
+        "data.max_prompt_len=2",
+        train("--config.data.max_prompt_len=2", data="{data}"),
+        r"needs \d+ tokens .* config\.data\.max_prompt_len is 2; raise the limit",
     ),
     Fault(
         "data.max_answer_len=1",
@@ -1060,6 +1220,495 @@ FAULTS = [
         r"No checkpoint in .*/w; run `rs-jax train`",
         check=absent("w"),
     ),
+    # ---------------------------------------------------------------- issue 20, round 2
+    # --- 9. Every numeric key with a range, out of it: named before any data is prepared.
+    bad("train.weight_decay", "-0.01", r"config\.train\.weight_decay must be a finite number >= 0"),
+    bad("train.weight_decay", "nan", r"config\.train\.weight_decay must be .*, got nan"),
+    bad("train.b1", "1", r"config\.train\.b1 must be in \[0, 1\), got 1\.0"),
+    bad("train.b1", "-0.1", r"config\.train\.b1 must be in \[0, 1\), got -0\.1"),
+    bad("train.b2", "1.5", r"config\.train\.b2 must be in \[0, 1\), got 1\.5"),
+    bad("train.eps", "0", r"config\.train\.eps must be a finite number > 0, got 0\.0"),
+    bad("train.eps", "inf", r"config\.train\.eps must be a finite number > 0, got inf"),
+    bad("train.grad_clip", "-1", r"config\.train\.grad_clip must be .*>= 0 \(0 = no clipping\)"),
+    bad("train.grad_clip", "inf", r"config\.train\.grad_clip must be a finite number"),
+    bad("train.learning_rate", "inf", r"config\.train\.learning_rate must be a finite number"),
+    bad("data.max_prompt_len", "-1", r"config\.data\.max_prompt_len must be positive, got -1"),
+    bad("data.max_answer_len", "0", r"config\.data\.max_answer_len must be positive, got 0"),
+    bad("data.packing.slots", "-1", r"config\.data\.packing\.slots must be >= 0 \(0 = off\)"),
+    bad("data.band_max", "-1", r"config\.data\.band_max must be a finite number >= 0"),
+    bad("data.band_max", "nan", r"config\.data\.band_max must be .*, got nan"),
+    bad("data.bands", "1,2", r"config\.data\.bands=\(1, 2\): give three band indices"),
+    bad("data.bands", "3,2,-1", r"config\.data\.bands=\(3, 2, -1\): give three band indices >= 0"),
+    bad("data.train_split", "", r"config\.data\.train_split is empty; name a split"),
+    bad("data.eval_split", " ", r"config\.data\.eval_split is empty; name a split"),
+    bad("data.tasks", "scene,count,scene", r"config\.data\.tasks lists \['scene'\] more than once"),
+    bad("data.box_format", "yolo", r"config\.data\.box_format='yolo'; choose from"),
+    bad("data.image_size", "-32", r"config\.data\.image_size must be positive, got -32"),
+    bad("model.attention", "flash", r"config\.model\.attention='flash': expected one of"),
+    bad("model.vision.width", "0", r"config\.model\.vision\.width=0: must be >= 1"),
+    bad("model.vision.depth", "0", r"config\.model\.vision\.depth=0: must be >= 1"),
+    bad("model.vision.mlp_dim", "0", r"config\.model\.vision\.mlp_dim=0: must be >= 1"),
+    bad("model.llm.depth", "0", r"config\.model\.llm\.depth=0: must be >= 1"),
+    bad("model.llm.mlp_dim", "-1", r"config\.model\.llm\.mlp_dim=-1: must be >= 1"),
+    bad("model.llm.num_kv_heads", "0", r"config\.model\.llm\.num_kv_heads=0: must be >= 1"),
+    bad("model.llm.rope_theta", "inf", r"config\.model\.llm\.rope_theta=inf: must be > 0 and fin"),
+    bad("model.llm.rope_scaling.high_freq_factor", "0.5", r"low_freq_factor=1\.0: must be in \(0"),
+    bad("model.llm.lora.alpha", "nan", r"config\.model\.llm\.lora\.alpha=nan: must be > 0"),
+    bad("model.experts.mlp_dim", "0", r"config\.model\.experts\.mlp_dim=0: must be >= 1"),
+    bad("model.experts.top_k", "0", r"config\.model\.experts\.top_k=0: must be >= 1"),
+    bad("model.experts.balance_loss_weight", "nan", r"experts\.balance_loss_weight=nan: must be"),
+    bad("model.experts.capacity_factor", "nan", r"experts\.capacity_factor=nan: must be > 0"),
+    bad("model.experts.router_jitter", "-0.5", r"experts\.router_jitter=-0\.5: must be in \[0"),
+    bad("model.kb.recall_target", "0", r"config\.model\.kb\.recall_target=0\.0: must be in \(0"),
+    bad("model.kb.retrieval_loss_weight", "nan", r"kb\.retrieval_loss_weight=nan: must be >= 0"),
+    bad("model.augment.num_heads", "0", r"config\.model\.augment\.num_heads=0: must be >= 1"),
+    bad("model.vision.norm_eps", "nan", r"config\.model\.vision\.norm_eps=nan: must be > 0"),
+    bad("model.levels", "(('scene', 2),)", r"levels\[0\]=\('scene', 2\): a tuple of \(name, block"),
+    bad("model.levels", "((1, 2, 1),)", r"levels\[0\]=\(1, 2, 1\): the name must be a string"),
+    bad("mesh.tensor", "-3", r"axis 'tensor' must be a positive size or -1"),
+    bad("eval.num_examples", "-5", r"config\.eval\.num_examples must be positive, or -1 for all"),
+    bad("seed", str(2**32), r"config\.seed must be in \[0, 2\*\*32\), got 4294967296"),
+    bad("data.seed", str(2**32), r"config\.data\.seed must be in \[0, 2\*\*32\), got 4294967296"),
+    # ... and of the wrong type.
+    bad("seed", "1.5", r"config\.seed expects int, got '1\.5'"),
+    bad("data.allow_skips", "maybe", r"config\.data\.allow_skips expects bool"),
+    bad("train.async_checkpoints", "2", r"config\.train\.async_checkpoints expects bool"),
+    bad("data.worker_count", "1.5", r"config\.data\.worker_count expects int, got '1\.5'"),
+    # --- 10. Records of every format with wrong JSON types, nulls, strings for lists, text
+    # too long, bad encodings: the file, the line (or record) and the field.
+    vqa(
+        "question-a-list", r'q\.jsonl line 1: "question": .*valid string \(got list', question=["a"]
+    ),
+    vqa("image-a-number", r'q\.jsonl line 1: "image": .*valid string \(got int 7\)', image=7),
+    vqa("answer-null", r'q\.jsonl line 1: "answer": .*\(got null\).*allow_skips', answer=None),
+    vqa("answer-an-object", r'q\.jsonl line 1: "answer": .*\(got dict', answer={"text": "yes"}),
+    vqa("question_type-a-number", r'line 1: "question_type": .*valid string', question_type=3),
+    vqa("label-a-list", r'q\.jsonl line 1: "label": .*valid string \(got list', label=["road"]),
+    vqa("question-missing", r"q\.jsonl line 1: no question; fix the record", question=DROP),
+    vqa("question-blank", r"q\.jsonl line 1: no question; fix the record", question="   "),
+    vqa("question-too-long", r'line 1: "question" has 5,000 characters', question="word " * 1000),
+    vqa("line-a-list", r"q\.jsonl line 2: expected an object", lines=(json.dumps(VQA_ROW), "[1]")),
+    vqa("line-not-json", r"q\.jsonl line 2: not valid JSON", lines=(json.dumps(VQA_ROW), '{"i')),
+    vqa(
+        "without-split",
+        r'q\.jsonl line 1: no "split" .*\{split\} in config\.data\.sources\.s\.path',
+        split=DROP,
+    ),  # fmt: skip
+    vqa("image-missing", r"unreadable image\(s\) .*a\.png \(q\.jsonl line 1\): missing"),
+    vqa(
+        "empty-train-split",
+        r"No usable records left in q\.jsonl \(split 'train'\) \(no record",
+        split="val",
+    ),  # fmt: skip
+    sources_fault(
+        "latin-1",
+        "vqa_jsonl",
+        "q.jsonl",
+        json.dumps(VQA_ROW).encode() + b'\n{"question": "Caf\xe9?"}\n',
+        r"q\.jsonl line 2: not UTF-8 text",
+    ),
+    sources_fault(
+        "truncated-image",
+        "vqa_jsonl",
+        "q.jsonl",
+        json.dumps(VQA_ROW),
+        r"1 unreadable image\(s\) .*a\.png \(q\.jsonl line 1\): .*truncated",
+        setup=truncated_png("a.png"),
+    ),
+    sources_fault(
+        "dangling-image",
+        "vqa_jsonl",
+        "q.jsonl",
+        json.dumps(VQA_ROW),
+        r"a\.png \(q\.jsonl line 1\): missing \(a dangling link\)",
+        setup=dangling("a.png"),
+    ),
+    captions(
+        "captions-a-string",
+        r'c\.jsonl line 1: "captions": .*valid list \(got str',
+        captions="a road by a river",
+    ),  # fmt: skip
+    captions("captions-null", r'c\.jsonl line 1: "captions": .*\(got null\)', captions=None),
+    captions("captions-of-numbers", r'line 1: "captions\.0": .*valid string', captions=[1, 2]),
+    captions("captions-all-blank", r"c\.jsonl line 1: no captions", captions=["", "  "]),
+    captions(
+        "caption-too-long",
+        r'c\.jsonl line 1: "captions\.0" has 5,000 characters',
+        captions=["word " * 1000],
+    ),  # fmt: skip
+    captions("image-a-list", r'c\.jsonl line 1: "image": .*valid string', image=["a.png"]),
+    karpathy("dataset-a-list", r'dataset_x\.json: expected \{"images"', data=[KARPATHY_IMAGE]),
+    karpathy(
+        "sentences-a-string",
+        r'images\[0\] \(a\.png\): "sentences": .*valid list',
+        sentences="a road",
+    ),  # fmt: skip
+    karpathy(
+        "raw-a-number",
+        r'images\[0\] \(a\.png\): "sentences\.0\.raw": .*valid string',
+        sentences=[{"raw": 5}],
+    ),  # fmt: skip
+    karpathy("filename-null", r'images\[0\] \(None\): "filename": .*\(got null\)', filename=None),
+    karpathy(
+        "image-entry-a-string",
+        r"images\[0\] \(None\): .*valid dictionary",
+        data={"images": ["a.png"]},
+    ),  # fmt: skip
+    sources_fault(
+        "truncated-json",
+        "captions",
+        "dataset_x.json",
+        '{"images": [{"filename": "a.png"',
+        r"config\.data\.sources\.s\.path: dataset_x\.json line 1: not valid JSON",
+    ),
+    instruct(
+        "conversations-a-string",
+        r"record 0 \(id 'p1'\): \"conversations\": .*valid list",
+        conversations="hello",
+    ),  # fmt: skip
+    instruct(
+        "turn-a-string",
+        r'record 0 .*"conversations\.0": .*valid dictionary',
+        conversations=["<image> hi", "hello"],
+    ),  # fmt: skip
+    instruct(
+        "turn-value-null",
+        r'"conversations\.1\.value": .*\(got null\)',
+        conversations=[HUMAN, GPT | {"value": None}],
+    ),  # fmt: skip
+    instruct(
+        "turn-without-from",
+        r"record 0 \(id 'p1'\): no conversations\.0\.from",
+        conversations=[{"value": "<image> hi"}, GPT],
+    ),  # fmt: skip
+    instruct(
+        "roles-swapped",
+        r"turns 0, 1 are from 'gpt', 'human'",
+        conversations=[GPT | {"value": "<image> hi"}, HUMAN | {"value": "ok"}],
+    ),  # fmt: skip
+    instruct(
+        "no-image-placeholder",
+        r"has 0 image placeholders '<image>'; expected exactly one",
+        conversations=[HUMAN | {"value": "hi"}, GPT],
+    ),  # fmt: skip
+    instruct(
+        "odd-turns",
+        r"has 3 turns; expected human, gpt pairs",
+        conversations=[HUMAN, GPT, HUMAN | {"value": "more?"}],
+    ),  # fmt: skip
+    instruct("record-a-number", r"conv\.json record 0: expected an object, got int", records=[5]),
+    instruct(
+        "not-a-list",
+        r"conv\.json: expected a list of conversation records",
+        records={"data": [CONVERSATION]},
+    ),  # fmt: skip
+    instruct("task-a-list", r'record 0 .*"task": .*valid string \(got list', task=["vqa"]),
+    instruct("without-split", r"conv\.json record 0 \(id 'p1'\): no \"split\"", split=DROP),
+    instruct("text-only", r"no image \(text-only conversations are not supported\)", image=DROP),
+    rsvqa("img_id-a-string", r'questions\.json question 0: "img_id": .*valid integer', img_id="1"),
+    rsvqa(
+        "questions-file-a-list",
+        r'train_questions\.json: expected \{"questions": \[\.\.\.\]\}',
+        questions=[RSVQA_QUESTION],
+    ),  # fmt: skip
+    rsvqa(
+        "question-a-string",
+        r"train_questions\.json: questions\[0\] is str, not an object",
+        questions={"questions": ["Is there a road?"]},
+    ),  # fmt: skip
+    rsvqa("answers_ids-a-string", r'question 0: "answers_ids": .*valid list', answers_ids="0"),
+    rsvqa("unknown-type", r"question 0: unknown question type 'colour'", type="colour"),
+    rsvqa(
+        "no-active-answer", r"question 0: no active answer among answers_ids \[5\]", answers_ids=[5]
+    ),  # fmt: skip
+    rsvqa(
+        "answers-of-strings",
+        r"train_answers\.json: answers\[0\] is str, not an object",
+        answers=json.dumps({"answers": ["yes"]}),
+    ),  # fmt: skip
+    rsvqa("answers-not-json", r"train_answers\.json line 1: not valid JSON", answers="{"),
+    rsvqa(
+        "unknown-question_types",
+        r"sources\.s\.question_types: unknown \['colour'\]",
+        options={"question_types": ("colour",)},
+    ),  # fmt: skip
+    # --- 11. rs-jax score: missing ids, bad lines, --allow-missing.
+    score(
+        "answer-missing",
+        r"id 2 of --ref .*r\.jsonl is not in --pred .*--allow-missing",
+        [ANSWER_1],
+        [REFERENCE_1, REFERENCE_2],
+    ),  # fmt: skip
+    score(
+        "reference-missing",
+        r"id 2 of --pred .*p\.jsonl is not in --ref",
+        [ANSWER_1, ANSWER_2],
+        [REFERENCE_1],
+    ),  # fmt: skip
+    score(
+        "allow-missing-counts-them",
+        r"overall",
+        [ANSWER_1],
+        [REFERENCE_1, REFERENCE_2],
+        "--allow-missing",
+        code=0,
+        stdout=r"Left out \(--allow-missing\): 1 references without an answer, 0 answers",
+    ),
+    score(
+        "allow-missing-with-nothing-in-common",
+        r"no id of --pred .* is in --ref .*nothing to",
+        [ANSWER_2],
+        [REFERENCE_1],
+        "--allow-missing",
+    ),  # fmt: skip
+    score("empty-files", r"--ref .*r\.jsonl holds no records", [], []),
+    score(
+        "line-not-json",
+        r"--pred: .*p\.jsonl line 2: not valid JSON",
+        [ANSWER_1, "{"],
+        [REFERENCE_1],
+    ),  # fmt: skip
+    score(
+        "answer-a-number",
+        r'--pred .*p\.jsonl line 1: "answer": .*valid string',
+        [{"id": 1, "answer": 3}],
+        [REFERENCE_1],
+    ),  # fmt: skip
+    score(
+        "id-null",
+        r'--pred .*p\.jsonl line 1: "id": .*\(got null\)',
+        [{"id": None, "answer": "yes"}],
+        [REFERENCE_1],
+    ),  # fmt: skip
+    score(
+        "id-repeated",
+        r"--pred .*p\.jsonl line 2: id 1 again \(first on line 1\)",
+        [ANSWER_1, ANSWER_1],
+        [REFERENCE_1],
+    ),  # fmt: skip
+    score(
+        "reference-without-answer",
+        r"--ref .*line 1: no answer \(nor class, references\)",
+        [ANSWER_1],
+        [{"id": 1}],
+    ),  # fmt: skip
+    score(
+        "references-of-numbers",
+        r'--ref .*r\.jsonl line 1: "references\.0": .*valid string',
+        [ANSWER_1],
+        [{"id": 1, "references": [1, 2]}],
+        protocol="captions",
+    ),  # fmt: skip
+    score(
+        "reference-without-a-box",
+        r"--ref .*line 1 \(id 1\): reference 'no box' holds no",
+        [{"id": 1, "answer": "{<1><2><3><4>|<0>}"}],
+        [{"id": 1, "answer": "no box"}],
+        protocol="grounding",
+    ),  # fmt: skip
+    score(
+        "not-utf8", r"--pred: .*p\.jsonl line 1: not UTF-8 text", [b'{"id": "\xff"}'], [REFERENCE_1]
+    ),  # fmt: skip
+    Fault(
+        "score-pred-missing",
+        ("score", "--protocol", "rsvqa", "--pred", "{case}/p.jsonl", "--ref", "{case}/r.jsonl"),
+        r"--ref: .*r\.jsonl does not exist",
+    ),  # fmt: skip
+    Fault(
+        "score-unknown-protocol",
+        ("score", "--protocol", "bleu", "--pred", "p", "--ref", "r"),
+        r"argument --protocol: invalid choice: 'bleu'",
+    ),  # fmt: skip
+    # --- 12. predict and chat with bad arguments: before the model is loaded.
+    Fault(
+        "predict-image-missing",
+        on_run("predict", "--image", "{case}/x.png"),
+        r"Cannot read image .*x\.png: missing",
+    ),  # fmt: skip
+    Fault(
+        "predict-image-a-folder",
+        on_run("predict", "--image", "{case}"),
+        r"--image .* is a folder; use --images DIR",
+    ),  # fmt: skip
+    Fault(
+        "predict-image-truncated",
+        on_run("predict", "--image", "{case}/x.png"),
+        r"Cannot read image .*x\.png: .*truncated",
+        setup=truncated_png("x.png"),
+    ),  # fmt: skip
+    Fault(
+        "predict-image-not-an-image",
+        on_run("predict", "--image", "{case}/x.png"),
+        r"Cannot read image .*x\.png: UnidentifiedImageError",
+        setup=write("x.png", "hello"),
+    ),  # fmt: skip
+    Fault(
+        "predict-image-dangling-link",
+        on_run("predict", "--image", "{case}/x.png"),
+        r"Cannot read image .*x\.png: missing \(a dangling link\)",
+        setup=dangling("x.png"),
+    ),  # fmt: skip
+    Fault(
+        "predict-images-empty-folder",
+        on_run("predict", "--images", "{case}/imgs", "--out", "{case}/o.jsonl"),
+        r"--images .*imgs holds no images",
+        setup=mkdirs("imgs"),
+        check=absent("o.jsonl"),
+    ),  # fmt: skip
+    Fault(
+        "predict-images-a-file",
+        on_run("predict", "--images", "{case}/o.jsonl", "--out", "{case}/x.jsonl"),
+        r"--images .*o\.jsonl is not a folder",
+        setup=write("o.jsonl", "x"),
+        keep=("o.jsonl",),
+    ),  # fmt: skip
+    Fault(
+        "predict-out-exists",
+        on_run("predict", "--images", "{case}/imgs", "--out", "{case}/o.jsonl"),
+        r"--out .*o\.jsonl already exists; pass --overwrite to replace it",
+        setup=both(an_image("imgs/a.png"), write("o.jsonl", "precious\n")),
+        keep=("o.jsonl",),
+    ),  # fmt: skip
+    Fault(
+        "predict-out-a-folder",
+        on_run("predict", "--images", "{case}/imgs", "--out", "{case}/o"),
+        r"--out .*/o is a folder; name a \.jsonl file",
+        setup=both(an_image("imgs/a.png"), write("o/mine.txt", "mine")),
+        keep=("o",),
+    ),  # fmt: skip
+    Fault(
+        "predict-out-with-image",
+        on_run("predict", "--image", "x.png", "--out", "o.jsonl"),
+        r"--out goes with --images DIR",
+    ),  # fmt: skip
+    Fault(
+        "predict-images-without-out",
+        on_run("predict", "--images", "{case}"),
+        r"--images needs --out FILE\.jsonl",
+    ),  # fmt: skip
+    Fault(
+        "predict-images-json",
+        on_run("predict", "--images", "{case}", "--out", "o", "--json"),
+        r"--json goes with --image; --images writes JSON lines",
+    ),  # fmt: skip
+    Fault(
+        "predict-batch-size-0",
+        on_run("predict", "--images", "{case}", "--out", "o", "--batch-size", "0"),
+        r"--batch-size must be positive, got 0",
+    ),  # fmt: skip
+    Fault(
+        "predict-batch-size-not-a-number",
+        on_run("predict", "--images", "{case}", "--out", "o", "--batch-size", "all"),
+        r"argument --batch-size: invalid int value: 'all'",
+    ),  # fmt: skip
+    Fault(
+        "predict-image-and-images",
+        on_run("predict", "--image", "a", "--images", "b"),
+        r"argument --images: not allowed with argument --image",
+    ),  # fmt: skip
+    Fault(
+        "chat-image-missing",
+        on_run("chat", "--image", "{case}/x.png"),
+        r"Cannot read image .*x\.png: missing",
+    ),  # fmt: skip
+    Fault("chat-without-image", on_run("chat"), r"the following arguments are required: --image"),
+    # --- 13. compile and convert with bad arguments.
+    Fault(
+        "compile-unknown-chip",
+        ("compile", "--config", TINY, "--topology", "v9z:1x1"),
+        r"--topology v9z:1x1: unknown TPU chip 'v9z'",
+    ),  # fmt: skip
+    Fault(
+        "compile-slices-0",
+        ("compile", "--config", TINY, "--topology", "v5p-8", "--slices", "0"),
+        r"--slices must be >= 1, got 0",
+    ),  # fmt: skip
+    Fault(
+        "compile-batch-negative",
+        ("compile", "--config", TINY, "--topology", "v5p-8", "--batch", "-8"),
+        r"--batch must be >= 1, got -8",
+    ),  # fmt: skip
+    Fault(
+        "compile-unknown-step",
+        ("compile", "--config", TINY, "--topology", "v5p-8", "--step", "decode"),
+        r"argument --step: invalid choice: 'decode'",
+    ),  # fmt: skip
+    Fault(
+        "convert-check-hf-a-file",
+        ("convert", "check", "--hf", "{case}/hf"),
+        r".*/hf: no config\.json",
+        setup=write("hf", "x"),
+        keep=("hf",),
+    ),  # fmt: skip
+    Fault("convert-unknown-action", ("convert", "export"), r"invalid choice: 'export'"),
+    # --- 14. Knowledge-base files: wrong types, and what a build or search must refuse early.
+    validate(entry(name=5), name="name-a-number", stdout=r"line 1, field 'name'"),
+    validate(entry(aliases="airfield"), name="aliases-a-string", stdout=r"line 1, field 'aliases'"),
+    validate(
+        entry(description=""), name="description-empty", stdout=r"line 1, field 'description'"
+    ),  # fmt: skip
+    validate(entry(), '"scene/port"', name="line-a-string", stdout=r"line 2: line is not a JSON"),
+    Fault(
+        "kb-validate-utf8-bom",
+        ("kb", "validate", "{case}/kb.jsonl"),
+        r"kb\.jsonl: 1 problem\(s\)$",
+        setup=write("kb.jsonl", ("\ufeff" + entry()).encode()),
+        code=1,
+        stdout=r"line 1: bad JSON: Unexpected UTF-8 BOM",
+    ),  # fmt: skip
+    Fault(
+        "kb-search-k-negative",
+        ("kb", "search", "{case}/built", "airport", "-k", "-1"),
+        r"-k must be >= 1, got -1",
+    ),  # fmt: skip
+    Fault(
+        "kb-search-empty-query",
+        ("kb", "search", "{case}/built", " "),
+        r"the query is empty",
+        setup=built_kb("built"),
+    ),  # fmt: skip
+    Fault(
+        "kb-search-metadata-a-list",
+        ("kb", "search", "{case}/built", "airport"),
+        r"built/metadata\.json: missing field",
+        setup=built_kb("built", metadata="[1]"),
+    ),  # fmt: skip
+    Fault(
+        "kb-build-out-under-a-file",
+        ("kb", "build", "--kb", "{case}/kb.jsonl", "--out", "{case}/notes/out"),
+        r"--out .*notes/out: .*notes is a file, not a folder",
+        setup=both(kb_file(entry()), write("notes", "mine")),
+        keep=("notes",),
+    ),  # fmt: skip
+    # --- 15. Workdir states: the checkpoint folder a file; locks held by others.
+    Fault(
+        "resume-checkpoints-a-file",
+        resume(),
+        r"run/checkpoints is a file, not the run's checkpoint folder",
+        setup=both(
+            lambda case: shutil.rmtree(case / "run" / "checkpoints"),
+            write("run/checkpoints", "mine"),
+        ),
+        keep=("run",),
+        check=lock_released,
+    ),  # fmt: skip
+    Fault(
+        "eval-checkpoints-a-file",
+        evaluate(config=RUN_CONFIG, workdir="{run}"),
+        r"No checkpoint in .*/run",
+        setup=both(
+            lambda case: shutil.rmtree(case / "run" / "checkpoints"),
+            write("run/checkpoints", "mine"),
+        ),
+        keep=("run",),
+    ),  # fmt: skip
+    Fault(
+        "lock-held-by-the-parent-process",
+        resume(),
+        rf"Another run \(.* pid {os.getppid()}\) is using .*run",
+        setup=lock(None, os.getppid()),
+        keep=("run",),
+    ),  # fmt: skip
 ]
 
 
@@ -1173,22 +1822,31 @@ def test_fault(fault: Fault, tmp_path, request, capsys, monkeypatch):
 
 @pytest.mark.parametrize(
     "command, signum, code",
-    [("train", "SIGTERM", 75), ("train", "SIGINT", 75), ("eval", "SIGINT", 130)],
+    [
+        ("train", "SIGTERM", 75),
+        ("train", "SIGINT", 75),
+        ("eval", "SIGINT", 130),
+        ("predict", "SIGTERM", 130),
+        ("chat", "SIGINT", 130),
+    ],
 )
 def test_a_signal_before_training_stops_cleanly(
     command, signum, code, tmp_path, shared_data, request, capsys, monkeypatch
 ):
     """SIGTERM or SIGINT while the data are prepared: one line, exit 75 for a run that can
-    start again (130 for another command: eval of the trained run), and the workdir lock
-    released."""
+    start again (130 for another command on the trained run: eval, or predict and chat
+    while the model loads), and the workdir lock released."""
     import signal
 
     from rs_jax.train import experiment
 
-    config = TINY
-    if command == "eval":  # (the trained run is built before build_data is replaced)
+    config, extra = TINY, []
+    if command != "train":  # (the trained run is built before build_data is replaced)
         shutil.copytree(request.getfixturevalue("trained_run"), tmp_path / "w", symlinks=True)
         config = RUN_CONFIG
+    if command in ("predict", "chat"):
+        image(tmp_path / "x.png")
+        extra = ["--image", str(tmp_path / "x.png")]
 
     def interrupted(*args, **kwargs):
         os.kill(os.getpid(), getattr(signal, signum))
@@ -1196,7 +1854,7 @@ def test_a_signal_before_training_stops_cleanly(
 
     monkeypatch.setattr(experiment, "build_data", interrupted)
     argv = [command, "--config", config, "--workdir", str(tmp_path / "w")]
-    argv.append(f"--config.data.data_dir={shared_data}")
+    argv += [f"--config.data.data_dir={shared_data}", *extra]
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     assert cli.main(argv) == code
     out, err = capsys.readouterr()
@@ -1242,8 +1900,9 @@ def test_an_unexpected_exception_is_one_line_and_debug_shows_it(capsys, monkeypa
 
 
 def test_there_are_enough_distinct_cases():
+    # 199 cases when issue 20 was filed (commit a9248af), and at least 100 new ones since.
     ids = [fault.id for fault in FAULTS]
-    assert len(ids) == len(set(ids)) and len(ids) >= 100
+    assert len(ids) == len(set(ids)) and len(ids) >= 360
 
 
 def test_allow_skips_leaves_bad_images_out(tmp_path):
@@ -1263,3 +1922,30 @@ def test_allow_skips_leaves_bad_images_out(tmp_path):
     assert sorted(Path(p).name for p in skipped) == ["bad.png", "gone.png"]
     assert data.num_train_images == 2 and data.num_eval_examples == 4
     assert _contents(tmp_path / "root") == before
+
+
+def test_a_resume_prints_no_library_noise(tmp_path, shared_data, trained_run, capsys, caplog):
+    """Issue 20 part 4: a resume that restores the checkpoint and trains one more step
+    says nothing on stderr, raises no Python warning (Orbax's "Sharding info not provided"
+    among them) and logs nothing at WARNING or above through absl, Orbax or tensorboardX."""
+    import logging
+    import warnings
+
+    shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
+    argv = train(
+        "--config.train.steps=3",
+        "--config.train.checkpoint_every=2",
+        config=RUN_CONFIG,
+        workdir=str(tmp_path / "run"),
+        data=str(shared_data),
+    )
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        assert cli.main(list(argv)) == 0
+    out, err = capsys.readouterr()
+    assert "Resumed from" in out and "step 3/3" in out, out[-2000:]
+    assert err == "", err
+    # Each names where it was raised: flax's '.value' and optax.global_norm deprecations were.
+    assert [f"{w.filename}:{w.lineno}: {w.message}" for w in caught] == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

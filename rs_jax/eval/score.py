@@ -80,6 +80,9 @@ def score(
     name, default_task = PROTOCOLS[protocol]
     refs = _read(ref_path, "--ref", ReferenceRecord)
     preds = _read(pred_path, "--pred", AnswerRecord)
+    for path, flag, records in ((ref_path, "--ref", refs), (pred_path, "--pred", preds)):
+        if not records:
+            raise ValueError(f"{flag} {path} holds no records")
     no_answer = [i for i in refs if i not in preds]
     no_reference = [i for i in preds if i not in refs]
     if not allow_missing and (no_answer or no_reference):
@@ -89,6 +92,11 @@ def score(
             else _missing(no_reference, f"--pred {pred_path}", f"--ref {ref_path}")
         )
         raise ValueError(f"{problem}; --allow-missing scores the ids on both sides")
+    if len(no_answer) == len(refs):  # a score of nothing would read as 0.000
+        raise ValueError(
+            f"no id of --pred {pred_path} is in --ref {ref_path}: nothing to score "
+            f"(ids such as {next(iter(preds))!r} and {next(iter(refs))!r})"
+        )
 
     rows = []  # (line, id, task, answer, references)
     for id_, (number, ref) in refs.items():

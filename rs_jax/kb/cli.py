@@ -163,6 +163,8 @@ def cmd_search(
     asked, k = k is not None, 5 if k is None else k
     if k < 1:
         raise ValueError(f"-k must be >= 1, got {k}")
+    if not query.strip():
+        raise ValueError("the query is empty; give the text to search for")
     from rs_jax.kb.store import BuiltKB, check_encoder
 
     kb = BuiltKB.load(directory)

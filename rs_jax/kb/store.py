@@ -222,6 +222,9 @@ def check_output_dir(root: epath.Path, overwrite: bool) -> None:
     """A build may write `root` if it is new or empty, or if `overwrite` is set and it
     holds exactly a KB built by this project (its files and their metadata): a folder that
     merely has a metadata.json (a dataset's, say) is never replaced."""
+    for parent in root.parents:  # before any entry is embedded
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(f"--out {root}: {parent} is a file, not a folder")
     if not root.exists() or (root.is_dir() and not any(root.iterdir())):
         return
     if not root.is_dir():

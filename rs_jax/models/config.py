@@ -7,6 +7,7 @@ one out of range; the modules then read plain attributes and never see the Confi
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -437,7 +438,9 @@ def decoder_config(llm: Mapping[str, Any]) -> DecoderConfig:
         llm.num_kv_heads,
         f"must divide llm.num_heads={llm.num_heads}",
     )
-    _require(llm.rope_theta > 0, "llm.rope_theta", llm.rope_theta, "must be > 0")
+    _require(
+        0 < llm.rope_theta < math.inf, "llm.rope_theta", llm.rope_theta, "must be > 0 and finite"
+    )
     _require(llm.norm_eps > 0, "llm.norm_eps", llm.norm_eps, "must be > 0")
     _require(llm.sliding_window >= 0, "llm.sliding_window", llm.sliding_window, "must be >= 0")
     _require(

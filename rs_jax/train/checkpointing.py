@@ -159,6 +159,11 @@ class Checkpointer:
 
     def __init__(self, workdir: epath.PathLike, keep: int = 2, async_save: bool = True) -> None:
         self.directory = absolute(workdir) / "checkpoints"
+        if self.directory.exists() and not self.directory.is_dir():
+            # Orbax would start a run from scratch and fail in its saving thread.
+            raise NotADirectoryError(
+                f"{self.directory} is a file, not the run's checkpoint folder; move it away"
+            )
         self._manager = ocp.CheckpointManager(
             self.directory,
             item_handlers={

@@ -120,12 +120,12 @@ def make_train_step(exp: experiment_lib.Experiment):
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         trained = [g for g, label in zip(jax.tree.leaves(grads), labels) if label == "train"]
-        metrics["grad_norm"] = optax.global_norm(trained)
+        metrics["grad_norm"] = optax.tree.norm(trained)
         metrics["learning_rate"] = schedule(state["step"])
         # A non-finite loss, gradient or update is never applied: the parameters and the
         # optimizer state stay as they were, and the host decides (train.on_nonfinite).
         # Which of them, as bits (NONFINITE_PARTS), so the message names the culprit.
-        checked = (metrics["loss"], metrics["grad_norm"], optax.global_norm(updates))
+        checked = (metrics["loss"], metrics["grad_norm"], optax.tree.norm(updates))
         nonfinite = sum((~jnp.isfinite(x)).astype(jnp.int32) << i for i, x in enumerate(checked))
         finite = nonfinite == 0
         params, opt_state = jax.tree.map(

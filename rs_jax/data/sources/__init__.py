@@ -303,9 +303,11 @@ def with_readable_images(
     ctx: LoadContext,
     bad: BadRecords,
     aliases: dict[str, list[str]] | None = None,
+    read_from: str = "",
 ) -> Split:
     """The split of `items` whose images decode; the others are an error naming the image
-    and its record, or (allow_skips) listed in the split's `skipped`."""
+    and its record, or (allow_skips) listed in the split's `skipped`. read_from: the file
+    and split the records came from, for the error when none is left."""
     referenced_by = {}
     for item in items:
         referenced_by.setdefault(item.image, item.record)
@@ -326,7 +328,7 @@ def with_readable_images(
             else "no record of this split and its filters (split name, question types, "
             "format's own fields) was found"
         )
-        raise ValueError(f"No usable records left in {base_dir} ({why})")
+        raise ValueError(f"No usable records left in {read_from or base_dir} ({why})")
     return Split(kept, base_dir, skipped=bad.skipped | unreadable, aliases=aliases or {})
 
 

@@ -98,4 +98,6 @@ def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext)
                 record=where,
             )
         )
-    return sources.with_readable_images(items, root, ctx, bad, aliases)
+    return sources.with_readable_images(
+        items, root, ctx, bad, aliases, read_from=f"{path} (split {split!r})"
+    )

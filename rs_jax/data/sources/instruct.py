@@ -104,4 +104,6 @@ def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext)
             bad(where, problem)
             continue
         items.append(sources.Item(sources.image_path(root, record.image), tuple(qas), (), where))
-    return sources.with_readable_images(items, root, ctx, bad)
+    return sources.with_readable_images(
+        items, root, ctx, bad, read_from=f"{path} (split {split!r})"
+    )

@@ -30,6 +30,18 @@ class Question(sources.Record):
     answers_ids: list[int] = []
 
 
+def _rows(path: str, key: str, what: str) -> list[dict]:
+    """The objects of an RSVQA file's `key` list ({"questions": [{...}, ...]})."""
+    data = sources.read_json(path, what)
+    rows = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise ValueError(f'{path}: expected {{"{key}": [...]}} (the RSVQA format)')
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: {key}[{i}] is {type(row).__name__}, not an object")
+    return rows
+
+
 def _active(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("active", True)]
 
@@ -52,11 +64,11 @@ def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext)
         for part in ("questions", "answers")
     }
     what = f"config.data.sources.{source.name}"
-    questions = sources.read_json(files["questions"], what).get("questions", [])
+    questions = _rows(files["questions"], "questions", what)
     answers = {
         a.get("id"): a.get("answer")
-        for a in _active(sources.read_json(files["answers"], what).get("answers", []))
-        if a.get("answer") is not None
+        for a in _active(_rows(files["answers"], "answers", what))
+        if a.get("answer") is not None and isinstance(a.get("id"), int)
     }
     bad = sources.BadRecords(ctx.allow_skips)
     by_image: dict[int, list[tasks_lib.QA]] = collections.defaultdict(list)
@@ -87,4 +99,6 @@ def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext)
         )
         for img_id, qas in sorted(by_image.items())
     ]
-    return sources.with_readable_images(items, image_root, ctx, bad)
+    return sources.with_readable_images(
+        items, image_root, ctx, bad, read_from=f"{files['questions']} (split {split!r})"
+    )

@@ -71,4 +71,6 @@ def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext)
         sources.Item(image, tuple(q), (labels[image],) if image in labels else (), records[image])
         for image, q in qas.items()
     ]
-    return sources.with_readable_images(items, root, ctx, bad, aliases)
+    return sources.with_readable_images(
+        items, root, ctx, bad, aliases, read_from=f"{path} (split {split!r})"
+    )
