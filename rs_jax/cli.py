@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import logging
 import os
 import re
 import signal
@@ -350,11 +351,25 @@ def _failure_line(command: str, e: Exception) -> str:
     )
 
 
+class _OrbaxBackgroundTracebacks(logging.Filter):
+    """Drops the tracebacks Orbax's background save threads log when a save fails: Orbax
+    keeps that exception and raises it in the main thread, where it becomes the one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_orbax = f"{os.sep}orbax{os.sep}checkpoint{os.sep}" in record.pathname
+        return not (from_orbax and record.exc_info and record.levelno >= logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or bool(os.environ.get("RS_JAX_TRACEBACK"))
     argv = [a for a in argv if a != "--debug"]
+    absl_logger = logging.getLogger("absl")
+    if not debug and not any(
+        isinstance(f, _OrbaxBackgroundTracebacks) for f in absl_logger.filters
+    ):
+        absl_logger.addFilter(_OrbaxBackgroundTracebacks())
     parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
     takes_config = args.command not in ("kb", "convert", "score") or (

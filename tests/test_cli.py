@@ -125,3 +125,25 @@ def test_cpu_device_simulation_env():
     )
     # Four pool threads per simulated device (at least the cores): collectives cannot starve.
     assert out.stdout.split() == ["3", "cpu", str(max(12, os.cpu_count()))]
+
+
+def test_orbax_background_tracebacks_are_left_to_the_one_line(capsys):
+    """Orbax's save thread logs its exception with a traceback and re-raises it in the main
+    thread; the CLI keeps only the latter. Other errors, and Orbax's own lines without a
+    traceback, still reach the log."""
+    import logging
+
+    assert cli.main(["config", "--config", "configs/tiny.py"]) == 0
+    absl = logging.getLogger("absl")
+
+    def record(path, exc_info):
+        return logging.LogRecord("absl", logging.ERROR, path, 1, "save failed", (), exc_info)
+
+    try:
+        raise OSError("No space left on device")
+    except OSError:
+        failure = sys.exc_info()
+    orbax = "/venv/site-packages/orbax/checkpoint/_src/checkpointers/async_checkpointer.py"
+    assert not absl.filter(record(orbax, failure))
+    assert absl.filter(record(orbax, None))
+    assert absl.filter(record("/work/rs_jax/train/trainer.py", failure))

@@ -17,7 +17,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
 
-from rs_jax.files import absolute
+from rs_jax.files import absolute, is_local
 
 STATE = "state"
 DATA_ITER = "data_iter"
@@ -159,8 +159,9 @@ class Checkpointer:
 
     def __init__(self, workdir: epath.PathLike, keep: int = 2, async_save: bool = True) -> None:
         self.directory = absolute(workdir) / "checkpoints"
-        if self.directory.exists() and not self.directory.is_dir():
-            # Orbax would start a run from scratch and fail in its saving thread.
+        if is_local(self.directory) and self.directory.is_file():
+            # Orbax would start a run from scratch and fail in its saving thread. (A bucket
+            # has no files in the way of folders.)
             raise NotADirectoryError(
                 f"{self.directory} is a file, not the run's checkpoint folder; move it away"
             )

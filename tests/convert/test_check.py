@@ -34,3 +34,18 @@ def test_unsupported_model_type(tmp_path, capsys):
     GPT2Config().save_pretrained(tmp_path)
     assert cli.main(["convert", "check", "--hf", str(tmp_path)]) == 2
     assert "model_type='gpt2'" in capsys.readouterr().err
+
+
+def test_nan_weights_fail(tmp_path, capsys):
+    """A NaN difference compares false with the tolerance both ways: it must fail."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    save_decoder(tmp_path, "llama")
+    (weights,) = tmp_path.glob("*.safetensors")
+    tensors = load_file(weights)
+    name = next(k for k in tensors if k.endswith("embed_tokens.weight"))
+    tensors[name] = np.full_like(tensors[name], np.nan)
+    save_file(tensors, weights, metadata={"format": "pt"})
+    assert cli.main(["convert", "check", "--hf", str(tmp_path)]) == 1
+    assert capsys.readouterr().out.strip().endswith("(NOT FINITE)")
