@@ -9,7 +9,7 @@ import ml_collections
 # Mesh axes (outermost first) and the logical-axis -> mesh-axes rules every parameter and
 # activation is placed by live in rs_jax/sharding.py.
 from rs_jax.config import parse_value
-from rs_jax.data.sources import COMMON_KEYS, FORMAT_KEYS, SourceConfig
+from rs_jax.data.sources import COMMON_KEYS, SourceConfig, formats
 from rs_jax.sharding import MESH_AXES, SHARDING_RULES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -237,11 +237,11 @@ def base_config() -> ml_collections.ConfigDict:
 
 def source(format: str, path: str, **values: Any) -> ml_collections.ConfigDict:
     """One entry of config.data.sources: a dataset in `format` at `path` with the format's
-    keys (rs_jax/data/sources/__init__.py:FORMAT_KEYS) at their defaults but for `values`.
+    keys (the `FORMAT` of its module in rs_jax/data/sources/) at their defaults but for `values`.
     `source("folder", ".../ucmerced", weight=2.0)`; an unknown key is an error naming it."""
-    if format not in FORMAT_KEYS:
-        raise ValueError(f"source format {format!r}; choose from {sorted(FORMAT_KEYS)}")
-    fields = COMMON_KEYS | FORMAT_KEYS[format] | dict(format=format, path=path)
+    if format not in formats():
+        raise ValueError(f"source format {format!r}; choose from {sorted(formats())}")
+    fields = COMMON_KEYS | formats()[format].keys | dict(format=format, path=path)
     SourceConfig.from_config(f"<{format}>", fields | values)  # names an unknown key now
     return ml_collections.ConfigDict(fields | values)
 

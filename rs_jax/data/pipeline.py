@@ -63,12 +63,11 @@ TOKENIZER_VOCAB_SIZE = 1000
 
 @dataclasses.dataclass(frozen=True)
 class EvalSource:
-    """How one source's eval split is scored: protocol "vqa" (exact match per question
-    type), "classification" or "captioning" (rs_jax/eval/protocols.py); tasks: its names in
-    DataBundle.tasks; class_names: a classification source's classes."""
+    """How one source's eval split is scored: protocol (rs_jax/eval/protocols.py); tasks:
+    its names in DataBundle.tasks; class_names: a classification source's classes."""
 
     name: str
-    protocol: str
+    protocol: sources_lib.Protocol
     tasks: tuple[str, ...]
     class_names: tuple[str, ...] = ()
 
@@ -425,7 +424,7 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
         train_records = [SynthRecords(builder, dc.train_split, box_format, task_names)]
         train_weights = [1.0]
         eval_records = SynthRecords(builder, dc.eval_split, box_format)
-        eval_sources = (EvalSource("rs_synth", "vqa", task_names),)
+        eval_sources = (EvalSource("rs_synth", sources_lib.Protocol.VQA, task_names),)
         skips, manifest = {}, {}
     elif dc.name in ("folder", "sources"):
         ctx, loaded = _load_sources(dc, data_dir, size)

@@ -15,6 +15,7 @@ from etils import epath
 from flax import nnx
 
 from rs_jax.data.boxes import parse
+from rs_jax.data.sources import Protocol
 from rs_jax.eval.captions import METRICS as CAPTION_METRICS
 from rs_jax.eval.generation import greedy_generate
 from rs_jax.eval.metrics import format_table
@@ -199,21 +200,21 @@ def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) ->
     if "expert_dropped_fraction" in results:
         print(f"experts   dropped over capacity {results['expert_dropped_fraction']:.3f}")
     for name, r in results["sources"].items():
-        if r["protocol"] == "classification" and r["count"]:
+        if r["protocol"] == Protocol.CLASSIFICATION and r["count"]:
             print(
                 f"{name:<19} accuracy {r['accuracy']:.3f}  balanced accuracy "
                 f"{r['balanced_accuracy']:.3f}  ({r.get('figure', '')})"
             )
-        elif r["protocol"] == "vqa":
+        elif r["protocol"] == Protocol.VQA:
             if len(results["sources"]) > 1:
                 print(
                     f"{name:<19} mean of types {r['mean_of_types']:.3f}  overall {r['overall']:.3f}"
                 )
             if "grounding" in r:  # its questions of type grounding, scored by boxes
                 print(f"{name + ' boxes':<19} {_grounding_line(r['grounding'])}")
-        elif r["protocol"] == "grounding" and r["count"]:
+        elif r["protocol"] == Protocol.GROUNDING and r["count"]:
             print(f"{name:<19} {_grounding_line(r)}")
-        elif r["protocol"] == "captioning" and r["count"]:
+        elif r["protocol"] == Protocol.CAPTIONING and r["count"]:
             shown = [f"{m} {'n/a' if r[m] is None else f'{r[m]:.3f}'}" for m in CAPTION_METRICS]
             print(f"{name:<19} " + "  ".join(shown))
     for note in results["notes"]:

@@ -27,6 +27,7 @@ from typing import Any
 
 from etils import epath
 
+from rs_jax.data.sources import Protocol
 from rs_jax.data.tasks import GROUNDING_TASK
 from rs_jax.eval.captions import caption_scores, format_caption_table
 from rs_jax.eval.grounding import GroundingScores, format_grounding_table
@@ -41,25 +42,27 @@ class Scorer:
         self.sources = {s.name: s for s in eval_sources}
         self.source_of = {task: s.name for s in eval_sources for task in s.tasks}
         self.exact = TaskAccuracy()
-        self.per_source = {s.name: TaskAccuracy() for s in eval_sources if s.protocol == "vqa"}
+        self.per_source = {
+            s.name: TaskAccuracy() for s in eval_sources if s.protocol == Protocol.VQA
+        }
         self.classification = {
             s.name: ClassificationScores(s.class_names)
             for s in eval_sources
-            if s.protocol == "classification"
+            if s.protocol == Protocol.CLASSIFICATION
         }
         self.captions: dict[str, tuple[dict, dict]] = {
-            s.name: ({}, {}) for s in eval_sources if s.protocol == "captioning"
+            s.name: ({}, {}) for s in eval_sources if s.protocol == Protocol.CAPTIONING
         }
         self.grounding = {
             s.name: GroundingScores(box_format)
             for s in eval_sources
-            if s.protocol in ("grounding", "vqa")
+            if s.protocol in (Protocol.GROUNDING, Protocol.VQA)
         }
 
     def grounding_source(self, task: str) -> str | None:
         """The source whose answers to `task` are boxes, or None where they are text."""
         name = self.source_of[task]
-        if self.sources[name].protocol == "grounding":
+        if self.sources[name].protocol == Protocol.GROUNDING:
             return name
         return name if task.removeprefix(f"{name}/") == GROUNDING_TASK else None
 
@@ -70,13 +73,13 @@ class Scorer:
         protocol = self.sources[name].protocol
         if self.grounding_source(task) is not None:
             return self.grounding[name].add(prediction, answer)
-        if protocol == "captioning":
+        if protocol == Protocol.CAPTIONING:
             predictions, refs = self.captions[name]
             key = len(predictions)
             predictions[key], refs[key] = prediction, list(references)
             return False
         hit = self.exact.add(task, prediction, answer)
-        if protocol == "classification":
+        if protocol == Protocol.CLASSIFICATION:
             self.classification[name].add(prediction, answer)
         else:
             self.per_source[name].add(task.removeprefix(f"{name}/"), prediction, answer)
@@ -89,7 +92,7 @@ class Scorer:
         out = self.exact.summary()
         sources = {}
         for name, source in self.sources.items():
-            if source.protocol == "vqa":
+            if source.protocol == Protocol.VQA:
                 s = self.per_source[name].summary()
                 row = {
                     "per_type": s["tasks"],
@@ -99,7 +102,7 @@ class Scorer:
                 }
                 if self.grounding[name].answers:
                     row["grounding"] = self.grounding[name].summary()
-            elif source.protocol == "classification":
+            elif source.protocol == Protocol.CLASSIFICATION:
                 row = self.classification[name].summary()
                 if figures_dir is not None and row["count"]:
                     fig = confusion_matrix_figure(
@@ -109,7 +112,7 @@ class Scorer:
                     with (figures_dir / file).open("wb") as f:
                         fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
                     row["figure"] = file
-            elif source.protocol == "grounding":
+            elif source.protocol == Protocol.GROUNDING:
                 row = self.grounding[name].summary()
             else:
                 predictions, refs = self.captions[name]
@@ -134,7 +137,7 @@ def markdown(results: dict[str, Any], title: str | None = None) -> str:
         lines.append(f"| overall | {results['overall_accuracy']:.3f} | | {results['count']} |")
     for name, row in results["sources"].items():
         lines += ["", f"## {name} ({row['protocol']})", ""]
-        if row["protocol"] == "vqa":
+        if row["protocol"] == Protocol.VQA:
             lines += ["| question type | accuracy | n |", "|---|---|---|"]
             lines += [
                 f"| {t} | {r['accuracy']:.3f} | {r['count']} |" for t, r in row["per_type"].items()
@@ -144,14 +147,14 @@ def markdown(results: dict[str, Any], title: str | None = None) -> str:
             if "grounding" in row:
                 lines += ["", f"Questions of type {GROUNDING_TASK}:", ""]
                 lines.append(format_grounding_table(row["grounding"]))
-        elif row["protocol"] == "classification":
+        elif row["protocol"] == Protocol.CLASSIFICATION:
             lines += ["| metric | value |", "|---|---|"]
             lines.append(f"| accuracy | {row['accuracy']:.3f} |")
             lines.append(f"| balanced accuracy | {row['balanced_accuracy']:.3f} |")
             lines.append(f"| images | {row['count']} |")
             if "figure" in row:
                 lines += ["", f"![confusion matrix]({row['figure']})"]
-        elif row["protocol"] == "grounding":
+        elif row["protocol"] == Protocol.GROUNDING:
             lines.append(format_grounding_table(row))
         elif row["count"]:
             lines.append(format_caption_table(row))

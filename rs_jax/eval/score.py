@@ -21,10 +21,10 @@ from rs_jax.eval.protocols import Scorer
 
 # `--protocol` -> the evaluator's protocol name, and the task of a reference without one.
 PROTOCOLS = {
-    "classification": ("classification", "scene"),
-    "rsvqa": ("vqa", "vqa"),
-    "captions": ("captioning", "caption"),
-    "grounding": ("grounding", "grounding"),
+    "classification": (sources.Protocol.CLASSIFICATION, "scene"),
+    "rsvqa": (sources.Protocol.VQA, "vqa"),
+    "captions": (sources.Protocol.CAPTIONING, "caption"),
+    "grounding": (sources.Protocol.GROUNDING, "grounding"),
 }
 Id = sources.Text | int
 
@@ -78,6 +78,7 @@ def score(
     if protocol not in PROTOCOLS:
         raise ValueError(f"--protocol {protocol!r}; choose from {sorted(PROTOCOLS)}")
     name, default_task = PROTOCOLS[protocol]
+    classification = name == sources.Protocol.CLASSIFICATION
     refs = _read(ref_path, "--ref", ReferenceRecord)
     preds = _read(pred_path, "--pred", AnswerRecord)
     for path, flag, records in ((ref_path, "--ref", refs), (pred_path, "--pred", preds)):
@@ -101,7 +102,7 @@ def score(
     rows = []  # (line, id, task, answer, references)
     for id_, (number, ref) in refs.items():
         task = ref.task or ref.question_type or default_task
-        answer = ref.class_name if name == "classification" and ref.class_name else ref.answer
+        answer = ref.class_name if classification and ref.class_name else ref.answer
         if answer is None:
             answer = ref.references[0] if ref.references else None
         if answer is None:
@@ -109,7 +110,7 @@ def score(
         rows.append((number, id_, task, str(answer), tuple(ref.references) or (str(answer),)))
     tasks = tuple(dict.fromkeys(task for _, _, task, _, _ in rows))
     classes = tuple(dict.fromkeys(answer for *_, answer, _ in rows))
-    source = EvalSource("answers", name, tasks, classes if name == "classification" else ())
+    source = EvalSource("answers", name, tasks, classes if classification else ())
     scorer = Scorer([source], box_format)
     for number, id_, task, answer, references in rows:
         if id_ not in preds:

@@ -142,7 +142,7 @@ def test_rsvqa_question_types_filter_and_prompt_suffix(rsvqa_lr, tmp_path):
         question_types=("rural_urban", "presence", "comparison"),
         prompt_suffix="Answer with one word.",
     )
-    split = rsvqa.load_one(src, "train", _ctx(tmp_path))
+    split = rsvqa.load_split(src, "train", _ctx(tmp_path))
     qas = _qas(split)
     # Image 2 had only a count question: it is gone.
     assert sorted(qas) == ["0.tif", "1.tif"]
@@ -150,7 +150,7 @@ def test_rsvqa_question_types_filter_and_prompt_suffix(rsvqa_lr, tmp_path):
     assert qas["1.tif"][0].question == "Are there more roads than buildings? Answer with one word."
     src = _source("lr", "rsvqa", rsvqa_lr, question_types=("presence", "shape"))
     with pytest.raises(ValueError, match=r"config\.data\.sources\.lr\.question_types.*'shape'"):
-        rsvqa.load_one(src, "train", _ctx(tmp_path))
+        rsvqa.load_split(src, "train", _ctx(tmp_path))
 
 
 def test_rsvqa_hr_prefix_split_and_data_folder(tmp_path):
@@ -162,10 +162,10 @@ def test_rsvqa_hr_prefix_split_and_data_folder(tmp_path):
     ]
     _rsvqa(root, "USGS", "test_phili", questions, ["0m2", "yes", "3"], "Data")
     src = _source("hr", "rsvqa", root, prefix="USGS", question_types=("presence", "comparison"))
-    split = rsvqa.load_one(src, "test_phili", _ctx(tmp_path))
+    split = rsvqa.load_split(src, "test_phili", _ctx(tmp_path))
     assert [it.image for it in split.items] == [str(root / "Data" / "7.tif")]
     assert split.items[0].qas == (QA("Is there a residential building?", "yes", "presence"),)
-    split = rsvqa.load_one(
+    split = rsvqa.load_split(
         _source("hr", "rsvqa", root, prefix="USGS"), "test_phili", _ctx(tmp_path)
     )
     assert [qa.task for it in split.items for qa in it.qas] == ["area", "presence", "count"]
@@ -177,11 +177,11 @@ def test_rsvqa_unknown_question_type_names_file_and_question(tmp_path):
     _rsvqa(root, "LR", "train", questions, [*LR_ANSWERS[:3], "round"], "Images_LR")
     questions_file = str(root / "LR_split_train_questions.json")
     with pytest.raises(ValueError) as e:
-        rsvqa.load_one(_source("lr", "rsvqa", root), "train", _ctx(tmp_path))
+        rsvqa.load_split(_source("lr", "rsvqa", root), "train", _ctx(tmp_path))
     assert f"{questions_file} question 3: unknown question type 'shape'" in str(e.value)
     assert "config.data.allow_skips" in str(e.value)
 
-    split = rsvqa.load_one(_source("lr", "rsvqa", root), "train", _ctx(tmp_path, True))
+    split = rsvqa.load_split(_source("lr", "rsvqa", root), "train", _ctx(tmp_path, True))
     assert list(split.skipped) == [f"{questions_file} question 3"]
     assert "'shape'" in split.skipped[f"{questions_file} question 3"]
     assert sum(len(it.qas) for it in split.items) == 3
@@ -193,12 +193,12 @@ def test_rsvqa_question_without_text_names_it(tmp_path):
     questions = [*LR_QUESTIONS[:2], (1, "presence", "", True)]
     _rsvqa(root, "LR", "train", questions, LR_ANSWERS[:3], "Images_LR")
     with pytest.raises(ValueError, match=r"LR_split_train_questions\.json question 2: no question"):
-        rsvqa.load_one(_source("lr", "rsvqa", root), "train", _ctx(tmp_path))
+        rsvqa.load_split(_source("lr", "rsvqa", root), "train", _ctx(tmp_path))
     questions = [*LR_QUESTIONS[:2], (1, "presence", ["Is there a road?"], True)]
     _rsvqa(root, "LR", "train", questions, LR_ANSWERS[:3], "Images_LR")
     message = r'question 2: "question": input should be a valid string \(got list'
     with pytest.raises(ValueError, match=message):
-        rsvqa.load_one(_source("lr", "rsvqa", root), "train", _ctx(tmp_path))
+        rsvqa.load_split(_source("lr", "rsvqa", root), "train", _ctx(tmp_path))
 
 
 # --- captions ----------------------------------------------------------------------------------
@@ -247,11 +247,11 @@ def test_captions_karpathy_splits_and_references(tmp_path):
         )
     }
     assert test.items[0].record == f"{path} images[2] (bridge_3.jpg)"
-    val = captions.load_one(src, "val", _ctx(tmp_path))
+    val = captions.load_split(src, "val", _ctx(tmp_path))
     assert [os.path.basename(it.image) for it in val.items] == ["beach_2.jpg"]
     # The instruction is the source's own prompt.
     src = _source("rsicd", "captions", path, image_root=str(root), prompt="Caption it.")
-    assert {qa.question for it in captions.load_one(src, "test", _ctx(tmp_path)).items
+    assert {qa.question for it in captions.load_split(src, "test", _ctx(tmp_path)).items
             for qa in it.qas} == {"Caption it."}  # fmt: skip
 
 
@@ -285,8 +285,8 @@ def test_captions_bad_records_name_the_record(tmp_path):
     )
     src = _source("c", "captions", path)
     with pytest.raises(ValueError, match=re.escape(f"{path} images[1] (b.jpg): no captions")):
-        captions.load_one(src, "train", _ctx(tmp_path))
-    split = captions.load_one(src, "train", _ctx(tmp_path, allow_skips=True))
+        captions.load_split(src, "train", _ctx(tmp_path))
+    split = captions.load_split(src, "train", _ctx(tmp_path, allow_skips=True))
     assert split.skipped == {f"{path} images[1] (b.jpg)": "no captions"}
 
     # An image the record names that is not there: the message names image and record.
@@ -294,21 +294,21 @@ def test_captions_bad_records_name_the_record(tmp_path):
         tmp_path, [dict(filename="gone.jpg", split="train", sentences=_sentences("x ."))]
     )
     with pytest.raises(ValueError) as e:
-        captions.load_one(_source("c", "captions", path), "train", _ctx(tmp_path))
+        captions.load_split(_source("c", "captions", path), "train", _ctx(tmp_path))
     assert str(tmp_path / "RSICD" / "gone.jpg") in str(e.value)
     assert f"({path} images[0] (gone.jpg)): missing" in str(e.value)
 
     path = _jsonl(tmp_path / "c.jsonl", [dict(split="train", captions=["x"])])
     with pytest.raises(ValueError, match=re.escape(f"{path} line 1: no image")):
-        captions.load_one(_source("c", "captions", path), "train", _ctx(tmp_path))
+        captions.load_split(_source("c", "captions", path), "train", _ctx(tmp_path))
     # A string where the list of captions belongs is not split into characters.
     path = _jsonl(tmp_path / "c.jsonl", [dict(split="train", image="a.jpg", captions="a string")])
     message = f"{path} line 1: \"captions\": input should be a valid list (got str 'a string')"
     with pytest.raises(ValueError, match=re.escape(message)):
-        captions.load_one(_source("c", "captions", path), "train", _ctx(tmp_path))
+        captions.load_split(_source("c", "captions", path), "train", _ctx(tmp_path))
     path = _karpathy(tmp_path, [dict(filename="a.jpg", split="train", sentences=["a string"])])
     with pytest.raises(ValueError, match=re.escape('(a.jpg): "sentences.0": input should be')):
-        captions.load_one(_source("c", "captions", path), "train", _ctx(tmp_path))
+        captions.load_split(_source("c", "captions", path), "train", _ctx(tmp_path))
 
 
 # --- instruct (LLaVA / GeoChat conversations) --------------------------------------------------
@@ -345,7 +345,7 @@ def test_instruct_one_qa_per_gpt_turn_with_history(tmp_path):
     path = _json(tmp_path / "chat_train.json", records)
     src = _source("chat", "instruct", tmp_path / "chat_{split}.json")
     assert src.protocol == "vqa"
-    split = instruct.load_one(src, "train", _ctx(tmp_path))
+    split = instruct.load_split(src, "train", _ctx(tmp_path))
     assert _qas(split) == {
         "p1.png": (
             QA("What is in the image?", "Two ships.", "instruct"),
@@ -398,10 +398,10 @@ def test_instruct_bad_conversation_names_file_and_record(tmp_path, turns, reason
     path = _json(tmp_path / "chat_train.json", [good, _record("B7", "good.png", turns)])
     src = _source("chat", "instruct", tmp_path / "chat_{split}.json")
     with pytest.raises(ValueError) as e:
-        instruct.load_one(src, "train", _ctx(tmp_path))
+        instruct.load_split(src, "train", _ctx(tmp_path))
     assert f"{path} record 1 (id 'B7'): " in str(e.value)
     assert reason in str(e.value)
-    split = instruct.load_one(src, "train", _ctx(tmp_path, allow_skips=True))
+    split = instruct.load_split(src, "train", _ctx(tmp_path, allow_skips=True))
     assert [it.record for it in split.items] == [f"{path} record 0 (id 'G')"]
     assert list(split.skipped) == [f"{path} record 1 (id 'B7')"]
     assert reason in split.skipped[f"{path} record 1 (id 'B7')"]
@@ -419,11 +419,11 @@ def test_instruct_missing_image_names_image_and_record(tmp_path):
     )
     src = _source("chat", "instruct", path, image_root=str(tmp_path / "imgs"))
     with pytest.raises(ValueError) as e:
-        instruct.load_one(src, "train", _ctx(tmp_path))
+        instruct.load_split(src, "train", _ctx(tmp_path))
     message = str(e.value)
     assert str(tmp_path / "imgs" / "gone.png") in message
     assert f"{path} record 1 (id 'Z9')" in message
-    split = instruct.load_one(src, "train", _ctx(tmp_path, allow_skips=True))
+    split = instruct.load_split(src, "train", _ctx(tmp_path, allow_skips=True))
     assert [os.path.basename(it.image) for it in split.items] == ["here.png"]
     assert list(split.skipped) == [str(tmp_path / "imgs" / "gone.png")]
     assert split.report("train")["images"] == 1
@@ -454,7 +454,7 @@ def test_instruct_split_from_path_or_field(tmp_path):
     # Neither: an error naming the record and both ways out.
     path = _json(tmp_path / "nosplit.json", [_record("N", "a.png", TWO_ROUNDS)])
     with pytest.raises(ValueError, match=r"record 0 \(id 'N'\): no \"split\".*\{split\}"):
-        instruct.load_one(_source("c", "instruct", path), "train", _ctx(tmp_path))
+        instruct.load_split(_source("c", "instruct", path), "train", _ctx(tmp_path))
 
 
 # GeoChat's instruction data as its JSON has it: task tags at the start of the question,
@@ -481,7 +481,7 @@ def test_instruct_geochat_refer_and_grounding_turns_are_scored_by_boxes(tmp_path
     _image(tmp_path / "P0003_0002.png")
     _json(tmp_path / "geochat_test.json", [GEOCHAT_RECORD])
     src = _source("geochat", "instruct", tmp_path / "geochat_{split}.json")
-    (item,) = instruct.load_one(src, "test", _ctx(tmp_path)).items
+    (item,) = instruct.load_split(src, "test", _ctx(tmp_path)).items
     # [refer] and [grounding] with boxes in the answer; [identify] has its box in the
     # question, the unanswered [refer] none, the untagged question no tag.
     assert [qa.task for qa in item.qas] == [
@@ -495,7 +495,7 @@ def test_instruct_geochat_refer_and_grounding_turns_are_scored_by_boxes(tmp_path
     assert refer == [boxes.Box(0.4, 0.12, 0.62, 0.3, -45.0)] and len(described) == 2
     # In another box notation the answers hold no box: they stay text.
     qwen = dataclasses.replace(_ctx(tmp_path), box_format="qwen")
-    (item,) = instruct.load_one(src, "test", qwen).items
+    (item,) = instruct.load_split(src, "test", qwen).items
     assert {qa.task for qa in item.qas} == {"instruct"}
     # Scored as grounding answers by the source's vqa protocol.
     scorer = Scorer([EvalSource("geochat", "vqa", ("grounding", "instruct"))])
@@ -590,7 +590,7 @@ def test_vqa_jsonl_groups_questions_labels_and_types(tmp_path):
     assert test.aliases == {"medium residential": ["mediumresidential"]}
 
     only = _source("v", "vqa_jsonl", path, question_types=("count",))
-    split = vqa_jsonl.load_one(only, "train", _ctx(tmp_path))
+    split = vqa_jsonl.load_split(only, "train", _ctx(tmp_path))
     assert _qas(split) == {"a.png": (QA("How many planes?", "3", "count"),)}
 
 
@@ -600,16 +600,16 @@ def test_vqa_jsonl_bad_lines_named(tmp_path):
     path = tmp_path / "qa.jsonl"
     path.write_text(f"{good}\n\n{{'image': 'a.png'}}\n")
     with pytest.raises(ValueError, match=re.escape(f"{path} line 3: not valid JSON")):
-        vqa_jsonl.load_one(_source("v", "vqa_jsonl", path), "train", _ctx(tmp_path))
+        vqa_jsonl.load_split(_source("v", "vqa_jsonl", path), "train", _ctx(tmp_path))
     path.write_text(f"{good}\n" + json.dumps(dict(image="a.png", question="q?", answer="no")))
     with pytest.raises(ValueError, match=re.escape(f'{path} line 2: no "split"')):
-        vqa_jsonl.load_one(_source("v", "vqa_jsonl", path), "train", _ctx(tmp_path))
+        vqa_jsonl.load_split(_source("v", "vqa_jsonl", path), "train", _ctx(tmp_path))
     path.write_text(f"{good}\n" + json.dumps(dict(image="a.png", split="train", answer="no")))
     with pytest.raises(ValueError, match=re.escape(f"{path} line 2: no question")):
-        vqa_jsonl.load_one(_source("v", "vqa_jsonl", path), "train", _ctx(tmp_path))
+        vqa_jsonl.load_split(_source("v", "vqa_jsonl", path), "train", _ctx(tmp_path))
     path.write_bytes(f"{good}\n{good}\n".encode() + b'{"question": "caf\xe9?"}\n')
     with pytest.raises(ValueError, match=re.escape(f"{path} line 3: not UTF-8 text (invalid")):
-        vqa_jsonl.load_one(_source("v", "vqa_jsonl", path), "train", _ctx(tmp_path))
+        vqa_jsonl.load_split(_source("v", "vqa_jsonl", path), "train", _ctx(tmp_path))
     # Wrong JSON types, nulls and runaway text: the field, what it must be, what it was.
     for row, message in [
         (dict(image="a.png", question=["q?"], answer="no"), r'"question": input should be a '
@@ -624,11 +624,11 @@ def test_vqa_jsonl_bad_lines_named(tmp_path):
             f"{good}\n" + json.dumps({"split": "train", **row} if isinstance(row, dict) else row)
         )
         with pytest.raises(ValueError, match=re.escape(f"{path} line 2") + ".*" + message):
-            vqa_jsonl.load_one(_source("v", "vqa_jsonl", path), "train", _ctx(tmp_path))
+            vqa_jsonl.load_split(_source("v", "vqa_jsonl", path), "train", _ctx(tmp_path))
     # Nothing of the split asked for: the message says what was looked for.
     path.write_text(good + "\n")
     with pytest.raises(ValueError, match=r"No usable records left in .* \(no record of this split"):
-        vqa_jsonl.load_one(_source("v", "vqa_jsonl", path), "test", _ctx(tmp_path))
+        vqa_jsonl.load_split(_source("v", "vqa_jsonl", path), "test", _ctx(tmp_path))
 
 
 # --- classification folders ---------------------------------------------------------------------
@@ -679,6 +679,25 @@ def test_folder_bad_options_name_the_key(eurosat_like, tmp_path):
 
 
 # --- source configs ------------------------------------------------------------------------------
+
+
+def test_formats_are_the_modules_that_declare_one():
+    """Each format's module declares its name, keys, protocol and load (FORMAT); a module
+    without one (detection.py, a reader) is no format."""
+    found = sources.formats()
+    modules = dict(
+        folder=classification, rsvqa=rsvqa, vqa_jsonl=vqa_jsonl, captions=captions,
+        instruct=instruct,
+    )  # fmt: skip
+    assert {name: f.name for name, f in found.items()} == {name: name for name in modules}
+    assert all(found[name] is module.FORMAT for name, module in modules.items())
+    assert {name: (f.protocol, f.keys) for name, f in found.items()} == {
+        "folder": ("classification", dict(prompt="geochat", class_names="")),
+        "rsvqa": ("vqa", dict(image_root="", prefix="LR", question_types=(), prompt_suffix="")),
+        "vqa_jsonl": ("vqa", dict(image_root="", question_types=(), prompt_suffix="")),
+        "captions": ("captioning", dict(image_root="", prompt="Describe the image.")),
+        "instruct": ("vqa", dict(image_root="")),
+    }
 
 
 def test_source_config_errors_name_the_key():

@@ -1,5 +1,6 @@
 """Dataset formats -> one split as a list of `Item`s (an image file, its questions, its
-classes), each format in its own module:
+classes). Each format is a module here that declares itself as `FORMAT = Format(...)`: its
+name, its own config keys, its evaluation protocol and its `load`; `formats()` finds them.
 
   folder     <root>/<split>/<class>/<image>: scene classification (EuroSAT, UC Merced, AID,
              NWPU-RESISC45, WHU-RS19, RSSCN7, PatternNet)            sources/classification.py
@@ -17,11 +18,14 @@ skip that the split's report lists. Images are checked once, up front (data/imag
 from __future__ import annotations
 
 import dataclasses
+import enum
+import functools
 import importlib
 import json
 import math
 import os
-from collections.abc import Iterator
+import pkgutil
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 import pydantic
@@ -31,48 +35,70 @@ from rs_jax.data.images import Bands, check_images
 from rs_jax.data.tasks import QA
 from rs_jax.files import is_local
 
-# The module that reads each format (rs_jax/data/sources/<module>.py).
-MODULES = {
-    "folder": "classification",
-    "rsvqa": "rsvqa",
-    "vqa_jsonl": "vqa_jsonl",
-    "captions": "captions",
-    "instruct": "instruct",
-}
-# The evaluation protocol each format is scored with (rs_jax/eval/protocols.py).
-PROTOCOLS = {
-    "folder": "classification",
-    "rsvqa": "vqa",
-    "vqa_jsonl": "vqa",
-    "captions": "captioning",
-    "instruct": "vqa",
-}
-
-# The keys a source of each format has (config.data.sources.<name>), with their defaults;
-# configs/common.py:source() makes one. Every format also has format, path, weight,
-# train_split and eval_split.
-FORMAT_KEYS: dict[str, dict[str, Any]] = {
-    # prompt: "geochat" (every class name in the prompt; GeoChat's protocol) | "plain" (a
-    # question without the classes). class_names: a table of data/class_names.json ("" =
-    # readable names made from the folder names).
-    "folder": dict(prompt="geochat", class_names=""),
-    # image_root: "" = the folder of path. question_types: () = all (GeoChat leaves RSVQA's
-    # count and area questions out). prompt_suffix: appended to every question.
-    "rsvqa": dict(image_root="", prefix="LR", question_types=(), prompt_suffix=""),
-    "vqa_jsonl": dict(image_root="", question_types=(), prompt_suffix=""),
-    # prompt: the instruction a caption answers.
-    "captions": dict(image_root="", prompt="Describe the image."),
-    "instruct": dict(image_root=""),
-}
+# The keys every source has (config.data.sources.<name>), with their defaults; a format
+# adds its own (Format.keys). configs/common.py:source() makes one.
 COMMON_KEYS: dict[str, Any] = dict(
     format="", path="", weight=1.0, train_split="train", eval_split="test"
 )
 
 
+class Protocol(enum.StrEnum):
+    """How a source's eval split is scored (rs_jax/eval/protocols.py)."""
+
+    VQA = "vqa"
+    CLASSIFICATION = "classification"
+    CAPTIONING = "captioning"
+    GROUNDING = "grounding"
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """A dataset format, declared as `FORMAT` by the module that reads it.
+
+    name: config.data.sources.<name>.format. protocol: how its eval split is scored.
+    keys: its own keys besides COMMON_KEYS, with their defaults. load: (train split, eval
+    split) of one source."""
+
+    name: str
+    protocol: Protocol
+    keys: dict[str, Any]
+    load: Callable[[SourceConfig, LoadContext], tuple[Split, Split]]
+
+
+@functools.cache
+def formats() -> dict[str, Format]:
+    """Every format by name: the `FORMAT` of each module of this package that has one (a
+    module without one, such as detection.py, is a reader the formats share)."""
+    found: dict[str, Format] = {}
+    for module_info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        declared = getattr(module, "FORMAT", None)
+        if declared is None:
+            continue
+        if declared.name in found:
+            raise ValueError(f"{module.__name__}: format {declared.name!r} is declared twice")
+        found[declared.name] = declared
+    return found
+
+
+def each_split(
+    load_split: Callable[[SourceConfig, str, LoadContext], Split],
+) -> Callable[[SourceConfig, LoadContext], tuple[Split, Split]]:
+    """A format's `load` from its reader of one split, for formats whose splits are read
+    independently of each other."""
+
+    def load(source: SourceConfig, ctx: LoadContext) -> tuple[Split, Split]:
+        return load_split(source, source.train_split, ctx), load_split(
+            source, source.eval_split, ctx
+        )
+
+    return load
+
+
 @dataclasses.dataclass(frozen=True)
 class SourceConfig:
     """config.data.sources.<name> as read by the loaders; `options` holds the format's
-    own keys (FORMAT_KEYS)."""
+    own keys (Format.keys)."""
 
     name: str
     format: str
@@ -86,9 +112,10 @@ class SourceConfig:
     def from_config(cls, name: str, values: dict[str, Any]) -> SourceConfig:
         key = f"config.data.sources.{name}"
         fmt = values.get("format", "")
-        if fmt not in FORMAT_KEYS:
-            raise ValueError(f"{key}.format={fmt!r}; choose from {sorted(FORMAT_KEYS)}")
-        allowed = COMMON_KEYS | FORMAT_KEYS[fmt]
+        if fmt not in formats():
+            raise ValueError(f"{key}.format={fmt!r}; choose from {sorted(formats())}")
+        own_keys = formats()[fmt].keys
+        allowed = COMMON_KEYS | own_keys
         unknown = sorted(set(values) - set(allowed))
         if unknown:
             raise ValueError(
@@ -100,7 +127,7 @@ class SourceConfig:
         weight = float(values["weight"])
         if not 0 < weight < math.inf:
             raise ValueError(f"{key}.weight={values['weight']!r}: must be a finite number > 0")
-        options = {k: values[k] for k in FORMAT_KEYS[fmt]}
+        options = {k: values[k] for k in own_keys}
         if "question_types" in options:
             options["question_types"] = tuple(options["question_types"])
         return cls(
@@ -114,8 +141,8 @@ class SourceConfig:
         )
 
     @property
-    def protocol(self) -> str:
-        return PROTOCOLS[self.format]
+    def protocol(self) -> Protocol:
+        return formats()[self.format].protocol
 
     def image_root(self) -> str:
         root = self.options.get("image_root", "")
@@ -334,9 +361,4 @@ def with_readable_images(
 
 def load(source: SourceConfig, ctx: LoadContext) -> tuple[Split, Split]:
     """(train split, eval split) of one source."""
-    module = importlib.import_module(f"rs_jax.data.sources.{MODULES[source.format]}")
-    if hasattr(module, "load"):
-        return module.load(source, ctx)
-    return module.load_one(source, source.train_split, ctx), module.load_one(
-        source, source.eval_split, ctx
-    )
+    return formats()[source.format].load(source, ctx)

@@ -61,7 +61,7 @@ def _karpathy_record(row: dict, where: str, bad: sources.BadRecords) -> CaptionR
     )
 
 
-def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
+def load_split(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
     jsonl = source.path.endswith(".jsonl")
     if jsonl:
         path, numbered = rows_of_split(source, split)
@@ -101,3 +101,12 @@ def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext)
     return sources.with_readable_images(
         items, root, ctx, bad, aliases, read_from=f"{path} (split {split!r})"
     )
+
+
+FORMAT = sources.Format(
+    name="captions",
+    protocol=sources.Protocol.CAPTIONING,
+    # image_root: "" = the folder of path. prompt: the instruction a caption answers.
+    keys=dict(image_root="", prompt="Describe the image."),
+    load=sources.each_split(load_split),
+)

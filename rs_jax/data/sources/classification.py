@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data.folder import FolderDataset
-from rs_jax.data.sources import Item, LoadContext, SourceConfig, Split
+from rs_jax.data.sources import Format, Item, LoadContext, Protocol, SourceConfig, Split
 
 _NAMES = Path(__file__).resolve().parents[1] / "class_names.json"
 
@@ -102,3 +102,14 @@ def load(source: SourceConfig, ctx: LoadContext) -> tuple[Split, Split]:
             )
         )
     return splits[0], splits[1]
+
+
+FORMAT = Format(
+    name="folder",
+    protocol=Protocol.CLASSIFICATION,
+    # prompt: "geochat" (every class name in the prompt; GeoChat's protocol) | "plain" (a
+    # question without the classes). class_names: a table of data/class_names.json ("" =
+    # readable names made from the folder names).
+    keys=dict(prompt="geochat", class_names=""),
+    load=load,
+)

@@ -74,7 +74,7 @@ def conversation_qas(
     return qas, None
 
 
-def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
+def load_split(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
     path = source.split_path(split)
     records = sources.read_json(path, f"config.data.sources.{source.name}.path")
     if not isinstance(records, list):
@@ -107,3 +107,11 @@ def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext)
     return sources.with_readable_images(
         items, root, ctx, bad, read_from=f"{path} (split {split!r})"
     )
+
+
+FORMAT = sources.Format(
+    name="instruct",
+    protocol=sources.Protocol.VQA,
+    keys=dict(image_root=""),  # "" = the folder of path
+    load=sources.each_split(load_split),
+)

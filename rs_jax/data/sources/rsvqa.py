@@ -46,7 +46,7 @@ def _active(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("active", True)]
 
 
-def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
+def load_split(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
     opts = source.options
     prefix = opts["prefix"]
     image_root = opts["image_root"] or str(
@@ -102,3 +102,14 @@ def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext)
     return sources.with_readable_images(
         items, image_root, ctx, bad, read_from=f"{files['questions']} (split {split!r})"
     )
+
+
+FORMAT = sources.Format(
+    name="rsvqa",
+    protocol=sources.Protocol.VQA,
+    # image_root: "" = <path>/Images_LR (prefix LR) or <path>/Data. question_types: () =
+    # all (GeoChat leaves RSVQA's count and area questions out). prompt_suffix: appended
+    # to every question.
+    keys=dict(image_root="", prefix="LR", question_types=(), prompt_suffix=""),
+    load=sources.each_split(load_split),
+)

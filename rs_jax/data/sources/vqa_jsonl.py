@@ -46,7 +46,7 @@ def rows_of_split(source: sources.SourceConfig, split: str) -> tuple[str, list[t
     return path, [(n, r) for n, r in rows if r["split"] == split]
 
 
-def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
+def load_split(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
     path, rows = rows_of_split(source, split)
     opts, root = source.options, source.image_root()
     keep, suffix = opts["question_types"], opts["prompt_suffix"]
@@ -74,3 +74,13 @@ def load_one(source: sources.SourceConfig, split: str, ctx: sources.LoadContext)
     return sources.with_readable_images(
         items, root, ctx, bad, aliases, read_from=f"{path} (split {split!r})"
     )
+
+
+FORMAT = sources.Format(
+    name="vqa_jsonl",
+    protocol=sources.Protocol.VQA,
+    # image_root: "" = the folder of path. question_types: () = all. prompt_suffix:
+    # appended to every question.
+    keys=dict(image_root="", question_types=(), prompt_suffix=""),
+    load=sources.each_split(load_split),
+)
