@@ -128,10 +128,6 @@ class FolderDataset:
     def num_skipped(self) -> int:
         return len(self.skipped)
 
-    @property
-    def skip_report(self) -> str:
-        return f"skipped {len(self.skipped)} unreadable images: {self.skipped}"
-
     def report(self) -> dict:
         """What indexing left out, for results files."""
         return {

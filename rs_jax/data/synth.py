@@ -130,10 +130,6 @@ class SceneSample:
         """Land-cover classes present (>= LANDCOVER_MIN_FRACTION), in LANDCOVERS order."""
         return tuple(n for n in LANDCOVERS if self.landcover_fractions[n] >= LANDCOVER_MIN_FRACTION)
 
-    @property
-    def present_objects(self) -> tuple[str, ...]:
-        return tuple(n for n in OBJECTS if self.counts[n] > 0)
-
 
 def derive_scene(
     fractions: dict[str, float], counts: dict[str, int], water_shape: str

@@ -10,7 +10,6 @@ pad = their pad token, else unk, else eos.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -196,7 +195,3 @@ def special_ids(tok) -> dict[str, int | None]:
         "bos": _first(tok.cls_token_id, tok.bos_token_id),
         "eos": eos,
     }
-
-
-def tokenizer_summary(tok) -> str:
-    return json.dumps({"vocab_size": len(tok), **special_ids(tok)})

@@ -79,10 +79,6 @@ class BuiltKB:
         return self.metadata["encoder"]["name"]
 
     @property
-    def encoder_fingerprint(self) -> str:
-        return self.metadata["encoder"]["fingerprint"]
-
-    @property
     def encoder_source(self) -> str:
         """What to pass to the encoder loader to get this KB's encoder back."""
         return self.metadata["encoder"].get("source") or self.encoder_name
