@@ -74,7 +74,7 @@ def worker(args) -> None:
 
     from rs_jax import sharding
     from rs_jax.config import load_config
-    from rs_jax.data.synth import kb_entries
+    from rs_jax.data.scenes import kb_entries
     from rs_jax.plan import aot
     from rs_jax.train import experiment as experiment_lib
     from rs_jax.train import report

@@ -339,7 +339,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             for key in ("num_train", "num_test"):
                 if key in data and data[key] <= 0:
                     raise ConfigError(f"config.data.{key} must be positive, got {data[key]}")
-            if data.get("image_size", 16) < 16:  # data.synth.render_scene's smallest scene
+            if data.get("image_size", 16) < 16:  # data.scenes.render_scene's smallest scene
                 raise ConfigError(
                     f"config.data.image_size={data.image_size}: rs_synth renders scenes of at "
                     f"least 16 px"

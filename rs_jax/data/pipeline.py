@@ -39,7 +39,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from rs_jax.data import boxes, synth
+from rs_jax.data import boxes, scenes
 from rs_jax.data import sources as sources_lib
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data import tokenizer as tokenizer_lib
@@ -254,7 +254,7 @@ def _prepare_tokenizer(spec: str, data_dir: str, corpus: list[str]) -> Any:
 def _scene_entries(names: Sequence[str], aliases: dict[str, list[str]], source: str) -> list[Entry]:
     """The KB of datasets with scene classes: an entry per class (the spellings the data
     uses are its aliases), then the synthetic set's land-cover and object entries."""
-    scenes = [
+    class_entries = [
         Entry(
             id=make_id("scene", name),
             level="scene",
@@ -265,7 +265,7 @@ def _scene_entries(names: Sequence[str], aliases: dict[str, list[str]], source: 
         )
         for name in names
     ]
-    return scenes + [e for e in synth.kb_entries() if e.level != "scene"]
+    return class_entries + [e for e in scenes.kb_entries() if e.level != "scene"]
 
 
 def source_configs(dc: ml_collections.ConfigDict) -> list[sources_lib.SourceConfig]:
@@ -413,7 +413,7 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
             lambda: prepare_rs_synth(data_dir, size, dc.num_train, dc.num_test, dc.seed),
             "rs_jax_rs_synth",
         )
-        kb = synth.kb_entries()
+        kb = scenes.kb_entries()
         corpus = tasks_lib.corpus_texts()
         if set(task_names) & set(tasks_lib.GROUNDING_TASKS):
             # Only then: other runs keep the tokenizer they were trained with.

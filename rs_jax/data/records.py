@@ -10,7 +10,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from rs_jax.data import boxes, sources, synth
+from rs_jax.data import boxes, scenes, sources
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data.images import Bands, load_image
 from rs_jax.data.rs_synth import prepare_rs_synth
@@ -88,7 +88,7 @@ class SynthRecords:
         ]
         objects = ex["objects"]
         named = [
-            (synth.OBJECTS[int(n)], boxes.Box(*(float(v) for v in b)))
+            (scenes.OBJECTS[int(n)], boxes.Box(*(float(v) for v in b)))
             for n, b in zip(objects["name"], objects["box"], strict=True)
         ]
         # Their own random stream (the stored questions used [seed, 1]).
@@ -97,9 +97,9 @@ class SynthRecords:
         landcover = np.asarray(ex["landcover"])
         counts = np.asarray(ex["counts"])
         kb = _kb_row(
-            [synth.kb_id("scene", synth.SCENES[int(ex["scene"])])]
-            + [synth.kb_id("landcover", n) for n, m in zip(synth.LANDCOVERS, landcover) if m]
-            + [synth.kb_id("object", n) for n, c in zip(synth.OBJECTS, counts) if c > 0]
+            [scenes.kb_id("scene", scenes.SCENES[int(ex["scene"])])]
+            + [scenes.kb_id("landcover", n) for n, m in zip(scenes.LANDCOVERS, landcover) if m]
+            + [scenes.kb_id("object", n) for n, c in zip(scenes.OBJECTS, counts) if c > 0]
         )
         return {"image": np.asarray(ex["image"], np.uint8), "qas": qas, "kb_labels": kb}
 

@@ -17,9 +17,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from rs_jax.data import synth, tasks
+from rs_jax.data import scenes, tasks
 
-_DESCRIPTION = "Procedural synthetic aerial scenes (rs_jax.data.synth) with RSVQA-style QA."
+_DESCRIPTION = "Procedural synthetic aerial scenes (rs_jax.data.scenes) with RSVQA-style QA."
 
 
 @dataclasses.dataclass(eq=False)
@@ -47,21 +47,21 @@ def make_config(image_size: int, num_train: int, num_test: int, seed: int) -> Rs
 
 def render_example(seed: int, image_size: int) -> dict:
     """One TFDS example (numpy) from a per-example seed."""
-    sample = synth.render_scene(seed, image_size)
+    sample = scenes.render_scene(seed, image_size)
     # Questions get their own random stream so QA changes never alter the images.
     qa_rng = np.random.default_rng([seed, 1])
     qas = tasks.generate_qas(sample, qa_rng)
     return {
         "image": sample.image,
-        "scene": synth.SCENES.index(sample.scene),
-        "landcover": np.array([n in sample.landcovers for n in synth.LANDCOVERS], dtype=np.uint8),
+        "scene": scenes.SCENES.index(sample.scene),
+        "landcover": np.array([n in sample.landcovers for n in scenes.LANDCOVERS], dtype=np.uint8),
         "landcover_fractions": np.array(
-            [sample.landcover_fractions[n] for n in synth.LANDCOVERS], dtype=np.float32
+            [sample.landcover_fractions[n] for n in scenes.LANDCOVERS], dtype=np.float32
         ),
-        "counts": np.array([sample.counts[n] for n in synth.OBJECTS], dtype=np.int32),
-        "rural_urban": synth.RURAL_URBAN.index(sample.rural_urban),
+        "counts": np.array([sample.counts[n] for n in scenes.OBJECTS], dtype=np.int32),
+        "rural_urban": scenes.RURAL_URBAN.index(sample.rural_urban),
         "objects": {
-            "name": [synth.OBJECTS.index(name) for name, _, _ in sample.objects],
+            "name": [scenes.OBJECTS.index(name) for name, _, _ in sample.objects],
             "box": np.array(
                 [(b.x1, b.y1, b.x2, b.y2) for b in sample.boxes], dtype=np.float32
             ).reshape(-1, 4),
@@ -76,7 +76,7 @@ def render_example(seed: int, image_size: int) -> dict:
 
 
 class RsSynth(tfds.core.GeneratorBasedBuilder):
-    """Synthetic RS scenes; see rs_jax.data.synth for the renderer."""
+    """Synthetic RS scenes; see rs_jax.data.scenes for the renderer."""
 
     VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
@@ -97,18 +97,18 @@ class RsSynth(tfds.core.GeneratorBasedBuilder):
             {
                 # Tensor + zlib: tfds.features.Image needs TensorFlow to encode PNGs.
                 "image": tfds.features.Tensor(shape=(s, s, 3), dtype=np.uint8, encoding="zlib"),
-                "scene": tfds.features.ClassLabel(names=synth.SCENES),
-                "landcover": tfds.features.Tensor(shape=(len(synth.LANDCOVERS),), dtype=np.uint8),
+                "scene": tfds.features.ClassLabel(names=scenes.SCENES),
+                "landcover": tfds.features.Tensor(shape=(len(scenes.LANDCOVERS),), dtype=np.uint8),
                 "landcover_fractions": tfds.features.Tensor(
-                    shape=(len(synth.LANDCOVERS),), dtype=np.float32
+                    shape=(len(scenes.LANDCOVERS),), dtype=np.float32
                 ),
-                "counts": tfds.features.Tensor(shape=(len(synth.OBJECTS),), dtype=np.int32),
-                "rural_urban": tfds.features.ClassLabel(names=synth.RURAL_URBAN),
+                "counts": tfds.features.Tensor(shape=(len(scenes.OBJECTS),), dtype=np.int32),
+                "rural_urban": tfds.features.ClassLabel(names=scenes.RURAL_URBAN),
                 # Per object, in drawing order: its class and (x1, y1, x2, y2) in the unit
-                # square (synth.SceneSample.boxes).
+                # square (scenes.SceneSample.boxes).
                 "objects": tfds.features.Sequence(
                     {
-                        "name": tfds.features.ClassLabel(names=synth.OBJECTS),
+                        "name": tfds.features.ClassLabel(names=scenes.OBJECTS),
                         "box": tfds.features.Tensor(shape=(4,), dtype=np.float32),
                     }
                 ),
@@ -135,7 +135,7 @@ class RsSynth(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, split: str, num: int):
         cfg = self.builder_config
         for i in range(num):
-            seed = synth.example_seed(cfg.seed, split, i)
+            seed = scenes.example_seed(cfg.seed, split, i)
             yield i, render_example(seed, cfg.image_size)
 
 

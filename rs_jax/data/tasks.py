@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rs_jax.data import boxes, synth
+from rs_jax.data import boxes, scenes
 
 # Generated at build time (generate_qas), then the box tasks (grounding_qas), which are
 # made when the data are read so that answers are written in config.data.box_format.
@@ -137,14 +137,14 @@ def _a(noun: str) -> str:
 
 
 def _plural(noun: str) -> str:
-    return synth.OBJECT_PLURALS[noun]
+    return scenes.OBJECT_PLURALS[noun]
 
 
 def caption_from_labels(scene: str, counts: Mapping[str, int], landcovers: Sequence[str]) -> str:
     """Template caption, e.g. "a harbor scene with 2 ships and 1 building over water."."""
     parts = [
         f"{n} {obj if n == 1 else _plural(obj)}"
-        for obj in synth.OBJECTS
+        for obj in scenes.OBJECTS
         if (n := counts.get(obj, 0)) > 0
     ]
     text = f"{_a(scene)} scene"
@@ -158,7 +158,7 @@ def caption_from_labels(scene: str, counts: Mapping[str, int], landcovers: Seque
     return text + "."
 
 
-def generate_qas(sample: synth.SceneSample, rng: np.random.Generator) -> list[QA]:
+def generate_qas(sample: scenes.SceneSample, rng: np.random.Generator) -> list[QA]:
     """Every task's questions for one scene.
 
     presence and comparison get one "yes" and one "no" question where the scene
@@ -167,8 +167,8 @@ def generate_qas(sample: synth.SceneSample, rng: np.random.Generator) -> list[QA
     """
     counts = sample.counts
     pick = lambda seq: seq[int(rng.integers(len(seq)))]
-    present = [o for o in synth.OBJECTS if counts[o] > 0]
-    absent = [o for o in synth.OBJECTS if counts[o] == 0]
+    present = [o for o in scenes.OBJECTS if counts[o] > 0]
+    absent = [o for o in scenes.OBJECTS if counts[o] == 0]
     qas = [QA(pick(SCENE_TEMPLATES), sample.scene, "scene")]
 
     for pool, answer in ((present, "yes"), (absent, "no")):
@@ -176,12 +176,12 @@ def generate_qas(sample: synth.SceneSample, rng: np.random.Generator) -> list[QA
             q = pick(PRESENCE_TEMPLATES).format(a_obj=_a(pick(pool)))
             qas.append(QA(q, answer, "presence"))
 
-    count_objs = ([pick(present)] if present else []) + [pick(synth.OBJECTS)]
+    count_objs = ([pick(present)] if present else []) + [pick(scenes.OBJECTS)]
     for obj in count_objs:
         q = pick(COUNT_TEMPLATES).format(objs=_plural(obj))
         qas.append(QA(q, count_answer(counts[obj]), "count"))
 
-    pairs = list(itertools.permutations(synth.OBJECTS, 2))
+    pairs = list(itertools.permutations(scenes.OBJECTS, 2))
     more = [(a, b) for a, b in pairs if counts[a] > counts[b]]
     # "no" pairs where at least one side is present are more informative than 0-vs-0.
     not_more = [(a, b) for a, b in pairs if counts[a] <= counts[b] and counts[b] > 0]
@@ -211,7 +211,7 @@ def grounding_qas(
         by_class.setdefault(name, []).append(box)
     pick = lambda seq: seq[int(rng.integers(len(seq)))]
     qas = []
-    for name in (n for n in synth.OBJECTS if n in by_class):
+    for name in (n for n in scenes.OBJECTS if n in by_class):
         found, question = by_class[name], None
         if len(found) == 1:
             question, target = GROUNDING_PROMPTS["refer"].format(object=name), found[0]
@@ -242,11 +242,11 @@ def _singled_out(found: Sequence[boxes.Box]) -> dict[str, boxes.Box]:
 def grounding_corpus(box_format: str) -> list[str]:
     """The box tasks' prompts and answers for the tokenizer: every question form and class,
     and boxes using every grid value in box_format."""
-    texts = [GROUNDING_PROMPTS["refer"].format(object=o) for o in synth.OBJECTS]
+    texts = [GROUNDING_PROMPTS["refer"].format(object=o) for o in scenes.OBJECTS]
     texts += [
         GROUNDING_PROMPTS["refer_attribute"].format(attribute=a, object=o)
         for a in GROUNDING_PROMPTS["attributes"]
-        for o in synth.OBJECTS
+        for o in scenes.OBJECTS
     ]
     grid = boxes.grid_size(box_format)
     edges = np.arange(grid) / grid
@@ -315,17 +315,17 @@ def corpus_texts(extra_answers: Iterable[str] = ()) -> list[str]:
     grounding_corpus when box tasks are trained)."""
     texts: list[str] = []
     texts += SCENE_TEMPLATES + RURAL_URBAN_TEMPLATES + CAPTION_TEMPLATES + CLASSIFY_PROMPTS
-    for obj in synth.OBJECTS:
+    for obj in scenes.OBJECTS:
         texts += [t.format(a_obj=_a(obj)) for t in PRESENCE_TEMPLATES]
         texts += [t.format(objs=_plural(obj)) for t in COUNT_TEMPLATES]
-    for a, b in itertools.permutations(synth.OBJECTS, 2):
+    for a, b in itertools.permutations(scenes.OBJECTS, 2):
         texts += [t.format(objs_a=_plural(a), objs_b=_plural(b)) for t in COMPARISON_TEMPLATES]
-    texts += list(synth.SCENES) + list(synth.LANDCOVERS) + list(synth.OBJECTS)
-    texts += list(synth.OBJECT_PLURALS.values()) + list(synth.RURAL_URBAN) + ["yes", "no"]
-    texts += [count_answer(n) for n in range(synth.MAX_COUNT + 1)]
-    for scene in synth.SCENES:
-        for obj in synth.OBJECTS:
+    texts += list(scenes.SCENES) + list(scenes.LANDCOVERS) + list(scenes.OBJECTS)
+    texts += list(scenes.OBJECT_PLURALS.values()) + list(scenes.RURAL_URBAN) + ["yes", "no"]
+    texts += [count_answer(n) for n in range(scenes.MAX_COUNT + 1)]
+    for scene in scenes.SCENES:
+        for obj in scenes.OBJECTS:
             for n in (1, 2):
-                texts.append(caption_from_labels(scene, {obj: n}, synth.LANDCOVERS[:2]))
+                texts.append(caption_from_labels(scene, {obj: n}, scenes.LANDCOVERS[:2]))
     texts += list(extra_answers)
     return texts

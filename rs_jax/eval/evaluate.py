@@ -17,15 +17,15 @@ from flax import nnx
 from rs_jax.data.boxes import parse
 from rs_jax.data.sources import Protocol
 from rs_jax.eval.captions import METRICS as CAPTION_METRICS
+from rs_jax.eval.figures import Example, grounding_sheet
 from rs_jax.eval.generation import greedy_generate
 from rs_jax.eval.metrics import format_table
-from rs_jax.eval.plots import Example, grounding_sheet
 from rs_jax.eval.protocols import Scorer, markdown
 from rs_jax.files import is_local, write_text_whole
 from rs_jax.models.retrieval import hits_at_k
 from rs_jax.train import experiment as experiment_lib
+from rs_jax.train.charts import expert_usage_figure
 from rs_jax.train.checkpointing import open_latest
-from rs_jax.train.plots import expert_usage_figure
 from rs_jax.train.progress import ProgressLine
 
 GROUNDING_EXAMPLES = 6  # per source, drawn into grounding_<source>.png

@@ -159,7 +159,7 @@ def draw_answer(config: Any, image: str, answer: str, out_path: str) -> int:
     boxes, and writes nothing when there are none."""
     from rs_jax.data.boxes import parse
     from rs_jax.data.images import bands_of, load_image
-    from rs_jax.eval.plots import draw_boxes
+    from rs_jax.eval.figures import draw_boxes
 
     found = parse(answer, config.data.get("box_format", "geochat"))
     if not found:

@@ -30,9 +30,9 @@ from etils import epath
 from rs_jax.data.sources import Protocol
 from rs_jax.data.tasks import GROUNDING_TASK
 from rs_jax.eval.captions import caption_scores, format_caption_table
+from rs_jax.eval.figures import confusion_matrix_figure
 from rs_jax.eval.grounding import GroundingScores, format_grounding_table
 from rs_jax.eval.metrics import ClassificationScores, TaskAccuracy
-from rs_jax.eval.plots import confusion_matrix_figure
 
 
 class Scorer:

@@ -183,7 +183,7 @@ def compile_step(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Compiles `step` for `topology`: its report (the `--json` keys) and what was compiled
     (step, global batch, mesh)."""
-    from rs_jax.data.synth import kb_entries
+    from rs_jax.data.scenes import kb_entries
 
     if step not in STEPS:
         raise ConfigError(f"--step must be one of {', '.join(STEPS)}, got {step!r}")

@@ -502,7 +502,7 @@ def _write_expert_usage_images(
     writer: MetricWriter, step: int, metrics: dict[str, Any], level_names: tuple[str, ...]
 ) -> None:
     """The expert usage bar charts (last batch's routing) as TensorBoard images."""
-    from rs_jax.train.plots import expert_usage_figure, figure_to_array  # matplotlib: lazily
+    from rs_jax.train.charts import expert_usage_figure, figure_to_array  # matplotlib: lazily
 
     for prefix in ("moe", "moe_llm"):
         usage = expert_usage_from_metrics(metrics, level_names, prefix)

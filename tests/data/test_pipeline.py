@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from configs.common import base_config
-from rs_jax.data import boxes, synth
+from rs_jax.data import boxes, scenes
 from rs_jax.data.pipeline import build_data
 from rs_jax.data.text import TextEncoder
 from rs_jax.eval.protocols import Scorer
@@ -78,7 +78,7 @@ def test_bundle_fields(bundle):
     assert bundle.tasks == ("scene", "presence", "count", "comparison", "rural_urban")
     assert bundle.vocab_size == len(bundle.tokenizer)
     assert (bundle.pad_id, bundle.eos_id) == (0, 3)
-    assert bundle.kb_entries == synth.kb_entries()
+    assert bundle.kb_entries == scenes.kb_entries()
 
 
 def test_train_batches(bundle):
@@ -99,7 +99,7 @@ def test_train_batches(bundle):
         elif task == "count":
             assert ans in {"0", "1", "2", "3", "4"}
         elif task == "scene":
-            assert ans in synth.SCENES
+            assert ans in scenes.SCENES
 
 
 def test_train_iterator_deterministic_and_seeded(bundle):

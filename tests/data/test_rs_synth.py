@@ -6,7 +6,7 @@ import pickle
 
 import numpy as np
 
-from rs_jax.data import boxes, records, rs_synth, synth, tasks
+from rs_jax.data import boxes, records, rs_synth, scenes, tasks
 
 
 def test_build_and_read_back(tmp_path):
@@ -17,8 +17,8 @@ def test_build_and_read_back(tmp_path):
     assert (len(train), len(test)) == (24, 6)
     ex = train[0]
     assert ex["image"].shape == (32, 32, 3) and ex["image"].dtype == np.uint8
-    assert ex["counts"].shape == (len(synth.OBJECTS),)
-    assert ex["landcover"].shape == (len(synth.LANDCOVERS),)
+    assert ex["counts"].shape == (len(scenes.OBJECTS),)
+    assert ex["landcover"].shape == (len(scenes.LANDCOVERS),)
     qa = ex["qa"]
     assert len(qa["question"]) == len(qa["answer"]) == len(qa["task"]) >= 5
     # The stored example is exactly the renderer's output for its seed.
@@ -29,7 +29,7 @@ def test_build_and_read_back(tmp_path):
     assert [q.decode() for q in qa["question"]] == ref["qa"]["question"]
     # Every index of the split is present exactly once.
     seeds = {int(train[i]["seed"]) for i in range(len(train))}
-    assert seeds == {synth.example_seed(3, "train", i) for i in range(24)}
+    assert seeds == {scenes.example_seed(3, "train", i) for i in range(24)}
 
 
 def test_idempotent_and_sizes_separate(tmp_path):
@@ -52,8 +52,8 @@ def test_objects_are_stored_and_read_as_box_questions(tmp_path):
     asked = 0
     for i in range(len(source)):
         ex = source[i]
-        sample = synth.render_scene(int(ex["seed"]), 32)
-        names = [synth.OBJECTS[int(n)] for n in ex["objects"]["name"]]
+        sample = scenes.render_scene(int(ex["seed"]), 32)
+        names = [scenes.OBJECTS[int(n)] for n in ex["objects"]["name"]]
         assert names == [name for name, _, _ in sample.objects]
         want = [(b.x1, b.y1, b.x2, b.y2) for b in sample.boxes]
         stored = np.reshape(ex["objects"]["box"], (-1, 4))  # an empty sequence reads as []

@@ -5,21 +5,21 @@ import re
 import numpy as np
 import pytest
 
-from rs_jax.data import boxes, synth, tasks
+from rs_jax.data import boxes, scenes, tasks
 
 
 @pytest.fixture(scope="module")
 def annotated():
     out = []
     for seed in range(300):
-        s = synth.render_scene(seed, 32)
+        s = scenes.render_scene(seed, 32)
         out.append((s, tasks.generate_qas(s, np.random.default_rng(seed))))
     return out
 
 
 def _object_from(question: str) -> str:
-    for obj in sorted(synth.OBJECTS, key=len, reverse=True):
-        if re.search(rf"\b({obj}|{synth.OBJECT_PLURALS[obj]})\b", question):
+    for obj in sorted(scenes.OBJECTS, key=len, reverse=True):
+        if re.search(rf"\b({obj}|{scenes.OBJECT_PLURALS[obj]})\b", question):
             return obj
     raise AssertionError(question)
 
@@ -120,7 +120,7 @@ def test_classification_qa():
     assert prompts == set(tasks.CLASSIFY_PROMPTS)
 
 
-def _objects(sample: synth.SceneSample) -> list[tuple[str, boxes.Box]]:
+def _objects(sample: scenes.SceneSample) -> list[tuple[str, boxes.Box]]:
     return [(name, box) for (name, _, _), box in zip(sample.objects, sample.boxes, strict=True)]
 
 

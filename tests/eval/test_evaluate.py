@@ -13,7 +13,7 @@ from PIL import Image
 
 from rs_jax.config import load_config
 from rs_jax.eval import evaluate as evaluate_lib
-from rs_jax.eval import plots
+from rs_jax.eval import figures
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import Checkpointer
 
@@ -363,7 +363,7 @@ def test_box_answers_scored_by_iou_and_drawn(monkeypatch, grounding_run):
     assert figure.name == "grounding_rs_synth.png"
     sheet = np.asarray(Image.open(figure).convert("RGB"))
     shown = min(grounding["count"], evaluate_lib.GROUNDING_EXAMPLES)
-    assert sheet.shape == (plots.TILE + 40, shown * plots.TILE, 3)
-    colours = {c: (sheet == c).all(-1).sum() for c in (plots.PREDICTED, plots.REFERENCE)}
+    assert sheet.shape == (figures.TILE + 40, shown * figures.TILE, 3)
+    colours = {c: (sheet == c).all(-1).sum() for c in (figures.PREDICTED, figures.REFERENCE)}
     assert min(colours.values()) > 0, colours
     assert f"]({figure.name})" in (Path(workdir) / "eval.md").read_text()

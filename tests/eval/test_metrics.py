@@ -6,8 +6,8 @@ import warnings
 import numpy as np
 import pytest
 
+from rs_jax.eval.figures import confusion_matrix_figure
 from rs_jax.eval.metrics import ClassificationScores, TaskAccuracy, format_table
-from rs_jax.eval.plots import confusion_matrix_figure
 
 
 def filled(rows):

@@ -16,7 +16,7 @@ from PIL import Image
 
 from rs_jax import cli
 from rs_jax.config import load_config
-from rs_jax.eval import plots, predict
+from rs_jax.eval import figures, predict
 from rs_jax.eval.session import Session
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import Checkpointer
@@ -273,7 +273,7 @@ def test_predict_draws_the_boxes_it_answers_with(run, tmp_path, capsys, monkeypa
     pixels = np.asarray(Image.open(out).convert("RGB"))
     side = predict.DRAW_SIZE
     assert pixels.shape == (side, side, 3)
-    red = (pixels == plots.PREDICTED).all(-1)
+    red = (pixels == figures.PREDICTED).all(-1)
     rows, cols = np.flatnonzero(red.any(1)), np.flatnonzero(red.any(0))
     # The outline of x 0.25-0.75, y 0.25-0.5 of the square the model saw (3 px wide).
     assert abs(rows[0] - side / 4) <= 2 and abs(rows[-1] - side / 2) <= 2

@@ -11,7 +11,7 @@ from flax import nnx
 
 from configs.common import SHARDING_RULES
 from rs_jax.config import ConfigError, load_config
-from rs_jax.data.synth import kb_entries
+from rs_jax.data.scenes import kb_entries
 from rs_jax.kb.index import LevelIndex
 from rs_jax.kb.store import write_built_kb
 from rs_jax.models.config import KnowledgeConfig, Precision

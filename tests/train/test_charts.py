@@ -3,18 +3,18 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
-from rs_jax.train import plots
+from rs_jax.train import charts
 
 
 def test_expert_usage_bars_are_the_shares_with_the_uniform_line():
     usage = {"scene": [0.7, 0.3], "object": [0.1, 0.2, 0.3, 0.4]}
-    fig = plots.expert_usage_figure(usage)
+    fig = charts.expert_usage_figure(usage)
     for ax, (level, shares) in zip(fig.axes, usage.items(), strict=True):
         assert ax.get_title() == level
         np.testing.assert_allclose([bar.get_height() for bar in ax.patches], shares)
         (uniform,) = ax.lines
         np.testing.assert_allclose(uniform.get_ydata(), 1 / len(shares))
-    image = plots.figure_to_array(fig)
+    image = charts.figure_to_array(fig)
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
     assert image.std() > 0  # something was drawn
     assert not plt.fignum_exists(fig.number)  # closed after rendering
@@ -22,7 +22,7 @@ def test_expert_usage_bars_are_the_shares_with_the_uniform_line():
 
 def test_training_curves_plot_each_series():
     scalars = {"loss": [(1, 3.0), (2, 2.5), (3, 2.0)], "accuracy": []}
-    fig = plots.training_curves_figure(scalars)
+    fig = charts.training_curves_figure(scalars)
     (loss_line,) = fig.axes[0].lines
     np.testing.assert_array_equal(loss_line.get_xdata(), [1, 2, 3])
     np.testing.assert_array_equal(loss_line.get_ydata(), [3.0, 2.5, 2.0])
@@ -33,7 +33,7 @@ def test_training_curves_plot_each_series():
 def test_retrieved_cues_list_every_level_and_score():
     image = np.zeros((8, 8, 3), np.uint8)
     retrieved = {"scene": [("airport", 0.91), ("harbor", 0.42)], "object": [("plane", 0.8)]}
-    fig = plots.retrieved_cues_figure(image, retrieved, title="q")
+    fig = charts.retrieved_cues_figure(image, retrieved, title="q")
     text = fig.axes[1].texts[0].get_text()
     assert text.splitlines() == [
         "scene:",

@@ -1,4 +1,4 @@
-"""Grounding pictures (rs_jax/eval/plots.py): boxes drawn in their colours where they are,
+"""Grounding pictures (rs_jax/eval/figures.py): boxes drawn in their colours where they are,
 on an image of the asked size, and a sheet of examples written as a PNG."""
 
 import io
@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from rs_jax.data.boxes import Box
-from rs_jax.eval.plots import PREDICTED, REFERENCE, TILE, Example, draw_boxes, grounding_sheet
+from rs_jax.eval.figures import PREDICTED, REFERENCE, TILE, Example, draw_boxes, grounding_sheet
 
 GREY = (128, 128, 128)
 

@@ -3,54 +3,54 @@
 import numpy as np
 import pytest
 
-from rs_jax.data import synth
+from rs_jax.data import scenes
 from rs_jax.kb.curation import load_descriptions
 from rs_jax.kb.schema import make_id
 
 
 @pytest.fixture(scope="module")
-def samples() -> list[synth.SceneSample]:
-    return [synth.render_scene(seed, 32) for seed in range(270)]
+def samples() -> list[scenes.SceneSample]:
+    return [scenes.render_scene(seed, 32) for seed in range(270)]
 
 
 @pytest.mark.parametrize("size", [32, 64])
 def test_deterministic_by_seed(size):
-    a, b = synth.render_scene(7, size), synth.render_scene(7, size)
+    a, b = scenes.render_scene(7, size), scenes.render_scene(7, size)
     assert a.image.shape == (size, size, 3) and a.image.dtype == np.uint8
     np.testing.assert_array_equal(a.image, b.image)
     assert (a.scene, a.counts, a.landcover_fractions) == (b.scene, b.counts, b.landcover_fractions)
-    assert not np.array_equal(a.image, synth.render_scene(8, size).image)
+    assert not np.array_equal(a.image, scenes.render_scene(8, size).image)
 
 
 def test_every_scene_is_rendered_with_requested_label():
-    for scene in synth.SCENES:
+    for scene in scenes.SCENES:
         for seed in range(3):
-            s = synth.render_scene(seed, 32, scene=scene)
+            s = scenes.render_scene(seed, 32, scene=scene)
             assert s.scene == scene
 
 
 def test_labels_follow_from_content(samples):
     seen = {s.scene for s in samples}
-    assert seen == set(synth.SCENES)
+    assert seen == set(scenes.SCENES)
     for s in samples:
         # The label is exactly what the derivation rules say about the drawn content.
-        assert synth.derive_scene(s.landcover_fractions, s.counts, s.water_shape) == s.scene
-        assert s.rural_urban == synth.derive_rural_urban(s.landcover_fractions)
-        assert all(0 <= c <= synth.MAX_COUNT for c in s.counts.values())
-        drawn = {n: 0 for n in synth.OBJECTS}
+        assert scenes.derive_scene(s.landcover_fractions, s.counts, s.water_shape) == s.scene
+        assert s.rural_urban == scenes.derive_rural_urban(s.landcover_fractions)
+        assert all(0 <= c <= scenes.MAX_COUNT for c in s.counts.values())
+        drawn = {n: 0 for n in scenes.OBJECTS}
         for name, _, _ in s.objects:
             drawn[name] += 1
         assert drawn == s.counts
         assert abs(sum(s.landcover_fractions.values()) - 1.0) < 1e-6
-        for i, name in enumerate(synth.LANDCOVERS):
+        for i, name in enumerate(scenes.LANDCOVERS):
             assert s.landcover_fractions[name] == pytest.approx(np.mean(s.landcover_map == i))
         assert s.landcovers and all(
-            s.landcover_fractions[n] >= synth.LANDCOVER_MIN_FRACTION for n in s.landcovers
+            s.landcover_fractions[n] >= scenes.LANDCOVER_MIN_FRACTION for n in s.landcovers
         )
 
 
 def test_objects_sit_where_they_belong(samples):
-    water = synth.LANDCOVERS.index("water")
+    water = scenes.LANDCOVERS.index("water")
     for s in samples:
         if s.counts["airplane"] or s.counts["runway"]:
             assert s.scene == "airport"
@@ -67,15 +67,15 @@ def test_objects_sit_where_they_belong(samples):
 
 def test_objects_are_visible():
     # Each object changes pixels: the same seed with nothing placed would look different.
-    s = synth.render_scene(3, 32, scene="industrial")
+    s = scenes.render_scene(3, 32, scene="industrial")
     tank_pixels = (s.image.min(-1) > 200).sum()
     assert s.counts["storage tank"] >= 1 and tank_pixels >= 4 * s.counts["storage tank"]
 
 
-def _canvas_with_one(name: str, size: int = 64, seed: int = 0) -> synth._Canvas:
+def _canvas_with_one(name: str, size: int = 64, seed: int = 0) -> scenes._Canvas:
     """A canvas of black pixels (no land cover painted) with one object drawn: only the
     object's body is not black (shadows darken black to black)."""
-    c = synth._Canvas(size, np.random.default_rng(seed))
+    c = scenes._Canvas(size, np.random.default_rng(seed))
     everywhere = np.ones((size, size), bool)
     if name == "road":
         assert c.roads(1, everywhere) == 1
@@ -86,7 +86,7 @@ def _canvas_with_one(name: str, size: int = 64, seed: int = 0) -> synth._Canvas:
     return c
 
 
-@pytest.mark.parametrize("name", synth.OBJECTS)
+@pytest.mark.parametrize("name", scenes.OBJECTS)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_box_is_tight_around_the_drawn_pixels(name, seed):
     c = _canvas_with_one(name, seed=seed)
@@ -103,7 +103,7 @@ def test_boxes_lie_on_the_objects_after_flips_and_rotations(size):
     just around it: a box left in the canonical orientation, or turned the wrong way,
     would lie on plain ground."""
     for seed in range(60):  # every flip and rotation occurs among them
-        s = synth.render_scene(seed, size)
+        s = scenes.render_scene(seed, size)
         assert len(s.boxes) == len(s.objects)
         img = s.image.astype(np.float64)
         for (name, row, col), box in zip(s.objects, s.boxes, strict=True):
@@ -121,18 +121,18 @@ def test_boxes_lie_on_the_objects_after_flips_and_rotations(size):
 
 
 def test_kb_entries_order_and_ids():
-    entries = synth.kb_entries()
+    entries = scenes.kb_entries()
     levels = [e.level for e in entries]
-    n_s, n_l = len(synth.SCENES), len(synth.LANDCOVERS)
-    assert levels == ["scene"] * n_s + ["landcover"] * n_l + ["object"] * len(synth.OBJECTS)
-    assert [e.name for e in entries] == [*synth.SCENES, *synth.LANDCOVERS, *synth.OBJECTS]
+    n_s, n_l = len(scenes.SCENES), len(scenes.LANDCOVERS)
+    assert levels == ["scene"] * n_s + ["landcover"] * n_l + ["object"] * len(scenes.OBJECTS)
+    assert [e.name for e in entries] == [*scenes.SCENES, *scenes.LANDCOVERS, *scenes.OBJECTS]
     assert all(e.description for e in entries)
     for e in entries:
-        assert entries[synth.kb_id(e.level, e.name)] == e
-        assert e.id == make_id(e.level, e.name) and e.sources == [synth.KB_SOURCE]
+        assert entries[scenes.kb_id(e.level, e.name)] == e
+        assert e.id == make_id(e.level, e.name) and e.sources == [scenes.KB_SOURCE]
 
 
 def test_descriptions_file_describes_exactly_the_classes():
-    text = load_descriptions(synth.DESCRIPTIONS_FILE)
-    classes = {"scene": synth.SCENES, "landcover": synth.LANDCOVERS, "object": synth.OBJECTS}
+    text = load_descriptions(scenes.DESCRIPTIONS_FILE)
+    classes = {"scene": scenes.SCENES, "landcover": scenes.LANDCOVERS, "object": scenes.OBJECTS}
     assert {level: tuple(names) for level, names in text.items()} == classes

@@ -71,7 +71,7 @@ _WATER, _FOREST, _CROP, _GRASS, _BARE, _IMPERVIOUS = range(len(LANDCOVERS))
 
 # The `sources` of the synthetic set's KB entries: the data set's name in configs.
 KB_SOURCE = "rs_synth"
-DESCRIPTIONS_FILE = Path(__file__).with_name("synth_descriptions.json")
+DESCRIPTIONS_FILE = Path(__file__).with_name("scene_descriptions.json")
 
 
 def kb_entries() -> list[Entry]:
