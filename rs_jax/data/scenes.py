@@ -13,6 +13,8 @@ label always agrees with what is in the picture.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -326,106 +328,128 @@ class _Canvas:
         return placed
 
     def _draw_one(self, name: str, allowed: np.ndarray) -> bool:
+        """Draws one object of class `name` on a free spot of `allowed`; False where none
+        was found."""
+        draw = {
+            "building": self._draw_building,
+            "storage tank": self._draw_storage_tank,
+            "tree": self._draw_tree,
+            "vehicle": self._draw_vehicle,
+            "ship": self._draw_ship,
+            "airplane": self._draw_airplane,
+        }.get(name)
+        if draw is None:
+            raise ValueError(f"Object {name!r} is not placed with _draw_one")
+        return draw(allowed)
+
+    def _draw_building(self, allowed: np.ndarray) -> bool:
         rng, px = self.rng, self.px
-        if name == "building":
-            industrial = rng.random() < self.industrial_roofs
-            h, w = (
-                (px(rng.uniform(5, 7)), px(rng.uniform(5, 7)))
-                if industrial
-                else (px(rng.uniform(3.5, 5)), px(rng.uniform(3.5, 5)))
+        industrial = rng.random() < self.industrial_roofs
+        h, w = (
+            (px(rng.uniform(5, 7)), px(rng.uniform(5, 7)))
+            if industrial
+            else (px(rng.uniform(3.5, 5)), px(rng.uniform(3.5, 5)))
+        )
+        shadow = px(1)
+        spot = self.find_spot(h + shadow, w + shadow, allowed)
+        if spot is None:
+            return False
+        y0, x0 = spot
+        if industrial:
+            roof = np.array([[168, 178, 196], [112, 130, 160]][rng.integers(2)], np.float32)
+        else:
+            roof = np.array(
+                [[184, 70, 50], [206, 112, 60], [152, 58, 62]][rng.integers(3)], np.float32
             )
-            shadow = px(1)
-            spot = self.find_spot(h + shadow, w + shadow, allowed)
-            if spot is None:
-                return False
-            y0, x0 = spot
-            if industrial:
-                roof = np.array([[168, 178, 196], [112, 130, 160]][rng.integers(2)], np.float32)
-            else:
-                roof = np.array(
-                    [[184, 70, 50], [206, 112, 60], [152, 58, 62]][rng.integers(3)], np.float32
-                )
-            self.img[y0 + shadow : y0 + h + shadow, x0 + shadow : x0 + w + shadow] *= 0.45
-            self.img[y0 : y0 + h, x0 : x0 + w] = roof * rng.uniform(0.92, 1.08)
-            self._mark(name, y0, x0, h + shadow, w + shadow, (y0, x0, y0 + h, x0 + w))
-            return True
-        if name == "storage tank":
-            r = 2.0 * self.s * rng.uniform(0.9, 1.2)
-            d = int(np.ceil(2 * r)) + 1
-            spot = self.find_spot(d + px(1), d + px(1), allowed)
-            if spot is None:
-                return False
-            y0, x0 = spot
-            cy, cx = y0 + d / 2, x0 + d / 2
-            dist = np.hypot(self.yy - cy, self.xx - cx)
-            shadow = np.hypot(self.yy - cy - px(1), self.xx - cx - px(1)) < r
-            self.img[shadow] *= 0.5
-            self.img[dist < r] = (150, 150, 148)
-            self.img[dist < r - max(0.8, 0.6 * self.s)] = (232, 232, 226)
-            self._mark(name, y0, x0, d + px(1), d + px(1), _extent(dist < r))
-            return True
-        if name == "tree":
-            r = 1.6 * self.s * rng.uniform(0.9, 1.15)
-            d = int(np.ceil(2 * r)) + 1
-            spot = self.find_spot(d + 1, d + 1, allowed)
-            if spot is None:
-                return False
-            y0, x0 = spot
-            cy, cx = y0 + d / 2, x0 + d / 2
-            shadow = np.hypot(self.yy - cy - 1, self.xx - cx - 1) < r
-            self.img[shadow] *= 0.4
-            crown = np.hypot(self.yy - cy, self.xx - cx) < r
-            self.img[crown] = (18, 62, 22)
-            self._mark(name, y0, x0, d + 1, d + 1, _extent(crown))
-            return True
-        if name == "vehicle":
-            h, w = px(1.5), px(3)
-            if rng.random() < 0.5:
-                h, w = w, h
-            spot = self.find_spot(h, w, allowed, margin=1)
-            if spot is None:
-                return False
-            y0, x0 = spot
-            colours = [[246, 222, 40], [60, 204, 232], [224, 40, 128], [40, 70, 226]]
-            self.img[y0 : y0 + h, x0 : x0 + w] = colours[rng.integers(len(colours))]
-            self._mark(name, y0, x0, h, w, (y0, x0, y0 + h, x0 + w))
-            return True
-        if name == "ship":
-            length, width = px(rng.uniform(6, 7.5)), px(2)
-            vertical = rng.random() < 0.5
-            h, w = (length, width) if vertical else (width, length)
-            spot = self.find_spot(h + 2, w + 2, allowed)
-            if spot is None:
-                return False
-            y0, x0 = spot[0] + 1, spot[1] + 1
-            along = self.yy - y0 if vertical else self.xx - x0
-            across = (self.xx - x0 if vertical else self.yy - y0) - width / 2
-            # Hull tapers to a bow over its last ``width`` pixels.
-            half = np.minimum(width / 2, (length - along) * 0.5 + 0.25)
-            hull = (along >= 0) & (along < length) & (np.abs(across) <= half)
-            self.img[hull] = (236, 236, 232)
-            self._mark(name, y0 - 1, x0 - 1, h + 2, w + 2, _extent(hull))
-            return True
-        if name == "airplane":
-            span = px(rng.uniform(7, 8))
-            spot = self.find_spot(span, span, allowed)
-            if spot is None:
-                return False
-            y0, x0 = spot
-            t = px(1)
-            c = y0 + span // 2 - t // 2, x0 + span // 2 - t // 2
-            body = np.zeros((self.size, self.size), bool)
-            body[y0 : y0 + span, c[1] : c[1] + t] = True  # fuselage
-            wing_row = y0 + int(span * 0.35)
-            body[wing_row : wing_row + t, x0 : x0 + span] = True  # wings
-            tail = px(3)
-            body[y0 + span - t : y0 + span, c[1] - tail // 2 : c[1] + t + tail // 2] = True
-            if rng.random() < 0.5:  # nose up or down; the final dihedral adds the rest
-                body[y0 : y0 + span] = body[y0 : y0 + span][::-1]
-            self.img[body] = (232, 234, 240)
-            self._mark(name, y0, x0, span, span, _extent(body))
-            return True
-        raise ValueError(f"Object {name!r} is not placed with _draw_one")
+        self.img[y0 + shadow : y0 + h + shadow, x0 + shadow : x0 + w + shadow] *= 0.45
+        self.img[y0 : y0 + h, x0 : x0 + w] = roof * rng.uniform(0.92, 1.08)
+        self._mark("building", y0, x0, h + shadow, w + shadow, (y0, x0, y0 + h, x0 + w))
+        return True
+
+    def _draw_storage_tank(self, allowed: np.ndarray) -> bool:
+        px = self.px
+        r = 2.0 * self.s * self.rng.uniform(0.9, 1.2)
+        d = int(np.ceil(2 * r)) + 1
+        spot = self.find_spot(d + px(1), d + px(1), allowed)
+        if spot is None:
+            return False
+        y0, x0 = spot
+        cy, cx = y0 + d / 2, x0 + d / 2
+        dist = np.hypot(self.yy - cy, self.xx - cx)
+        shadow = np.hypot(self.yy - cy - px(1), self.xx - cx - px(1)) < r
+        self.img[shadow] *= 0.5
+        self.img[dist < r] = (150, 150, 148)
+        self.img[dist < r - max(0.8, 0.6 * self.s)] = (232, 232, 226)
+        self._mark("storage tank", y0, x0, d + px(1), d + px(1), _extent(dist < r))
+        return True
+
+    def _draw_tree(self, allowed: np.ndarray) -> bool:
+        r = 1.6 * self.s * self.rng.uniform(0.9, 1.15)
+        d = int(np.ceil(2 * r)) + 1
+        spot = self.find_spot(d + 1, d + 1, allowed)
+        if spot is None:
+            return False
+        y0, x0 = spot
+        cy, cx = y0 + d / 2, x0 + d / 2
+        shadow = np.hypot(self.yy - cy - 1, self.xx - cx - 1) < r
+        self.img[shadow] *= 0.4
+        crown = np.hypot(self.yy - cy, self.xx - cx) < r
+        self.img[crown] = (18, 62, 22)
+        self._mark("tree", y0, x0, d + 1, d + 1, _extent(crown))
+        return True
+
+    def _draw_vehicle(self, allowed: np.ndarray) -> bool:
+        rng = self.rng
+        h, w = self.px(1.5), self.px(3)
+        if rng.random() < 0.5:
+            h, w = w, h
+        spot = self.find_spot(h, w, allowed, margin=1)
+        if spot is None:
+            return False
+        y0, x0 = spot
+        colours = [[246, 222, 40], [60, 204, 232], [224, 40, 128], [40, 70, 226]]
+        self.img[y0 : y0 + h, x0 : x0 + w] = colours[rng.integers(len(colours))]
+        self._mark("vehicle", y0, x0, h, w, (y0, x0, y0 + h, x0 + w))
+        return True
+
+    def _draw_ship(self, allowed: np.ndarray) -> bool:
+        rng, px = self.rng, self.px
+        length, width = px(rng.uniform(6, 7.5)), px(2)
+        vertical = rng.random() < 0.5
+        h, w = (length, width) if vertical else (width, length)
+        spot = self.find_spot(h + 2, w + 2, allowed)
+        if spot is None:
+            return False
+        y0, x0 = spot[0] + 1, spot[1] + 1
+        along = self.yy - y0 if vertical else self.xx - x0
+        across = (self.xx - x0 if vertical else self.yy - y0) - width / 2
+        # Hull tapers to a bow over its last ``width`` pixels.
+        half = np.minimum(width / 2, (length - along) * 0.5 + 0.25)
+        hull = (along >= 0) & (along < length) & (np.abs(across) <= half)
+        self.img[hull] = (236, 236, 232)
+        self._mark("ship", y0 - 1, x0 - 1, h + 2, w + 2, _extent(hull))
+        return True
+
+    def _draw_airplane(self, allowed: np.ndarray) -> bool:
+        rng, px = self.rng, self.px
+        span = px(rng.uniform(7, 8))
+        spot = self.find_spot(span, span, allowed)
+        if spot is None:
+            return False
+        y0, x0 = spot
+        t = px(1)
+        c = y0 + span // 2 - t // 2, x0 + span // 2 - t // 2
+        body = np.zeros((self.size, self.size), bool)
+        body[y0 : y0 + span, c[1] : c[1] + t] = True  # fuselage
+        wing_row = y0 + int(span * 0.35)
+        body[wing_row : wing_row + t, x0 : x0 + span] = True  # wings
+        tail = px(3)
+        body[y0 + span - t : y0 + span, c[1] - tail // 2 : c[1] + t + tail // 2] = True
+        if rng.random() < 0.5:  # nose up or down; the final dihedral adds the rest
+            body[y0 : y0 + span] = body[y0 : y0 + span][::-1]
+        self.img[body] = (232, 234, 240)
+        self._mark("airplane", y0, x0, span, span, _extent(body))
+        return True
 
     def _mark(self, name: str, y0: int, x0: int, h: int, w: int, body: tuple[float, ...]) -> None:
         """Records an object: (y0, x0, h, w) its footprint with shadow and margin (kept
@@ -497,105 +521,142 @@ def _orient(
     return r0, c0, r1, c1
 
 
+def _count(rng: np.random.Generator, lo: int, hi: int) -> int:
+    """How many objects of a class to try: lo..hi, both included."""
+    return int(rng.integers(lo, hi + 1))
+
+
+# One recipe per scene class: land cover and objects in the canonical orientation.
+
+
+def _airport(c: _Canvas) -> None:
+    rng = c.rng
+    c.fill(_IMPERVIOUS)
+    c.half_plane(_GRASS, rng.uniform(0.25, 0.4), angle_jitter=0.0)
+    c.paint_landcover()
+    strip = c.runway()
+    apron = (c.lc == _IMPERVIOUS) & ~strip
+    c.place("airplane", _count(rng, 1, 4), apron)
+    c.industrial_roofs = 1.0
+    c.place("building", _count(rng, 0, 2), apron)
+    c.place("vehicle", _count(rng, 0, 2), apron)
+
+
+def _harbor(c: _Canvas) -> None:
+    rng = c.rng
+    c.fill(_IMPERVIOUS)
+    c.half_plane(_WATER, rng.uniform(0.35, 0.6))
+    c.water_shape = "edge"
+    c.paint_landcover()
+    land = c.lc == _IMPERVIOUS
+    c.roads(_count(rng, 0, 1), land)
+    c.place("ship", _count(rng, 1, 4), c.lc == _WATER)
+    c.industrial_roofs = 0.7
+    c.place("storage tank", _count(rng, 0, 2), land)
+    c.place("building", _count(rng, 0, 2), land)
+    c.place("vehicle", _count(rng, 0, 2), land)
+
+
+def _residential(c: _Canvas) -> None:
+    rng = c.rng
+    rural = rng.random() < 0.35
+    if rural:
+        c.fill(_GRASS)
+        if rng.random() < 0.5:
+            c.half_plane(_CROP, rng.uniform(0.2, 0.35))
+    else:
+        c.fill(_IMPERVIOUS)
+        if rng.random() < 0.6:
+            c.half_plane(_GRASS, rng.uniform(0.15, 0.35))
+    c.paint_landcover()
+    land = c.lc != _WATER
+    c.roads(_count(rng, 1, 2), land)
+    c.place("building", _count(rng, 2, 4), land & (c.lc != _CROP))
+    c.place("tree", _count(rng, 0, 4), land & (c.lc != _CROP))
+    c.place("vehicle", _count(rng, 0, 3), c.road | (c.lc == _IMPERVIOUS))
+
+
+def _industrial(c: _Canvas) -> None:
+    rng = c.rng
+    c.fill(_IMPERVIOUS)
+    if rng.random() < 0.4:
+        c.half_plane(_BARE, rng.uniform(0.2, 0.4))
+    c.paint_landcover()
+    c.roads(_count(rng, 0, 1), np.ones_like(c.occupied))
+    paved = c.lc == _IMPERVIOUS
+    c.place("storage tank", _count(rng, 1, 4), paved)
+    c.industrial_roofs = 1.0
+    c.place("building", _count(rng, 0, 3), paved)
+    c.place("vehicle", _count(rng, 0, 3), paved | c.road)
+
+
+def _farmland(c: _Canvas) -> None:
+    rng = c.rng
+    c.fill(_CROP)
+    if rng.random() < 0.5:
+        c.half_plane(rng.choice([_GRASS, _FOREST]), rng.uniform(0.15, 0.35))
+    c.paint_landcover()
+    c.roads(_count(rng, 0, 1), np.ones_like(c.occupied))
+    c.place("building", _count(rng, 0, 1), c.lc != _FOREST)
+    c.place("tree", _count(rng, 0, 3), c.lc != _FOREST)
+    c.place("vehicle", _count(rng, 0, 1), c.road)
+
+
+def _forest(c: _Canvas) -> None:
+    rng = c.rng
+    c.fill(_FOREST)
+    if rng.random() < 0.5:
+        c.half_plane(rng.choice([_GRASS, _BARE]), rng.uniform(0.15, 0.35))
+    c.paint_landcover()
+    c.roads(_count(rng, 0, 1), np.ones_like(c.occupied))
+    c.place("tree", _count(rng, 0, 3), (c.lc != _FOREST) & ~c.road)
+
+
+def _inland_water(c: _Canvas, water_shape: str) -> None:
+    """A lake (water_shape "blob") or a river ("band") on open land."""
+    rng = c.rng
+    c.fill(int(rng.choice([_GRASS, _FOREST, _CROP, _BARE])))
+    if rng.random() < 0.4:
+        c.half_plane(int(rng.choice([_GRASS, _FOREST, _CROP])), rng.uniform(0.2, 0.4))
+    if water_shape == "blob":
+        c.blob(_WATER, rng.uniform(0.15, 0.35))
+    else:
+        c.band(_WATER, rng.uniform(0.16, 0.26))
+    c.water_shape = water_shape
+    c.paint_landcover()
+    land = (c.lc != _WATER) & (c.lc != _FOREST)
+    c.place("ship", _count(rng, 0, 1), c.lc == _WATER)
+    c.place("tree", _count(rng, 0, 3), land)
+    c.place("building", _count(rng, 0, 1), land)
+
+
+def _desert(c: _Canvas) -> None:
+    rng = c.rng
+    c.fill(_BARE)
+    c.paint_landcover()
+    c.roads(_count(rng, 0, 1), np.ones_like(c.occupied))
+    c.place("vehicle", _count(rng, 0, 2), c.road)
+    c.place("building", _count(rng, 0, 1), ~c.road)
+
+
+_RECIPES: dict[str, Callable[[_Canvas], None]] = {
+    "airport": _airport,
+    "harbor": _harbor,
+    "residential": _residential,
+    "industrial": _industrial,
+    "farmland": _farmland,
+    "forest": _forest,
+    "lake": functools.partial(_inland_water, water_shape="blob"),
+    "river": functools.partial(_inland_water, water_shape="band"),
+    "desert": _desert,
+}
+
+
 def _recipe(c: _Canvas, scene: str) -> None:
     """Lay out land cover and objects for an intended scene (canonical orientation)."""
-    rng = c.rng
-    k = lambda lo, hi: int(rng.integers(lo, hi + 1))  # inclusive count range
-    if scene == "airport":
-        c.fill(_IMPERVIOUS)
-        c.half_plane(_GRASS, rng.uniform(0.25, 0.4), angle_jitter=0.0)
-        c.paint_landcover()
-        strip = c.runway()
-        apron = (c.lc == _IMPERVIOUS) & ~strip
-        c.place("airplane", k(1, 4), apron)
-        c.industrial_roofs = 1.0
-        c.place("building", k(0, 2), apron)
-        c.place("vehicle", k(0, 2), apron)
-        return
-    if scene == "harbor":
-        c.fill(_IMPERVIOUS)
-        c.half_plane(_WATER, rng.uniform(0.35, 0.6))
-        c.water_shape = "edge"
-        c.paint_landcover()
-        land = c.lc == _IMPERVIOUS
-        c.roads(k(0, 1), land)
-        c.place("ship", k(1, 4), c.lc == _WATER)
-        c.industrial_roofs = 0.7
-        c.place("storage tank", k(0, 2), land)
-        c.place("building", k(0, 2), land)
-        c.place("vehicle", k(0, 2), land)
-        return
-    if scene == "residential":
-        rural = rng.random() < 0.35
-        if rural:
-            c.fill(_GRASS)
-            if rng.random() < 0.5:
-                c.half_plane(_CROP, rng.uniform(0.2, 0.35))
-        else:
-            c.fill(_IMPERVIOUS)
-            if rng.random() < 0.6:
-                c.half_plane(_GRASS, rng.uniform(0.15, 0.35))
-        c.paint_landcover()
-        land = c.lc != _WATER
-        c.roads(k(1, 2), land)
-        c.place("building", k(2, 4), land & (c.lc != _CROP))
-        c.place("tree", k(0, 4), land & (c.lc != _CROP))
-        c.place("vehicle", k(0, 3), c.road | (c.lc == _IMPERVIOUS))
-        return
-    if scene == "industrial":
-        c.fill(_IMPERVIOUS)
-        if rng.random() < 0.4:
-            c.half_plane(_BARE, rng.uniform(0.2, 0.4))
-        c.paint_landcover()
-        c.roads(k(0, 1), np.ones_like(c.occupied))
-        paved = c.lc == _IMPERVIOUS
-        c.place("storage tank", k(1, 4), paved)
-        c.industrial_roofs = 1.0
-        c.place("building", k(0, 3), paved)
-        c.place("vehicle", k(0, 3), paved | c.road)
-        return
-    if scene == "farmland":
-        c.fill(_CROP)
-        if rng.random() < 0.5:
-            c.half_plane(rng.choice([_GRASS, _FOREST]), rng.uniform(0.15, 0.35))
-        c.paint_landcover()
-        c.roads(k(0, 1), np.ones_like(c.occupied))
-        c.place("building", k(0, 1), c.lc != _FOREST)
-        c.place("tree", k(0, 3), c.lc != _FOREST)
-        c.place("vehicle", k(0, 1), c.road)
-        return
-    if scene == "forest":
-        c.fill(_FOREST)
-        if rng.random() < 0.5:
-            c.half_plane(rng.choice([_GRASS, _BARE]), rng.uniform(0.15, 0.35))
-        c.paint_landcover()
-        c.roads(k(0, 1), np.ones_like(c.occupied))
-        c.place("tree", k(0, 3), (c.lc != _FOREST) & ~c.road)
-        return
-    if scene in ("lake", "river"):
-        c.fill(int(rng.choice([_GRASS, _FOREST, _CROP, _BARE])))
-        if rng.random() < 0.4:
-            c.half_plane(int(rng.choice([_GRASS, _FOREST, _CROP])), rng.uniform(0.2, 0.4))
-        if scene == "lake":
-            c.blob(_WATER, rng.uniform(0.15, 0.35))
-            c.water_shape = "blob"
-        else:
-            c.band(_WATER, rng.uniform(0.16, 0.26))
-            c.water_shape = "band"
-        c.paint_landcover()
-        land = (c.lc != _WATER) & (c.lc != _FOREST)
-        c.place("ship", k(0, 1), c.lc == _WATER)
-        c.place("tree", k(0, 3), land)
-        c.place("building", k(0, 1), land)
-        return
-    if scene == "desert":
-        c.fill(_BARE)
-        c.paint_landcover()
-        c.roads(k(0, 1), np.ones_like(c.occupied))
-        c.place("vehicle", k(0, 2), c.road)
-        c.place("building", k(0, 1), ~c.road)
-        return
-    raise ValueError(f"Unknown scene {scene!r}; expected one of {SCENES}")
+    if scene not in _RECIPES:
+        raise ValueError(f"Unknown scene {scene!r}; expected one of {SCENES}")
+    _RECIPES[scene](c)
 
 
 def render_scene(seed: int, image_size: int = 32, scene: str | None = None) -> SceneSample:
