@@ -13,6 +13,7 @@ write sorted JSONL. The hand data is rs_jax/kb/data/{tables,descriptions}.json
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -92,80 +93,13 @@ def build_entries(
 ) -> list[Entry]:
     """Turn the parsed taxonomy into sorted, linked, described entries."""
     datasets = taxonomy["datasets"]
-    canon = {
-        (ds, c): canonical(ds, c, tables) for ds, info in datasets.items() for c in info["classes"]
-    }
-    object_names = {
-        canon[ds, c] for ds, i in datasets.items() if i["level"] == "object" for c in i["classes"]
-    }
-    lc_names = {
-        canon[ds, c]
-        for ds, i in datasets.items()
-        if i["level"] == "landcover"
-        for c in i["classes"]
-    }
-
-    names: dict[str, tuple[str, str]] = {}  # id -> (level, name)
-    aliases: dict[str, set[str]] = defaultdict(set)
-    sources: dict[str, set[str]] = defaultdict(set)
-    depth: dict[str, int] = {}
-    tax_parents: dict[str, list[str]] = defaultdict(list)
-    id_of: dict[tuple[str, str], str] = {}
-
-    for ds, info in datasets.items():
-        display = info.get("display_names", {})
-        for raw in info["classes"]:
-            name = canon[ds, raw]
-            level = _level(info["level"], name, object_names, lc_names, tables)
-            eid = make_id(level, name)
-            names[eid] = (level, name)
-            id_of[ds, raw] = eid
-            aliases[eid].update({raw, display.get(raw, raw)})
-            sources[eid].add(ds)
-            if ds in CORINE_DEPTH:
-                depth[eid] = min(depth.get(eid, 9), CORINE_DEPTH[ds])
-
-    # Taxonomy hierarchy: CORINE `parent` maps and FAIR1M `superclass`.
-    for ds, info in datasets.items():
-        for raw, parent_raw in info.get("parent", {}).items():
-            parent_ds = _parent_dataset(datasets, ds, parent_raw)
-            if parent_ds is not None:
-                tax_parents[id_of[ds, raw]].append(id_of[parent_ds, parent_raw])
-        for raw, sup in info.get("superclass", {}).items():
-            sup_name = tables.superclass_names.get(sup, sup)
-            tax_parents[id_of[ds, raw]].append(make_id("object", sup_name))
-
-    for level, extras in tables.extras.items():
-        for name, extra_aliases in extras.items():
-            eid = make_id(level, name)
-            if eid in names:
-                raise BuildError(f"extra {eid} already comes from the taxonomy")
-            names[eid] = (level, name)
-            aliases[eid].update(extra_aliases)
-            sources[eid].add(EXTRA_SOURCE)
-
-    for key, extra_aliases in tables.aliases.items():
-        if _key(key) not in names:
-            raise BuildError(f"alias table names unknown entry {key}")
-        aliases[_key(key)].update(extra_aliases)
-
-    described = {(lv, n) for lv, by_name in descriptions.items() for n in by_name}
-    missing = sorted(f"{lv}/{n}" for lv, n in names.values() if (lv, n) not in described)
-    if missing:
-        raise BuildError("no description for: " + ", ".join(missing))
-    # A description under the wrong level or a stale name would otherwise be silently unused.
-    unused = sorted(f"{lv}/{n}" for lv, n in described - set(names.values()))
-    if unused:
-        raise BuildError("descriptions name unknown entries: " + ", ".join(unused))
-
-    parents = {_key(k): (_key(v) if v else None) for k, v in tables.parents.items()}
-    contains = {_key(k): sorted({_key(x) for x in v}) for k, v in tables.contains.items()}
-    unknown = sorted((set(parents) | set(contains)) - set(names))
-    if unknown:
-        raise BuildError("hand tables name unknown entries: " + ", ".join(unknown))
-
+    merged, id_of = _merge_classes(datasets, tables)
+    tax_parents = _taxonomy_parents(datasets, id_of, tables)
+    _add_hand_entries(merged, tables)
+    _check_descriptions(merged.names, descriptions)
+    parents, contains = _hand_links(merged.names, tables)
     entries = []
-    for eid, (level, name) in names.items():
+    for eid, (level, name) in merged.names.items():
         if eid in parents:
             parent = parents[eid]
         else:
@@ -178,15 +112,116 @@ def build_entries(
                 level=level,
                 name=name,
                 description=descriptions[level][name],
-                aliases=sorted(a for a in aliases[eid] if a != name),
+                aliases=sorted(a for a in merged.aliases[eid] if a != name),
                 parent=parent,
                 contains=contains.get(eid, []),
-                sources=sorted(sources[eid]),
-                depth=depth.get(eid),
+                sources=sorted(merged.sources[eid]),
+                depth=merged.depth.get(eid),
             )
         )
     entries.sort(key=lambda e: (LEVELS.index(e.level), e.id))
     return entries
+
+
+@dataclasses.dataclass
+class _Merged:
+    """Every spelling of a class merged into one entry per (level, canonical name), by id."""
+
+    names: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)  # (level, name)
+    aliases: dict[str, set[str]] = dataclasses.field(default_factory=lambda: defaultdict(set))
+    sources: dict[str, set[str]] = dataclasses.field(default_factory=lambda: defaultdict(set))
+    depth: dict[str, int] = dataclasses.field(default_factory=dict)  # CORINE depth
+
+
+def _merge_classes(datasets: dict, tables: Tables) -> tuple[_Merged, dict[tuple[str, str], str]]:
+    """(the dataset classes merged into entries, (dataset, class) -> entry id)."""
+    canon = {
+        (ds, c): canonical(ds, c, tables) for ds, info in datasets.items() for c in info["classes"]
+    }
+    object_names = {
+        canon[ds, c] for ds, i in datasets.items() if i["level"] == "object" for c in i["classes"]
+    }
+    lc_names = {
+        canon[ds, c]
+        for ds, i in datasets.items()
+        if i["level"] == "landcover"
+        for c in i["classes"]
+    }
+    merged = _Merged()
+    id_of: dict[tuple[str, str], str] = {}
+    for ds, info in datasets.items():
+        display = info.get("display_names", {})
+        for raw in info["classes"]:
+            name = canon[ds, raw]
+            level = _level(info["level"], name, object_names, lc_names, tables)
+            eid = make_id(level, name)
+            merged.names[eid] = (level, name)
+            id_of[ds, raw] = eid
+            merged.aliases[eid].update({raw, display.get(raw, raw)})
+            merged.sources[eid].add(ds)
+            if ds in CORINE_DEPTH:
+                merged.depth[eid] = min(merged.depth.get(eid, 9), CORINE_DEPTH[ds])
+    return merged, id_of
+
+
+def _taxonomy_parents(
+    datasets: dict, id_of: dict[tuple[str, str], str], tables: Tables
+) -> dict[str, list[str]]:
+    """Entry id -> its parents in the taxonomy's hierarchy: CORINE `parent` maps and FAIR1M
+    `superclass`."""
+    tax_parents: dict[str, list[str]] = defaultdict(list)
+    for ds, info in datasets.items():
+        for raw, parent_raw in info.get("parent", {}).items():
+            parent_ds = _parent_dataset(datasets, ds, parent_raw)
+            if parent_ds is not None:
+                tax_parents[id_of[ds, raw]].append(id_of[parent_ds, parent_raw])
+        for raw, sup in info.get("superclass", {}).items():
+            sup_name = tables.superclass_names.get(sup, sup)
+            tax_parents[id_of[ds, raw]].append(make_id("object", sup_name))
+    return tax_parents
+
+
+def _add_hand_entries(merged: _Merged, tables: Tables) -> None:
+    """rs-jax's extra entries and the hand alias table."""
+    for level, extras in tables.extras.items():
+        for name, extra_aliases in extras.items():
+            eid = make_id(level, name)
+            if eid in merged.names:
+                raise BuildError(f"extra {eid} already comes from the taxonomy")
+            merged.names[eid] = (level, name)
+            merged.aliases[eid].update(extra_aliases)
+            merged.sources[eid].add(EXTRA_SOURCE)
+
+    for key, extra_aliases in tables.aliases.items():
+        if _key(key) not in merged.names:
+            raise BuildError(f"alias table names unknown entry {key}")
+        merged.aliases[_key(key)].update(extra_aliases)
+
+
+def _check_descriptions(
+    names: dict[str, tuple[str, str]], descriptions: dict[str, dict[str, str]]
+) -> None:
+    """Every entry has a description, and every description an entry."""
+    described = {(lv, n) for lv, by_name in descriptions.items() for n in by_name}
+    missing = sorted(f"{lv}/{n}" for lv, n in names.values() if (lv, n) not in described)
+    if missing:
+        raise BuildError("no description for: " + ", ".join(missing))
+    # A description under the wrong level or a stale name would otherwise be silently unused.
+    unused = sorted(f"{lv}/{n}" for lv, n in described - set(names.values()))
+    if unused:
+        raise BuildError("descriptions name unknown entries: " + ", ".join(unused))
+
+
+def _hand_links(
+    names: dict[str, tuple[str, str]], tables: Tables
+) -> tuple[dict[str, str | None], dict[str, list[str]]]:
+    """(entry id -> its parent, entry id -> what it contains) from the hand tables."""
+    parents = {_key(k): (_key(v) if v else None) for k, v in tables.parents.items()}
+    contains = {_key(k): sorted({_key(x) for x in v}) for k, v in tables.contains.items()}
+    unknown = sorted((set(parents) | set(contains)) - set(names))
+    if unknown:
+        raise BuildError("hand tables name unknown entries: " + ", ".join(unknown))
+    return parents, contains
 
 
 def _parent_dataset(datasets: dict, ds: str, parent_raw: str) -> str | None:
