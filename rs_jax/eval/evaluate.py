@@ -4,6 +4,7 @@ printed and written to <workdir>/eval.json and eval.md (with confusion-matrix, e
 and grounding pictures: grounding_<source>.png, the first GROUNDING_EXAMPLES box answers of
 a source with the predicted boxes in red and the reference in green)."""
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -29,6 +30,7 @@ from rs_jax.train.checkpointing import open_latest
 from rs_jax.train.progress import ProgressLine
 
 GROUNDING_EXAMPLES = 6  # per source, drawn into grounding_<source>.png
+SAMPLES = 12  # answers shown in eval.json with their question and reference
 
 
 def make_eval_step(exp: experiment_lib.Experiment):
@@ -68,6 +70,23 @@ def make_eval_step(exp: experiment_lib.Experiment):
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Scores the latest checkpoint in `workdir` on the eval split; writes eval.json,
+    eval.md and the pictures there, prints the tables and returns the results."""
+    exp, params, step = _restore_latest(config, workdir)
+    box_format = config.data.get("box_format", "geochat")
+    scorer = Scorer(exp.data.eval_sources, box_format)
+    tally = _generate_and_score(config, exp, params, scorer, box_format)
+    results = _results(config, exp, step, scorer, tally, epath.Path(workdir))
+    write_text_whole(epath.Path(workdir) / "eval.json", json.dumps(results, indent=2))
+    write_text_whole(epath.Path(workdir) / "eval.md", markdown(results))
+    _print_report(results, config)
+    return results
+
+
+def _restore_latest(
+    config: ml_collections.ConfigDict, workdir: str
+) -> tuple[experiment_lib.Experiment, Any, int]:
+    """(the experiment, set up without initialising, its latest parameters, their step)."""
     checkpointer, step = open_latest(workdir)
     # Found now, not after the whole evaluation (a bucket's permissions show only on write).
     if is_local(workdir) and not os.access(workdir, os.W_OK):
@@ -79,79 +98,125 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     checkpointer.check_knowledge(step, exp.knowledge.sha256, exp.knowledge.source)
     params = checkpointer.restore_params(step, exp.state["params"])
     checkpointer.close()
+    return exp, params, step
 
+
+@dataclasses.dataclass
+class _Tally:
+    """What evaluation gathers batch by batch besides the scorer's answers."""
+
+    level_names: list[str]
+    hits: dict[str, np.ndarray]  # level -> [hit@1, hit@k, labelled] rows
+    expert_counts: Any = 0.0
+    # Per batch: the share of expert assignments over capacity.
+    dropped: list[float] = dataclasses.field(default_factory=list)
+    samples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # Source -> its first box answers.
+    drawn: dict[str, list[Example]] = dataclasses.field(default_factory=dict)
+    scored: int = 0  # valid rows: padding rows of the last batch do not count
+
+    def add_retrieval_and_routing(self, out: dict[str, Any], valid: np.ndarray) -> None:
+        """One batch's retrieval hits per level and expert counts."""
+        for level, name in enumerate(self.level_names):
+            labelled = out[f"labelled/{level}"] & valid
+            self.hits[name] += [
+                (out[f"hit@1/{level}"] & labelled).sum(),
+                (out[f"hit@k/{level}"] & labelled).sum(),
+                labelled.sum(),
+            ]
+        # Padded rows of the last batch are routed too; their share is at most one batch.
+        self.expert_counts = self.expert_counts + out.get("expert_counts", 0.0)
+        if "dropped_fraction" in out:
+            self.dropped.append(float(out["dropped_fraction"]))
+        self.scored += int(valid.sum())
+
+
+def _generate_and_score(
+    config: ml_collections.ConfigDict,
+    exp: experiment_lib.Experiment,
+    params: Any,
+    scorer: Scorer,
+    box_format: str,
+) -> _Tally:
+    """Answers to every eval question, scored, with retrieval and routing gathered."""
     eval_step = make_eval_step(exp)
-    box_format = config.data.get("box_format", "geochat")
-    scorer = Scorer(exp.data.eval_sources, box_format)
-    drawn: dict[str, list[Example]] = {}  # source -> its first box answers
     level_names = [] if exp.model_config.baseline else list(exp.model_config.level_names)
-    hits = {name: np.zeros(3) for name in level_names}  # hit@1, hit@k, labelled
-    expert_counts = 0.0
-    dropped = []  # per batch: share of expert assignments over capacity
-    samples = []
+    tally = _Tally(level_names, hits={name: np.zeros(3) for name in level_names})
     batches = list(exp.data.eval_batches(config.eval.batch_size, config.eval.num_examples))
     progress = ProgressLine(len(batches), 0, max(len(batches) // 5, 1))
-    scored = 0  # valid rows: padding rows of the last batch do not count
-    tokenizer = exp.data.tokenizer
     with jax.set_mesh(exp.mesh):
         for i, batch in enumerate(batches, start=1):
             out = jax.device_get(eval_step(params, exp.shard_batch(batch)))
-            texts = tokenizer.batch_decode(out["answers"], skip_special_tokens=True)
+            texts = exp.data.tokenizer.batch_decode(out["answers"], skip_special_tokens=True)
             valid = batch["valid"] > 0
             for row in np.flatnonzero(valid):
-                task = exp.data.tasks[batch["task_id"][row]]
-                answer = str(batch["answer_text"][row])
-                hit = scorer.add(task, texts[row], answer, batch["references"][row])
-                source = scorer.grounding_source(task)
-                if source is not None and len(drawn.setdefault(source, [])) < GROUNDING_EXAMPLES:
-                    drawn[source].append(
-                        Example(
-                            batch["image"][row],
-                            str(batch["question_text"][row]),
-                            parse(texts[row], box_format),
-                            parse(answer, box_format),
-                        )
-                    )
-                if len(samples) < 12:
-                    samples.append(
-                        {
-                            "task": task,
-                            "question": str(batch["question_text"][row]),
-                            "answer": str(batch["answer_text"][row]),
-                            "prediction": texts[row],
-                            "correct": bool(hit),
-                        }
-                    )
-            for level, name in enumerate(level_names):
-                labelled = out[f"labelled/{level}"] & valid
-                hits[name] += [
-                    (out[f"hit@1/{level}"] & labelled).sum(),
-                    (out[f"hit@k/{level}"] & labelled).sum(),
-                    labelled.sum(),
-                ]
-            # Padded rows of the last batch are routed too; their share is at most one batch.
-            expert_counts = expert_counts + out.get("expert_counts", 0.0)
-            if "dropped_fraction" in out:
-                dropped.append(float(out["dropped_fraction"]))
-            scored += int(valid.sum())
+                _score_answer(exp, scorer, tally, batch, row, texts[row], box_format)
+            tally.add_retrieval_and_routing(out, valid)
             progress.update(i, {}, int(valid.sum()))
+    return tally
 
+
+def _score_answer(
+    exp: experiment_lib.Experiment,
+    scorer: Scorer,
+    tally: _Tally,
+    batch: dict[str, Any],
+    row: int,
+    prediction: str,
+    box_format: str,
+) -> None:
+    """Scores the answer of one row; the first box answers of a source are kept to draw,
+    the first answers of all as samples."""
+    task = exp.data.tasks[batch["task_id"][row]]
+    answer = str(batch["answer_text"][row])
+    hit = scorer.add(task, prediction, answer, batch["references"][row])
+    source = scorer.grounding_source(task)
+    if source is not None and len(tally.drawn.setdefault(source, [])) < GROUNDING_EXAMPLES:
+        tally.drawn[source].append(
+            Example(
+                batch["image"][row],
+                str(batch["question_text"][row]),
+                parse(prediction, box_format),
+                parse(answer, box_format),
+            )
+        )
+    if len(tally.samples) < SAMPLES:
+        tally.samples.append(
+            {
+                "task": task,
+                "question": str(batch["question_text"][row]),
+                "answer": answer,
+                "prediction": prediction,
+                "correct": bool(hit),
+            }
+        )
+
+
+def _results(
+    config: ml_collections.ConfigDict,
+    exp: experiment_lib.Experiment,
+    step: int,
+    scorer: Scorer,
+    tally: _Tally,
+    workdir: epath.Path,
+) -> dict[str, Any]:
+    """eval.json's content; the pictures are written to workdir on the way."""
     results: dict[str, Any] = {
         "step": step,
         "model": "baseline" if config.model.baseline else "full",
     }
-    results |= scorer.results(epath.Path(workdir))
-    for source, examples in drawn.items():
+    results |= scorer.results(workdir)
+    for source, examples in tally.drawn.items():
         file = f"grounding_{source}.png"
-        with (epath.Path(workdir) / file).open("wb") as f:
+        with (workdir / file).open("wb") as f:
             grounding_sheet(examples).save(f, format="png")
         results["sources"][source]["grounding_figure"] = file
     # An evaluation never scores fewer examples than it was given without saying so.
     given = exp.data.num_eval_examples
     notes = []
-    if scored < given:
+    if tally.scored < given:
         notes.append(
-            f"scored {scored} of the {given} eval examples: config.eval.num_examples="
+            f"scored {tally.scored} of the {given} eval examples: config.eval.num_examples="
             f"{config.eval.num_examples}"
         )
     results["retrieval"] = {
@@ -160,18 +225,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             f"hit@{config.model.kb.top_k}": float(h[1] / h[2]),
             "labelled": int(h[2]),
         }
-        for name, h in hits.items()
+        for name, h in tally.hits.items()
         if h[2] > 0
     }
-    if level_names:
-        counts = np.asarray(expert_counts)
-        usage = counts / np.maximum(counts.sum(-1, keepdims=True), 1)
-        results["expert_usage"] = {name: usage[i].tolist() for i, name in enumerate(level_names)}
-        results["expert_dropped_fraction"] = float(np.mean(dropped)) if dropped else 0.0
-        fig = expert_usage_figure(results["expert_usage"])
-        with (epath.Path(workdir) / "expert_usage.png").open("wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-    results["samples"] = samples
+    if tally.level_names:
+        results |= _expert_usage(tally, workdir)
+    results["samples"] = tally.samples
     if exp.data.skips:  # what indexing left out: an eval never silently scores fewer images
         results["data"] = data = exp.data.skips["eval"]
         if data["skipped"]:
@@ -180,11 +239,22 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 f"{data['split']} split (config.data.allow_skips; listed in eval.json)"
             )
     results["notes"] = notes
-
-    write_text_whole(epath.Path(workdir) / "eval.json", json.dumps(results, indent=2))
-    write_text_whole(epath.Path(workdir) / "eval.md", markdown(results))
-    _print_report(results, config)
     return results
+
+
+def _expert_usage(tally: _Tally, workdir: epath.Path) -> dict[str, Any]:
+    """Each level's share of tokens per expert and the share dropped over capacity; the
+    usage is drawn to workdir/expert_usage.png."""
+    counts = np.asarray(tally.expert_counts)
+    usage = counts / np.maximum(counts.sum(-1, keepdims=True), 1)
+    expert_usage = {name: usage[i].tolist() for i, name in enumerate(tally.level_names)}
+    fig = expert_usage_figure(expert_usage)
+    with (workdir / "expert_usage.png").open("wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    return {
+        "expert_usage": expert_usage,
+        "expert_dropped_fraction": float(np.mean(tally.dropped)) if tally.dropped else 0.0,
+    }
 
 
 def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) -> None:
