@@ -481,7 +481,7 @@ FAULTS = [
     bad("model.kb.top_k", "0", r"config\.model\.kb\.top_k=0: must be >= 1"),
     bad("model.kb.recall_target", "1.5", r"config\.model\.kb\.recall_target=1\.5"),
     bad("model.kb.retrieval_loss_weight", "-0.1", r"kb\.retrieval_loss_weight=-0\.1"),
-    bad("model.kb.retrieval", "cloud", r"config\.model\.kb\.retrieval must be 'device' or"),
+    bad("model.kb.retrieval", "cloud", r"config\.model\.kb\.retrieval='cloud': expected one of"),
     bad("model.kb.retrieval", "host", r"retrieval='host'.*set config\.model\.kb\.source"),
     bad(
         "model.kb.source",

@@ -150,8 +150,8 @@ def setup(
     (evaluation, inference, export): no parameter or optimizer memory is initialised.
     """
     config = pretrained.resolve(config)
-    _check_retrieval_mode(config)
     model_config = ModelConfig.from_config(config.model, config.data.image_size)
+    _check_kb_source(model_config)
     mesh = sharding.make_mesh(config.mesh)
     sharding.check_rules(config.sharding_rules)
     _check_batch_fits_mesh(config, mesh, tuple(config.sharding_rules))
@@ -177,7 +177,7 @@ def _packing(config: ml_collections.ConfigDict, model: ModelConfig, prefix: int)
         return None
     if slots < 0:
         raise ConfigError(f"config.data.packing.slots must be >= 0 (0 = off), got {slots}")
-    if config.model.kb.retrieval == "host":
+    if model.kb.retrieval == "host":
         raise ConfigError(
             "config.data.packing.slots > 0 needs config.model.kb.retrieval='device' (host "
             "retrieval works on unpacked batches)"
@@ -335,27 +335,20 @@ def load_knowledge(
     return knowledge
 
 
-def _check_retrieval_mode(config: ml_collections.ConfigDict) -> None:
-    kb = config.model.kb
-    if kb.retrieval not in ("device", "host"):
+def _check_kb_source(model: ModelConfig) -> None:
+    """The built KB is where retrieval needs it: checked before the data are prepared, which
+    a mistyped path should not cost."""
+    source = model.kb.source
+    if not source:
+        return
+    if model.kb.retrieval == "host" and not is_local(source):
         raise ConfigError(
-            f"config.model.kb.retrieval must be 'device' or 'host', got {kb.retrieval!r}"
-        )
-    if kb.retrieval == "host" and not kb.source and not config.model.baseline:
-        raise ConfigError(
-            "config.model.kb.retrieval='host' searches a built KB's ScaNN index: set "
-            "config.model.kb.source to a directory made by `rs-jax kb build` (or use "
-            "retrieval='device')"
-        )
-    if kb.retrieval == "host" and kb.source and not is_local(kb.source):
-        raise ConfigError(
-            f"config.model.kb.source={kb.source!r}: retrieval='host' reads the KB's ScaNN "
+            f"config.model.kb.source={source!r}: retrieval='host' reads the KB's ScaNN "
             f"index, which must be on this host (copy it here, or use retrieval='device')"
         )
-    # Before the data is prepared: a mistyped path should not cost a dataset's preparation.
-    if kb.source and not config.model.baseline and not epath.Path(kb.source).is_dir():
+    if not model.baseline and not epath.Path(source).is_dir():
         raise ConfigError(
-            f"config.model.kb.source={kb.source!r}: no such folder (expected a directory made "
+            f"config.model.kb.source={source!r}: no such folder (expected a directory made "
             f"by `rs-jax kb build`)"
         )
 

@@ -37,7 +37,7 @@ def test_scann_ids_equal_device_top_k_ids(k):
     table = _unit_rows(rng.normal(size=(90, DIM)))
     queries = rng.normal(size=(16, DIM)).astype(np.float32)
     index = LevelIndex.build(table, [LEVELS[i] for i in row_level])
-    cfg = KnowledgeConfig(DIM, k, False, 0.95, False, False, 0.1)
+    cfg = KnowledgeConfig(dim=DIM, top_k=k)
     with sharding_context(make_mesh({}, jax.devices()[:1]), SHARDING_RULES):
         kb = KnowledgeBase(
             [LEVELS[i] for i in row_level], cfg, Precision(), table=table, rngs=nnx.Rngs(0)
