@@ -8,7 +8,7 @@ import ml_collections
 
 # Mesh axes (outermost first) and the logical-axis -> mesh-axes rules every parameter and
 # activation is placed by live in rs_jax/sharding.py.
-from rs_jax.config import parse_value
+from rs_jax.config_files import parse_value
 from rs_jax.data.sources import COMMON_KEYS, FORMAT_KEYS, SourceConfig
 from rs_jax.models.config import model_defaults
 from rs_jax.sharding import MESH_AXES, SHARDING_RULES

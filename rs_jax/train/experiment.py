@@ -18,7 +18,7 @@ from etils import epath
 from flax import nnx
 
 from rs_jax import sharding
-from rs_jax.config import ConfigError
+from rs_jax.config_files import ConfigError
 from rs_jax.convert import pretrained
 from rs_jax.data.packing import Packing
 from rs_jax.data.pipeline import DataBundle, build_data

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from configs.common import SHARDING_RULES
-from rs_jax.config import ConfigError, load_config
+from rs_jax.config_files import ConfigError, load_config
 from rs_jax.data.synth import kb_entries
 from rs_jax.kb.index import LevelIndex
 from rs_jax.kb.store import write_built_kb
