@@ -34,7 +34,7 @@ from rs_jax.train import checkpointing
 from rs_jax.train import optimizer as optimizer_lib
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Knowledge:
     """What the model retrieves from, and how dataset labels map onto it."""
 
@@ -61,7 +61,7 @@ class Knowledge:
         return h.hexdigest()
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Experiment:
     config: ml_collections.ConfigDict
     model_config: ModelConfig
@@ -195,7 +195,7 @@ def _packing(config: ml_collections.ConfigDict, model: ModelConfig, prefix: int)
             f"{longest} tokens ({prefix} before the image + {model.visual_tokens} visual + "
             f"config.data.max_prompt_len + config.data.max_answer_len)"
         )
-    return Packing(slots, length, model.visual_tokens)
+    return Packing(slots=slots, length=length, visual_tokens=model.visual_tokens)
 
 
 def plan(
@@ -220,7 +220,7 @@ def plan(
     mesh = sharding.make_mesh(config.mesh, devices)
     sharding.check_rules(config.sharding_rules)
     _check_batch_fits_mesh(config, mesh, tuple(config.sharding_rules))
-    knowledge = Knowledge(kb_entries, None, np.zeros((0,), np.int32))
+    knowledge = Knowledge(entries=kb_entries, table=None, row_of_label=np.zeros((0,), np.int32))
     return _assemble(config, model_config, mesh, None, knowledge, abstract=True)
 
 
@@ -274,17 +274,17 @@ def _assemble(
     state = {"step": step, "params": params, "opt_state": opt_state}
     shardings = jax.tree.map(lambda x: x.sharding, state)
     return Experiment(
-        config,
-        model_config,
-        mesh,
-        data,
-        knowledge,
-        graphdef,
-        state,
-        shardings,
-        tx,
-        schedule,
-        tuple(frozen),
+        config=config,
+        model_config=model_config,
+        mesh=mesh,
+        data=data,
+        knowledge=knowledge,
+        graphdef=graphdef,
+        state=state,
+        state_shardings=shardings,
+        optimizer=tx,
+        schedule=schedule,
+        frozen=tuple(frozen),
     )
 
 
@@ -329,7 +329,9 @@ def load_knowledge(
             f"{config.model.kb.source}; retrieval hit rates ignore them: {', '.join(unmatched)}",
             flush=True,
         )
-    knowledge = Knowledge(entries, table, row_of_label, retriever)
+    knowledge = Knowledge(
+        entries=entries, table=table, row_of_label=row_of_label, retriever=retriever
+    )
     if config.model.kb.source and not model_config.baseline:
         knowledge.source = str(config.model.kb.source)
     return knowledge
