@@ -539,7 +539,8 @@ class ModelConfig:
             self.experts.num_levels == len(self.levels),
             "levels",
             self.level_names,
-            f"experts.num_levels={self.experts.num_levels} differs",
+            f"{len(self.levels)} levels, but the experts are grouped into "
+            f"experts.num_levels={self.experts.num_levels}",
         )
         _require(
             self.stack.attention != "cudnn" or self.precision.dtype == jnp.bfloat16,
