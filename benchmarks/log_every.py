@@ -18,7 +18,7 @@ import time
 import common  # noqa: F401  (this checkout on sys.path)
 import jax
 
-from rs_jax.config import load_config
+from rs_jax.config_files import load_config
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.trainer import make_train_step
 

@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
     parser.add_argument("--out", default=str(common.RESULTS / "moe.json"))
     args = parser.parse_args()
-    precision = Precision(DTYPES[args.dtype], jnp.float32)
+    precision = Precision(dtype=DTYPES[args.dtype], param_dtype=jnp.float32)
 
     levels = np.zeros(args.seq, np.int64)  # one level: plain top-k routing over all experts
     x = jnp.asarray(

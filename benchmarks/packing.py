@@ -18,7 +18,7 @@ import argparse
 import common
 import jax
 
-from rs_jax.config import load_config
+from rs_jax.config_files import load_config
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.trainer import make_train_step
 

@@ -58,7 +58,7 @@ CASES = {
 
 def compile_on_tpu(config_path: str, topology_name: str, overrides: list[str], batch: int):
     """The `rs-jax compile --json` report of one compile, by libtpu."""
-    from rs_jax.config import load_config
+    from rs_jax.config_files import load_config
     from rs_jax.plan import aot
 
     config = load_config(config_path, overrides)
@@ -73,7 +73,7 @@ def worker(args) -> None:
     import jax
 
     from rs_jax import sharding
-    from rs_jax.config import load_config
+    from rs_jax.config_files import load_config
     from rs_jax.data.scenes import kb_entries
     from rs_jax.plan import aot
     from rs_jax.train import experiment as experiment_lib

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-from rs_jax.config import load_config
+from rs_jax.config_files import load_config
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.trainer import make_train_step
 

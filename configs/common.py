@@ -8,8 +8,9 @@ import ml_collections
 
 # Mesh axes (outermost first) and the logical-axis -> mesh-axes rules every parameter and
 # activation is placed by live in rs_jax/sharding.py.
-from rs_jax.config import parse_value
+from rs_jax.config_files import parse_value
 from rs_jax.data.sources import COMMON_KEYS, SourceConfig, formats
+from rs_jax.models.config import model_defaults
 from rs_jax.sharding import MESH_AXES, SHARDING_RULES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,125 +82,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.init = ml_collections.ConfigDict(
         dict(vision="", llm="", from_checkpoint="", vision_types=(), llm_types=())
     )
-    config.model = ml_collections.ConfigDict()
-    config.model.baseline = False
-    # Precision policy (docs/model.md): activations and matmul operands in `dtype`, matmuls
-    # accumulating in float32; softmax, norms, RoPE, router, retrieval scores and the loss in
-    # float32. Weights (and so the optimizer's master copy) in `param_dtype`.
-    config.model.dtype = "float32"  # "float32" | "bfloat16"
-    config.model.param_dtype = "float32"  # "float32" | "bfloat16"
-    # ViT and decoder blocks: one jax.lax.scan over stacked parameters (else unrolled; the
-    # parameters are stacked either way, so checkpoints do not depend on it).
-    config.model.scan_layers = True
-    # What each block keeps for the backward pass: "none" (everything), "dots" (matmul
-    # outputs), "projections" (q/k/v/out and MLP projections only), "full" (block inputs).
-    config.model.remat_policy = "none"
-    # Self-attention of the ViT and the decoder: "xla" (einsum, the reference), "splash"
-    # (Pallas TPU kernel; interpreted on CPU), "cudnn" (fused GPU kernel, bfloat16), or
-    # "auto" (splash on TPU, cudnn on GPU in bfloat16, else xla).
-    config.model.attention = "auto"
-    config.model.vision = ml_collections.ConfigDict(
-        dict(
-            patch_size=4,
-            width=96,
-            depth=4,
-            num_heads=4,
-            mlp_dim=192,
-            # What pretrained towers differ in (set from config.json on import, see
-            # docs/pretrained.md): CLIP has a class token, a LayerNorm before the blocks,
-            # no patch bias, quick GELU and no LayerNorm after the last block.
-            class_token=False,
-            pre_norm=False,
-            final_norm=True,
-            patch_bias=True,
-            activation="gelu_tanh",  # "gelu_tanh" | "gelu" | "quick_gelu"
-            norm_eps=1e-6,
-            # Pixels in [0, 1] become (x - mean) / std per channel (CLIP's and SigLIP's own).
-            pixel_mean=(0.5, 0.5, 0.5),
-            pixel_std=(0.5, 0.5, 0.5),
-        )
-    )
-    # Semantic levels, coarse to fine: (name, ViT block it taps, grid its patch tokens are
-    # pooled to[, knowledge-base level of its cues; default: the name]). The number of levels
-    # is the length of this tuple.
-    config.model.levels = (("scene", 3, 1), ("landcover", 2, 2), ("object", 1, 4))
-    config.model.kb = ml_collections.ConfigDict(
-        dict(
-            # "" = a learned table over the dataset's own label vocabulary; else a directory
-            # made by `rs-jax kb build` (its dimension must equal dim).
-            source="",
-            dim=64,
-            trainable=False,  # built KB: fine-tune the table itself (else frozen)
-            adapter=False,  # built KB: a trainable residual linear map on the frozen table
-            top_k=3,
-            # "device": each level's top-k of the model's learned query, inside jit.
-            # "host": a frozen query (the question's sentence embedding) searches the built
-            # KB's ScaNN index in the input pipeline; needs source. See docs/knowledge_base.md.
-            retrieval="device",
-            approx=False,  # lax.approx_max_k instead of exact lax.top_k
-            recall_target=0.95,
-            retrieval_loss_weight=0.1,
-        )
-    )
-    config.model.augment = ml_collections.ConfigDict(dict(num_heads=4))
-    config.model.experts = ml_collections.ConfigDict(
-        dict(
-            experts_per_level=2,
-            shared_experts=1,
-            top_k=1,
-            capacity_factor=1.5,
-            mlp_dim=192,
-            balance_loss_weight=0.01,
-            z_loss_weight=1e-3,
-            # "einsum": GShard capacity dispatch (drops overflow); "dropless": shard_map +
-            # all-to-all over 'expert' + ragged_dot (docs/experts.md).
-            dispatch="einsum",
-            # Training only: router inputs times U(1 - jitter, 1 + jitter); 0 = off.
-            router_jitter=0.0,
-            # Level l's router and expert input also see level l - 1's projected mean token
-            # (ablation switch; docs/experts.md).
-            coarse_to_fine=True,
-        )
-    )
-    config.model.llm = ml_collections.ConfigDict(
-        dict(
-            width=128,
-            depth=2,
-            num_heads=4,
-            num_kv_heads=2,
-            mlp_dim=256,
-            rope_theta=10_000.0,
-            # "none" | "linear" (positions / factor) | "llama3" (Llama 3's per-band scaling).
-            rope_scaling=ml_collections.ConfigDict(
-                dict(
-                    type="none",
-                    factor=1.0,
-                    low_freq_factor=1.0,
-                    high_freq_factor=4.0,
-                    original_max_positions=8192,
-                )
-            ),
-            norm_eps=1e-6,
-            sliding_window=0,  # > 0: attend to the last this many positions (Mistral)
-            # Low-rank adapters (stage 2 instruction tuning with train.freeze=("vision",
-            # "llm")): rank 0 = none; targets among the q/k/v/out and MLP projections.
-            lora=ml_collections.ConfigDict(
-                dict(
-                    rank=0,
-                    alpha=16.0,
-                    targets=("query", "key", "value", "attention_out", "mlp_in", "mlp_out"),
-                )
-            ),
-            qkv_bias=False,
-            tie_embeddings=True,
-            # N > 0: blocks N-1, 2N-1, ... send the visual tokens through a level-grouped MoE
-            # (routing settings from config.model.experts); text tokens keep the dense FFN.
-            moe_every=0,
-            # 0 = the tokenizer's size; larger pads the embedding table (e.g. to a multiple
-            # of 128) or plans a model before its tokenizer exists (benchmarks/plan_memory.py).
-            vocab_size=0,
-        )
-    )
+    # Every key, its default and what it means: the dataclasses of rs_jax/models/config.py.
+    config.model = ml_collections.ConfigDict(model_defaults())
 
     config.train = ml_collections.ConfigDict()
     config.train.steps = 2500

@@ -147,29 +147,46 @@ def _build_parser() -> argparse.ArgumentParser:
         "--debug (anywhere): a failure prints its traceback instead of one line.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_commands(commands)
+    _add_score_command(commands)
 
-    def add(
-        name: str, help_text: str, workdir: bool = True, reads_run: bool = False
-    ) -> argparse.ArgumentParser:
-        """reads_run: a command on a trained run, whose --config defaults to the config
-        stored with the run's newest checkpoint."""
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    from rs_jax.convert.cli import add_convert_parser
+    from rs_jax.kb.cli import add_kb_parser
+
+    add_kb_parser(commands)
+    add_convert_parser(commands)
+    return parser
+
+
+def _add_command(
+    commands: argparse._SubParsersAction,
+    name: str,
+    help_text: str,
+    workdir: bool = True,
+    reads_run: bool = False,
+) -> argparse.ArgumentParser:
+    """A command that takes --config; reads_run: a command on a trained run, whose --config
+    defaults to the config stored with the run's newest checkpoint."""
+    sub = commands.add_parser(name, help=help_text, description=help_text)
+    sub.add_argument(
+        "--config",
+        required=not reads_run,
+        metavar="FILE.py[:ARG]",
+        help="config file, e.g. configs/demo.py"
+        + (" (default: the one stored with --workdir's newest checkpoint)" if reads_run else ""),
+    )
+    if workdir:
         sub.add_argument(
-            "--config",
-            required=not reads_run,
-            metavar="FILE.py[:ARG]",
-            help="config file, e.g. configs/demo.py"
-            + (
-                " (default: the one stored with --workdir's newest checkpoint)" if reads_run else ""
-            ),
+            "--workdir", required=True, help="checkpoints, logs and data cache go here"
         )
-        if workdir:
-            sub.add_argument(
-                "--workdir", required=True, help="checkpoints, logs and data cache go here"
-            )
-        return sub
+    return sub
 
-    train = add("train", "Train (resumes from the latest checkpoint in --workdir).")
+
+def _add_run_commands(commands: argparse._SubParsersAction) -> None:
+    """The commands that read a config: train, eval, config, compile, predict, chat."""
+    train = _add_command(
+        commands, "train", "Train (resumes from the latest checkpoint in --workdir)."
+    )
     train.add_argument(
         "--allow_config_change",
         action="store_true",
@@ -180,9 +197,10 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="resume even if training files were added, removed or edited (logged)",
     )
-    add("eval", "Evaluate the latest checkpoint in --workdir.", reads_run=True)
-    add("config", "Print the resolved config and exit.", workdir=False)
-    compile_ = add(
+    _add_command(commands, "eval", "Evaluate the latest checkpoint in --workdir.", reads_run=True)
+    _add_command(commands, "config", "Print the resolved config and exit.", workdir=False)
+    compile_ = _add_command(
+        commands,
         "compile",
         "Compile a step ahead of time for a TPU slice with libtpu (no TPU needed): "
         "per-chip memory, whether it fits, kernels, FLOPs. Exits 1 if it does not fit.",
@@ -207,20 +225,24 @@ def _build_parser() -> argparse.ArgumentParser:
     from rs_jax.eval import predict
 
     predict.add_predict_arguments(
-        add(
+        _add_command(
+            commands,
             "predict",
             "Answer a question about an image, or about every image in a folder.",
             reads_run=True,
         )
     )
     predict.add_chat_arguments(
-        add(
+        _add_command(
+            commands,
             "chat",
             "Talk about an image: questions from stdin, each after the earlier rounds.",
             reads_run=True,
         )
     )
 
+
+def _add_score_command(commands: argparse._SubParsersAction) -> None:
     from rs_jax.data import boxes
 
     score = commands.add_parser(
@@ -247,13 +269,6 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=boxes.FORMATS,
         help="grounding: how boxes are written (as config.data.box_format)",
     )
-
-    from rs_jax.convert.cli import add_convert_parser
-    from rs_jax.kb.cli import add_kb_parser
-
-    add_kb_parser(commands)
-    add_convert_parser(commands)
-    return parser
 
 
 def _cmd_train(config: object, args: argparse.Namespace) -> int:
@@ -370,54 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         isinstance(f, _OrbaxBackgroundTracebacks) for f in absl_logger.filters
     ):
         absl_logger.addFilter(_OrbaxBackgroundTracebacks())
-    parser = _build_parser()
-    args, extra = parser.parse_known_args(argv)
-    takes_config = args.command not in ("kb", "convert", "score") or (
-        getattr(args, "convert_command", None) in ("orbax-to-hf", "hf-to-orbax")
-    )
-    try:
-        overrides, unknown = _split_overrides(extra) if takes_config else ([], extra)
-    except ValueError as e:
-        parser.error(str(e))
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if getattr(args, "workdir", None) is not None and not args.workdir.strip():
-        # Path("") is the current directory: a run would scatter its files there.
-        parser.error("--workdir is empty; name a folder for the run")
-
+    args, overrides = _parse_args(argv)
     previous_handlers = _stop_signals_raise()
     try:
         quiet_libtpu_without_tpu()
         _simulate_cpu_devices()
-        if args.command == "kb":
-            from rs_jax.kb.cli import run
-
-            return run(args)
-        if args.command == "convert":
-            from rs_jax.convert.cli import run
-
-            return run(args, overrides)
-        if args.command == "score":
-            _cmd_score(args)
-            return 0
-        from rs_jax.train import run_config
-
-        # train checks a changed config itself, at resume.
-        workdir = None if args.command == "train" else getattr(args, "workdir", None)
-        config = run_config.for_command(args.config, workdir, overrides)
-        _initialize_distributed()
-        if args.command == "config":
-            print(config)
-        elif args.command == "compile":
-            return _cmd_compile(config, args)
-        elif args.command == "train":
-            return _cmd_train(config, args)
-        elif args.command == "eval":
-            _cmd_eval(config, args.workdir)
-        elif args.command == "predict":
-            return _cmd_predict(config, args)
-        elif args.command == "chat":
-            return _cmd_chat(config, args)
+        return _run(args, overrides)
     except Interrupted as e:
         if args.command == "train":  # whatever it saved resumes with the same command
             print(f"rs-jax: stopped by {e} before training started; the same command "
@@ -442,6 +415,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
+
+
+def _parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The command's arguments and its --config.KEY=VALUE overrides; a usage mistake exits."""
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)
+    takes_config = args.command not in ("kb", "convert", "score") or (
+        getattr(args, "convert_command", None) in ("orbax-to-hf", "hf-to-orbax")
+    )
+    try:
+        overrides, unknown = _split_overrides(extra) if takes_config else ([], extra)
+    except ValueError as e:
+        parser.error(str(e))
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if getattr(args, "workdir", None) is not None and not args.workdir.strip():
+        # Path("") is the current directory: a run would scatter its files there.
+        parser.error("--workdir is empty; name a folder for the run")
+    return args, overrides
+
+
+def _run(args: argparse.Namespace, overrides: list[str]) -> int:
+    """Runs the command; its exit code."""
+    if args.command == "kb":
+        from rs_jax.kb.cli import run
+
+        return run(args)
+    if args.command == "convert":
+        from rs_jax.convert.cli import run
+
+        return run(args, overrides)
+    if args.command == "score":
+        _cmd_score(args)
+        return 0
+    from rs_jax.train import run_config
+
+    # train checks a changed config itself, at resume.
+    workdir = None if args.command == "train" else getattr(args, "workdir", None)
+    config = run_config.for_command(args.config, workdir, overrides)
+    _initialize_distributed()
+    if args.command == "config":
+        print(config)
+    elif args.command == "compile":
+        return _cmd_compile(config, args)
+    elif args.command == "train":
+        return _cmd_train(config, args)
+    elif args.command == "eval":
+        _cmd_eval(config, args.workdir)
+    elif args.command == "predict":
+        return _cmd_predict(config, args)
+    elif args.command == "chat":
+        return _cmd_chat(config, args)
     return 0
 
 

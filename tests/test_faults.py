@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from rs_jax import cli
-from rs_jax.config import load_config
+from rs_jax.config_files import load_config
 from rs_jax.data.pipeline import build_data
 from rs_jax.kb import store
 from rs_jax.sharding import SHARDING_RULES
@@ -481,7 +481,7 @@ FAULTS = [
     bad("model.kb.top_k", "0", r"config\.model\.kb\.top_k=0: must be >= 1"),
     bad("model.kb.recall_target", "1.5", r"config\.model\.kb\.recall_target=1\.5"),
     bad("model.kb.retrieval_loss_weight", "-0.1", r"kb\.retrieval_loss_weight=-0\.1"),
-    bad("model.kb.retrieval", "cloud", r"config\.model\.kb\.retrieval must be 'device' or"),
+    bad("model.kb.retrieval", "cloud", r"config\.model\.kb\.retrieval='cloud': expected one of"),
     bad("model.kb.retrieval", "host", r"retrieval='host'.*set config\.model\.kb\.source"),
     bad(
         "model.kb.source",
@@ -1882,7 +1882,7 @@ def test_a_step_larger_than_the_memory_stops_before_step_1(
 
 
 def test_an_unexpected_exception_is_one_line_and_debug_shows_it(capsys, monkeypatch):
-    from rs_jax import config as config_lib
+    from rs_jax import config_files as config_lib
 
     def broken(*args, **kwargs):
         raise RuntimeError("something deep\nand more")

@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rs_jax.config import load_config
+from rs_jax.config_files import load_config
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.checkpointing import Checkpointer
 from rs_jax.train.trainer import train

@@ -12,16 +12,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rs_jax"
 # Package -> the rs_jax packages it may import (besides itself), lowest layer first.
 ALLOWED = {
     "__init__": set(),
-    "config": set(),
+    "config_files": set(),
     "files": set(),
     "sharding": set(),
     "models": {"sharding"},
-    "convert": {"config", "files", "sharding", "models"},
+    "convert": {"config_files", "files", "sharding", "models"},
     "kb": {"files", "sharding", "models", "convert"},
     "data": {"files", "kb"},
-    "train": {"config", "files", "sharding", "models", "convert", "kb", "data"},
-    "eval": {"config", "files", "sharding", "models", "convert", "kb", "data", "train"},
-    "plan": {"config", "files", "sharding", "models", "data", "train", "eval"},
+    "train": {"config_files", "files", "sharding", "models", "convert", "kb", "data"},
+    "eval": {"config_files", "files", "sharding", "models", "convert", "kb", "data", "train"},
+    "plan": {"config_files", "files", "sharding", "models", "data", "train", "eval"},
 }
 
 
@@ -35,7 +35,7 @@ def _imported_packages(path: Path) -> list[tuple[int, str]]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module]
-            if node.module == "rs_jax":  # from rs_jax import config
+            if node.module == "rs_jax":  # from rs_jax import config_files
                 names = [f"rs_jax.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]

@@ -158,7 +158,7 @@ def test_mirror_shardings_follow_the_parameters(mesh):
 def test_optimizer_state_is_sharded_like_the_parameters(tmp_path):
     """fsdp shards the AdamW moments too, and the planned (abstract) experiment has exactly
     the shardings of the built one."""
-    from rs_jax.config import load_config
+    from rs_jax.config_files import load_config
     from rs_jax.data.scenes import kb_entries
     from rs_jax.train import experiment as experiment_lib
     from rs_jax.train import report

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import ml_collections
 from flax import nnx
 
 from rs_jax.convert import weights
-from rs_jax.models.config import DecoderConfig, Layers, Precision, decoder_config
+from rs_jax.models.config import DecoderConfig, Precision, StackConfig
 from rs_jax.models.layers import merge_lora
 from rs_jax.models.llm import Decoder
 
@@ -142,8 +141,8 @@ def load_decoder(
     no random initialisation happens and no tensor is held twice."""
     no_lora = {"rank": 0, "alpha": 1.0, "targets": ()}
     settings = {**llm_settings(folder), "moe_every": 0, "lora": no_lora}
-    cfg = decoder_config(ml_collections.ConfigDict(settings))
-    make = lambda: Decoder(cfg, Precision(), Layers(), rngs=nnx.Rngs(0))
+    cfg = DecoderConfig.from_config(settings)
+    make = lambda: Decoder(cfg, Precision(), StackConfig(), rngs=nnx.Rngs(0))
     return weights.load_abstract(make, lambda decoder: load_weights(decoder, folder), mesh, rules)
 
 

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 from flax import nnx
 
 from rs_jax.convert import weights
-from rs_jax.models.config import Layers, Precision, VisionConfig, vision_config
+from rs_jax.models.config import Precision, StackConfig, VisionConfig
 from rs_jax.models.vision import VisionEncoder
 
 # config.json model_type -> what differs between the towers (config.model.vision keys).
@@ -161,8 +160,8 @@ def load_vision_tower(
 ) -> VisionEncoder:
     """A `VisionEncoder` holding `folder`'s weights, sharded on `mesh` by the `rules`."""
     settings, image_size = vision_settings(folder)
-    cfg = vision_config(ml_collections.ConfigDict(settings), image_size)
-    make = lambda: VisionEncoder(cfg, Precision(), Layers(), rngs=nnx.Rngs(0))
+    cfg = VisionConfig.from_config(settings, image_size)
+    make = lambda: VisionEncoder(cfg, Precision(), StackConfig(), rngs=nnx.Rngs(0))
     return weights.load_abstract(make, lambda encoder: load_weights(encoder, folder), mesh, rules)
 
 

@@ -1,7 +1,12 @@
-"""Typed, frozen model configs, built once from `config.model` and handed to the modules.
+"""Typed, frozen model configs: the one schema of `config.model`.
 
-`ModelConfig.from_config(config.model)` checks every value and names the key of the first
-one out of range; the modules then read plain attributes and never see the ConfigDict.
+Each dataclass holds its fields' defaults and a line on each; `model_defaults()` lays them
+out as `config.model` (configs/common.py takes it from there: no default is written twice).
+Each checks its own values when constructed and names the key of the first one out of
+range (`config.model.llm.num_kv_heads=3: must divide llm.num_heads=4`), so a config built
+by hand, a converter or `dataclasses.replace` is checked like one from a config file.
+`ModelConfig.from_config(config.model, image_size)` builds them; the modules then read plain
+attributes and never see the ConfigDict. Construction is by keyword only.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +31,8 @@ DISPATCH_MODES = ("einsum", "dropless")
 ACTIVATIONS = ("gelu_tanh", "gelu", "quick_gelu")
 # RoPE frequency scaling: none, positions divided by a factor, or Llama 3's per-band scaling.
 ROPE_SCALINGS = ("none", "linear", "llama3")
+# Where the KB's top-k is found: inside jit, or by the input pipeline's ScaNN search.
+RETRIEVAL_MODES = ("device", "host")
 # Activations named with `jax.ad_checkpoint.checkpoint_name`; the `projections` policy saves
 # these and recomputes everything else in a block.
 PROJECTION_NAMES = ("query", "key", "value", "attention_out", "mlp_in", "mlp_out")
@@ -42,30 +49,99 @@ def _require(ok: bool, key: str, value: Any, expected: str) -> None:
         raise ModelConfigError(f"config.model.{key}={value!r}: {expected}")
 
 
-def _positive(section: Mapping[str, Any], prefix: str, *keys: str) -> None:
-    for key in keys:
-        value = section[key]
-        _require(isinstance(value, int) and value > 0, f"{prefix}.{key}", value, "must be >= 1")
+def _positive(section: Any, prefix: str, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        _require(isinstance(value, int) and value > 0, f"{prefix}.{name}", value, "must be >= 1")
 
 
-@dataclasses.dataclass(frozen=True)
+def _one_of(value: Any, choices: tuple[str, ...], key: str) -> None:
+    _require(value in choices, key, value, f"expected one of {list(choices)}")
+
+
+def _keys(cls: type) -> dict[str, Any]:
+    """The config keys of a section and their defaults: the fields of `cls` with a default.
+    A field without one is set from outside the section (`VisionConfig.image_size`)."""
+    keys = {}
+    for field in dataclasses.fields(cls):
+        if field.default is not dataclasses.MISSING:
+            keys[field.name] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            keys[field.name] = field.default_factory()
+    return keys
+
+
+def _like(default: Any, value: Any) -> Any:
+    """`value` in the type of `default`: an override of a float field may be an int, a
+    tuple arrives as a JSON list from a run's stored config."""
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if isinstance(default, tuple):
+        return tuple(_like(default[0], v) for v in value) if default else tuple(value)
+    return value
+
+
+def _read(cls: type, section: Mapping[str, Any], **given: Any) -> Any:
+    """`cls` from its config section, with the `given` fields set from elsewhere."""
+    keys = _keys(cls).items()
+    values = {key: _like(default, section[key]) for key, default in keys if key not in given}
+    return cls(**values, **given)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Precision:
     """Activations and matmul operands in `dtype` (matmuls accumulate in float32), weights
-    stored in `param_dtype`. Softmax, norms, RoPE, the router and the loss run in float32."""
+    stored in `param_dtype`. Softmax, norms, RoPE, the router and the loss run in float32.
+    Set by `config.model.dtype` and `config.model.param_dtype` ("float32" | "bfloat16")."""
 
     dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32  # and so the optimizer's master copy
+
+    @classmethod
+    def from_config(cls, model: Mapping[str, Any]) -> Precision:
+        for key in ("dtype", "param_dtype"):
+            _one_of(model[key], tuple(DTYPES), key)
+        return cls(dtype=DTYPES[model["dtype"]], param_dtype=DTYPES[model["param_dtype"]])
+
+    def to_config(self) -> dict[str, str]:
+        names = {jnp.dtype(dtype): name for name, dtype in DTYPES.items()}
+        return dict(
+            dtype=names[jnp.dtype(self.dtype)], param_dtype=names[jnp.dtype(self.param_dtype)]
+        )
 
 
-@dataclasses.dataclass(frozen=True)
-class Layers:
-    """How a stack of identical blocks runs: one `jax.lax.scan` over stacked parameters
-    (compile time independent of depth) or unrolled, what the backward pass keeps, and which
-    kernel computes the blocks' self-attention."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StackConfig:
+    """How a stack of identical blocks (models/stack.py: LayerStack, the ViT's and the
+    decoder's) runs: one `jax.lax.scan` over stacked parameters or unrolled, what its
+    backward pass keeps, and which kernel computes the blocks' self-attention.
+    `config.model.scan_layers`, `.remat_policy`, `.attention`."""
 
+    # One jax.lax.scan (compile time independent of depth), else unrolled; the parameters
+    # are stacked either way, so checkpoints do not depend on it.
     scan: bool = True
-    remat_policy: str = "none"
+    remat_policy: str = "none"  # what each block keeps for the backward pass: REMAT_POLICIES
+    # "xla" (einsum, the reference), "splash" (Pallas TPU kernel; interpreted on CPU),
+    # "cudnn" (fused GPU kernel, bfloat16), "auto" (splash on TPU, cudnn on GPU in bf16, else xla).
     attention: str = "auto"
+
+    # The config.model key of each field.
+    KEYS: ClassVar[dict[str, str]] = dict(
+        scan="scan_layers", remat_policy="remat_policy", attention="attention"
+    )
+
+    def __post_init__(self):
+        _one_of(self.remat_policy, REMAT_POLICIES, "remat_policy")
+        _one_of(self.attention, ATTENTION_KERNELS, "attention")
+
+    @classmethod
+    def from_config(cls, model: Mapping[str, Any]) -> StackConfig:
+        return _read(cls, {field: model[key] for field, key in cls.KEYS.items()})
+
+    def to_config(self) -> dict[str, Any]:
+        return {key: getattr(self, field) for field, key in self.KEYS.items()}
 
     def checkpoint_policy(self):
         """The `jax.checkpoint` policy of `remat_policy` (None: no rematerialisation)."""
@@ -83,26 +159,52 @@ class Layers:
         }[self.remat_policy]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class VisionConfig:
-    """A ViT. The optional parts are those of pretrained towers: CLIP has a class token, a
-    LayerNorm before the blocks, no patch bias and quick GELU; SigLIP none of these."""
+    """`config.model.vision`: a ViT. The optional parts are those of pretrained towers (set
+    from config.json on import, docs/pretrained.md): CLIP has a class token, a LayerNorm
+    before the blocks, no patch bias, quick GELU and no LayerNorm after the last block."""
 
-    image_size: int
-    patch_size: int
-    width: int
-    depth: int
-    num_heads: int
-    mlp_dim: int
+    image_size: int  # config.data.image_size
+    patch_size: int = 4
+    width: int = 96
+    depth: int = 4
+    num_heads: int = 4
+    mlp_dim: int = 192
     class_token: bool = False
-    pre_norm: bool = False
+    pre_norm: bool = False  # LayerNorm on the patch embeddings before the blocks (CLIP)
     final_norm: bool = True  # LayerNorm on the last block's tokens (SigLIP; not CLIP)
     patch_bias: bool = True
-    activation: str = "gelu_tanh"
+    activation: str = "gelu_tanh"  # the MLP's: ACTIVATIONS
     norm_eps: float = 1e-6
-    # Pixels in [0, 1] are normalised as (x - mean) / std per channel, as the tower was trained.
-    pixel_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    pixel_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    # Pixels in [0, 1] become (x - mean) / std per channel, as the tower was trained.
+    pixel_mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    pixel_std: tuple[float, ...] = (0.5, 0.5, 0.5)
+
+    def __post_init__(self):
+        _positive(self, "vision", "patch_size", "width", "depth", "num_heads", "mlp_dim")
+        _require(
+            self.image_size % self.patch_size == 0,
+            "vision.patch_size",
+            self.patch_size,
+            f"must divide config.data.image_size={self.image_size}",
+        )
+        _require(
+            self.width % self.num_heads == 0,
+            "vision.num_heads",
+            self.num_heads,
+            f"must divide vision.width={self.width}",
+        )
+        _one_of(self.activation, ACTIVATIONS, "vision.activation")
+        _require(self.norm_eps > 0, "vision.norm_eps", self.norm_eps, "must be > 0")
+        for key in ("pixel_mean", "pixel_std"):
+            value = getattr(self, key)
+            _require(len(value) == 3, f"vision.{key}", value, "expected 3 values (R, G, B)")
+        _require(min(self.pixel_std) > 0, "vision.pixel_std", self.pixel_std, "must be > 0")
+
+    @classmethod
+    def from_config(cls, vision: Mapping[str, Any], image_size: int) -> VisionConfig:
+        return _read(cls, vision, image_size=image_size)
 
     @property
     def grid(self) -> int:
@@ -110,57 +212,187 @@ class VisionConfig:
         return self.image_size // self.patch_size
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class LevelConfig:
     """One semantic level: the ViT block it taps, the grid its patch tokens are pooled to,
-    and the knowledge-base level its cues come from."""
+    and the knowledge-base level its cues come from. `config.model.levels` holds one
+    `(name, block, grid[, kb_level])` entry per level, coarse to fine; a negative block
+    counts from the last, and kb_level defaults to the name."""
 
     name: str
     block: int
     grid: int
     kb_level: str
 
+    # config.model.levels' default: a scene level on the last block but one, pooled to one
+    # token; land cover on 2x2; objects on 4x4.
+    DEFAULTS: ClassVar[tuple[tuple[str, int, int], ...]] = (
+        ("scene", 3, 1),
+        ("landcover", 2, 2),
+        ("object", 1, 4),
+    )
 
-@dataclasses.dataclass(frozen=True)
+    @classmethod
+    def from_config(cls, levels: Any, vision: VisionConfig) -> tuple[LevelConfig, ...]:
+        """`config.model.levels`, checked against the ViT: one LevelConfig a level."""
+        depth = vision.depth
+        expected = "a tuple of (name, block, grid[, kb_level]) entries, coarse to fine"
+        _require(isinstance(levels, tuple | list) and len(levels) > 0, "levels", levels, expected)
+        parsed = []
+        for i, entry in enumerate(levels):
+            key = f"levels[{i}]"
+            ok = isinstance(entry, tuple | list) and len(entry) in (3, 4)
+            _require(ok, key, entry, expected)
+            name, block, grid, *kb_level = entry
+            _require(isinstance(name, str) and bool(name), key, entry, "the name must be a string")
+            _require(
+                isinstance(block, int) and -depth <= block < depth,
+                key,
+                entry,
+                f"block {block} is outside the ViT's {depth} blocks",
+            )
+            _require(
+                isinstance(grid, int) and grid >= 1 and vision.grid % grid == 0,
+                key,
+                entry,
+                f"grid must be >= 1 and divide the ViT's {vision.grid}x{vision.grid} patch grid",
+            )
+            kb_level = kb_level[0] if kb_level else name
+            parsed.append(cls(name=name, block=block % depth, grid=grid, kb_level=kb_level))
+        names = [level.name for level in parsed]
+        _require(len(set(names)) == len(names), "levels", levels, "level names must be unique")
+        return tuple(parsed)
+
+    def to_config(self) -> tuple[str, int, int] | tuple[str, int, int, str]:
+        entry = (self.name, self.block, self.grid)
+        return entry if self.kb_level == self.name else (*entry, self.kb_level)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class KnowledgeConfig:
-    dim: int
-    top_k: int
-    approx: bool
-    recall_target: float
-    trainable: bool
-    adapter: bool
-    retrieval_loss_weight: float
+    """`config.model.kb`: the knowledge base the levels retrieve their cues from, and how."""
+
+    # "" = a learned table over the dataset's own label vocabulary; else a directory made
+    # by `rs-jax kb build` (its dimension must equal dim).
+    source: str = ""
+    dim: int = 64
+    trainable: bool = False  # built KB: fine-tune the table itself (else frozen)
+    adapter: bool = False  # built KB: a trainable residual linear map on the frozen table
+    top_k: int = 3
+    # "device": each level's top-k of the model's learned query, inside jit. "host": a
+    # frozen query (the question's sentence embedding) searches the built KB's ScaNN index
+    # in the input pipeline; needs source. See docs/knowledge_base.md.
+    retrieval: str = "device"
+    approx: bool = False  # lax.approx_max_k instead of exact lax.top_k
+    recall_target: float = 0.95  # approx_max_k's
+    retrieval_loss_weight: float = 0.1
+
+    def __post_init__(self):
+        _positive(self, "kb", "dim", "top_k")
+        _one_of(self.retrieval, RETRIEVAL_MODES, "kb.retrieval")
+        _require(
+            0 < self.recall_target <= 1, "kb.recall_target", self.recall_target, "must be in (0, 1]"
+        )
+        _require(
+            self.retrieval_loss_weight >= 0,
+            "kb.retrieval_loss_weight",
+            self.retrieval_loss_weight,
+            "must be >= 0",
+        )
+
+    @classmethod
+    def from_config(cls, kb: Mapping[str, Any]) -> KnowledgeConfig:
+        return _read(cls, kb)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AugmentConfig:
+    """`config.model.augment`: the cross-attention of each level's tokens to [cues; prompt]."""
+
+    num_heads: int = 4
+
+    def __post_init__(self):
+        _positive(self, "augment", "num_heads")
+
+    @classmethod
+    def from_config(cls, augment: Mapping[str, Any]) -> AugmentConfig:
+        return _read(cls, augment)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ExpertsConfig:
-    """A level-grouped mixture of experts: the semantic experts and the decoder's MoE blocks."""
+    """`config.model.experts`: a level-grouped mixture of experts, the semantic experts and
+    the decoder's MoE blocks (docs/experts.md)."""
 
-    num_levels: int
-    experts_per_level: int
-    shared_experts: int
-    top_k: int
-    capacity_factor: float
-    mlp_dim: int
-    dispatch: str
-    router_jitter: float
-    coarse_to_fine: bool
-    balance_loss_weight: float
-    z_loss_weight: float
+    num_levels: int  # len(config.model.levels)
+    experts_per_level: int = 2
+    shared_experts: int = 1  # every token also goes through these
+    top_k: int = 1  # among its level's experts
+    capacity_factor: float = 1.5
+    mlp_dim: int = 192
+    balance_loss_weight: float = 0.01
+    z_loss_weight: float = 1e-3
+    # "einsum": GShard capacity dispatch (drops overflow); "dropless": shard_map +
+    # all-to-all over 'expert' + ragged_dot.
+    dispatch: str = "einsum"
+    router_jitter: float = 0.0  # training only: router inputs times U(1 - jitter, 1 + jitter)
+    # Level l's router and expert input also see level l - 1's projected mean token.
+    coarse_to_fine: bool = True
+
+    def __post_init__(self):
+        _positive(self, "experts", "experts_per_level", "top_k", "mlp_dim")
+        _require(
+            self.shared_experts >= 0, "experts.shared_experts", self.shared_experts, "must be >= 0"
+        )
+        _require(
+            self.top_k <= self.experts_per_level,
+            "experts.top_k",
+            self.top_k,
+            f"exceeds experts_per_level={self.experts_per_level}: a token is routed within its "
+            "level's group",
+        )
+        _require(
+            self.capacity_factor > 0, "experts.capacity_factor", self.capacity_factor, "must be > 0"
+        )
+        _one_of(self.dispatch, DISPATCH_MODES, "experts.dispatch")
+        _require(
+            0 <= self.router_jitter < 1,
+            "experts.router_jitter",
+            self.router_jitter,
+            "must be in [0, 1)",
+        )
+        for key in ("balance_loss_weight", "z_loss_weight"):
+            _require(getattr(self, key) >= 0, f"experts.{key}", getattr(self, key), "must be >= 0")
+
+    @classmethod
+    def from_config(cls, experts: Mapping[str, Any], num_levels: int) -> ExpertsConfig:
+        return _read(cls, experts, num_levels=num_levels)
 
     @property
     def num_experts(self) -> int:
         return self.num_levels * self.experts_per_level
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Lora:
-    """Low-rank adapters on the decoder's projections: y += (alpha / rank) * x A B, with
-    B zero at the start (the adapted model starts as the base one). rank 0: none."""
+    """`config.model.llm.lora`: low-rank adapters on the decoder's projections (stage 2
+    instruction tuning with train.freeze=("vision", "llm")): y += (alpha / rank) * x A B,
+    with B zero at the start (the adapted model starts as the base one)."""
 
-    rank: int = 0
+    rank: int = 0  # 0: no adapters
     alpha: float = 16.0
-    targets: tuple[str, ...] = PROJECTION_NAMES
+    targets: tuple[str, ...] = PROJECTION_NAMES  # some of the q/k/v/out and MLP projections
+
+    def __post_init__(self):
+        _require(self.rank >= 0, "llm.lora.rank", self.rank, "must be >= 0 (0 = no adapters)")
+        _require(self.alpha > 0, "llm.lora.alpha", self.alpha, "must be > 0")
+        unknown = [t for t in self.targets if t not in PROJECTION_NAMES]
+        expected = f"expected some of {list(PROJECTION_NAMES)}"
+        _require(not unknown, "llm.lora.targets", self.targets, expected)
+
+    @classmethod
+    def from_config(cls, lora: Mapping[str, Any]) -> Lora:
+        return _read(cls, lora)
 
     def applies_to(self, tag: str) -> bool:
         return self.rank > 0 and tag in self.targets
@@ -170,12 +402,14 @@ class Lora:
         return self.alpha / self.rank
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Rope:
-    """Rotary position embedding: inverse frequencies theta^(-2i/H), optionally scaled."""
+    """Rotary position embedding: inverse frequencies theta^(-2i/H), optionally scaled.
+    `config.model.llm.rope_theta` and `config.model.llm.rope_scaling` (its `type` is
+    `scaling` here)."""
 
     theta: float = 10_000.0
-    scaling: str = "none"
+    scaling: str = "none"  # ROPE_SCALINGS: "linear" divides positions by factor
     factor: float = 1.0
     # llama3 only: wavelengths above original_max_positions / low_freq_factor are divided
     # by factor, those below original_max_positions / high_freq_factor kept, and the band
@@ -184,39 +418,143 @@ class Rope:
     high_freq_factor: float = 4.0
     original_max_positions: int = 8192
 
+    KEY: ClassVar[str] = "llm.rope_scaling"
 
-@dataclasses.dataclass(frozen=True)
+    def __post_init__(self):
+        _require(0 < self.theta < math.inf, "llm.rope_theta", self.theta, "must be > 0 and finite")
+        _one_of(self.scaling, ROPE_SCALINGS, f"{self.KEY}.type")
+        _require(self.factor >= 1, f"{self.KEY}.factor", self.factor, "must be >= 1")
+        _require(
+            0 < self.low_freq_factor < self.high_freq_factor,
+            f"{self.KEY}.low_freq_factor",
+            self.low_freq_factor,
+            f"must be in (0, high_freq_factor={self.high_freq_factor})",
+        )
+        _positive(self, self.KEY, "original_max_positions")
+
+    @classmethod
+    def from_config(cls, llm: Mapping[str, Any]) -> Rope:
+        scaling = dict(llm["rope_scaling"])
+        scaling["scaling"] = scaling.pop("type")
+        return _read(cls, scaling | dict(theta=llm["rope_theta"]))
+
+    def to_config(self) -> dict[str, Any]:
+        scaling = {"type" if key == "scaling" else key: getattr(self, key) for key in _keys(Rope)}
+        return dict(rope_theta=scaling.pop("theta"), rope_scaling=scaling)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DecoderConfig:
-    vocab_size: int  # 0 until resolved against the tokenizer (ModelConfig.with_vocab)
-    width: int
-    depth: int
-    num_heads: int
-    num_kv_heads: int
-    mlp_dim: int
-    rope: Rope
-    qkv_bias: bool
-    tie_embeddings: bool
-    moe_every: int  # 0: dense; N: blocks N-1, 2N-1, ... route the visual tokens
+    """`config.model.llm`: a LLaMA-family decoder (RMSNorm, RoPE, SwiGLU, grouped-query
+    attention; Qwen2's q/k/v biases optional)."""
+
+    width: int = 128
+    depth: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    mlp_dim: int = 256
+    rope: Rope = dataclasses.field(default_factory=Rope)
     norm_eps: float = 1e-6
-    sliding_window: int = 0  # > 0: a token attends to the last this many positions only
-    lora: Lora = Lora()
+    sliding_window: int = 0  # > 0: a token attends to the last this many positions (Mistral)
+    lora: Lora = dataclasses.field(default_factory=Lora)
+    qkv_bias: bool = False
+    tie_embeddings: bool = True
+    # N > 0: blocks N-1, 2N-1, ... send the visual tokens through a level-grouped MoE
+    # (routing settings from config.model.experts); text tokens keep the dense FFN.
+    moe_every: int = 0
+    # 0 = the tokenizer's size (ModelConfig.with_vocab resolves it); larger pads the
+    # embedding table (e.g. to a multiple of 128) or plans a model before its tokenizer
+    # exists (benchmarks/plan_memory.py).
+    vocab_size: int = 0
+
+    def __post_init__(self):
+        _positive(self, "llm", "width", "depth", "num_heads", "num_kv_heads", "mlp_dim")
+        _require(self.vocab_size >= 0, "llm.vocab_size", self.vocab_size, "must be >= 0")
+        _require(
+            self.width % self.num_heads == 0 and (self.width // self.num_heads) % 2 == 0,
+            "llm.num_heads",
+            self.num_heads,
+            f"must divide llm.width={self.width} into an even head size (RoPE rotates pairs)",
+        )
+        _require(
+            self.num_heads % self.num_kv_heads == 0,
+            "llm.num_kv_heads",
+            self.num_kv_heads,
+            f"must divide llm.num_heads={self.num_heads}",
+        )
+        _require(self.norm_eps > 0, "llm.norm_eps", self.norm_eps, "must be > 0")
+        _require(
+            self.sliding_window >= 0, "llm.sliding_window", self.sliding_window, "must be >= 0"
+        )
+        _require(
+            self.moe_every >= 0 and (self.moe_every == 0 or self.depth % self.moe_every == 0),
+            "llm.moe_every",
+            self.moe_every,
+            f"must be 0 or divide llm.depth={self.depth} (blocks are scanned in groups of it)",
+        )
+
+    @classmethod
+    def from_config(cls, llm: Mapping[str, Any]) -> DecoderConfig:
+        return _read(cls, llm, rope=Rope.from_config(llm), lora=Lora.from_config(llm["lora"]))
+
+    def to_config(self) -> dict[str, Any]:
+        values = {}
+        for key in _keys(DecoderConfig):
+            if key == "rope":
+                values |= self.rope.to_config()
+            else:
+                value = getattr(self, key)
+                values[key] = dataclasses.asdict(value) if key == "lora" else value
+        return values
 
     @property
     def head_dim(self) -> int:
         return self.width // self.num_heads
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    baseline: bool
+    """`config.model`: the whole network. `baseline` turns it into plain LLaVA-1.5 (every
+    patch token of the last ViT block, MLP projector, no KB, no experts)."""
+
     vision: VisionConfig
+    # Semantic levels, coarse to fine; their number is the length of config.model.levels.
     levels: tuple[LevelConfig, ...]
-    kb: KnowledgeConfig
-    augment_heads: int
     experts: ExpertsConfig
-    llm: DecoderConfig
-    precision: Precision
-    layers: Layers
+    baseline: bool = False
+    kb: KnowledgeConfig = dataclasses.field(default_factory=KnowledgeConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    llm: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
+    precision: Precision = dataclasses.field(default_factory=Precision)
+    stack: StackConfig = dataclasses.field(default_factory=StackConfig)
+
+    def __post_init__(self):
+        _require(
+            self.vision.width % self.augment.num_heads == 0,
+            "augment.num_heads",
+            self.augment.num_heads,
+            f"must divide vision.width={self.vision.width}",
+        )
+        _require(
+            self.experts.num_levels == len(self.levels),
+            "levels",
+            self.level_names,
+            f"{len(self.levels)} levels, but the experts are grouped into "
+            f"experts.num_levels={self.experts.num_levels}",
+        )
+        _require(
+            self.stack.attention != "cudnn" or self.precision.dtype == jnp.bfloat16,
+            "attention",
+            self.stack.attention,
+            "cuDNN's fused attention runs in bfloat16: set config.model.dtype='bfloat16'",
+        )
+        kb = self.kb
+        if kb.retrieval == "host" and not kb.source and not self.baseline:
+            raise ModelConfigError(
+                "config.model.kb.retrieval='host' searches a built KB's ScaNN index: set "
+                "config.model.kb.source to a directory made by `rs-jax kb build` (or use "
+                "retrieval='device')"
+            )
 
     @property
     def level_names(self) -> tuple[str, ...]:
@@ -248,254 +586,48 @@ class ModelConfig:
     @classmethod
     def from_config(cls, model: Mapping[str, Any], image_size: int) -> ModelConfig:
         """From `config.model` (and `config.data.image_size`); raises naming the bad key."""
-        for key in ("dtype", "param_dtype"):
-            _require(model[key] in DTYPES, key, model[key], f"expected one of {list(DTYPES)}")
-        _require(
-            model.remat_policy in REMAT_POLICIES,
-            "remat_policy",
-            model.remat_policy,
-            f"expected one of {list(REMAT_POLICIES)}",
-        )
-        _require(
-            model.attention in ATTENTION_KERNELS,
-            "attention",
-            model.attention,
-            f"expected one of {list(ATTENTION_KERNELS)}",
-        )
-        _require(
-            model.attention != "cudnn" or model.dtype == "bfloat16",
-            "attention",
-            model.attention,
-            "cuDNN's fused attention runs in bfloat16: set config.model.dtype='bfloat16'",
-        )
-        vision = vision_config(model.vision, image_size)
-        levels = _levels(model.levels, vision)
-        llm = decoder_config(model.llm)
+        _check_known(model, model_defaults(), "config.model")
+        precision = Precision.from_config(model)
+        vision = VisionConfig.from_config(model["vision"], image_size)
+        levels = LevelConfig.from_config(model["levels"], vision)
         return cls(
-            baseline=bool(model.baseline),
+            baseline=bool(model["baseline"]),
             vision=vision,
             levels=levels,
-            kb=_knowledge(model.kb),
-            augment_heads=_augment_heads(model.augment, vision.width),
-            experts=_experts(model.experts, len(levels)),
-            llm=llm,
-            precision=Precision(DTYPES[model.dtype], DTYPES[model.param_dtype]),
-            layers=Layers(bool(model.scan_layers), model.remat_policy, model.attention),
+            kb=KnowledgeConfig.from_config(model["kb"]),
+            augment=AugmentConfig.from_config(model["augment"]),
+            experts=ExpertsConfig.from_config(model["experts"], len(levels)),
+            llm=DecoderConfig.from_config(model["llm"]),
+            precision=precision,
+            stack=StackConfig.from_config(model),
         )
 
 
-def vision_config(v: Mapping[str, Any], image_size: int) -> VisionConfig:
-    _positive(v, "vision", "patch_size", "width", "depth", "num_heads", "mlp_dim")
-    _require(
-        image_size % v.patch_size == 0,
-        "vision.patch_size",
-        v.patch_size,
-        f"must divide config.data.image_size={image_size}",
-    )
-    _require(
-        v.width % v.num_heads == 0,
-        "vision.num_heads",
-        v.num_heads,
-        f"must divide vision.width={v.width}",
-    )
-    _require(
-        v.activation in ACTIVATIONS,
-        "vision.activation",
-        v.activation,
-        f"expected one of {list(ACTIVATIONS)}",
-    )
-    _require(v.norm_eps > 0, "vision.norm_eps", v.norm_eps, "must be > 0")
-    for key in ("pixel_mean", "pixel_std"):
-        value = tuple(v[key])
-        _require(len(value) == 3, f"vision.{key}", value, "expected 3 values (R, G, B)")
-    _require(min(v.pixel_std) > 0, "vision.pixel_std", tuple(v.pixel_std), "must be > 0")
-    return VisionConfig(
-        image_size,
-        v.patch_size,
-        v.width,
-        v.depth,
-        v.num_heads,
-        v.mlp_dim,
-        class_token=bool(v.class_token),
-        pre_norm=bool(v.pre_norm),
-        final_norm=bool(v.final_norm),
-        patch_bias=bool(v.patch_bias),
-        activation=v.activation,
-        norm_eps=float(v.norm_eps),
-        pixel_mean=tuple(float(x) for x in v.pixel_mean),
-        pixel_std=tuple(float(x) for x in v.pixel_std),
-    )
-
-
-def _levels(levels: Any, vision: VisionConfig) -> tuple[LevelConfig, ...]:
-    depth = vision.depth
-    expected = "a tuple of (name, block, grid[, kb_level]) entries, coarse to fine"
-    _require(isinstance(levels, tuple | list) and len(levels) > 0, "levels", levels, expected)
-    parsed = []
-    for i, entry in enumerate(levels):
-        key = f"levels[{i}]"
-        _require(isinstance(entry, tuple | list) and len(entry) in (3, 4), key, entry, expected)
-        name, block, grid, *kb_level = entry
-        _require(isinstance(name, str) and bool(name), key, entry, "the name must be a string")
-        _require(
-            isinstance(block, int) and -depth <= block < depth,
-            key,
-            entry,
-            f"block {block} is outside the ViT's {depth} blocks",
+def model_defaults() -> dict[str, Any]:
+    """`config.model` with every key at its default (configs/common.py's): the fields of the
+    dataclasses above, laid out as the config names them."""
+    return (
+        dict(baseline=_keys(ModelConfig)["baseline"])
+        | Precision().to_config()
+        | StackConfig().to_config()
+        | dict(
+            vision=_keys(VisionConfig),
+            levels=LevelConfig.DEFAULTS,
+            kb=_keys(KnowledgeConfig),
+            augment=_keys(AugmentConfig),
+            experts=_keys(ExpertsConfig),
+            llm=DecoderConfig().to_config(),
         )
-        _require(
-            isinstance(grid, int) and grid >= 1 and vision.grid % grid == 0,
-            key,
-            entry,
-            f"grid must be >= 1 and divide the ViT's {vision.grid}x{vision.grid} patch grid",
-        )
-        parsed.append(LevelConfig(name, block % depth, grid, kb_level[0] if kb_level else name))
-    names = [level.name for level in parsed]
-    _require(len(set(names)) == len(names), "levels", levels, "level names must be unique")
-    return tuple(parsed)
-
-
-def _knowledge(kb: Mapping[str, Any]) -> KnowledgeConfig:
-    _positive(kb, "kb", "dim", "top_k")
-    _require(0 < kb.recall_target <= 1, "kb.recall_target", kb.recall_target, "must be in (0, 1]")
-    _require(
-        kb.retrieval_loss_weight >= 0,
-        "kb.retrieval_loss_weight",
-        kb.retrieval_loss_weight,
-        "must be >= 0",
-    )
-    return KnowledgeConfig(
-        kb.dim,
-        kb.top_k,
-        bool(kb.approx),
-        float(kb.recall_target),
-        bool(kb.trainable),
-        bool(kb.adapter),
-        float(kb.retrieval_loss_weight),
     )
 
 
-def _augment_heads(augment: Mapping[str, Any], width: int) -> int:
-    _positive(augment, "augment", "num_heads")
-    _require(
-        width % augment.num_heads == 0,
-        "augment.num_heads",
-        augment.num_heads,
-        f"must divide vision.width={width}",
-    )
-    return augment.num_heads
-
-
-def _experts(e: Mapping[str, Any], num_levels: int) -> ExpertsConfig:
-    _positive(e, "experts", "experts_per_level", "top_k", "mlp_dim")
-    _require(e.shared_experts >= 0, "experts.shared_experts", e.shared_experts, "must be >= 0")
-    _require(
-        e.top_k <= e.experts_per_level,
-        "experts.top_k",
-        e.top_k,
-        f"exceeds experts_per_level={e.experts_per_level}: a token is routed within its "
-        "level's group",
-    )
-    _require(e.capacity_factor > 0, "experts.capacity_factor", e.capacity_factor, "must be > 0")
-    _require(
-        e.dispatch in DISPATCH_MODES,
-        "experts.dispatch",
-        e.dispatch,
-        f"expected one of {list(DISPATCH_MODES)}",
-    )
-    _require(
-        0 <= e.router_jitter < 1, "experts.router_jitter", e.router_jitter, "must be in [0, 1)"
-    )
-    for key in ("balance_loss_weight", "z_loss_weight"):
-        _require(e[key] >= 0, f"experts.{key}", e[key], "must be >= 0")
-    return ExpertsConfig(
-        num_levels=num_levels,
-        experts_per_level=e.experts_per_level,
-        shared_experts=e.shared_experts,
-        top_k=e.top_k,
-        capacity_factor=float(e.capacity_factor),
-        mlp_dim=e.mlp_dim,
-        dispatch=e.dispatch,
-        router_jitter=float(e.router_jitter),
-        coarse_to_fine=bool(e.coarse_to_fine),
-        balance_loss_weight=float(e.balance_loss_weight),
-        z_loss_weight=float(e.z_loss_weight),
-    )
-
-
-def decoder_config(llm: Mapping[str, Any]) -> DecoderConfig:
-    _positive(llm, "llm", "width", "depth", "num_heads", "num_kv_heads", "mlp_dim")
-    _require(llm.vocab_size >= 0, "llm.vocab_size", llm.vocab_size, "must be >= 0")
-    _require(
-        llm.width % llm.num_heads == 0 and (llm.width // llm.num_heads) % 2 == 0,
-        "llm.num_heads",
-        llm.num_heads,
-        f"must divide llm.width={llm.width} into an even head size (RoPE rotates pairs)",
-    )
-    _require(
-        llm.num_heads % llm.num_kv_heads == 0,
-        "llm.num_kv_heads",
-        llm.num_kv_heads,
-        f"must divide llm.num_heads={llm.num_heads}",
-    )
-    _require(
-        0 < llm.rope_theta < math.inf, "llm.rope_theta", llm.rope_theta, "must be > 0 and finite"
-    )
-    _require(llm.norm_eps > 0, "llm.norm_eps", llm.norm_eps, "must be > 0")
-    _require(llm.sliding_window >= 0, "llm.sliding_window", llm.sliding_window, "must be >= 0")
-    _require(
-        llm.moe_every >= 0 and (llm.moe_every == 0 or llm.depth % llm.moe_every == 0),
-        "llm.moe_every",
-        llm.moe_every,
-        f"must be 0 or divide llm.depth={llm.depth} (blocks are scanned in groups of it)",
-    )
-    return DecoderConfig(
-        vocab_size=llm.vocab_size,
-        width=llm.width,
-        depth=llm.depth,
-        num_heads=llm.num_heads,
-        num_kv_heads=llm.num_kv_heads,
-        mlp_dim=llm.mlp_dim,
-        rope=_rope(llm.rope_theta, llm.rope_scaling),
-        qkv_bias=bool(llm.qkv_bias),
-        tie_embeddings=bool(llm.tie_embeddings),
-        moe_every=llm.moe_every,
-        norm_eps=float(llm.norm_eps),
-        sliding_window=llm.sliding_window,
-        lora=_lora(llm.lora),
-    )
-
-
-def _lora(lora: Mapping[str, Any]) -> Lora:
-    _require(lora.rank >= 0, "llm.lora.rank", lora.rank, "must be >= 0 (0 = no adapters)")
-    _require(lora.alpha > 0, "llm.lora.alpha", lora.alpha, "must be > 0")
-    targets = tuple(lora.targets)
-    unknown = [t for t in targets if t not in PROJECTION_NAMES]
-    _require(not unknown, "llm.lora.targets", targets, f"expected some of {list(PROJECTION_NAMES)}")
-    return Lora(lora.rank, float(lora.alpha), targets)
-
-
-def _rope(theta: float, scaling: Mapping[str, Any]) -> Rope:
-    key = "llm.rope_scaling"
-    _require(
-        scaling.type in ROPE_SCALINGS,
-        f"{key}.type",
-        scaling.type,
-        f"expected one of {list(ROPE_SCALINGS)}",
-    )
-    _require(scaling.factor >= 1, f"{key}.factor", scaling.factor, "must be >= 1")
-    _require(
-        0 < scaling.low_freq_factor < scaling.high_freq_factor,
-        f"{key}.low_freq_factor",
-        scaling.low_freq_factor,
-        f"must be in (0, high_freq_factor={scaling.high_freq_factor})",
-    )
-    _positive(scaling, key, "original_max_positions")
-    return Rope(
-        theta=float(theta),
-        scaling=scaling.type,
-        factor=float(scaling.factor),
-        low_freq_factor=float(scaling.low_freq_factor),
-        high_freq_factor=float(scaling.high_freq_factor),
-        original_max_positions=scaling.original_max_positions,
-    )
+def _check_known(section: Mapping[str, Any], schema: Mapping[str, Any], key: str) -> None:
+    """Every key of `section` is one of `schema`'s: a key nothing reads is an error."""
+    for name, value in section.items():
+        if name not in schema:
+            raise ModelConfigError(
+                f"{key}.{name} is no model setting; {key} has {sorted(schema)} "
+                "(rs_jax/models/config.py)"
+            )
+        if isinstance(schema[name], Mapping):
+            _check_known(value, schema[name], f"{key}.{name}")

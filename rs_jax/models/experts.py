@@ -41,7 +41,7 @@ class SemanticExperts(nnx.Module):
             width,
             e,
             ("embed", "exp"),
-            precision=Precision(jnp.float32, precision.param_dtype),
+            precision=Precision(dtype=jnp.float32, param_dtype=precision.param_dtype),
             use_bias=False,
             kernel_init=nnx.initializers.normal(0.02),
             rngs=rngs,

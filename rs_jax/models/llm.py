@@ -13,7 +13,7 @@ import numpy as np
 from flax import nnx
 
 from rs_jax.models.attention import Attention, KVCache, SegmentMask
-from rs_jax.models.config import DecoderConfig, ExpertsConfig, Layers, Precision
+from rs_jax.models.config import DecoderConfig, ExpertsConfig, Precision, StackConfig
 from rs_jax.models.experts import RoutingStats, SemanticExperts
 from rs_jax.models.layers import Embed, RMSNorm, SwiGLU, constrain, matmul, param
 from rs_jax.models.stack import LayerStack
@@ -180,7 +180,7 @@ class Decoder(nnx.Module):
         self,
         cfg: DecoderConfig,
         precision: Precision,
-        layers: Layers,
+        stack: StackConfig,
         moe: ExpertsConfig | None = None,
         *,
         rngs: nnx.Rngs,
@@ -193,9 +193,9 @@ class Decoder(nnx.Module):
         moe = moe if moe_every else None
         self.embedding = Embed(cfg.vocab_size, cfg.width, precision=precision, rngs=rngs)
         self.groups = LayerStack(
-            lambda r: BlockGroup(cfg, precision, moe, self.group_size, layers.attention, rngs=r),
+            lambda r: BlockGroup(cfg, precision, moe, self.group_size, stack.attention, rngs=r),
             cfg.depth // self.group_size,
-            layers,
+            stack,
             rngs=rngs,
         )
         self.final_norm = RMSNorm(cfg.width, precision=precision, eps=cfg.norm_eps, rngs=rngs)

@@ -51,13 +51,13 @@ class RSVLM(nnx.Module):
         KB level of each entry; kb_table [N, Dk]: embeddings of a built KB (None: learn the
         table from scratch)."""
         self.cfg = cfg
-        precision, layers = cfg.precision, cfg.layers
+        precision, stack = cfg.precision, cfg.stack
         vision_width, llm_width = cfg.vision.width, cfg.llm.width
         _check_levels(cfg, kb_entry_levels)
 
-        self.vision = VisionEncoder(cfg.vision, precision, layers, rngs=rngs)
+        self.vision = VisionEncoder(cfg.vision, precision, stack, rngs=rngs)
         self.llm = Decoder(
-            cfg.llm, precision, layers, None if cfg.baseline else cfg.experts, rngs=rngs
+            cfg.llm, precision, stack, None if cfg.baseline else cfg.experts, rngs=rngs
         )
         self.projector = Mlp(vision_width, llm_width, llm_width, precision=precision, rngs=rngs)
         if cfg.baseline:
@@ -66,7 +66,7 @@ class RSVLM(nnx.Module):
         self.augment = nnx.List(
             [
                 SemanticAugmentation(
-                    vision_width, llm_width, cfg.kb, cfg.augment_heads, precision, rngs=rngs
+                    vision_width, llm_width, cfg.kb, cfg.augment.num_heads, precision, rngs=rngs
                 )
                 for _ in cfg.levels
             ]

@@ -42,7 +42,7 @@ class KnowledgeBase(nnx.Module):
         cfg.trainable (the optimizer must leave a frozen one alone too)."""
         self.entry_levels = tuple(str(level) for level in entry_levels)
         self.cfg = cfg
-        self.scoring = Precision(jnp.float32, precision.param_dtype)
+        self.scoring = Precision(dtype=jnp.float32, param_dtype=precision.param_dtype)
         shape = (len(self.entry_levels), cfg.dim)
         learned = table is None
         self.trainable = learned or cfg.trainable

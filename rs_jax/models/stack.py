@@ -1,8 +1,8 @@
 """A stack of identical blocks: parameters stacked on a leading 'layers' axis, applied in order.
 
-`Layers.scan` runs the blocks as one `jax.lax.scan` (program size and compile time
+`StackConfig.scan` runs the blocks as one `jax.lax.scan` (program size and compile time
 independent of depth); unrolled, the same stacked parameters are sliced block by block, so
-a checkpoint does not depend on the choice. Each block runs under the `Layers.remat_policy`
+a checkpoint does not depend on the choice. Each block runs under the `StackConfig.remat_policy`
 (`jax.checkpoint`): the backward pass keeps what the policy saves and recomputes the rest.
 """
 
@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rs_jax.models.config import Layers
+from rs_jax.models.config import StackConfig
 
 # fn(block, carry, per-block input) -> (carry, per-block output)
 BlockFn = Callable[[nnx.Module, Any, Any], tuple[Any, Any]]
@@ -26,11 +26,11 @@ class LayerStack(nnx.Module):
         self,
         make_block: Callable[[nnx.Rngs], nnx.Module],
         depth: int,
-        layers: Layers,
+        stack: StackConfig,
         *,
         rngs: nnx.Rngs,
     ):
-        self.depth, self.layers = depth, layers
+        self.depth, self.stack = depth, stack
 
         @nnx.split_rngs(splits=depth)
         @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
@@ -52,12 +52,12 @@ class LayerStack(nnx.Module):
             block_params, x = inputs
             return fn(nnx.merge(graphdef, block_params), carry, x)
 
-        policy = self.layers.checkpoint_policy()
+        policy = self.stack.checkpoint_policy()
         if policy is not None:
             # Inside a scan the loop already keeps XLA from merging the recomputation with
             # the forward pass; unrolled, prevent_cse has to.
-            step = jax.checkpoint(step, policy=policy, prevent_cse=not self.layers.scan)
-        if self.layers.scan and stop - start > 1:  # a scan over one block is only overhead
+            step = jax.checkpoint(step, policy=policy, prevent_cse=not self.stack.scan)
+        if self.stack.scan and stop - start > 1:  # a scan over one block is only overhead
             return jax.lax.scan(step, carry, (params, xs))
         outputs = []
         for i in range(stop - start):

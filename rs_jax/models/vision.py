@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rs_jax.models.attention import Attention
-from rs_jax.models.config import Layers, Precision, VisionConfig
+from rs_jax.models.config import Precision, StackConfig, VisionConfig
 from rs_jax.models.layers import LayerNorm, Mlp, constrain, linear, param
 from rs_jax.models.stack import LayerStack
 
@@ -49,7 +49,7 @@ class VisionEncoder(nnx.Module):
     tokens are layer-normed.
     """
 
-    def __init__(self, cfg: VisionConfig, precision: Precision, layers: Layers, *, rngs):
+    def __init__(self, cfg: VisionConfig, precision: Precision, stack: StackConfig, *, rngs):
         self.cfg, self.dtype = cfg, precision.dtype
         p = cfg.patch_size
         self.patch_embed = linear(
@@ -75,9 +75,9 @@ class VisionEncoder(nnx.Module):
         norm = lambda: LayerNorm(cfg.width, precision=precision, eps=cfg.norm_eps, rngs=rngs)
         self.pre_norm = norm() if cfg.pre_norm else None
         self.blocks = LayerStack(
-            lambda r: VisionBlock(cfg, precision, layers.attention, rngs=r),
+            lambda r: VisionBlock(cfg, precision, stack.attention, rngs=r),
             cfg.depth,
-            layers,
+            stack,
             rngs=rngs,
         )
         self.norm = norm() if cfg.final_norm else None

@@ -23,7 +23,7 @@ from etils import epath
 from flax import nnx
 
 from rs_jax import sharding
-from rs_jax.config import ConfigError
+from rs_jax.config_files import ConfigError
 from rs_jax.plan import flops
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import report

@@ -18,7 +18,7 @@ from etils import epath
 from flax import nnx
 
 from rs_jax import sharding
-from rs_jax.config import ConfigError
+from rs_jax.config_files import ConfigError
 from rs_jax.convert import pretrained
 from rs_jax.data.packing import Packing
 from rs_jax.data.pipeline import DataBundle, build_data
@@ -34,7 +34,7 @@ from rs_jax.train import checkpointing
 from rs_jax.train import optimizer as optimizer_lib
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Knowledge:
     """What the model retrieves from, and how dataset labels map onto it."""
 
@@ -61,7 +61,7 @@ class Knowledge:
         return h.hexdigest()
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Experiment:
     config: ml_collections.ConfigDict
     model_config: ModelConfig
@@ -150,8 +150,8 @@ def setup(
     (evaluation, inference, export): no parameter or optimizer memory is initialised.
     """
     config = pretrained.resolve(config)
-    _check_retrieval_mode(config)
     model_config = ModelConfig.from_config(config.model, config.data.image_size)
+    _check_kb_source(model_config)
     mesh = sharding.make_mesh(config.mesh)
     sharding.check_rules(config.sharding_rules)
     _check_batch_fits_mesh(config, mesh, tuple(config.sharding_rules))
@@ -177,7 +177,7 @@ def _packing(config: ml_collections.ConfigDict, model: ModelConfig, prefix: int)
         return None
     if slots < 0:
         raise ConfigError(f"config.data.packing.slots must be >= 0 (0 = off), got {slots}")
-    if config.model.kb.retrieval == "host":
+    if model.kb.retrieval == "host":
         raise ConfigError(
             "config.data.packing.slots > 0 needs config.model.kb.retrieval='device' (host "
             "retrieval works on unpacked batches)"
@@ -195,7 +195,7 @@ def _packing(config: ml_collections.ConfigDict, model: ModelConfig, prefix: int)
             f"{longest} tokens ({prefix} before the image + {model.visual_tokens} visual + "
             f"config.data.max_prompt_len + config.data.max_answer_len)"
         )
-    return Packing(slots, length, model.visual_tokens)
+    return Packing(slots=slots, length=length, visual_tokens=model.visual_tokens)
 
 
 def plan(
@@ -220,7 +220,7 @@ def plan(
     mesh = sharding.make_mesh(config.mesh, devices)
     sharding.check_rules(config.sharding_rules)
     _check_batch_fits_mesh(config, mesh, tuple(config.sharding_rules))
-    knowledge = Knowledge(kb_entries, None, np.zeros((0,), np.int32))
+    knowledge = Knowledge(entries=kb_entries, table=None, row_of_label=np.zeros((0,), np.int32))
     return _assemble(config, model_config, mesh, None, knowledge, abstract=True)
 
 
@@ -274,17 +274,17 @@ def _assemble(
     state = {"step": step, "params": params, "opt_state": opt_state}
     shardings = jax.tree.map(lambda x: x.sharding, state)
     return Experiment(
-        config,
-        model_config,
-        mesh,
-        data,
-        knowledge,
-        graphdef,
-        state,
-        shardings,
-        tx,
-        schedule,
-        tuple(frozen),
+        config=config,
+        model_config=model_config,
+        mesh=mesh,
+        data=data,
+        knowledge=knowledge,
+        graphdef=graphdef,
+        state=state,
+        state_shardings=shardings,
+        optimizer=tx,
+        schedule=schedule,
+        frozen=tuple(frozen),
     )
 
 
@@ -329,33 +329,28 @@ def load_knowledge(
             f"{config.model.kb.source}; retrieval hit rates ignore them: {', '.join(unmatched)}",
             flush=True,
         )
-    knowledge = Knowledge(entries, table, row_of_label, retriever)
+    knowledge = Knowledge(
+        entries=entries, table=table, row_of_label=row_of_label, retriever=retriever
+    )
     if config.model.kb.source and not model_config.baseline:
         knowledge.source = str(config.model.kb.source)
     return knowledge
 
 
-def _check_retrieval_mode(config: ml_collections.ConfigDict) -> None:
-    kb = config.model.kb
-    if kb.retrieval not in ("device", "host"):
+def _check_kb_source(model: ModelConfig) -> None:
+    """The built KB is where retrieval needs it: checked before the data are prepared, which
+    a mistyped path should not cost."""
+    source = model.kb.source
+    if not source:
+        return
+    if model.kb.retrieval == "host" and not is_local(source):
         raise ConfigError(
-            f"config.model.kb.retrieval must be 'device' or 'host', got {kb.retrieval!r}"
-        )
-    if kb.retrieval == "host" and not kb.source and not config.model.baseline:
-        raise ConfigError(
-            "config.model.kb.retrieval='host' searches a built KB's ScaNN index: set "
-            "config.model.kb.source to a directory made by `rs-jax kb build` (or use "
-            "retrieval='device')"
-        )
-    if kb.retrieval == "host" and kb.source and not is_local(kb.source):
-        raise ConfigError(
-            f"config.model.kb.source={kb.source!r}: retrieval='host' reads the KB's ScaNN "
+            f"config.model.kb.source={source!r}: retrieval='host' reads the KB's ScaNN "
             f"index, which must be on this host (copy it here, or use retrieval='device')"
         )
-    # Before the data is prepared: a mistyped path should not cost a dataset's preparation.
-    if kb.source and not config.model.baseline and not epath.Path(kb.source).is_dir():
+    if not model.baseline and not epath.Path(source).is_dir():
         raise ConfigError(
-            f"config.model.kb.source={kb.source!r}: no such folder (expected a directory made "
+            f"config.model.kb.source={source!r}: no such folder (expected a directory made "
             f"by `rs-jax kb build`)"
         )
 

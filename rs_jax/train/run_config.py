@@ -10,7 +10,7 @@ from typing import Any
 import ml_collections
 from etils import epath
 
-from rs_jax.config import config_changes, config_from_dict, load_config
+from rs_jax.config_files import config_changes, config_from_dict, load_config
 from rs_jax.train.checkpointing import (
     DATA_SHA256,
     KNOWLEDGE_SHA256,

@@ -15,7 +15,7 @@ from etils import epath
 from flax import nnx
 
 from rs_jax import sharding
-from rs_jax.config import config_changes
+from rs_jax.config_files import config_changes
 from rs_jax.data.manifest import describe_change, manifest_sha256, write_manifest
 from rs_jax.data.tokenizer import stored_corpus_hash
 from rs_jax.files import is_local

@@ -17,7 +17,7 @@ from transformers import (
     SiglipVisionModel,
 )
 
-from rs_jax.config import load_config
+from rs_jax.config_files import load_config
 from rs_jax.train import experiment as experiment_lib
 from tests.chat_tokenizers import make_tokenizer
 

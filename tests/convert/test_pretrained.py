@@ -20,7 +20,7 @@ from transformers import (
 )
 
 from rs_jax import cli
-from rs_jax.config import load_config
+from rs_jax.config_files import load_config
 from rs_jax.convert import hf_vision
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import trainer

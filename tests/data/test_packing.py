@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rs_jax.config import ConfigError, load_config
+from rs_jax.config_files import ConfigError, load_config
 from rs_jax.data import packing as packing_lib
 from rs_jax.models.lvlm import example_rows
 from rs_jax.train import experiment as experiment_lib

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rs_jax.config import load_config
+from rs_jax.config_files import load_config
 from rs_jax.eval import evaluate as evaluate_lib
 from rs_jax.eval import figures
 from rs_jax.train import experiment as experiment_lib

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from rs_jax import cli
-from rs_jax.config import load_config
+from rs_jax.config_files import load_config
 from rs_jax.eval import figures, predict
 from rs_jax.eval.session import Session
 from rs_jax.train import experiment as experiment_lib

@@ -10,11 +10,11 @@ import pytest
 from flax import nnx
 
 from configs.common import SHARDING_RULES
-from rs_jax.config import ConfigError, load_config
+from rs_jax.config_files import load_config
 from rs_jax.data.scenes import kb_entries
 from rs_jax.kb.index import LevelIndex
 from rs_jax.kb.store import write_built_kb
-from rs_jax.models.config import KnowledgeConfig, Precision
+from rs_jax.models.config import KnowledgeConfig, ModelConfigError, Precision
 from rs_jax.models.retrieval import KnowledgeBase
 from rs_jax.sharding import make_mesh, sharding_context
 from rs_jax.train import experiment as experiment_lib
@@ -37,7 +37,7 @@ def test_scann_ids_equal_device_top_k_ids(k):
     table = _unit_rows(rng.normal(size=(90, DIM)))
     queries = rng.normal(size=(16, DIM)).astype(np.float32)
     index = LevelIndex.build(table, [LEVELS[i] for i in row_level])
-    cfg = KnowledgeConfig(DIM, k, False, 0.95, False, False, 0.1)
+    cfg = KnowledgeConfig(dim=DIM, top_k=k)
     with sharding_context(make_mesh({}, jax.devices()[:1]), SHARDING_RULES):
         kb = KnowledgeBase(
             [LEVELS[i] for i in row_level], cfg, Precision(), table=table, rngs=nnx.Rngs(0)
@@ -115,11 +115,13 @@ def test_host_mode_batches_carry_ids_and_train(built_kb, tmp_path):
 
 def test_host_mode_without_a_built_kb_is_a_clear_error(tmp_path):
     config = load_config(str(REPO / "configs/tiny.py"), ["model.kb.retrieval=host"])
-    with pytest.raises(ConfigError, match="kb.source"):
+    with pytest.raises(ModelConfigError, match="kb.source"):
         experiment_lib.setup(config, str(tmp_path))
 
 
 def test_unknown_retrieval_mode_is_a_clear_error(tmp_path):
     config = load_config(str(REPO / "configs/tiny.py"), ["model.kb.retrieval=cpu"])
-    with pytest.raises(ConfigError, match="'device' or 'host'"):
+    with pytest.raises(
+        ModelConfigError, match=r"kb\.retrieval='cpu': expected one of \['device', 'host'\]"
+    ):
         experiment_lib.setup(config, str(tmp_path))

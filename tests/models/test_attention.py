@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from rs_jax.models.attention import Attention, KVCache, rope_frequencies, rotary_embedding
-from rs_jax.models.config import Layers, Precision, Rope
+from rs_jax.models.config import Precision, Rope, StackConfig
 from rs_jax.models.llm import Decoder
 from tests.models.conftest import (
     VOCAB,
@@ -22,7 +22,7 @@ from tests.models.conftest import (
 )
 
 F32 = Precision()
-BF16 = Precision(jnp.bfloat16, jnp.float32)
+BF16 = Precision(dtype=jnp.bfloat16, param_dtype=jnp.float32)
 
 
 # ---------------------------------------------------------------- numpy references
@@ -343,7 +343,7 @@ def test_decoder_on_a_padded_batch_matches_numpy_llama(window):
     garbage pad embeddings gives, at real slots, a numpy LLaMA over the real tokens alone
     (positions 0..n-1; the sliding window counted in positions, not slots)."""
     cfg = decoder_config(sliding_window=window)
-    decoder = randomize(Decoder(cfg, F32, Layers(scan=False), rngs=nnx.Rngs(0)), 1)
+    decoder = randomize(Decoder(cfg, F32, StackConfig(scan=False), rngs=nnx.Rngs(0)), 1)
     rng = np.random.default_rng(8)
     # 3 prefix slots, 5 prompt slots (row 0: 2 left pads), 4 answer slots (right pads).
     real = np.ones((2, 12), bool)

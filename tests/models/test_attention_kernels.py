@@ -15,14 +15,14 @@ from rs_jax.models.attention import (
     fused_attention,
     resolve_kernel,
 )
-from rs_jax.models.config import Layers, Precision, VisionConfig
+from rs_jax.models.config import Precision, StackConfig, VisionConfig
 from rs_jax.models.llm import Decoder
 from rs_jax.models.vision import VisionEncoder
 from rs_jax.sharding import SHARDING_RULES, make_mesh, sharding_context
 from tests.models.conftest import decoder_config, randomize
 
 F32 = Precision()
-BF16 = Precision(jnp.bfloat16, jnp.float32)
+BF16 = Precision(dtype=jnp.bfloat16, param_dtype=jnp.float32)
 
 
 def dense(segments: SegmentMask) -> np.ndarray:
@@ -140,7 +140,7 @@ def test_decoder_with_splash_equals_the_einsum_decoder(packed):
         decoder = Decoder(
             decoder_config(sliding_window=window),
             F32,
-            Layers(scan=True, attention=kernel),
+            StackConfig(scan=True, attention=kernel),
             rngs=nnx.Rngs(0),
         )
         out, _, _ = randomize(decoder, 1)(embeds, jnp.asarray(ids > 0), segments=segments)
@@ -166,6 +166,6 @@ def test_vision_encoder_with_splash_equals_the_einsum_encoder():
     pixels = jnp.asarray(np.random.default_rng(3).uniform(-1, 1, (2, 16, 16, 3)), jnp.float32)
     hidden = {}
     for kernel in ("xla", "splash"):
-        encoder = VisionEncoder(cfg, F32, Layers(attention=kernel), rngs=nnx.Rngs(0))
+        encoder = VisionEncoder(cfg, F32, StackConfig(attention=kernel), rngs=nnx.Rngs(0))
         hidden[kernel] = np.asarray(randomize(encoder, 1)(pixels, (1,))[1])
     np.testing.assert_allclose(hidden["splash"], hidden["xla"], atol=1e-5)

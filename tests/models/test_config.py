@@ -1,22 +1,35 @@
 """ModelConfig: typed module configs from config.model, with errors naming the key."""
 
+import dataclasses
+
 import jax.numpy as jnp
+import ml_collections
 import pytest
 
-from rs_jax.models.config import LevelConfig, ModelConfig
+from rs_jax.models.config import (
+    DecoderConfig,
+    KnowledgeConfig,
+    LevelConfig,
+    Lora,
+    ModelConfig,
+    Precision,
+    Rope,
+    StackConfig,
+    model_defaults,
+)
 from tests.models.conftest import model_config, tiny_config
 
 
 def test_tiny_config_becomes_typed_module_configs():
     cfg = model_config(tiny_config())
     assert cfg.levels == (
-        LevelConfig("scene", 2, 1, "scene"),
-        LevelConfig("landcover", 1, 2, "landcover"),
-        LevelConfig("object", 0, 4, "object"),
+        LevelConfig(name="scene", block=2, grid=1, kb_level="scene"),
+        LevelConfig(name="landcover", block=1, grid=2, kb_level="landcover"),
+        LevelConfig(name="object", block=0, grid=4, kb_level="object"),
     )
     assert cfg.level_names == ("scene", "landcover", "object")
     assert cfg.experts.num_levels == 3 and cfg.experts.num_experts == 6
-    assert cfg.precision.dtype == jnp.float32 and cfg.layers.scan
+    assert cfg.precision.dtype == jnp.float32 and cfg.stack.scan
     assert cfg.llm.vocab_size == 64  # resolved against the tokenizer
 
 
@@ -72,3 +85,54 @@ def test_vocab_smaller_than_the_tokenizer_is_an_error():
     assert cfg.with_vocab(30).llm.vocab_size == 32  # padded table
     with pytest.raises(ValueError, match="llm.vocab_size=32: smaller than the tokenizer's 64"):
         cfg.with_vocab(64)
+
+
+def test_config_model_is_laid_out_from_the_dataclasses():
+    config = tiny_config()
+    cfg = ModelConfig.from_config(ml_collections.ConfigDict(model_defaults()), 32)
+    assert cfg.llm == DecoderConfig() and cfg.kb == KnowledgeConfig()
+    assert cfg.stack == StackConfig() and cfg.precision == Precision()
+    assert cfg.levels[0] == LevelConfig(name="scene", block=3, grid=1, kb_level="scene")
+    # A section written back from its dataclass reads as the same dataclass.
+    llm = DecoderConfig.from_config(config.model.llm)
+    assert llm.rope == Rope(theta=10_000.0) and llm.width == 32
+    assert DecoderConfig.from_config(llm.to_config()) == llm
+    scaled = dataclasses.replace(llm, rope=Rope(theta=5e5, scaling="llama3", factor=8.0))
+    assert DecoderConfig.from_config(scaled.to_config()) == scaled
+
+
+def test_a_key_no_dataclass_reads_is_an_error():
+    config = tiny_config()
+    with config.model.experts.unlocked():
+        config.model.experts.num_experts = 4
+    with pytest.raises(ValueError, match=r"config\.model\.experts\.num_experts is no model"):
+        ModelConfig.from_config(config.model, config.data.image_size)
+
+
+def test_configs_are_built_by_keyword_and_checked_when_built():
+    with pytest.raises(TypeError):
+        Lora(4, 8.0)  # positional
+    with pytest.raises(ValueError, match=r"config\.model\.llm\.width=0: must be >= 1"):
+        DecoderConfig(width=0)
+    with pytest.raises(ValueError, match=r"config\.model\.llm\.rope_scaling\.type='ntk'"):
+        Rope(scaling="ntk")
+    llm = DecoderConfig()
+    with pytest.raises(ValueError, match=r"config\.model\.llm\.num_kv_heads=3: must divide"):
+        dataclasses.replace(llm, num_kv_heads=3)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(retrieval="cloud"), r"kb\.retrieval='cloud': expected one of \['device', 'host'\]"),
+        (dict(retrieval="host"), r"retrieval='host'.*set config\.model\.kb\.source"),
+    ],
+)
+def test_retrieval_mode_is_checked_with_the_model(changes, message):
+    config = tiny_config()
+    config.model.kb.update(changes)
+    with pytest.raises(ValueError, match=message):
+        ModelConfig.from_config(config.model, config.data.image_size)
+    config.model.baseline = True  # no retrieval at all: host mode needs no built KB
+    if changes["retrieval"] == "host":
+        assert ModelConfig.from_config(config.model, config.data.image_size).baseline

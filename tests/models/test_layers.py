@@ -27,8 +27,8 @@ from tests.models.conftest import randomize
 pytestmark = pytest.mark.usefixtures("model_context")
 
 F32 = Precision()
-BF16 = Precision(jnp.bfloat16, jnp.float32)  # bf16 compute, float32 weights
-BF16_WEIGHTS = Precision(jnp.bfloat16, jnp.bfloat16)
+BF16 = Precision(dtype=jnp.bfloat16, param_dtype=jnp.float32)  # bf16 compute, float32 weights
+BF16_WEIGHTS = Precision(dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
 PRECISIONS = pytest.mark.parametrize(
     "precision", [F32, BF16, BF16_WEIGHTS], ids=["f32", "bf16", "bf16-weights"]
 )

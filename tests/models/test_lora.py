@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rs_jax.models.config import Layers, Lora, Precision
+from rs_jax.models.config import Lora, Precision, StackConfig
 from rs_jax.models.layers import Einsum, merge_lora
 from rs_jax.models.llm import Decoder
 from tests.models.conftest import decoder_config
@@ -19,7 +19,9 @@ CFG = decoder_config(vocab_size=64, tie_embeddings=False, norm_eps=1e-6)
 
 
 def decoder(model_context, lora: Lora) -> Decoder:
-    return Decoder(dataclasses.replace(CFG, lora=lora), Precision(), Layers(), rngs=nnx.Rngs(0))
+    return Decoder(
+        dataclasses.replace(CFG, lora=lora), Precision(), StackConfig(), rngs=nnx.Rngs(0)
+    )
 
 
 def logits(model, ids):
@@ -47,7 +49,13 @@ def test_adapters_start_at_zero(model_context):
 )
 def test_adapted_projection_equals_its_merged_kernel(model_context, spec, shape, axes):
     layer = Einsum(
-        spec, shape, axes, precision=Precision(), tag="query", lora=Lora(8, 4.0), rngs=nnx.Rngs(1)
+        spec,
+        shape,
+        axes,
+        precision=Precision(),
+        tag="query",
+        lora=Lora(rank=8, alpha=4.0),
+        rngs=nnx.Rngs(1),
     )
     layer.lora_b.set_value(jax.random.normal(jax.random.key(2), layer.lora_b.get_value().shape))
     x_shape = {"btd": (2, 5, 32), "btnh": (2, 5, 4, 8), "...i": (2, 5, 32)}[spec.split(",")[0]]

@@ -14,7 +14,7 @@ NAMES = ("scene", "landcover", "object")
 
 def planted_kb(dim: int = 32, k: int = 2, approx: bool = False):
     """12 entries over 3 levels with well-separated random unit embeddings."""
-    cfg = KnowledgeConfig(dim, k, approx, 0.95, True, False, 0.1)
+    cfg = KnowledgeConfig(dim=dim, top_k=k, approx=approx, trainable=True)
     kb = KnowledgeBase(KB_LEVELS, cfg, Precision(), rngs=nnx.Rngs(0))
     levels = np.array([NAMES.index(level) for level in KB_LEVELS])
     table = np.random.default_rng(1).normal(size=(len(levels), dim)).astype(np.float32)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rs_jax.models.config import Layers, Precision, VisionConfig
+from rs_jax.models.config import Precision, StackConfig, VisionConfig
 from rs_jax.models.vision import VisionEncoder, pool_to_grid
 
 CONFIG = VisionConfig(image_size=8, patch_size=2, width=8, depth=3, num_heads=2, mlp_dim=16)
@@ -13,7 +13,7 @@ CONFIG = VisionConfig(image_size=8, patch_size=2, width=8, depth=3, num_heads=2,
 
 def encoder(**changes) -> VisionEncoder:
     cfg = VisionConfig(**{**CONFIG.__dict__, **changes})
-    return VisionEncoder(cfg, Precision(), Layers(), rngs=nnx.Rngs(0))
+    return VisionEncoder(cfg, Precision(), StackConfig(), rngs=nnx.Rngs(0))
 
 
 def test_pool_to_grid_averages_square_blocks_of_the_patch_layout():

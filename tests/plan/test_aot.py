@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from rs_jax import cli
-from rs_jax.config import ConfigError, load_config
+from rs_jax.config_files import ConfigError, load_config
 from rs_jax.models.config import ModelConfig
 from rs_jax.plan import aot, flops
 

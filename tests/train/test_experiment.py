@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from rs_jax.config import load_config
+from rs_jax.config_files import load_config
 from rs_jax.data.scenes import kb_entries
 from rs_jax.kb.schema import Entry, make_id
 from rs_jax.kb.store import BuiltKB, write_built_kb

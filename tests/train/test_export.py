@@ -89,13 +89,13 @@ def test_lora_adapters_are_merged_on_export(tmp_path, model_context):
     """Stage 2 with LoRA: the exported plain model equals the adapted one."""
     import dataclasses
 
-    from rs_jax.models.config import Layers, Lora, Precision
+    from rs_jax.models.config import Lora, Precision, StackConfig
     from rs_jax.models.llm import Decoder
 
     save_decoder(tmp_path / "in", "llama")
     imported = hf_decoder.load_decoder(tmp_path / "in", mesh_of(), SHARDING_RULES)
     cfg = dataclasses.replace(imported.cfg, lora=Lora(rank=4, alpha=8.0))
-    adapted = Decoder(cfg, Precision(), Layers(), rngs=nnx.Rngs(0))
+    adapted = Decoder(cfg, Precision(), StackConfig(), rngs=nnx.Rngs(0))
     hf_decoder.load_weights(adapted, tmp_path / "in")
     perturb(adapted)  # the adapters too: B is no longer zero
     hf_decoder.export_decoder(adapted, tmp_path / "out")

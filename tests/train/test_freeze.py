@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from rs_jax.config import load_config
+from rs_jax.config_files import load_config
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import optimizer as optimizer_lib
 from rs_jax.train.trainer import make_grad_fn, make_train_step

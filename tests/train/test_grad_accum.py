@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from rs_jax.config import load_config
+from rs_jax.config_files import load_config
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.trainer import make_grad_fn
 

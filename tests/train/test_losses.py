@@ -62,7 +62,7 @@ def test_chunks_never_hold_the_whole_vocabulary():
 
 def test_bfloat16_operands_accumulate_in_float32():
     hidden, head, labels = problem(v=300)
-    bf16 = Precision(jnp.bfloat16, jnp.float32)
+    bf16 = Precision(dtype=jnp.bfloat16, param_dtype=jnp.float32)
     loss, _ = vocab_cross_entropy(hidden, head, labels, bf16, 64)
     assert loss.dtype == jnp.float32
     rounded = reference(

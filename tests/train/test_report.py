@@ -48,7 +48,7 @@ def test_planned_step_compiles_without_data_or_allocation(tmp_path):
     """The memory planner's path: abstract state, abstract batch, compiled step, report."""
     from pathlib import Path
 
-    from rs_jax.config import load_config
+    from rs_jax.config_files import load_config
     from rs_jax.data.scenes import kb_entries
     from rs_jax.train import experiment as experiment_lib
     from rs_jax.train.trainer import make_train_step

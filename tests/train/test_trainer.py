@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from rs_jax.config import load_config
+from rs_jax.config_files import load_config
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import trainer as trainer_lib
 from rs_jax.train.checkpointing import TOKENIZER_SHA256, Checkpointer
@@ -169,7 +169,7 @@ def test_killed_or_stopped_run_resumes_with_the_data_stream(tmp_path, data_dir):
     ],
 )
 def test_train_then_eval_writes_reports(tmp_path, data_dir, variant, overrides, capsys):
-    from rs_jax.config import config_changes
+    from rs_jax.config_files import config_changes
     from rs_jax.eval.evaluate import evaluate
     from rs_jax.train import run_config
 

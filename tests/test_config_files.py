@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from rs_jax.config import ConfigError, load_config, parse_value, split_spec
+from rs_jax.config_files import ConfigError, load_config, parse_value, split_spec
 
 DEMO = "configs/demo.py"
 

@@ -244,116 +244,122 @@ def _parse_sequence(text: str, old: Sequence[Any], bad: Any) -> Any:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Cheap sanity checks that need no devices; mesh/device checks live in rs_jax.sharding."""
-    train = config.get("train")
-    if train is not None:
-        # keep_checkpoints >= 1: rotation keeps the newest; 0 would delete every checkpoint.
-        for key in ("steps", "log_every", "checkpoint_every", "keep_checkpoints"):
-            if key in train and train[key] <= 0:
-                raise ConfigError(f"config.train.{key} must be positive, got {train[key]}")
-        if train.get("on_nonfinite", "stop") not in ("stop", "skip"):
-            raise ConfigError(
-                f"config.train.on_nonfinite must be 'stop' or 'skip', got {train.on_nonfinite!r}"
-            )
-        # NaN passes every comparison: it would reach the first step and stop the run there.
-        if "learning_rate" in train and not 0 <= train.learning_rate < math.inf:
-            raise ConfigError(
-                f"config.train.learning_rate must be a finite number >= 0, got "
-                f"{train.learning_rate}"
-            )
-        # AdamW's own ranges (optax takes any float: a b1 of 1 never moves, an eps of 0
-        # divides by zero on a zero gradient, a negative decay grows the weights).
-        for key, low, high, what in (
-            ("weight_decay", 0, math.inf, "a finite number >= 0"),
-            ("b1", 0, 1, "in [0, 1)"),
-            ("b2", 0, 1, "in [0, 1)"),
-            ("grad_clip", 0, math.inf, "a finite number >= 0 (0 = no clipping)"),
-        ):
-            if key in train and not low <= train[key] < high:
-                raise ConfigError(f"config.train.{key} must be {what}, got {train[key]}")
-        if "eps" in train and not 0 < train.eps < math.inf:
-            raise ConfigError(f"config.train.eps must be a finite number > 0, got {train.eps}")
-        if "warmup_steps" in train and train.warmup_steps < 0:
-            raise ConfigError(f"config.train.warmup_steps must be >= 0, got {train.warmup_steps}")
-        if "grad_accum_steps" in train and train.grad_accum_steps < 1:
-            raise ConfigError(
-                f"config.train.grad_accum_steps must be >= 1, got {train.grad_accum_steps}"
-            )
-        if "loss_vocab_chunk" in train and train.loss_vocab_chunk < 0:
-            raise ConfigError(
-                f"config.train.loss_vocab_chunk must be >= 0 (0 = whole vocabulary), got "
-                f"{train.loss_vocab_chunk}"
-            )
+    """Cheap sanity checks that need no devices; mesh/device checks live in rs_jax.sharding,
+    config.model's in rs_jax/models/config.py (where each key is defined)."""
     # Seeds feed numpy and grain, which refuse negative ones with a message naming no key.
     # Seeds become uint32 words (jax.random.key, numpy, grain): larger ones overflow there.
     if not 0 <= config.get("seed", 0) < 2**32:
         raise ConfigError(f"config.seed must be in [0, 2**32), got {config.seed}")
-    data = config.get("data")
-    if data is not None:
-        for key in ("batch_size", "image_size"):
+    for section, check in (("train", _check_train), ("data", _check_data), ("eval", _check_eval)):
+        if config.get(section) is not None:
+            check(config[section])
+
+
+def _check_train(train: ml_collections.ConfigDict) -> None:
+    # keep_checkpoints >= 1: rotation keeps the newest; 0 would delete every checkpoint.
+    for key in ("steps", "log_every", "checkpoint_every", "keep_checkpoints"):
+        if key in train and train[key] <= 0:
+            raise ConfigError(f"config.train.{key} must be positive, got {train[key]}")
+    if train.get("on_nonfinite", "stop") not in ("stop", "skip"):
+        raise ConfigError(
+            f"config.train.on_nonfinite must be 'stop' or 'skip', got {train.on_nonfinite!r}"
+        )
+    # NaN passes every comparison: it would reach the first step and stop the run there.
+    if "learning_rate" in train and not 0 <= train.learning_rate < math.inf:
+        raise ConfigError(
+            f"config.train.learning_rate must be a finite number >= 0, got {train.learning_rate}"
+        )
+    # AdamW's own ranges (optax takes any float: a b1 of 1 never moves, an eps of 0
+    # divides by zero on a zero gradient, a negative decay grows the weights).
+    for key, low, high, what in (
+        ("weight_decay", 0, math.inf, "a finite number >= 0"),
+        ("b1", 0, 1, "in [0, 1)"),
+        ("b2", 0, 1, "in [0, 1)"),
+        ("grad_clip", 0, math.inf, "a finite number >= 0 (0 = no clipping)"),
+    ):
+        if key in train and not low <= train[key] < high:
+            raise ConfigError(f"config.train.{key} must be {what}, got {train[key]}")
+    if "eps" in train and not 0 < train.eps < math.inf:
+        raise ConfigError(f"config.train.eps must be a finite number > 0, got {train.eps}")
+    if "warmup_steps" in train and train.warmup_steps < 0:
+        raise ConfigError(f"config.train.warmup_steps must be >= 0, got {train.warmup_steps}")
+    if "grad_accum_steps" in train and train.grad_accum_steps < 1:
+        raise ConfigError(
+            f"config.train.grad_accum_steps must be >= 1, got {train.grad_accum_steps}"
+        )
+    if "loss_vocab_chunk" in train and train.loss_vocab_chunk < 0:
+        raise ConfigError(
+            f"config.train.loss_vocab_chunk must be >= 0 (0 = whole vocabulary), got "
+            f"{train.loss_vocab_chunk}"
+        )
+
+
+def _check_data(data: ml_collections.ConfigDict) -> None:
+    for key in ("batch_size", "image_size"):
+        if key in data and data[key] <= 0:
+            raise ConfigError(f"config.data.{key} must be positive, got {data[key]}")
+    if data.get("worker_count", 0) < 0:
+        raise ConfigError(
+            f"config.data.worker_count must be >= 0 (0 = read in this process), got "
+            f"{data.worker_count}"
+        )
+    # Checked before the data are prepared, which they would otherwise stop half-way.
+    for key in ("max_prompt_len", "max_answer_len"):
+        if key in data and data[key] < 1:
+            raise ConfigError(f"config.data.{key} must be positive, got {data[key]}")
+    packing = data.get("packing") or {}
+    for key, what in (("slots", "0 = off"), ("length", "0 = none")):
+        if packing.get(key, 0) < 0:
+            raise ConfigError(
+                f"config.data.packing.{key} must be >= 0 ({what}), got {packing[key]}"
+            )
+    for key in ("train_split", "eval_split"):
+        if key in data and not str(data[key]).strip():
+            raise ConfigError(f"config.data.{key} is empty; name a split, e.g. 'train'")
+    bands = tuple(data.get("bands", ()))
+    with contextlib.suppress(TypeError, ValueError):  # an override of () gives strings
+        bands = tuple(int(b) for b in bands)
+    if bands and (len(bands) != 3 or any(not isinstance(b, int) or b < 0 for b in bands)):
+        raise ConfigError(
+            f"config.data.bands={bands}: give three band indices >= 0 (R, G, B), e.g. "
+            "(3, 2, 1) for Sentinel-2's B4, B3, B2, or () for the file's RGB"
+        )
+    if not 0 <= data.get("band_max", 0.0) < math.inf:
+        raise ConfigError(
+            f"config.data.band_max must be a finite number >= 0 (0 = the dtype's maximum), "
+            f"got {data.band_max}"
+        )
+    tasks = tuple(data.get("tasks", ()))
+    repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+    if repeated:
+        raise ConfigError(f"config.data.tasks lists {repeated} more than once: {tasks}")
+    if not 0 <= data.get("seed", 0) < 2**32:
+        raise ConfigError(f"config.data.seed must be in [0, 2**32), got {data.seed}")
+    if data.get("name", "rs_synth") not in ("rs_synth", "folder", "sources"):
+        raise ConfigError(
+            f"config.data.name={data.name!r}; choose 'rs_synth', 'folder' or 'sources'"
+        )
+    if data.get("name") == "rs_synth":
+        # Checked here, not by the generator once it has started writing the dataset.
+        for key in ("num_train", "num_test"):
             if key in data and data[key] <= 0:
                 raise ConfigError(f"config.data.{key} must be positive, got {data[key]}")
-        if data.get("worker_count", 0) < 0:
+        if data.get("image_size", 16) < 16:  # data.scenes.render_scene's smallest scene
             raise ConfigError(
-                f"config.data.worker_count must be >= 0 (0 = read in this process), got "
-                f"{data.worker_count}"
+                f"config.data.image_size={data.image_size}: rs_synth renders scenes of at "
+                f"least 16 px"
             )
-        # Checked before the data are prepared, which they would otherwise stop half-way.
-        for key in ("max_prompt_len", "max_answer_len"):
-            if key in data and data[key] < 1:
-                raise ConfigError(f"config.data.{key} must be positive, got {data[key]}")
-        packing = data.get("packing") or {}
-        for key, what in (("slots", "0 = off"), ("length", "0 = none")):
-            if packing.get(key, 0) < 0:
-                raise ConfigError(
-                    f"config.data.packing.{key} must be >= 0 ({what}), got {packing[key]}"
-                )
-        for key in ("train_split", "eval_split"):
-            if key in data and not str(data[key]).strip():
-                raise ConfigError(f"config.data.{key} is empty; name a split, e.g. 'train'")
-        bands = tuple(data.get("bands", ()))
-        with contextlib.suppress(TypeError, ValueError):  # an override of () gives strings
-            bands = tuple(int(b) for b in bands)
-        if bands and (len(bands) != 3 or any(not isinstance(b, int) or b < 0 for b in bands)):
-            raise ConfigError(
-                f"config.data.bands={bands}: give three band indices >= 0 (R, G, B), e.g. "
-                "(3, 2, 1) for Sentinel-2's B4, B3, B2, or () for the file's RGB"
-            )
-        if not 0 <= data.get("band_max", 0.0) < math.inf:
-            raise ConfigError(
-                f"config.data.band_max must be a finite number >= 0 (0 = the dtype's maximum), "
-                f"got {data.band_max}"
-            )
-        tasks = tuple(data.get("tasks", ()))
-        repeated = sorted({t for t in tasks if tasks.count(t) > 1})
-        if repeated:
-            raise ConfigError(f"config.data.tasks lists {repeated} more than once: {tasks}")
-        if not 0 <= data.get("seed", 0) < 2**32:
-            raise ConfigError(f"config.data.seed must be in [0, 2**32), got {data.seed}")
-        if data.get("name", "rs_synth") not in ("rs_synth", "folder", "sources"):
-            raise ConfigError(
-                f"config.data.name={data.name!r}; choose 'rs_synth', 'folder' or 'sources'"
-            )
-        if data.get("name") == "rs_synth":
-            # Checked here, not by the generator once it has started writing the dataset.
-            for key in ("num_train", "num_test"):
-                if key in data and data[key] <= 0:
-                    raise ConfigError(f"config.data.{key} must be positive, got {data[key]}")
-            if data.get("image_size", 16) < 16:  # data.scenes.render_scene's smallest scene
-                raise ConfigError(
-                    f"config.data.image_size={data.image_size}: rs_synth renders scenes of at "
-                    f"least 16 px"
-                )
-    evaluation = config.get("eval")
-    if evaluation is not None:
-        for key in ("batch_size", "max_new_tokens"):
-            if key in evaluation and evaluation[key] <= 0:
-                raise ConfigError(f"config.eval.{key} must be positive, got {evaluation[key]}")
-        if evaluation.get("num_examples", -1) != -1 and evaluation.num_examples < 1:
-            raise ConfigError(
-                f"config.eval.num_examples must be positive, or -1 for all, got "
-                f"{evaluation.num_examples}"
-            )
+
+
+def _check_eval(evaluation: ml_collections.ConfigDict) -> None:
+    for key in ("batch_size", "max_new_tokens"):
+        if key in evaluation and evaluation[key] <= 0:
+            raise ConfigError(f"config.eval.{key} must be positive, got {evaluation[key]}")
+    if evaluation.get("num_examples", -1) != -1 and evaluation.num_examples < 1:
+        raise ConfigError(
+            f"config.eval.num_examples must be positive, or -1 for all, got "
+            f"{evaluation.num_examples}"
+        )
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
