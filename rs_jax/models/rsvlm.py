@@ -20,11 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rs_jax.models.augmentation import SemanticAugmentation
+from rs_jax.models.semantic_augmentation import SemanticAugmentation
 from rs_jax.models.config import ModelConfig
 from rs_jax.models.experts import RoutingStats, SemanticExperts
 from rs_jax.models.layers import Mlp, param
-from rs_jax.models.llm import Decoder
+from rs_jax.models.decoder import Decoder
 from rs_jax.models.retrieval import KnowledgeBase, Retrieved
 from rs_jax.models.vision import VisionEncoder, pool_to_grid
 
