@@ -26,7 +26,7 @@ from rs_jax.models.layers import linear, masked_mean
 # Every logical axis used by the encoder, replicated: the default when no rules are given.
 REPLICATED_RULES = tuple(
     (name, None)
-    for name in ("batch", "vocab", "position", "embed", "mlp", "heads", "kv_heads", "head_dim")
+    for name in ("act_batch", "vocab", "position", "embed", "mlp", "heads", "kv_heads", "head_dim")
 )
 
 
