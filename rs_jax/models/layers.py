@@ -246,16 +246,20 @@ class RMSNorm(nnx.Module):
 
 
 class Embed(nnx.Module):
-    """Token embeddings [V, D] on ('vocab', 'embed'): ids [...] -> [..., D]."""
+    """Embeddings [V, D] on logical `axes` (tokens: ('vocab', 'embed')): ids [...] -> [..., D]."""
 
-    def __init__(self, vocab_size: int, width: int, *, precision: Precision, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        vocab_size: int,
+        width: int,
+        *,
+        precision: Precision,
+        axes: tuple[str | None, str | None] = ("vocab", "embed"),
+        rngs: nnx.Rngs,
+    ):
         self.precision = precision
         self.embedding = param(
-            nnx.initializers.normal(width**-0.5),
-            (vocab_size, width),
-            ("vocab", "embed"),
-            precision,
-            rngs,
+            nnx.initializers.normal(width**-0.5), (vocab_size, width), axes, precision, rngs
         )
 
     def __call__(self, ids: jax.Array) -> jax.Array:
