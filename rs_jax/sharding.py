@@ -65,6 +65,21 @@ PARAM_RULES = (
 SHARDING_RULES = ACTIVATION_RULES + PARAM_RULES
 
 
+def with_activation_rules(rules: Rules) -> tuple[tuple[str, Any], ...]:
+    """`rules` as is, or, for a table written before activations had names of their own (no
+    'act_*' rule; runs trained then store one), with each activation name given its shared
+    name's rule ('act_batch' that of 'batch', ...) in the same order: activations are then
+    placed exactly as that table placed them."""
+    rules = tuple((name, mesh_axes) for name, mesh_axes in rules)
+    if any(name.startswith("act_") for name, _ in rules):
+        return rules
+    activation_names = {name for name, _ in ACTIVATION_RULES}
+    shared = tuple(
+        (f"act_{name}", axes) for name, axes in rules if f"act_{name}" in activation_names
+    )
+    return shared + rules
+
+
 def _format_mesh(sizes: Mapping[str, int]) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in sizes.items()) + "}"
 

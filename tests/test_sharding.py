@@ -266,3 +266,29 @@ def test_parameters_are_placed_as_with_the_shared_names(arg, mesh_sizes):
     before = part.state_shardings(state, mesh, SHARED_NAMES_RULES)
     assert jax.tree.leaves(now) == jax.tree.leaves(before)
     assert any(s.spec != PartitionSpec() for s in jax.tree.leaves(now))
+
+
+def test_a_table_with_shared_names_gets_activation_rules_that_place_as_it_did():
+    """Runs trained before activations had names of their own store such a table."""
+    upgraded = part.with_activation_rules(SHARED_NAMES_RULES)
+    mesh = part.make_mesh(MESH_2x2x1x2)
+    for before, now in ACTIVATION_PINS.items():
+        expected = part.named_sharding(mesh, SHARED_NAMES_RULES, before)
+        assert part.named_sharding(mesh, upgraded, now) == expected, (before, now)
+    part.check_rules(upgraded)
+    assert part.with_activation_rules(SHARDING_RULES) == SHARDING_RULES
+
+
+def test_a_run_stored_with_shared_names_loads_with_activation_rules(tmp_path, monkeypatch):
+    import json
+
+    from rs_jax.config import load_config
+    from rs_jax.train import run_config
+    from tests.train.test_trainer import REPO
+
+    stored = json.loads(load_config(str(REPO / "configs/tiny.py")).to_json())
+    stored["sharding_rules"] = json.loads(json.dumps(SHARED_NAMES_RULES))
+    monkeypatch.setattr(run_config, "stored_config", lambda workdir: (stored, tmp_path))
+    rules = tuple(run_config.load(tmp_path, []).sharding_rules)
+    part.check_rules(rules)
+    assert rules == part.with_activation_rules(SHARED_NAMES_RULES)
