@@ -1,11 +1,11 @@
 """Building blocks shared by every tower, all honouring a `Precision`.
 
 Every parameter carries logical axis names, mapped to mesh axes by `config.sharding_rules`
-(activations pinned by `constrain` have their own `act_*` names);
-a module built under `jax.set_mesh(mesh)` and `nnx.logical_axis_rules(rules)` comes out
-sharded. Matmuls take operands in the compute dtype and accumulate in float32
-(`preferred_element_type`), then hand their result on in the compute dtype: XLA's fast
-bf16 paths (AMX on CPU, tensor cores, the MXU) are the bf16 x bf16 -> f32 ones.
+(activations pinned by `constrain` have their own `act_*` names); a module built under
+`jax.set_mesh(mesh)` and `nnx.logical_axis_rules(rules)` comes out sharded. Matmuls take
+operands in the compute dtype and accumulate in float32 (`preferred_element_type`), then
+hand their result on in the compute dtype: XLA's fast bf16 paths (AMX on CPU, tensor cores,
+the MXU) are the bf16 x bf16 -> f32 ones.
 """
 
 import functools

@@ -2,11 +2,11 @@
 
 `BertEncoder` is the bare NNX transformer, built from the model's own layers and
 `LayerStack` (sharded and scanned like every tower): token ids [B, T] -> hidden states
-[B, T, D], and
-`embed` adds mean pooling over real tokens and L2 normalisation -> [B, D]. `SentenceEncoder`
-wraps it with the tokenizer and a jitted, length-bucketed forward for embedding text on the
-host (knowledge-base entries, queries). `rs_jax.convert.hf_bert.load_sentence_encoder`
-builds one from a Hugging Face folder; no torch is needed.
+[B, T, D], and `embed` adds mean pooling over real tokens and L2 normalisation -> [B, D].
+`SentenceEncoder` wraps it with the tokenizer and a jitted, length-bucketed forward for
+embedding text on the host (knowledge-base entries, queries).
+`rs_jax.convert.hf_bert.load_sentence_encoder` builds one from a Hugging Face folder; no
+torch is needed.
 """
 
 from __future__ import annotations
