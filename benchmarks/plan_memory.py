@@ -63,7 +63,7 @@ def compile_on_tpu(config_path: str, topology_name: str, overrides: list[str], b
 
     config = load_config(config_path, overrides)
     result, compiled = aot.compile_step(config, aot.parse_topology(topology_name), batch_size=batch)
-    batch_axes = dict(config.sharding_rules)["batch"]
+    batch_axes = dict(config.sharding_rules)["act_batch"]
     return {**result, "batch_shards": math.prod(compiled["mesh"][a] for a in batch_axes)}
 
 

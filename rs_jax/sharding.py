@@ -1,7 +1,8 @@
 """Device mesh, logical-axis sharding rules, and sharding of batches and model state.
 
-Parameters carry logical axis names (``nnx.Param(x, out_sharding=("embed", "mlp"))``);
-``config.sharding_rules`` maps them to the mesh axes ``MESH_AXES``. A single device is a
+Parameters carry logical axis names (``nnx.Param(x, out_sharding=("embed", "mlp"))``) and
+pinned activations names of their own (``("act_batch", "act_length", "act_embed")``);
+``config.sharding_rules`` maps both to the mesh axes ``MESH_AXES``. A single device is a
 mesh whose axes all have size 1, so there is no separate unsharded code path.
 """
 
@@ -25,9 +26,27 @@ MESH_AXES = ("data", "fsdp", "expert", "tensor")
 
 Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 
-# Logical parameter / activation axis -> mesh axes. First match wins; None = replicated.
-SHARDING_RULES = (
-    ("batch", ("data", "fsdp", "expert")),
+# Logical axis -> mesh axes, grouped by what they shard (MaxText's `logical_axis_rules`,
+# big_vision's `act_*`). None = replicated. Within one array the earlier rule takes a
+# mesh axis first, so the activation rules come first: an activation's batch keeps its axes.
+#
+# Activations and the batches that feed them (`models/layers.py: constrain`, `shard_batch`):
+# examples over every data-parallel axis, fsdp included; features whole, so a block's
+# activations never take the weights' fsdp split (and gather the batch instead); hidden
+# units and heads on 'tensor' beside their weights; expert-major rows on 'expert'.
+ACTIVATION_RULES = (
+    ("act_batch", ("data", "fsdp", "expert")),
+    ("act_length", None),
+    ("act_embed", None),
+    ("act_mlp", "tensor"),
+    ("act_heads", "tensor"),
+    ("act_kv_heads", "tensor"),
+    ("act_head_dim", None),
+    ("act_exp", "expert"),
+)
+# Weights: the logical axes each parameter carries (`models/layers.py: param`). fsdp splits
+# the width, gathered block by block for the matmuls.
+PARAM_RULES = (
     ("embed", "fsdp"),
     ("mlp", "tensor"),
     ("heads", "tensor"),
@@ -41,9 +60,24 @@ SHARDING_RULES = (
     ("levels", None),
     ("patch", None),
     ("position", None),
-    ("length", None),
     ("layers", None),  # the stacked blocks of a scanned tower
 )
+SHARDING_RULES = ACTIVATION_RULES + PARAM_RULES
+
+
+def with_activation_rules(rules: Rules) -> tuple[tuple[str, Any], ...]:
+    """`rules` as is, or, for a table written before activations had names of their own (no
+    'act_*' rule; runs trained then store one), with each activation name given its shared
+    name's rule ('act_batch' that of 'batch', ...) in the same order: activations are then
+    placed exactly as that table placed them."""
+    rules = tuple((name, mesh_axes) for name, mesh_axes in rules)
+    if any(name.startswith("act_") for name, _ in rules):
+        return rules
+    activation_names = {name for name, _ in ACTIVATION_RULES}
+    shared = tuple(
+        (f"act_{name}", axes) for name, axes in rules if f"act_{name}" in activation_names
+    )
+    return shared + rules
 
 
 def _format_mesh(sizes: Mapping[str, int]) -> str:
@@ -157,14 +191,24 @@ def rules_in_scope() -> Rules:
 def resolve(logical_axes: Sequence[str | None], rules: Rules | None = None) -> PartitionSpec:
     """Logical axis names -> PartitionSpec under `rules` (default: the rules in scope).
 
-    The first matching rule wins, and a rule whose mesh axes an earlier dimension already
-    uses is skipped, so an activation ('batch', 'length', 'embed') with batch over fsdp
-    leaves embed replicated. NNX's own rule lookup is a plain rename without that second
-    clause, so the Linen resolver (the same rules format) does it; names without a rule
-    stay unsharded.
+    The first rule for a name wins, and a rule whose mesh axes a rule earlier in the table
+    already gave another dimension is skipped (a mesh axis shards one dimension of an array
+    at most); NNX's own rule lookup is a plain rename without that clause, so the Linen
+    resolver (the same rules format) does it. Names without a rule stay unsharded.
     """
     rules = rules_in_scope() if rules is None else tuple(rules)
     return linen_spmd.logical_to_mesh_axes(tuple(logical_axes), rules)
+
+
+def mesh_axes(logical_axis: str) -> tuple[str, ...]:
+    """The axes of the active mesh that `logical_axis` is split over under the rules in scope;
+    () without a mesh or rules (nothing is pinned then)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or not rules_in_scope():
+        return ()
+    spec = resolve((logical_axis,))[0]
+    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+    return tuple(a for a in axes if a in mesh.axis_names)
 
 
 def logical_to_mesh(rules: Rules, logical_axes: Sequence[str | None]) -> PartitionSpec:
@@ -179,19 +223,19 @@ def named_sharding(mesh: Mesh, rules: Rules, logical_axes: Sequence[str | None])
 
 
 def batch_sharding(mesh: Mesh, rules: Rules, ndim: int) -> NamedSharding:
-    """Leading axis on the 'batch' rule, the rest replicated."""
-    return named_sharding(mesh, rules, ("batch",) + (None,) * (ndim - 1))
+    """Leading axis on the 'act_batch' rule, the rest replicated."""
+    return named_sharding(mesh, rules, ("act_batch",) + (None,) * (ndim - 1))
 
 
 def batch_divisor(mesh: Mesh, rules: Rules) -> int:
     """How many shards the batch axis is split into (the global batch must divide it)."""
-    spec = logical_to_mesh(rules, ("batch",))[0]
+    spec = logical_to_mesh(rules, ("act_batch",))[0]
     axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
     return math.prod(mesh.shape[a] for a in axes)
 
 
 def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh, rules: Rules) -> dict[str, jax.Array]:
-    """Host-local numpy batch -> global arrays sharded along 'batch'.
+    """Host-local numpy batch -> global arrays sharded along 'act_batch'.
 
     Each process passes its own slice; the global batch is the concatenation over
     processes. Strings/objects (ids, raw answers) stay on the host and are dropped.

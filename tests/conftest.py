@@ -58,7 +58,7 @@ LONGEST_FIRST = (
     "tests/train/test_trainer.py",
     "tests/test_launch.py",
     "tests/train/test_precision.py",
-    "tests/models/test_lvlm.py",
+    "tests/models/test_rsvlm.py",
     "tests/convert/test_pretrained.py",
     "tests/train/test_grad_accum.py",
     "tests/test_notebooks.py",

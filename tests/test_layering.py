@@ -1,6 +1,6 @@
 """Imports run one way (docs/architecture.md): every rs_jax module imports only from the
 packages below its own, function-level imports included. Command-line modules (cli.py) sit
-on top and may import anything."""
+on top and may import anything. Every function in rs_jax/models fits in 80 lines."""
 
 import ast
 from pathlib import Path
@@ -71,3 +71,20 @@ def test_the_check_sees_function_level_imports(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from rs_jax.train import trainer\n    import rs_jax.eval\n")
     assert _imported_packages(module) == [(2, "train"), (3, "eval")]
+
+
+# The network's code reads top to bottom (docs/architecture.md): no function in
+# rs_jax/models is longer than a screenful.
+MAX_MODEL_FUNCTION_LINES = 80
+
+
+def test_model_functions_fit_a_screen():
+    too_long = [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} "
+        f"({node.end_lineno - node.lineno + 1} lines)"
+        for path in sorted((PACKAGE / "models").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_MODEL_FUNCTION_LINES
+    ]
+    assert not too_long, too_long

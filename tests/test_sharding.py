@@ -54,10 +54,15 @@ def test_bad_mesh_errors(sizes, message):
 def test_logical_to_mesh_first_match_and_reuse():
     assert part.logical_to_mesh(SHARDING_RULES, ("embed", "mlp")) == PartitionSpec("fsdp", "tensor")
     assert part.logical_to_mesh(SHARDING_RULES, ("kb", None)) == PartitionSpec(None, None)
-    # batch already uses fsdp, so embed is left replicated rather than an invalid spec.
-    assert part.logical_to_mesh(SHARDING_RULES, ("batch", "length", "embed")) == PartitionSpec(
-        ("data", "fsdp", "expert"), None, None
-    )
+    # Activations have names of their own: the batch on every data-parallel axis, the
+    # features whole.
+    batch_axes = ("data", "fsdp", "expert")
+    act = ("act_batch", "act_length", "act_embed")
+    assert part.logical_to_mesh(SHARDING_RULES, act) == PartitionSpec(batch_axes, None, None)
+    # A mesh axis shards one dimension at most: the batch already uses fsdp, so a weight
+    # name on an activation is left replicated rather than an invalid spec.
+    mixed = ("act_batch", "act_length", "embed")
+    assert part.logical_to_mesh(SHARDING_RULES, mixed) == PartitionSpec(batch_axes, None, None)
     rules = (("embed", "tensor"), ("embed", "fsdp"))
     assert part.logical_to_mesh(rules, ("embed",)) == PartitionSpec("tensor")
     with pytest.raises(ValueError, match="Logical axis 'embd'.*no entry in sharding_rules"):
@@ -178,3 +183,112 @@ def test_optimizer_state_is_sharded_like_the_parameters(tmp_path):
     for a, b in zip(jax.tree.leaves(planned.state), jax.tree.leaves(built.state), strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype
         assert a.sharding.is_equivalent_to(b.sharding, a.ndim), (a.sharding, b.sharding)
+
+
+# The one table of logical names that weights and activations shared before activations got
+# names of their own: activations stayed off 'embed' only because the resolver skips a mesh
+# axis already in use. The rules now must place everything as this table did.
+SHARED_NAMES_RULES = (
+    ("batch", ("data", "fsdp", "expert")),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("vocab", "tensor"),
+    ("exp", "expert"),
+    ("kb", None),
+    ("kb_embed", None),
+    ("kb_embed_out", None),
+    ("levels", None),
+    ("patch", None),
+    ("position", None),
+    ("length", None),
+    ("layers", None),
+)
+# Each activation pin as it was written with the shared names -> as it is written now.
+ACTIVATION_PINS = {
+    # block inputs and outputs (ViT, decoder, text encoder)
+    ("batch", "length", "embed"): ("act_batch", "act_length", "act_embed"),
+    # MLP / SwiGLU hidden units
+    ("batch", "length", "mlp"): ("act_batch", "act_length", "act_mlp"),
+    # queries, keys and values
+    ("batch", "length", "heads", "head_dim"): (
+        "act_batch",
+        "act_length",
+        "act_heads",
+        "act_head_dim",
+    ),
+    ("batch", "length", "kv_heads", "head_dim"): (
+        "act_batch",
+        "act_length",
+        "act_kv_heads",
+        "act_head_dim",
+    ),
+    # the splash kernel's shard_map
+    ("batch", None, "heads", None): ("act_batch", None, "act_heads", None),
+    ("batch", None, "kv_heads", None): ("act_batch", None, "act_kv_heads", None),
+    # batches (shard_batch) and the dropless dispatch's tokens
+    ("batch", None, None): ("act_batch", None, None),
+    # expert-major rows of the einsum dispatch
+    ("exp",): ("act_exp",),
+}
+CONFIG_FILES = ("tiny.py", "demo.py", "moe_ep.py", "llava7b_like.py", "qwen2_siglip.py")
+
+
+@pytest.mark.parametrize("config_file", CONFIG_FILES)
+def test_activation_names_place_activations_as_the_shared_names_did(config_file):
+    from rs_jax.config_files import load_config
+    from tests.train.test_trainer import REPO
+
+    config = load_config(str(REPO / "configs" / config_file))
+    rules = tuple(config.sharding_rules)
+    mesh = part.make_mesh(dict(config.mesh))
+    for before, now in ACTIVATION_PINS.items():
+        expected = part.named_sharding(mesh, SHARED_NAMES_RULES, before)
+        assert part.named_sharding(mesh, rules, now) == expected, (before, now)
+    assert part.batch_sharding(mesh, rules, 3) == part.named_sharding(
+        mesh, SHARED_NAMES_RULES, ("batch", None, None)
+    )
+
+
+@pytest.mark.parametrize("arg", [None, "baseline"])
+@pytest.mark.parametrize("mesh_sizes", [MESH_2x2x1x2, dict(data=2, fsdp=4), dict(expert=2, fsdp=4)])
+def test_parameters_are_placed_as_with_the_shared_names(arg, mesh_sizes):
+    from rs_jax.models import build_model
+    from tests.models.conftest import KB_LEVELS, model_config, tiny_config
+
+    config = tiny_config(arg)
+    mesh = part.make_mesh(mesh_sizes)
+    model = build_model(model_config(config), KB_LEVELS, mesh, SHARDING_RULES, abstract=True)
+    state = nnx.state(model)
+    now = part.state_shardings(state, mesh, SHARDING_RULES)
+    before = part.state_shardings(state, mesh, SHARED_NAMES_RULES)
+    assert jax.tree.leaves(now) == jax.tree.leaves(before)
+    assert any(s.spec != PartitionSpec() for s in jax.tree.leaves(now))
+
+
+def test_a_table_with_shared_names_gets_activation_rules_that_place_as_it_did():
+    """Runs trained before activations had names of their own store such a table."""
+    upgraded = part.with_activation_rules(SHARED_NAMES_RULES)
+    mesh = part.make_mesh(MESH_2x2x1x2)
+    for before, now in ACTIVATION_PINS.items():
+        expected = part.named_sharding(mesh, SHARED_NAMES_RULES, before)
+        assert part.named_sharding(mesh, upgraded, now) == expected, (before, now)
+    part.check_rules(upgraded)
+    assert part.with_activation_rules(SHARDING_RULES) == SHARDING_RULES
+
+
+def test_a_run_stored_with_shared_names_loads_with_activation_rules(tmp_path, monkeypatch):
+    import json
+
+    from rs_jax.config_files import load_config
+    from rs_jax.train import run_config
+    from tests.train.test_trainer import REPO
+
+    stored = json.loads(load_config(str(REPO / "configs/tiny.py")).to_json())
+    stored["sharding_rules"] = json.loads(json.dumps(SHARED_NAMES_RULES))
+    monkeypatch.setattr(run_config, "stored_config", lambda workdir: (stored, tmp_path))
+    rules = tuple(run_config.load(tmp_path, []).sharding_rules)
+    part.check_rules(rules)
+    assert rules == part.with_activation_rules(SHARED_NAMES_RULES)

@@ -30,13 +30,8 @@ from rs_jax.convert.weights import (
     merge_heads,
     split_heads,
 )
-from rs_jax.models.text_encoder import (
-    REPLICATED_RULES,
-    BertConfig,
-    BertEncoder,
-    SentenceEncoder,
-)
-from rs_jax.sharding import make_mesh, sharding_context
+from rs_jax.models.text_encoder import BertConfig, BertEncoder, SentenceEncoder
+from rs_jax.sharding import SHARDING_RULES, make_mesh, sharding_context
 
 # Present in BertModel checkpoints but unused by a mean-pooling sentence encoder:
 # the position-id buffer and the [CLS] pooler head.
@@ -52,15 +47,17 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def weight_map(config: BertConfig, prefix: str = "") -> dict[tuple, Source]:
-    """Our parameter path -> Source (HF tensor name under `prefix`, layout transform)."""
+    """Our parameter path -> Source (HF tensor name(s) under `prefix`, layout transform); the
+    blocks' parameters are stacked on a leading layer axis, one HF layer each."""
     d, n = config.hidden_size, config.num_heads
     h = d // n
 
-    def norm(ours: tuple, theirs: str) -> dict:
-        return {
-            (*ours, "scale"): Source(f"{prefix}{theirs}.weight"),
-            (*ours, "bias"): Source(f"{prefix}{theirs}.bias"),
-        }
+    def norm(ours: tuple, names) -> dict:
+        """names(leaf) -> the LayerNorm's tensor name(s) for 'weight' / 'bias'."""
+        return {(*ours, "scale"): Source(names("weight")), (*ours, "bias"): Source(names("bias"))}
+
+    def layers(name: str) -> tuple[str, ...]:
+        return tuple(f"{prefix}encoder.layer.{i}.{name}" for i in range(config.num_layers))
 
     embeddings = f"{prefix}embeddings"
     mapping = {
@@ -69,30 +66,26 @@ def weight_map(config: BertConfig, prefix: str = "") -> dict[tuple, Source]:
         ("embeddings", "token_type", "embedding"): Source(
             f"{embeddings}.token_type_embeddings.weight"
         ),
-        **norm(("embeddings", "norm"), "embeddings.LayerNorm"),
+        **norm(("embeddings", "norm"), lambda leaf: f"{embeddings}.LayerNorm.{leaf}"),
     }
-    for i in range(config.num_layers):
-        ours, theirs = ("layers", i), f"{prefix}encoder.layer.{i}"
-        for proj in ("query", "key", "value"):
-            src = f"{theirs}.attention.self.{proj}"
-            mapping[(*ours, "attention", proj, "kernel")] = Source(
-                f"{src}.weight", split_heads(d, n, h)
-            )
-            mapping[(*ours, "attention", proj, "bias")] = Source(f"{src}.bias", bias_heads(n, h))
-        src = f"{theirs}.attention.output.dense"
-        mapping[(*ours, "attention", "out", "kernel")] = Source(
-            f"{src}.weight", merge_heads(n, h, d)
+    block = ("layers", "blocks")
+    for proj in ("query", "key", "value"):
+        src = f"attention.self.{proj}"
+        mapping[(*block, "attn", proj, "kernel")] = Source(
+            layers(f"{src}.weight"), split_heads(d, n, h)
         )
-        mapping[(*ours, "attention", "out", "bias")] = Source(f"{src}.bias")
-        layer = f"encoder.layer.{i}"
-        mapping.update(norm((*ours, "attention_norm"), f"{layer}.attention.output.LayerNorm"))
-        mapping[(*ours, "mlp_in", "kernel")] = Source(
-            f"{theirs}.intermediate.dense.weight", TRANSPOSED
-        )
-        mapping[(*ours, "mlp_in", "bias")] = Source(f"{theirs}.intermediate.dense.bias")
-        mapping[(*ours, "mlp_out", "kernel")] = Source(f"{theirs}.output.dense.weight", TRANSPOSED)
-        mapping[(*ours, "mlp_out", "bias")] = Source(f"{theirs}.output.dense.bias")
-        mapping.update(norm((*ours, "mlp_norm"), f"{layer}.output.LayerNorm"))
+        mapping[(*block, "attn", proj, "bias")] = Source(layers(f"{src}.bias"), bias_heads(n, h))
+    mapping[(*block, "attn", "out", "kernel")] = Source(
+        layers("attention.output.dense.weight"), merge_heads(n, h, d)
+    )
+    mapping[(*block, "attn", "out", "bias")] = Source(layers("attention.output.dense.bias"))
+    mapping.update(
+        norm((*block, "attn_norm"), lambda leaf: layers(f"attention.output.LayerNorm.{leaf}"))
+    )
+    for ours, theirs in (("fc1", "intermediate.dense"), ("fc2", "output.dense")):
+        mapping[(*block, "mlp", ours, "kernel")] = Source(layers(f"{theirs}.weight"), TRANSPOSED)
+        mapping[(*block, "mlp", ours, "bias")] = Source(layers(f"{theirs}.bias"))
+    mapping.update(norm((*block, "mlp_norm"), lambda leaf: layers(f"output.LayerNorm.{leaf}")))
     return mapping
 
 
@@ -165,8 +158,8 @@ def load_sentence_encoder(
 ) -> SentenceEncoder:
     """Load tokenizer and weights from a local sentence-transformers folder (no network).
 
-    mesh defaults to the first device alone; rules (logical axis -> mesh axes) default
-    to everything replicated.
+    mesh defaults to the first device alone; rules (logical axis -> mesh axes) to the
+    default `SHARDING_RULES` (on one device: everything replicated).
     """
     from transformers import AutoTokenizer
 
@@ -185,7 +178,7 @@ def load_sentence_encoder(
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     if mesh is None:
         mesh = make_mesh({}, jax.devices()[:1])
-    rules = REPLICATED_RULES if rules is None else tuple(rules)
+    rules = SHARDING_RULES if rules is None else tuple(rules)
     with sharding_context(mesh, rules):
         # Abstract: the random init would only be overwritten (and costs seconds on CPU).
         model = nnx.eval_shape(lambda: BertEncoder(config, rngs=nnx.Rngs(0)))

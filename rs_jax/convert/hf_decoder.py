@@ -1,4 +1,4 @@
-"""Hugging Face LLaMA-family decoders (LLaMA 2/3, Mistral, Qwen2/2.5) -> `models.llm.Decoder`.
+"""Hugging Face LLaMA-family decoders (LLaMA 2/3, Mistral, Qwen2/2.5) -> `models.decoder.Decoder`.
 
 From a local folder (`config.json` + safetensors, sharded or not; a LLaVA folder works too:
 its `text_config` and language-model tensors are used). `llm_settings` derives the
@@ -18,8 +18,8 @@ from flax import nnx
 
 from rs_jax.convert import weights
 from rs_jax.models.config import DecoderConfig, Precision, StackConfig
+from rs_jax.models.decoder import Decoder
 from rs_jax.models.layers import merge_lora
-from rs_jax.models.llm import Decoder
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
 ROPE_TYPES = {"default": "none", "linear": "linear", "llama3": "llama3"}

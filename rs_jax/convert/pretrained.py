@@ -14,7 +14,7 @@ from etils import epath
 from rs_jax.convert import hf_decoder, hf_vision
 from rs_jax.convert.weights import read_hf_config
 from rs_jax.files import local_path
-from rs_jax.models.lvlm import RSVLM
+from rs_jax.models.rsvlm import RSVLM
 
 
 def _folder(config: ml_collections.ConfigDict, key: str) -> epath.Path | None:

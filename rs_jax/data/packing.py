@@ -5,7 +5,7 @@ answer Ta] tokens, sized for the longest prompt and answer: a class name or a ye
 answer leaves most of a caption-sized row padding. Packed (config.data.packing), each row
 holds up to `slots` examples' real tokens one after another in `length` tokens, placed by
 Grain's first-fit packing; a token attends only within its own example and RoPE counts
-from 0 in each (models/llm.py), so an example's loss is the same packed or not
+from 0 in each (models/decoder.py), so an example's loss is the same packed or not
 (tests/data/test_packing.py). Evaluation and generation stay unpacked.
 
 A packed row (numpy; B = per-host rows, K = slots, T = length):

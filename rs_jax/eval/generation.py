@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rs_jax.models.llm import Decoder
-from rs_jax.models.lvlm import RSVLM
+from rs_jax.models.decoder import Decoder
+from rs_jax.models.rsvlm import RSVLM
 
 
 def greedy_generate(

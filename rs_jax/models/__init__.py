@@ -7,7 +7,7 @@ import numpy as np
 from flax import nnx
 
 from rs_jax.models.config import ModelConfig
-from rs_jax.models.lvlm import RSVLM
+from rs_jax.models.rsvlm import RSVLM
 
 
 def build_model(

@@ -177,8 +177,8 @@ def splash_attention(
     # The kernel does not scale its logits.
     query = (query.astype(jnp.float32) * h**-0.5).astype(query.dtype)
     if sharding.rules_in_scope() and not jax.sharding.get_abstract_mesh().empty:
-        q_spec = sharding.resolve(("batch", None, "heads", None))
-        kv_spec = sharding.resolve(("batch", None, "kv_heads", None))
+        q_spec = sharding.resolve(("act_batch", None, "act_heads", None))
+        kv_spec = sharding.resolve(("act_batch", None, "act_kv_heads", None))
         per_shard = jax.shard_map(
             per_shard,
             in_specs=(q_spec, kv_spec, kv_spec, jax.P(q_spec[0], None)),
@@ -291,9 +291,13 @@ class Attention(nnx.Module):
         and the queries attend over all S cache slots (mask covers them).
         """
         context = x if context is None else context
-        query = constrain(self.query(x), ("batch", "length", "heads", "head_dim"))
-        key = constrain(self.key(context), ("batch", "length", "kv_heads", "head_dim"))
-        value = constrain(self.value(context), ("batch", "length", "kv_heads", "head_dim"))
+        query = constrain(self.query(x), ("act_batch", "act_length", "act_heads", "act_head_dim"))
+        key = constrain(
+            self.key(context), ("act_batch", "act_length", "act_kv_heads", "act_head_dim")
+        )
+        value = constrain(
+            self.value(context), ("act_batch", "act_length", "act_kv_heads", "act_head_dim")
+        )
         if self.rope_freq is not None:
             query = rotary_embedding(query, positions, self.rope_freq)
             key = rotary_embedding(key, positions, self.rope_freq)

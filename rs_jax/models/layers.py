@@ -1,10 +1,11 @@
 """Building blocks shared by every tower, all honouring a `Precision`.
 
-Every parameter carries logical axis names, mapped to mesh axes by `config.sharding_rules`;
-a module built under `jax.set_mesh(mesh)` and `nnx.logical_axis_rules(rules)` comes out
-sharded. Matmuls take operands in the compute dtype and accumulate in float32
-(`preferred_element_type`), then hand their result on in the compute dtype: XLA's fast
-bf16 paths (AMX on CPU, tensor cores, the MXU) are the bf16 x bf16 -> f32 ones.
+Every parameter carries logical axis names, mapped to mesh axes by `config.sharding_rules`
+(activations pinned by `constrain` have their own `act_*` names); a module built under
+`jax.set_mesh(mesh)` and `nnx.logical_axis_rules(rules)` comes out sharded. Matmuls take
+operands in the compute dtype and accumulate in float32 (`preferred_element_type`), then
+hand their result on in the compute dtype: XLA's fast bf16 paths (AMX on CPU, tensor cores,
+the MXU) are the bf16 x bf16 -> f32 ones.
 """
 
 import functools
@@ -37,16 +38,16 @@ def param(
 
 
 def constrain(x: jax.Array, axes: Axes) -> jax.Array:
-    """Pin the sharding of activation x by logical axis names, e.g. ('batch', 'length',
-    'embed'), under the active mesh and logical-axis rules (a no-op without them).
+    """Pin the sharding of activation x by its logical axis names, e.g. ('act_batch',
+    'act_length', 'act_embed'), under the active mesh and logical-axis rules (a no-op
+    without them).
 
-    Without these pins GSPMD may shard a block's activations along the weights' fsdp axis
-    and gather the batch instead: every device then holds the whole batch's activations.
+    Activations have names of their own (`sharding.ACTIVATION_RULES`): without these pins
+    GSPMD may shard a block's activations along the weights' fsdp axis and gather the batch
+    instead, so that every device holds the whole batch's activations.
     """
     if not sharding.rules_in_scope() or jax.sharding.get_abstract_mesh().empty:
         return x
-    # First matching rule wins and a mesh axis is used once: ('batch', 'embed') puts the
-    # batch on ('data', 'fsdp', 'expert') and leaves 'embed' unsharded.
     return jax.lax.with_sharding_constraint(x, sharding.resolve(axes))
 
 
@@ -245,16 +246,20 @@ class RMSNorm(nnx.Module):
 
 
 class Embed(nnx.Module):
-    """Token embeddings [V, D] on ('vocab', 'embed'): ids [...] -> [..., D]."""
+    """Embeddings [V, D] on logical `axes` (tokens: ('vocab', 'embed')): ids [...] -> [..., D]."""
 
-    def __init__(self, vocab_size: int, width: int, *, precision: Precision, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        vocab_size: int,
+        width: int,
+        *,
+        precision: Precision,
+        axes: tuple[str | None, str | None] = ("vocab", "embed"),
+        rngs: nnx.Rngs,
+    ):
         self.precision = precision
         self.embedding = param(
-            nnx.initializers.normal(width**-0.5),
-            (vocab_size, width),
-            ("vocab", "embed"),
-            precision,
-            rngs,
+            nnx.initializers.normal(width**-0.5), (vocab_size, width), axes, precision, rngs
         )
 
     def __call__(self, ids: jax.Array) -> jax.Array:
@@ -290,7 +295,9 @@ class Mlp(nnx.Module):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        hidden = constrain(ACTIVATION_FNS[self.activation](self.fc1(x)), ("batch", "length", "mlp"))
+        hidden = constrain(
+            ACTIVATION_FNS[self.activation](self.fc1(x)), ("act_batch", "act_length", "act_mlp")
+        )
         return self.fc2(hidden)
 
 
@@ -323,7 +330,9 @@ class SwiGLU(nnx.Module):
         self.down = proj(hidden, width, ("mlp", "embed"), "mlp_out")
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        hidden = constrain(jax.nn.silu(self.gate(x)) * self.up(x), ("batch", "length", "mlp"))
+        hidden = constrain(
+            jax.nn.silu(self.gate(x)) * self.up(x), ("act_batch", "act_length", "act_mlp")
+        )
         return self.down(hidden)
 
 

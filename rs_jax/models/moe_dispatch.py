@@ -1,11 +1,12 @@
 """Expert dispatch for the semantic experts: capacity einsum (GShard) and dropless (shard_map).
 
 Both take the router's decisions and the stacked expert weights (``ExpertWeights``:
-``wi_gate``/``wi_up`` [E, D, F], ``wo`` [E, F, D]; logical axes ('exp', ...), E on the mesh
-'expert' axis) and return the experts' mixed output [B, S, D]:
+``wi_gate``/``wi_up`` [E, D, F], ``wo`` [E, F, D]; logical axes ('exp', ...)) and return the
+experts' mixed output [B, S, D]. Every mesh axis they use comes from the logical-axis rules
+in scope: the weights' 'exp', the activations' 'act_exp' and 'act_batch'.
 
 - ``einsum_ffn``: one-hot dispatch/combine tensors with a fixed per-expert capacity. The
-  expert-major activations [E, B, C, *] are constrained to E on 'expert' so GSPMD turns the
+  expert-major activations [E, B, C, *] are constrained to E on 'act_exp' so GSPMD turns the
   dispatch/combine einsums into all-to-alls instead of all-gathering the expert weights.
 - ``dropless_ffn``: ``jax.shard_map`` over the mesh. Each device sorts its own tokens'
   assignments by expert, sends each expert peer its rows, runs a grouped matmul over its
@@ -15,7 +16,7 @@ Both take the router's decisions and the stacked expert weights (``ExpertWeights
   UNIMPLEMENTED on XLA:CPU); elsewhere it is ``jax.lax.ragged_all_to_all`` into the same
   buffer layout.
 
-Without a mesh both run locally and unchanged.
+Without a mesh, or without rules, both run unpinned: locally, and unchanged.
 """
 
 from __future__ import annotations
@@ -35,26 +36,14 @@ from rs_jax.models.config import Precision
 from rs_jax.models.layers import matmul
 
 
-def _mesh_axes(logical: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    """Mesh axes the logical axis maps to under the active rules (``default`` without rules)."""
-    mesh = jax.sharding.get_abstract_mesh()
-    if sharding.rules_in_scope():
-        spec = sharding.resolve((logical,))[0]
-        axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
-    else:
-        axes = default
-    return tuple(a for a in axes if a in mesh.axis_names)
-
-
 def expert_axes() -> tuple[str, ...]:
-    """Mesh axes of the expert dimension ('exp' -> 'expert' by default); () without a mesh."""
-    if jax.sharding.get_abstract_mesh().empty:
-        return ()
-    return _mesh_axes("exp", ("expert",))
+    """Mesh axes the experts' weights are split over (their 'exp' rule); () without a mesh
+    or rules."""
+    return sharding.mesh_axes("exp")
 
 
 def expert_parallelism() -> int:
-    """How many shards the expert dimension is split into under the current mesh."""
+    """How many shards the expert weights are split into under the current mesh."""
     mesh = jax.sharding.get_abstract_mesh()
     return math.prod(mesh.shape[a] for a in expert_axes())
 
@@ -89,14 +78,14 @@ def _swiglu(x: jax.Array, w: ExpertWeights, precision: Precision) -> jax.Array:
 
 
 def _constrain_expert_major(x: jax.Array) -> jax.Array:
-    """Pin dim 0 (experts) of [E, ...] to the expert mesh axes; other dims left to GSPMD."""
-    axes = expert_axes()
-    if not axes or expert_parallelism() == 1:
+    """Pin dim 0 (experts) of [E, ...] to the 'act_exp' rule's mesh axes; other dims left to
+    GSPMD (the batch rule would claim the expert axes again and leave B whole)."""
+    axes = sharding.mesh_axes("act_exp")
+    mesh = jax.sharding.get_abstract_mesh()
+    if math.prod(mesh.shape[a] for a in axes) == 1:
         return x
     spec = P(axes, *([P.UNCONSTRAINED] * (x.ndim - 1)))
-    return jax.lax.with_sharding_constraint(
-        x, NamedSharding(jax.sharding.get_abstract_mesh(), spec)
-    )
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
 
 def einsum_ffn(
@@ -291,11 +280,11 @@ def _local_dropless(
 
 
 def _token_axes(batch: int, experts: tuple[str, ...]) -> tuple[str, ...]:
-    """Mesh axes to split the batch over inside shard_map: the 'batch' rule's axes that
+    """Mesh axes to split the batch over inside shard_map: the 'act_batch' rule's axes that
     divide it, always including the expert axes (each expert peer needs its own tokens)."""
     mesh = jax.sharding.get_abstract_mesh()
     axes: list[str] = []
-    for a in _mesh_axes("batch", ("data", "fsdp", "expert")) + experts:
+    for a in sharding.mesh_axes("act_batch") + experts:
         if a not in axes and batch % (math.prod(mesh.shape[x] for x in axes) * mesh.shape[a]) == 0:
             axes.append(a)
     missing = [a for a in experts if a not in axes]

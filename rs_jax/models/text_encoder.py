@@ -1,10 +1,12 @@
 """BERT-family sentence encoder (the sentence-transformers all-MiniLM-L6-v2 recipe).
 
-`BertEncoder` is the bare NNX transformer: token ids [B, T] -> hidden states [B, T, D], and
-`embed` adds mean pooling over real tokens and L2 normalisation -> [B, D]. `SentenceEncoder`
-wraps it with the tokenizer and a jitted, length-bucketed forward for embedding text on the
-host (knowledge-base entries, queries). `rs_jax.convert.hf_bert.load_sentence_encoder`
-builds one from a Hugging Face folder; no torch is needed.
+`BertEncoder` is the bare NNX transformer, built from the model's own layers and
+`LayerStack` (sharded and scanned like every tower): token ids [B, T] -> hidden states
+[B, T, D], and `embed` adds mean pooling over real tokens and L2 normalisation -> [B, D].
+`SentenceEncoder` wraps it with the tokenizer and a jitted, length-bucketed forward for
+embedding text on the host (knowledge-base entries, queries).
+`rs_jax.convert.hf_bert.load_sentence_encoder` builds one from a Hugging Face folder; no
+torch is needed.
 """
 
 from __future__ import annotations
@@ -19,15 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rs_jax import sharding
 from rs_jax.models.attention import Attention
-from rs_jax.models.config import Precision
-from rs_jax.models.layers import linear, masked_mean
-
-# Every logical axis used by the encoder, replicated: the default when no rules are given.
-REPLICATED_RULES = tuple(
-    (name, None)
-    for name in ("batch", "vocab", "position", "embed", "mlp", "heads", "kv_heads", "head_dim")
-)
+from rs_jax.models.config import Precision, StackConfig
+from rs_jax.models.layers import Embed, LayerNorm, Mlp, constrain, masked_mean
+from rs_jax.models.stack import LayerStack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,21 +60,10 @@ class BertConfig:
         )
 
 
-def _layer_norm(width: int, eps: float, rngs: nnx.Rngs) -> nnx.LayerNorm:
-    # Two-pass variance, as torch computes it: E[x^2] - E[x]^2 costs ~1e-6 of parity.
-    return nnx.LayerNorm(
-        width,
-        epsilon=eps,
-        use_fast_variance=False,
-        scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("embed",)),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
-        rngs=rngs,
-    )
-
-
-def _embed(num: int, width: int, axes: tuple[str | None, str], rngs: nnx.Rngs) -> nnx.Embed:
-    init = nnx.with_partitioning(nnx.initializers.normal(0.02), axes)
-    return nnx.Embed(num, width, embedding_init=init, rngs=rngs)
+# A frozen encoder whose embeddings are compared across runs (and with the reference):
+# float32 throughout; inference only, so the stack keeps nothing for a backward pass.
+_PRECISION = Precision()
+_STACK = StackConfig(scan=True, remat_policy="none", attention="xla")
 
 
 class BertEmbeddings(nnx.Module):
@@ -84,10 +71,14 @@ class BertEmbeddings(nnx.Module):
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         d = config.hidden_size
-        self.word = _embed(config.vocab_size, d, ("vocab", "embed"), rngs)
-        self.position = _embed(config.max_position_embeddings, d, ("position", "embed"), rngs)
-        self.token_type = _embed(config.type_vocab_size, d, (None, "embed"), rngs)
-        self.norm = _layer_norm(d, config.layer_norm_eps, rngs)
+
+        def embed(num, axes):
+            return Embed(num, d, precision=_PRECISION, axes=axes, rngs=rngs)
+
+        self.word = embed(config.vocab_size, ("vocab", "embed"))
+        self.position = embed(config.max_position_embeddings, ("position", "embed"))
+        self.token_type = embed(config.type_vocab_size, (None, "embed"))
+        self.norm = LayerNorm(d, precision=_PRECISION, eps=config.layer_norm_eps, rngs=rngs)
 
     def __call__(self, ids: jax.Array, token_type_ids: jax.Array) -> jax.Array:
         positions = jnp.arange(ids.shape[1])[None, :]
@@ -95,29 +86,24 @@ class BertEmbeddings(nnx.Module):
         return self.norm(x)
 
 
-class BertLayer(nnx.Module):
-    """Post-LN block: x = LN(x + attn(x)); x = LN(x + W2 gelu(W1 x)). [B, T, D] -> [B, T, D]."""
+class BertBlock(nnx.Module):
+    """Post-LN block: x = LN(x + attn(x)); x = LN(x + mlp(x)). [B, T, D] -> [B, T, D]."""
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         d, eps = config.hidden_size, config.layer_norm_eps
-        # A frozen encoder whose embeddings are compared across runs: always float32.
-        fp32 = Precision()
-        self.attention = Attention(d, config.num_heads, precision=fp32, rngs=rngs)
-        self.attention_norm = _layer_norm(d, eps, rngs)
-        self.mlp_in = linear(
-            d, config.intermediate_size, ("embed", "mlp"), precision=fp32, rngs=rngs
+        self.attn = Attention(d, config.num_heads, precision=_PRECISION, rngs=rngs)
+        self.attn_norm = LayerNorm(d, precision=_PRECISION, eps=eps, rngs=rngs)
+        # BERT's "gelu" is the erf form.
+        self.mlp = Mlp(
+            d, config.intermediate_size, d, precision=_PRECISION, activation="gelu", rngs=rngs
         )
-        self.mlp_out = linear(
-            config.intermediate_size, d, ("mlp", "embed"), precision=fp32, rngs=rngs
-        )
-        self.mlp_norm = _layer_norm(d, eps, rngs)
+        self.mlp_norm = LayerNorm(d, precision=_PRECISION, eps=eps, rngs=rngs)
 
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        attended, _ = self.attention(x, mask=mask)
-        x = self.attention_norm(x + attended)
-        # BERT's "gelu" is the erf form; jax defaults to the tanh approximation.
-        hidden = jax.nn.gelu(self.mlp_in(x), approximate=False)
-        return self.mlp_norm(x + self.mlp_out(hidden))
+        x = constrain(x, ("act_batch", "act_length", "act_embed"))
+        x = self.attn_norm(x + self.attn(x, mask=mask)[0])
+        x = constrain(x, ("act_batch", "act_length", "act_embed"))
+        return self.mlp_norm(x + self.mlp(x))
 
 
 class BertEncoder(nnx.Module):
@@ -126,7 +112,9 @@ class BertEncoder(nnx.Module):
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         self.config = config
         self.embeddings = BertEmbeddings(config, rngs=rngs)
-        self.layers = nnx.List([BertLayer(config, rngs=rngs) for _ in range(config.num_layers)])
+        self.layers = LayerStack(
+            lambda r: BertBlock(config, rngs=r), config.num_layers, _STACK, rngs=rngs
+        )
 
     def __call__(
         self,
@@ -140,8 +128,7 @@ class BertEncoder(nnx.Module):
         x = self.embeddings(ids, token_type_ids)
         key_mask = attention_mask.astype(bool)
         mask = jnp.broadcast_to(key_mask[:, None, :], (ids.shape[0], ids.shape[1], ids.shape[1]))
-        for layer in self.layers:
-            x = layer(x, mask)
+        x, _ = self.layers(lambda block, x, _: (block(x, mask), None), x)
         return x
 
     def embed(self, ids: jax.Array, attention_mask: jax.Array, normalize: bool = True) -> jax.Array:
@@ -185,8 +172,9 @@ class SentenceEncoder:
 
         def forward(state: nnx.State, ids: jax.Array, mask: jax.Array) -> jax.Array:
             # fp32 matmuls in full precision (GPUs/TPUs would otherwise drop to tf32/bf16
-            # passes and miss parity with the reference by ~1e-3).
-            with jax.default_matmul_precision("highest"):
+            # passes and miss parity with the reference by ~1e-3); activations pinned by
+            # the rules, as in the model.
+            with jax.default_matmul_precision("highest"), nnx.logical_axis_rules(self.rules):
                 return nnx.merge(graphdef, state).embed(ids, mask, normalize)
 
         self._state = state
@@ -200,8 +188,6 @@ class SentenceEncoder:
         Texts are sorted by token count and padded to power-of-two lengths and batch sizes,
         so a corpus compiles a handful of shapes and wastes little compute on padding.
         """
-        from rs_jax.sharding import batch_divisor, batch_sharding
-
         if isinstance(texts, str):
             raise TypeError("encode takes a list of strings, not a single string")
         texts = list(texts)
@@ -216,7 +202,7 @@ class SentenceEncoder:
             return_token_type_ids=False,
         )["input_ids"]
         order = np.argsort([len(x) for x in ids], kind="stable")
-        divisor = batch_divisor(self.mesh, self.rules)
+        divisor = sharding.batch_divisor(self.mesh, self.rules)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -224,7 +210,7 @@ class SentenceEncoder:
             bar = tqdm(total=len(texts), desc=f"encode {self.name}", unit="text")
         pad_id = self.tokenizer.pad_token_id or 0
         with jax.set_mesh(self.mesh):
-            sharding = batch_sharding(self.mesh, self.rules, 2)
+            rows_sharding = sharding.batch_sharding(self.mesh, self.rules, 2)
             for start in range(0, len(texts), batch_size):
                 chunk = order[start : start + batch_size]
                 rows = _bucket(len(chunk), 1, batch_size)
@@ -237,8 +223,8 @@ class SentenceEncoder:
                     batch_mask[row, : len(ids[i])] = 1
                 emb = self._forward(
                     self._state,
-                    jax.device_put(batch_ids, sharding),
-                    jax.device_put(batch_mask, sharding),
+                    jax.device_put(batch_ids, rows_sharding),
+                    jax.device_put(batch_mask, rows_sharding),
                 )
                 out[chunk] = np.asarray(emb)[: len(chunk)]
                 if bar is not None:

@@ -36,8 +36,8 @@ class VisionBlock(nnx.Module):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = constrain(x, ("batch", "length", "embed"))
-        x = constrain(x + self.attn(self.attn_norm(x))[0], ("batch", "length", "embed"))
+        x = constrain(x, ("act_batch", "act_length", "act_embed"))
+        x = constrain(x + self.attn(self.attn_norm(x))[0], ("act_batch", "act_length", "act_embed"))
         return x + self.mlp(self.mlp_norm(x))
 
 

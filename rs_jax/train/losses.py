@@ -15,8 +15,8 @@ import jax.numpy as jnp
 from rs_jax.models.config import Precision
 from rs_jax.models.experts import RoutingStats
 from rs_jax.models.layers import matmul
-from rs_jax.models.lvlm import RSVLM, example_rows
 from rs_jax.models.retrieval import hits_at_k, retrieval_loss
+from rs_jax.models.rsvlm import RSVLM, example_rows
 
 
 def vocab_cross_entropy(

@@ -10,6 +10,7 @@ from typing import Any
 import ml_collections
 from etils import epath
 
+from rs_jax import sharding
 from rs_jax.config_files import config_changes, config_from_dict, load_config
 from rs_jax.train.checkpointing import (
     DATA_SHA256,
@@ -45,6 +46,9 @@ def stored_config(workdir: epath.PathLike) -> tuple[dict[str, Any], epath.Path]:
 def load(workdir: epath.PathLike, overrides: list[str]) -> ml_collections.ConfigDict:
     """The run's own config with `overrides` applied."""
     stored, where = stored_config(workdir)
+    if "sharding_rules" in stored:  # JSON: lists, made tuples by config_from_dict
+        rules = sharding.with_activation_rules(stored["sharding_rules"])
+        stored["sharding_rules"] = [list(rule) for rule in rules]
     return config_from_dict(stored, overrides, f"config stored in {where}")
 
 

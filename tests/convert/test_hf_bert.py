@@ -35,12 +35,15 @@ def test_loads_and_lays_out_kernels(model_context, checkpoint):
     config, tensors = checkpoint
     model = abstract_model(config)
     load_bert_weights(model, tensors)
-    # HF Linear [out, in] with out = heads * head_dim -> our einsum kernel [D, heads, head_dim].
-    query = np.asarray(model.layers[2].attention.query.kernel.get_value())
+    # HF Linear [out, in] with out = heads * head_dim -> our einsum kernel [D, heads, head_dim],
+    # the layers stacked on a leading axis.
+    blocks = model.layers.blocks
+    assert blocks.attn.query.kernel.get_value().shape == (6, 384, 12, 32)
+    query = np.asarray(blocks.attn.query.kernel.get_value()[2])
     hf = tensors["encoder.layer.2.attention.self.query.weight"]
     assert query.shape == (384, 12, 32)
     np.testing.assert_array_equal(query[:, 5, 7], hf[5 * 32 + 7, :])
-    out = np.asarray(model.layers[0].attention.out.kernel.get_value())
+    out = np.asarray(blocks.attn.out.kernel.get_value()[0])
     np.testing.assert_array_equal(
         out[3, 1, :], tensors["encoder.layer.0.attention.output.dense.weight"][:, 3 * 32 + 1]
     )

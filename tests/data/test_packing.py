@@ -11,7 +11,7 @@ from flax import nnx
 
 from rs_jax.config_files import ConfigError, load_config
 from rs_jax.data import packing as packing_lib
-from rs_jax.models.lvlm import example_rows
+from rs_jax.models.rsvlm import example_rows
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.losses import compute_loss
 from rs_jax.train.trainer import make_train_step

@@ -11,7 +11,7 @@ from flax import nnx
 
 from rs_jax.models.attention import Attention, KVCache, rope_frequencies, rotary_embedding
 from rs_jax.models.config import Precision, Rope, StackConfig
-from rs_jax.models.llm import Decoder
+from rs_jax.models.decoder import Decoder
 from tests.models.conftest import (
     VOCAB,
     decoder_config,

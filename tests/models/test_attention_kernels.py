@@ -16,7 +16,7 @@ from rs_jax.models.attention import (
     resolve_kernel,
 )
 from rs_jax.models.config import Precision, StackConfig, VisionConfig
-from rs_jax.models.llm import Decoder
+from rs_jax.models.decoder import Decoder
 from rs_jax.models.vision import VisionEncoder
 from rs_jax.sharding import SHARDING_RULES, make_mesh, sharding_context
 from tests.models.conftest import decoder_config, randomize

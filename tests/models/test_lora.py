@@ -11,8 +11,8 @@ import pytest
 from flax import nnx
 
 from rs_jax.models.config import Lora, Precision, StackConfig
+from rs_jax.models.decoder import Decoder
 from rs_jax.models.layers import Einsum, merge_lora
-from rs_jax.models.llm import Decoder
 from tests.models.conftest import decoder_config
 
 CFG = decoder_config(vocab_size=64, tie_embeddings=False, norm_eps=1e-6)

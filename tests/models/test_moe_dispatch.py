@@ -13,14 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from configs.common import SHARDING_RULES
+from rs_jax.models import moe_dispatch
 from rs_jax.models.config import Precision
 from rs_jax.models.experts import SemanticExperts
 from rs_jax.models.moe_dispatch import grouped_matmul
-from rs_jax.sharding import make_mesh, sharding_context
+from rs_jax.sharding import batch_sharding, make_mesh, sharding_context
 from tests.models.conftest import experts_config
 
 LEVELS = np.array([0] * 4 + [1] * 12)
@@ -29,7 +28,18 @@ MESHES = {
     "data2_expert4": {"data": 2, "expert": 4},
     "expert8": {"expert": 8},
     "fsdp2_expert2_tensor2": {"fsdp": 2, "expert": 2, "tensor": 2},
+    "data2_tensor4": {"data": 2, "tensor": 4},
 }
+# 'tensor' in the role of 'expert': the experts and the batch on it (and the experts' hidden
+# units whole, 'tensor' being taken). Dispatch must take every mesh axis from the rules.
+ON_TENSOR = {
+    "exp": "tensor",
+    "act_exp": "tensor",
+    "act_batch": ("data", "fsdp", "tensor"),
+    "mlp": None,
+}
+EXPERTS_ON_TENSOR = tuple((name, ON_TENSOR.get(name, axes)) for name, axes in SHARDING_RULES)
+EXPERT_MESHES = ["data2_expert4", "expert8", "fsdp2_expert2_tensor2"]
 
 
 def make_experts(dispatch: str, experts_per_level: int = 4, **overrides) -> SemanticExperts:
@@ -62,14 +72,14 @@ def loss_and_grads(graphdef, state, x, cotangent):
 
 
 @functools.cache
-def run(mesh_name: str | None, dispatch: str):
+def run(mesh_name: str | None, dispatch: str, rules=SHARDING_RULES):
     """Compile and run forward+backward; returns (y, dropped, grads, hlo, wi_gate)."""
     devices = jax.devices()[:1] if mesh_name is None else None
     mesh = make_mesh(MESHES.get(mesh_name, {}), devices)
-    with sharding_context(mesh, SHARDING_RULES):
+    with sharding_context(mesh, rules):
         graphdef, state = nnx.split(make_experts(dispatch))
         x, cotangent = inputs()
-        batch = NamedSharding(mesh, P(("data", "fsdp", "expert")))
+        batch = batch_sharding(mesh, rules, x.ndim)
         x, cotangent = jax.device_put(x, batch), jax.device_put(cotangent, batch)
         compiled = (
             jax.jit(functools.partial(loss_and_grads, graphdef))
@@ -91,7 +101,7 @@ def assert_close(actual, expected):
 
 
 @pytest.mark.parametrize("dispatch", ["einsum", "dropless"])
-@pytest.mark.parametrize("mesh_name", list(MESHES))
+@pytest.mark.parametrize("mesh_name", EXPERT_MESHES)
 def test_sharded_matches_single_device(mesh_name, dispatch):
     y_ref, dropped_ref, grads_ref, _, w_ref = run(None, "einsum")
     assert dropped_ref == 0.0
@@ -119,7 +129,7 @@ def test_expert_parallel_hlo_uses_all_to_all_not_weight_all_gather(dispatch):
     assert not gathers, gathers
 
 
-@pytest.mark.parametrize("mesh_name", list(MESHES))
+@pytest.mark.parametrize("mesh_name", EXPERT_MESHES)
 def test_expert_weights_are_sharded(mesh_name):
     w = run(mesh_name, "einsum")[4]
     per_device = w.addressable_shards[0].data.nbytes
@@ -155,6 +165,31 @@ def test_megablox_grouped_matmul_equals_ragged_dot(dtype):
         np.testing.assert_allclose(
             np.asarray(got, np.float32), np.asarray(want, np.float32), rtol=1e-5, atol=1e-4
         )
+
+
+@pytest.mark.parametrize("dispatch", ["einsum", "dropless"])
+def test_dispatch_takes_its_mesh_axes_from_the_rules(dispatch):
+    """With 'exp' and 'act_exp' mapped to 'tensor' the experts live there, and tokens travel
+    to them over 'tensor': the same function, all-to-alls, no expert weight gathered."""
+    y_ref, _, grads_ref, _, _ = run(None, "einsum")
+    y, dropped, grads, hlo, w = run("data2_tensor4", dispatch, EXPERTS_ON_TENSOR)
+    assert w.sharding.spec[0] == "tensor"
+    assert w.addressable_shards[0].data.nbytes == w.nbytes // 4
+    assert dropped == 0.0
+    assert_close(y, y_ref)
+    jax.tree.map(assert_close, grads, grads_ref)
+    assert "all-to-all" in hlo
+    full = rf"f32\[({NUM_EXPERTS},{WIDTH},{MLP}|{NUM_EXPERTS},{MLP},{WIDTH})\]"
+    assert not re.search(rf"= {full}\S* all-gather", hlo)
+
+
+def test_without_rules_nothing_is_pinned():
+    """A mesh alone names no expert axes (as `constrain` pins nothing without rules)."""
+    with jax.set_mesh(make_mesh(MESHES["data2_expert4"])):
+        assert moe_dispatch.expert_axes() == () and moe_dispatch.expert_parallelism() == 1
+    with sharding_context(make_mesh(MESHES["data2_expert4"]), SHARDING_RULES):
+        assert moe_dispatch.expert_axes() == ("expert",)
+        assert moe_dispatch.expert_parallelism() == 4
 
 
 def test_config_errors():

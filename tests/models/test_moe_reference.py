@@ -24,8 +24,8 @@ from jax.sharding import PartitionSpec as P
 
 from configs.common import SHARDING_RULES
 from rs_jax.models.config import DecoderConfig, Precision, Rope
+from rs_jax.models.decoder import DecoderBlock
 from rs_jax.models.experts import SemanticExperts
-from rs_jax.models.llm import DecoderBlock
 from rs_jax.sharding import make_mesh, sharding_context
 from tests.models.conftest import experts_config
 

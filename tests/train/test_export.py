@@ -90,7 +90,7 @@ def test_lora_adapters_are_merged_on_export(tmp_path, model_context):
     import dataclasses
 
     from rs_jax.models.config import Lora, Precision, StackConfig
-    from rs_jax.models.llm import Decoder
+    from rs_jax.models.decoder import Decoder
 
     save_decoder(tmp_path / "in", "llama")
     imported = hf_decoder.load_decoder(tmp_path / "in", mesh_of(), SHARDING_RULES)

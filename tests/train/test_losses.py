@@ -12,8 +12,8 @@ from flax import nnx
 
 from rs_jax.models.config import Precision
 from rs_jax.models.experts import RoutingStats
-from rs_jax.models.lvlm import VisualOutput
 from rs_jax.models.retrieval import Retrieved, retrieval_loss
+from rs_jax.models.rsvlm import VisualOutput
 from rs_jax.train.losses import compute_loss, vocab_cross_entropy
 
 

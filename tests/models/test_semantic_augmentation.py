@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rs_jax.models.augmentation import SemanticAugmentation
 from rs_jax.models.config import KnowledgeConfig, Precision
 from rs_jax.models.retrieval import KnowledgeBase
+from rs_jax.models.semantic_augmentation import SemanticAugmentation
 
 LEVELS = ("scene",) * 3 + ("object",) * 4
 KB = KnowledgeConfig(

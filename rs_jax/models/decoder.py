@@ -122,7 +122,7 @@ class DecoderBlock(nnx.Module):
         visual_levels [V] (static): slots visual_start.. visual_start + V - 1 of x are visual
         tokens of these levels.
         """
-        x = constrain(x, ("batch", "length", "embed"))
+        x = constrain(x, ("act_batch", "act_length", "act_embed"))
         attended, cache = self.attn(
             self.attn_norm(x),
             mask=mask,
@@ -131,7 +131,7 @@ class DecoderBlock(nnx.Module):
             cache=cache,
             cache_index=cache_index,
         )
-        x = constrain(x + attended, ("batch", "length", "embed"))
+        x = constrain(x + attended, ("act_batch", "act_length", "act_embed"))
         if self.moe is None or visual_levels is None:
             return x + self.mlp(self.mlp_norm(x)), cache, None
         start, end = visual_start, visual_start + len(visual_levels)

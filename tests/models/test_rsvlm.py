@@ -53,7 +53,9 @@ def test_sharded_forward_and_grads_equal_single_device(single_device_mesh, multi
                 def loss_fn(p):
                     return compute_loss(nnx.merge(graphdef, p), batch)[0]
 
-                return jax.value_and_grad(loss_fn)(params)
+                # Traced as the train step is: activations pinned by the rules.
+                with nnx.logical_axis_rules(config.sharding_rules):
+                    return jax.value_and_grad(loss_fn)(params)
 
             loss, grads = f(params, sharded)
         return loss, grads, params

@@ -20,12 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rs_jax.models.augmentation import SemanticAugmentation
 from rs_jax.models.config import ModelConfig
+from rs_jax.models.decoder import Decoder
 from rs_jax.models.experts import RoutingStats, SemanticExperts
 from rs_jax.models.layers import Mlp, param
-from rs_jax.models.llm import Decoder
 from rs_jax.models.retrieval import KnowledgeBase, Retrieved
+from rs_jax.models.semantic_augmentation import SemanticAugmentation
 from rs_jax.models.vision import VisionEncoder, pool_to_grid
 
 
@@ -174,39 +174,66 @@ class RSVLM(nnx.Module):
         visual_mask = jnp.ones(visual.tokens.shape[:2], bool)
         embeds = jnp.concatenate([before, visual.tokens, self.llm.embed(after_ids)], axis=1)
         token_mask = jnp.concatenate([before_mask, visual_mask, after_mask], axis=1)
-        # The token before each answer token predicts it.
-        prefix = before.shape[1] + visual.tokens.shape[1] + examples["prompt_ids"].shape[1]
         answer_len = examples["answer_ids"].shape[1]
-        if "token_index" not in batch:
-            hidden, _, llm_routing = self.llm(
-                embeds,
-                token_mask,
-                visual_levels=self.visual_levels(),
-                visual_start=before.shape[1],
-                jitter_key=llm_key,
+        if "token_index" in batch:
+            answer_hidden, llm_routing = self._decode_packed(batch, embeds, answer_len, llm_key)
+        else:
+            # The token before each answer token predicts it.
+            prefix = before.shape[1] + visual.tokens.shape[1] + examples["prompt_ids"].shape[1]
+            answer_hidden, llm_routing = self._decode_unpacked(
+                embeds, token_mask, before.shape[1], prefix - 1, answer_len, llm_key
             )
-            answer_hidden = hidden[:, prefix - 1 : prefix - 1 + answer_len]
-            return answer_hidden, visual._replace(llm_routing=llm_routing)
+        return answer_hidden, visual._replace(llm_routing=llm_routing)
 
+    def _decode_unpacked(
+        self,
+        embeds: jax.Array,
+        token_mask: jax.Array,
+        visual_start: int,
+        first_predicting: int,
+        answer_len: int,
+        jitter_key: jax.Array | None,
+    ) -> tuple[jax.Array, RoutingStats | None]:
+        """One example a row: embeds [N, T, D_llm], token_mask [N, T] -> the hidden states of
+        the `answer_len` slots from `first_predicting` on [N, Ta, D_llm], and the decoder's
+        routing statistics. The visual tokens start at slot `visual_start`, where the
+        decoder's MoE blocks find them."""
+        hidden, _, routing = self.llm(
+            embeds,
+            token_mask,
+            visual_levels=self.visual_levels(),
+            visual_start=visual_start,
+            jitter_key=jitter_key,
+        )
+        return hidden[:, first_predicting : first_predicting + answer_len], routing
+
+    def _decode_packed(
+        self,
+        batch: dict[str, jax.Array],
+        embeds: jax.Array,
+        answer_len: int,
+        jitter_key: jax.Array | None,
+    ) -> tuple[jax.Array, RoutingStats | None]:
+        """Several examples a row: embeds [B * K, T, D_llm] of every slot -> their real tokens
+        laid one sequence after another by token_index [B, L] -> the hidden states at each
+        example's answer_position [B * K, Ta, D_llm], and the decoder's routing statistics."""
         if self.visual_levels() is not None and self.cfg.llm.moe_every:
             raise ValueError(
                 "packed batches (config.data.packing.slots > 0) need "
                 "config.model.llm.moe_every=0: its MoE blocks find the visual tokens by slot"
             )
-        rows, length = batch["token_index"].shape
+        rows = batch["token_index"].shape[0]
         width = embeds.shape[-1]
         # Each row's slots side by side, then only their real tokens, in packed order.
         embeds = embeds.reshape(rows, -1, width)
         embeds = jnp.take_along_axis(embeds, batch["token_index"][..., None], axis=1)
         segments = (batch["token_segment"], batch["token_position"])
-        hidden, _, llm_routing = self.llm(
-            embeds, batch["token_segment"] > 0, segments=segments, jitter_key=llm_key
+        hidden, _, routing = self.llm(
+            embeds, batch["token_segment"] > 0, segments=segments, jitter_key=jitter_key
         )
         predicting = batch["answer_position"].reshape(rows, -1, 1)  # [B, K * Ta, 1]
         answer_hidden = jnp.take_along_axis(hidden, predicting, axis=1)
-        return answer_hidden.reshape(-1, answer_len, width), visual._replace(
-            llm_routing=llm_routing
-        )
+        return answer_hidden.reshape(-1, answer_len, width), routing
 
 
 def example_rows(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
