@@ -57,6 +57,7 @@ def model_context(single_device_mesh):
 LONGEST_FIRST = (
     "tests/train/test_trainer.py",
     "tests/test_launch.py",
+    "tests/plan/test_aot.py",
     "tests/train/test_precision.py",
     "tests/models/test_rsvlm.py",
     "tests/convert/test_pretrained.py",
