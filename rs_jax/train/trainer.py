@@ -186,8 +186,10 @@ class Allowed:
 def _train(
     config: ml_collections.ConfigDict, workdir_path: epath.Path, allowed: Allowed
 ) -> dict[str, Any]:
-    # Shapes only: a resumed run never holds a fresh initialisation beside its checkpoint.
-    exp = experiment_lib.setup(config, str(workdir_path), abstract=True)
+    # A run with a checkpoint folder starts from shapes only (it never holds a fresh
+    # initialisation beside the checkpoint it restores); a new run builds its state once.
+    resuming = (workdir_path / "checkpoints").is_dir()
+    exp = experiment_lib.setup(config, str(workdir_path), abstract=resuming)
     resolved = _resolved_config(exp)
     checkpointer = Checkpointer(
         workdir_path, keep=config.train.keep_checkpoints, async_save=config.train.async_checkpoints
@@ -266,7 +268,7 @@ def _restore_or_initialise(
     allowed: Allowed,
 ) -> tuple[experiment_lib.Experiment, Any, int]:
     """(experiment, state, step): the newest good checkpoint restored into the abstract
-    state, or, with none, the state initialised."""
+    state, or, with none, the state initialised (unless `exp` holds it already)."""
     try:
         # The newest checkpoint's config before its arrays: a changed model would otherwise
         # fail the restore on array shapes, naming no key.
@@ -278,7 +280,8 @@ def _restore_or_initialise(
         checkpointer.close()
         raise
     if restored is None:
-        exp = experiment_lib.initialise(exp)
+        if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(exp.state)):
+            exp = experiment_lib.initialise(exp)
         return exp, exp.state, 0
     state, start = restored
     print(f"Resumed from {checkpointer.step_dir(start)} (step {start}).", flush=True)
