@@ -13,11 +13,13 @@ Protocol, that of ``pycocoevalcap.eval.COCOEvalCap.evaluate``:
 
 SPICE is left out: it downloads Stanford CoreNLP models at run time.
 
-PTBTokenizer and METEOR run Java. Without ``java`` on PATH, METEOR is None and captions are
+PTBTokenizer and METEOR run Java; the first METEOR score of a process starts the JVM that
+serves the later ones (each start loads METEOR's paraphrase tables, about 8 s). Without ``java`` on PATH, METEOR is None and captions are
 tokenised by ``python_tokenize``, which gives PTBTokenizer's output on ordinary captions;
 BLEU, ROUGE-L and CIDEr still come from pycocoevalcap's scorers. ``notes`` says so.
 """
 
+import atexit
 import os
 import re
 import shutil
@@ -90,18 +92,36 @@ def _ptb_tokenize(captions: Mapping[ImageId, list[str]]) -> dict[ImageId, list[s
     return tokenized
 
 
+# The process's METEOR JVM (module docstring): an eval scores each caption source apart.
+_meteor_jvm: Meteor | None = None
+
+
 def _meteor(gts: dict, res: dict) -> float:
-    meteor = Meteor()
+    global _meteor_jvm
+    # A new one after a JVM that died, or when Meteor is another class (a test's spy).
+    if _meteor_jvm is None or type(_meteor_jvm) is not Meteor or _meteor_jvm.meteor_p.poll():
+        _stop_meteor()
+        _meteor_jvm = Meteor()
     try:
-        score, _ = meteor.compute_score(gts, res)
-    finally:
-        # Meteor.__del__ stops the JVM under a lock that compute_score leaves held when it
-        # raises (a JVM that died): stop it here and free the lock, or collection hangs.
-        meteor.meteor_p.kill()
-        meteor.meteor_p.wait()
-        if meteor.lock.locked():
-            meteor.lock.release()
+        score, _ = _meteor_jvm.compute_score(gts, res)
+    except BaseException:
+        _stop_meteor()
+        raise
     return float(score)
+
+
+@atexit.register
+def _stop_meteor() -> None:
+    global _meteor_jvm
+    meteor, _meteor_jvm = _meteor_jvm, None
+    if meteor is None:
+        return
+    # Meteor.__del__ stops the JVM under a lock that compute_score leaves held when it
+    # raises (a JVM that died): stop it here and free the lock, or collection hangs.
+    meteor.meteor_p.kill()
+    meteor.meteor_p.wait()
+    if meteor.lock.locked():
+        meteor.lock.release()
 
 
 def _check_inputs(

@@ -1,6 +1,6 @@
 """caption_scores against hand-computed cases and against pycocoevalcap called directly.
 
-METEOR starts a JVM that loads for seconds: it runs once, in the module fixture
+METEOR starts a JVM that loads for seconds: it starts once, in the module fixture
 ``ptb_run``; every other test takes the Python path (PATH without java) or stubs Meteor.
 """
 
@@ -42,9 +42,14 @@ SCORE_KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr")
 
 
 class SpyMeteor(Meteor):
-    """The real Meteor, recording what it was given and what it returned."""
+    """The real Meteor, recording its starts, what it was given and what it returned."""
 
+    starts = 0
     calls = []
+
+    def __init__(self):
+        super().__init__()
+        SpyMeteor.starts += 1
 
     def compute_score(self, gts, res):
         result = super().compute_score(gts, res)
@@ -54,14 +59,20 @@ class SpyMeteor(Meteor):
 
 @pytest.fixture(scope="module")
 def ptb_run():
-    """caption_scores on the fixtures with Java: PTBTokenizer and the one METEOR run."""
+    """caption_scores on the fixtures with Java: PTBTokenizer and METEOR, whose JVM then
+    scores other captions and the fixtures again: (scores, the first METEOR call, the
+    later ones, JVM starts)."""
     if not HAS_JAVA:
         pytest.skip("java is not on PATH: PTBTokenizer and METEOR cannot run here")
     SpyMeteor.calls.clear()
+    SpyMeteor.starts = 0
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(captions, "Meteor", SpyMeteor)
         scores = caption_scores(PREDICTIONS, REFERENCES)
-    return scores, list(SpyMeteor.calls)
+        first = list(SpyMeteor.calls)
+        caption_scores({0: "a green field", 1: "houses"}, {0: REFERENCES[1], 1: REFERENCES[0]})
+        caption_scores(PREDICTIONS, REFERENCES)
+    return scores, first, SpyMeteor.calls[len(first) :], SpyMeteor.starts
 
 
 @pytest.fixture
@@ -84,7 +95,7 @@ def direct_scores(gts, res):
 
 @needs_java
 def test_java_path_equals_pycocoevalcap_called_directly(ptb_run):
-    scores, meteor_calls = ptb_run
+    scores, meteor_calls, _, _ = ptb_run
     tokenizer = PTBTokenizer()
     gts = tokenizer.tokenize({i: [{"caption": c} for c in refs] for i, refs in REFERENCES.items()})
     res = tokenizer.tokenize({i: [{"caption": PREDICTIONS[i]}] for i in REFERENCES})
@@ -99,6 +110,15 @@ def test_java_path_equals_pycocoevalcap_called_directly(ptb_run):
     assert scores["notes"] == [
         "1 of 5 predictions empty after tokenisation: scored as empty captions (0 for their images)"
     ]
+
+
+@needs_java
+def test_one_meteor_jvm_serves_every_later_score_as_a_fresh_one_would(ptb_run):
+    _, [(gts, res, fresh)], later, starts = ptb_run
+    assert starts == 1
+    (_, _, other), (again_gts, again_res, again) = later
+    assert other[0] != fresh[0]
+    assert (again_gts, again_res, again) == (gts, res, fresh)
 
 
 @needs_java
