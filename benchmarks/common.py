@@ -46,18 +46,44 @@ def environment() -> dict[str, Any]:
     }
 
 
+def progress(done: int, total: int, what: str, start: float) -> None:
+    """A progress line on stderr: ``[3/18] full_fp32 round 1: 1.34 s/call | 1m02s | ETA 5m10s``."""
+    from rs_jax.train.progress import format_duration
+
+    elapsed = time.perf_counter() - start
+    eta = elapsed / done * (total - done)
+    print(
+        f"[{done}/{total}] {what} | {format_duration(elapsed)} | ETA {format_duration(eta)}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def warm_up(cases: dict[str, Callable[[], Any]], calls: int = 2) -> None:
+    """Call every case `calls` times (compiles, allocator warm-up), reporting each."""
+    start = time.perf_counter()
+    for i, (name, case) in enumerate(cases.items(), 1):
+        case_start = time.perf_counter()
+        for _ in range(calls):
+            case()
+        progress(i, len(cases), f"warm-up {name}: {time.perf_counter() - case_start:.1f} s", start)
+
+
 def interleaved(
     cases: dict[str, Callable[[], Any]], rounds: int, calls: int
 ) -> dict[str, list[float]]:
     """Seconds per call of each case, `calls` calls per round, cases alternating round by
     round so that machine noise hits them alike. `case()` must block until it is done."""
     times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(rounds):
+    start, done, total = time.perf_counter(), 0, rounds * len(cases)
+    for r in range(rounds):
         for name, case in cases.items():
-            start = time.perf_counter()
+            case_start = time.perf_counter()
             for _ in range(calls):
                 case()
-            times[name].append((time.perf_counter() - start) / calls)
+            times[name].append((time.perf_counter() - case_start) / calls)
+            done += 1
+            progress(done, total, f"{name} round {r + 1}: {times[name][-1]:.3g} s/call", start)
     return times
 
 
@@ -65,30 +91,47 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def jax_matmul_gflops(dtype: str, size: int = 2048, calls: int = 10) -> float:
-    """GFLOP/s of a size x size matmul in jax: bfloat16 operands accumulate in float32."""
+def matmul_gflops(matmul: Callable[[int], Callable[[], Any]], budget_s: float = 1.0) -> float:
+    """Best GFLOP/s of square matmuls of 512, 1024 and 2048 rows; `matmul(size)` returns a
+    blocking call. Each size runs for about `budget_s`, and a size whose single call takes
+    longer ends the probe: a dtype without fast kernels here (bf16 without AVX512-BF16 or
+    AMX) would otherwise take minutes."""
+    best = 0.0
+    for size in (512, 1024, 2048):
+        call = matmul(size)
+        call()  # compile / allocate
+        calls, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < budget_s or calls == 0:
+            call()
+            calls += 1
+        best = max(best, 2 * size**3 * calls / elapsed / 1e9)
+        if elapsed / calls > budget_s:
+            break
+    return best
+
+
+def jax_matmul_gflops(dtype: str) -> float:
+    """bfloat16 operands accumulate in float32."""
     import jax
     import jax.numpy as jnp
 
-    a = jnp.ones((size, size), dtype)
     f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
-    f(a, a).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(calls):
-        out = f(a, a)
-    out.block_until_ready()
-    return 2 * size**3 * calls / (time.perf_counter() - start) / 1e9
+
+    def matmul(size):
+        a = jnp.ones((size, size), dtype)
+        return lambda: f(a, a).block_until_ready()
+
+    return matmul_gflops(matmul)
 
 
-def torch_matmul_gflops(dtype: str, size: int = 2048, calls: int = 10) -> float:
+def torch_matmul_gflops(dtype: str) -> float:
     import torch
 
-    a = torch.ones((size, size), dtype=getattr(torch, dtype))
-    a @ a
-    start = time.perf_counter()
-    for _ in range(calls):
-        a @ a
-    return 2 * size**3 * calls / (time.perf_counter() - start) / 1e9
+    def matmul(size):
+        a = torch.ones((size, size), dtype=getattr(torch, dtype))
+        return lambda: a @ a
+
+    return matmul_gflops(matmul)
 
 
 def write(result: dict[str, Any], out: str | Path, summary: list[str]) -> None:
