@@ -99,8 +99,9 @@ def test_host_mode_batches_carry_ids_and_train(built_kb, tmp_path):
     assert batch["kb_ids"].shape == ids.shape
     model = nnx.merge(exp.graphdef, exp.state["params"])
     with jax.set_mesh(exp.mesh):
-        visual = model.encode(
-            batch["image"], batch["prompt_ids"], batch["prompt_mask"], batch["kb_ids"]
+        # Jitted: one program, where eagerly every op of the model compiles on its own.
+        visual = nnx.jit(lambda m, *inputs: m.encode(*inputs))(
+            model, batch["image"], batch["prompt_ids"], batch["prompt_mask"], batch["kb_ids"]
         )
         for level, found in enumerate(visual.retrieved):
             np.testing.assert_array_equal(np.asarray(found.ids), ids[:, level])
