@@ -1,22 +1,23 @@
 """``rs-jax`` command line: train and evaluate from a config file.
 
   rs-jax train --config configs/demo.py[:arg] --workdir runs/demo [--config.KEY=VALUE ...]
-  rs-jax eval  --config configs/demo.py --workdir runs/demo
+  rs-jax eval  --workdir runs/demo [--config C]   # C: default, the run's stored config
   rs-jax config --config configs/demo.py --config.train.steps=10   # print the result
   rs-jax compile --config C --topology v5p:4x4x4 [--step train|eval|generate] [--json]
-  rs-jax predict --config C --workdir W --image FILE [--question "..."] [--json]
-  rs-jax predict --config C --workdir W --images DIR --out FILE.jsonl [--question "..."]
-  rs-jax chat --config C --workdir W --image FILE   # questions from stdin, one a line
+  rs-jax predict --workdir W --image FILE [--question "..."] [--json]
+  rs-jax predict --workdir W --images DIR --out FILE.jsonl [--question "..."]
+  rs-jax chat --workdir W --image FILE   # questions from stdin, one a line
   rs-jax score --protocol classification|rsvqa|captions|grounding --pred P.jsonl --ref R.jsonl
                [--json] [--allow-missing] [--box-format geochat|qwen]   # any model's answers
   rs-jax kb validate|build|search ...   # knowledge base; see `rs-jax kb --help`
   rs-jax convert check --hf DIR          # a Hugging Face folder in rs-jax vs transformers
   rs-jax convert hf-to-orbax --config C --workdir W [--config.KEY=VALUE ...]
-  rs-jax convert orbax-to-hf --config C --workdir W --out DIR [--config.KEY=VALUE ...]
+  rs-jax convert orbax-to-hf --workdir W --out DIR [--config C] [--config.KEY=VALUE ...]
 
 Overrides use the type of the value they replace: ``--config.train.steps=10``,
 ``--config.model.baseline=true``, ``--config.data.tasks=scene,count``,
-``--config.mesh.data=2`` (``--config.KEY VALUE`` works too).
+``--config.mesh.data=2`` (``--config.KEY VALUE`` works too). eval, predict, chat and
+orbax-to-hf without --config use the config stored in the run folder by training.
 
 Simulating N devices on a CPU: set ``RS_JAX_CPU_DEVICES=N`` (e.g. 8). The CLI reads it
 before jax is imported and sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
