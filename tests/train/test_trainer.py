@@ -22,8 +22,10 @@ from tests.chat_tokenizers import make_tokenizer
 REPO = Path(__file__).resolve().parents[2]
 
 
-def tiny(**overrides):
-    return load_config(str(REPO / "configs/tiny.py"), [f"{k}={v}" for k, v in overrides.items()])
+def tiny(variant: str = "", **overrides):
+    return load_config(
+        str(REPO / f"configs/tiny.py{variant}"), [f"{k}={v}" for k, v in overrides.items()]
+    )
 
 
 def final_params(config, workdir):
@@ -54,10 +56,11 @@ def test_killed_or_stopped_run_resumes_with_the_data_stream(tmp_path, data_dir):
     """SIGKILL a run between checkpoints; the same command resumes, and SIGTERM (a
     scheduler's preemption) stops that resumed run with its step in flight saved; the same
     command again ends exactly where an uninterrupted run does (same weights, so the same
-    batches were seen in order)."""
+    batches were seen in order). On the baseline, whose step compiles in half the full
+    model's time: checkpoints, signals and the data stream are the same for both."""
     args = [
         "--config",
-        str(REPO / "configs/tiny.py"),
+        str(REPO / "configs/tiny.py:baseline"),
         f"--config.data.data_dir={data_dir}",
         "--config.train.steps=8",
         "--config.train.checkpoint_every=3",
@@ -122,7 +125,7 @@ def test_killed_or_stopped_run_resumes_with_the_data_stream(tmp_path, data_dir):
         check=True,
     )
 
-    config = tiny(**{"data.data_dir": data_dir})
+    config = tiny(":baseline", **{"data.data_dir": data_dir})
     a, b = final_params(config, killed), final_params(config, straight)
     assert int(a["step"]) == int(b["step"]) == 8
     # Bit-exact, as the docs promise: the same seed on the same machine, the same numbers.
@@ -244,8 +247,10 @@ def test_a_diverging_run_never_applies_or_saves_non_finite_numbers(
     """A learning rate beyond float32's range (3.4e38) makes every update infinite. "stop":
     an error naming step 1, no checkpoint, the batch written; "skip": every step dropped and
     counted, and the saved parameters are the finite initial ones. The host reads the
-    guard's verdicts only at log steps and before checkpoints, not after every step."""
+    guard's verdicts only at log steps and before checkpoints, not after every step. On
+    the baseline: the guard does not depend on the model."""
     config = tiny(
+        ":baseline",
         **{
             "data.data_dir": data_dir,
             "train.learning_rate": 1e39,
@@ -254,7 +259,7 @@ def test_a_diverging_run_never_applies_or_saves_non_finite_numbers(
             "train.log_every": 3,
             "train.checkpoint_every": 4,
             "train.on_nonfinite": mode,
-        }
+        },
     )
     checked = []
     check = trainer_lib._check_nonfinite
@@ -295,18 +300,21 @@ def test_resuming_with_a_changed_config_is_refused_unless_allowed(
     """The config that wrote a checkpoint is stored with it: a resume that changes the
     model or optimizer stops before touching anything (config.json kept; a longer
     train.steps is not among the changes), and --allow_config_change goes on with the
-    change printed. A resume restores into shapes: no fresh initialisation is made."""
+    change printed. A resume restores into shapes: no fresh initialisation is made. On the
+    baseline: the checks read the stored config, not the model."""
     base = {"data.data_dir": data_dir, "train.steps": 2, "train.checkpoint_every": 2}
-    train(tiny(**base), str(tmp_path))
+    train(tiny(":baseline", **base), str(tmp_path))
     record = (tmp_path / "config.json").read_text()
-    changed = tiny(**{**base, "seed": 1, "model.experts.top_k": 2, "train.steps": 3})
-    with pytest.raises(ValueError, match=r"model.experts.top_k: 1 -> 2; seed: 0 -> 1\. The"):
+    changed = tiny(":baseline", **{**base, "seed": 1, "model.llm.mlp_dim": 96, "train.steps": 3})
+    with pytest.raises(ValueError, match=r"model.llm.mlp_dim: 64 -> 96; seed: 0 -> 1\. The"):
         train(changed, str(tmp_path))
     assert (tmp_path / "config.json").read_text() == record
     assert Checkpointer(tmp_path).all_steps() == [2]
     # Allowed (already at its last step here, which spares the test a second compilation).
     monkeypatch.setattr(experiment_lib, "initialise", lambda exp: pytest.fail("initialised"))
-    summary = train(tiny(**{**base, "seed": 1}), str(tmp_path), allow_config_change=True)
+    summary = train(
+        tiny(":baseline", **{**base, "seed": 1}), str(tmp_path), allow_config_change=True
+    )
     assert summary["step"] == 2
     assert "resuming" in capsys.readouterr().out
     # The new record replaced config.json; the one that wrote step 2 is kept beside it.
