@@ -132,10 +132,11 @@ def test_stage1_stage2_lora_then_export(tmp_path, towers, capsys, monkeypatch):
     """HF CLIP + LLaMA -> stage 1 (towers frozen: no updates, no moments) -> stage 2 from
     stage 1's checkpoint with LoRA on the frozen decoder -> `rs-jax convert orbax-to-hf`
     -> transformers loads the decoder (adapters merged) and its tokenizer and computes the
-    trained model's logits. An export that fails half-way leaves --out as it was."""
+    trained model's logits. An export that fails half-way leaves --out as it was. LLaVA's
+    recipe, on the baseline (LLaVA-1.5): the full model's other parts change none of it."""
     root, llama = towers
     steps = {"train.steps": 2, "train.checkpoint_every": 2, "train.learning_rate": 0.01}
-    stage1 = config_for(tmp_path, root, **steps, **{"train.freeze": "vision,llm"})
+    stage1 = config_for(tmp_path, root, ":baseline", **steps, **{"train.freeze": "vision,llm"})
     trainer.train(stage1, str(tmp_path / "stage1"))
     recorded = json.loads((tmp_path / "stage1" / "config.json").read_text())
     assert recorded["model"]["vision"]["activation"] == "quick_gelu"  # the towers' own
@@ -160,7 +161,7 @@ def test_stage1_stage2_lora_then_export(tmp_path, towers, capsys, monkeypatch):
         "init.from_checkpoint": tmp_path / "stage1",
         "train.freeze": "vision,llm,projector",
     }
-    stage2 = config_for(tmp_path, root, **stage2_extra)
+    stage2 = config_for(tmp_path, root, ":baseline", **stage2_extra)
     trainer.train(stage2, str(tmp_path / "stage2"))
     exp2, params2 = _params(tmp_path / "stage2", stage2, 2)
     after2 = dict(nnx.to_flat_state(params2))
@@ -169,7 +170,7 @@ def test_stage1_stage2_lora_then_export(tmp_path, towers, capsys, monkeypatch):
     adapters = [k for k in after2 if k[-1] == "lora_b"]
     assert adapters and all(np.abs(after2[k].get_value()).max() > 0 for k in adapters)
 
-    command = ["convert", "orbax-to-hf", "--config", str(REPO / "configs/tiny.py")]
+    command = ["convert", "orbax-to-hf", "--config", str(REPO / "configs/tiny.py:baseline")]
     command += ["--workdir", str(tmp_path / "stage2"), "--out", str(tmp_path / "hf")]
     stage2_values = overrides_of(tmp_path, root, **stage2_extra)
     command += [f"--config.{k}={v}" for k, v in stage2_values.items()]
