@@ -111,10 +111,12 @@ def test_a_rebuilt_knowledge_base_is_refused_naming_both_hashes(built_kb, tmp_pa
     copy = tmp_path / "kb"
     kb = BuiltKB.load(built)
     write_built_kb(copy, kb.entries, table, encoder=FakeEncoder(dim=24))
-    config = config_for(copy, tmp_path, **{"train.steps": 1, "train.checkpoint_every": 1})
+    # The tiny config's 8 steps: the train step of test_frozen_table_stays_put..., compiled
+    # once for both.
+    config = config_for(copy, tmp_path, **{"train.checkpoint_every": 8})
     train(config, str(tmp_path / "run"))
     write_built_kb(copy, kb.entries, -table, encoder=FakeEncoder(dim=24), overwrite=True)
-    config.train.steps = 2
+    config.train.steps = 9
     with pytest.raises(ValueError, match=r"knowledge_sha256: '[0-9a-f]{64}' -> '[0-9a-f]{64}'"):
         train(config, str(tmp_path / "run"))
     with pytest.raises(
