@@ -14,9 +14,10 @@ Protocol, that of ``pycocoevalcap.eval.COCOEvalCap.evaluate``:
 SPICE is left out: it downloads Stanford CoreNLP models at run time.
 
 PTBTokenizer and METEOR run Java; the first METEOR score of a process starts the JVM that
-serves the later ones (each start loads METEOR's paraphrase tables, about 8 s). Without ``java`` on PATH, METEOR is None and captions are
-tokenised by ``python_tokenize``, which gives PTBTokenizer's output on ordinary captions;
-BLEU, ROUGE-L and CIDEr still come from pycocoevalcap's scorers. ``notes`` says so.
+serves the later ones (each start loads METEOR's paraphrase tables, about 8 s). Without
+``java`` on PATH, METEOR is None and captions are tokenised by ``python_tokenize``, which
+gives PTBTokenizer's output on ordinary captions; BLEU, ROUGE-L and CIDEr still come from
+pycocoevalcap's scorers. ``notes`` says so.
 """
 
 import atexit
@@ -98,8 +99,8 @@ _meteor_jvm: Meteor | None = None
 
 def _meteor(gts: dict, res: dict) -> float:
     global _meteor_jvm
-    # A new one after a JVM that died, or when Meteor is another class (a test's spy).
-    if _meteor_jvm is None or type(_meteor_jvm) is not Meteor or _meteor_jvm.meteor_p.poll():
+    # A new one after a JVM that died, or when Meteor names another class (a test's spy).
+    if not isinstance(_meteor_jvm, Meteor) or _meteor_jvm.meteor_p.poll() is not None:
         _stop_meteor()
         _meteor_jvm = Meteor()
     try:
