@@ -60,6 +60,9 @@ def base_config() -> ml_collections.ConfigDict:
     # max_answer_len. Not with host retrieval or config.model.llm.moe_every.
     config.data.packing = ml_collections.ConfigDict(dict(slots=0, length=0))
     config.data.worker_count = 0
+    # A pack of this data written by `rs-jax data pack` (local or gs://): read from there,
+    # decoded lazily, instead of from the files ("" = the files; docs/data.md, "Packs").
+    config.data.pack = ""
     # Skip unreadable images and bad records (counted, listed in the log and eval.json)
     # instead of stopping with an error naming them.
     config.data.allow_skips = False

@@ -9,6 +9,7 @@
   rs-jax chat --workdir W --image FILE   # questions from stdin, one a line
   rs-jax score --protocol classification|rsvqa|captions|grounding --pred P.jsonl --ref R.jsonl
                [--json] [--allow-missing] [--box-format geochat|qwen]   # any model's answers
+  rs-jax data pack --config C --out DIR [--split train|test] [--shards N] [--workers N]
   rs-jax kb validate|build|search ...   # knowledge base; see `rs-jax kb --help`
   rs-jax convert check --hf DIR          # a Hugging Face folder in rs-jax vs transformers
   rs-jax convert hf-to-orbax --config C --workdir W [--config.KEY=VALUE ...]
@@ -152,8 +153,10 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_score_command(commands)
 
     from rs_jax.convert.cli import add_convert_parser
+    from rs_jax.data.cli import add_data_parser
     from rs_jax.kb.cli import add_kb_parser
 
+    add_data_parser(commands)
     add_kb_parser(commands)
     add_convert_parser(commands)
     return parser
@@ -468,6 +471,10 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
         return _cmd_predict(config, args)
     elif args.command == "chat":
         return _cmd_chat(config, args)
+    elif args.command == "data":
+        from rs_jax.data.cli import run
+
+        return run(config, args)
     return 0
 
 

@@ -147,3 +147,20 @@ def test_orbax_background_tracebacks_are_left_to_the_one_line(capsys):
     assert not absl.filter(record(orbax, failure))
     assert absl.filter(record(orbax, None))
     assert absl.filter(record("/work/rs_jax/train/trainer.py", failure))
+
+
+def test_data_pack_writes_resumes_and_refuses(tmp_path, capsys):
+    out = tmp_path / "pack"
+    argv = ["data", "pack", "--config", "configs/tiny.py", "--out", str(out), "--workers", "0"]
+    argv += [f"--config.data.data_dir={tmp_path / 'data'}"]  # keeps the rendered images
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "record 64/64 |" in printed and "ex/s" in printed  # progress with its rate
+    assert "train: 64 records in 1 shards" in printed and "test: 8 records" in printed
+    written = {p: p.stat().st_mtime_ns for p in out.rglob("*.array_record-*")}
+    assert cli.main([*argv, "--split", "train"]) == 0  # complete: nothing is rewritten
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.array_record-*")} == written
+    capsys.readouterr()
+    assert cli.main([*argv[:5], str(tmp_path), *argv[6:]]) == 2  # holds data/, not a pack
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {tmp_path} is not empty" in err

@@ -39,7 +39,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from rs_jax.data import boxes, scenes
+from rs_jax.data import boxes, packs, scenes
 from rs_jax.data import sources as sources_lib
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data import tokenizer as tokenizer_lib
@@ -106,6 +106,8 @@ class DataBundle:
     packing: Packing | None = None
     # Training image + texts -> digest (rs_jax/data/manifest.py); empty for generated data.
     manifest: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    # The texts the tokenizer is trained on (when config.data.tokenizer is "").
+    corpus: list[str] = dataclasses.field(default_factory=list, repr=False)
 
     @property
     def num_train_images(self) -> int:
@@ -179,6 +181,9 @@ class DataBundle:
                 if cached is None or cached[0] != rec_idx:
                     cached = (rec_idx, self.eval_records[rec_idx])
                 record = cached[1]
+                if record is None:  # a damaged pack record (allow_skips): a padding row
+                    _note_read_skips(self.eval_records, self.skips)
+                    continue
                 qa = record["qas"][qa_idx]
                 rows.append(make_example(record, qa, self.tasks.index(qa.task), self.encoder))
                 questions.append(qa.question)
@@ -186,7 +191,7 @@ class DataBundle:
                 references.append(qa.references or (qa.answer,))
             if len(rows) < per_host:
                 if filler is None:
-                    filler = self._filler_example(pairs[0])
+                    filler = self._filler_example(pairs)
                 missing = per_host - len(rows)
                 rows += [filler] * missing
                 questions += [""] * missing
@@ -201,10 +206,12 @@ class DataBundle:
                 batch = self.host_retriever.map_batch(batch)
             yield batch
 
-    def _filler_example(self, pair: tuple[int, int]) -> dict:
+    def _filler_example(self, pairs: list[tuple[int, int]]) -> dict:
         # A real example marked invalid keeps padding rows numerically ordinary for the model.
-        record = self.eval_records[pair[0]]
-        qa = record["qas"][pair[1]]
+        (_, j), record = next(
+            (pair, r) for pair in pairs if (r := self.eval_records[pair[0]]) is not None
+        )
+        qa = record["qas"][j]
         ex = make_example(record, qa, self.tasks.index(qa.task), self.encoder)
         ex["valid"] = np.int32(0)
         return ex
@@ -368,8 +375,9 @@ def _describe(loaded: list) -> tuple[tuple[str, ...], list[Entry], list[str], tu
     return tuple(tasks), kb, corpus + names, tuple(eval_sources)
 
 
-def _records(loaded: list, encoder: TextEncoder, ctx, kb: list[Entry]):
-    """(train record sources, their weights, eval records, skip reports) of loaded sources."""
+def _records(loaded: list, encoder: TextEncoder, ctx, kb: list[Entry]) -> dict:
+    """The train record sources, their weights, the eval records and the skip reports of
+    loaded sources (DataBundle's fields)."""
     kb_id = {e.name: i for i, e in enumerate(kb) if e.level == "scene"}
     labels = lambda items: [[kb_id[c] for c in it.classes] for it in items]
     train_records, eval_items, reports = [], [], {"train": [], "eval": []}
@@ -387,82 +395,148 @@ def _records(loaded: list, encoder: TextEncoder, ctx, kb: list[Entry]):
         )
         eval_items += test.items
     eval_records = ItemRecords(eval_items, labels(eval_items), ctx.image_size, ctx.bands)
-    skips = {role: _merged_report(r) for role, r in reports.items()}
-    return train_records, [cfg.weight for cfg, *_ in loaded], eval_records, skips
+    return dict(
+        train_records=train_records,
+        train_weights=[cfg.weight for cfg, *_ in loaded],
+        eval_records=eval_records,
+        skips={role: _merged_report(r) for role, r in reports.items()},
+    )
 
 
 def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
     """Prepare dataset and tokenizer from ``config.data``; see the module docstring for batches."""
     dc = config.data
     data_dir = dc.data_dir or str(epath.Path(workdir) / "data")
-    size = int(dc.image_size)
-    box_format = dc.get("box_format", "geochat")  # run configs from before the key
     # Checked before any data is prepared: eval parses answers in it.
-    boxes.check_format(box_format)
-    if dc.name == "rs_synth":
-        task_names = tuple(dc.tasks)
-        unknown = [t for t in task_names if t not in tasks_lib.TASKS]
-        if not task_names:
-            raise ValueError(f"config.data.tasks is empty; choose from {tasks_lib.TASKS}")
-        if unknown:
-            raise ValueError(
-                f"config.data.tasks: unknown task(s) {unknown}; choose from {tasks_lib.TASKS}"
-            )
-        builder = _primary_then_all(
-            # The data seed is not config.seed: changing the training seed keeps the data.
-            lambda: prepare_rs_synth(data_dir, size, dc.num_train, dc.num_test, dc.seed),
-            "rs_jax_rs_synth",
-        )
-        kb = scenes.kb_entries()
-        corpus = tasks_lib.corpus_texts()
-        if set(task_names) & set(tasks_lib.GROUNDING_TASKS):
-            # Only then: other runs keep the tokenizer they were trained with.
-            corpus += tasks_lib.grounding_corpus(box_format)
-        tok = _prepare_tokenizer(dc.tokenizer, data_dir, corpus)
-        encoder = TextEncoder(tok, dc.template, dc.max_prompt_len, dc.max_answer_len)
-        # Training draws a question of config.data.tasks from every image it visits.
-        train_records = [SynthRecords(builder, dc.train_split, box_format, task_names)]
-        train_weights = [1.0]
-        eval_records = SynthRecords(builder, dc.eval_split, box_format)
-        eval_sources = (EvalSource("rs_synth", sources_lib.Protocol.VQA, task_names),)
-        skips, manifest = {}, {}
+    boxes.check_format(dc.get("box_format", "geochat"))  # run configs from before the key
+    if dc.get("pack"):
+        parts = _from_pack(dc, data_dir)
+    elif dc.name == "rs_synth":
+        parts = _from_rs_synth(dc, data_dir)
     elif dc.name in ("folder", "sources"):
-        ctx, loaded = _load_sources(dc, data_dir, size)
-        task_names, kb, corpus, eval_sources = _describe(loaded)
-        tok = _prepare_tokenizer(dc.tokenizer, data_dir, corpus)
-        encoder = TextEncoder(tok, dc.template, dc.max_prompt_len, dc.max_answer_len)
-        train_records, train_weights, eval_records, skips = _records(loaded, encoder, ctx, kb)
-        manifest = training_manifest((cfg.name, train) for cfg, train, _ in loaded)
+        parts = _from_sources(dc, data_dir)
     else:
         raise ValueError(
             f"Unknown config.data.name {dc.name!r}; expected 'rs_synth', 'folder' or 'sources'"
         )
-
-    # Index every eval (image, question) pair once; encoding them here also reports
-    # texts that exceed the length limits before training starts.
-    eval_pairs = []
-    for i in range(len(eval_records)):
-        for j, qa in enumerate(eval_records.qas(i)):
-            if qa.task in task_names:
-                encoder.prompt(qa.question, qa.history)
-                encoder.answer(qa.answer)
-                eval_pairs.append((i, j))
+    tok = _prepare_tokenizer(dc.tokenizer, data_dir, parts["corpus"])
+    encoder = TextEncoder(tok, dc.template, dc.max_prompt_len, dc.max_answer_len)
+    if "train_records" not in parts:  # sources: texts that do not fit are found with it
+        parts |= _records(parts.pop("loaded"), encoder, parts.pop("ctx"), parts["kb_entries"])
+    eval_pairs = _eval_pairs(parts["eval_records"], parts["tasks"], encoder, parts["skips"])
     return DataBundle(
         tokenizer=tok,
         pad_id=encoder.pad_id,
         eos_id=encoder.eos_id,
         vocab_size=len(tok),
-        tasks=task_names,
-        kb_entries=kb,
-        image_size=size,
+        image_size=int(dc.image_size),
         global_batch_size=int(dc.batch_size),
         worker_count=int(dc.worker_count),
         encoder=encoder,
-        train_records=train_records,
-        train_weights=train_weights,
-        eval_records=eval_records,
         eval_pairs=eval_pairs,
+        **parts,
+    )
+
+
+def _eval_pairs(records: Any, tasks: tuple[str, ...], encoder: TextEncoder, skips: dict):
+    """Every eval (image, question) pair, indexed once; encoding them here also reports
+    texts that exceed the length limits before training starts."""
+    pairs = []
+    for i in range(len(records)):
+        qas = records.qas(i)
+        if qas is None:  # a damaged pack record, skipped under allow_skips
+            _note_read_skips(records, skips)
+            continue
+        for j, qa in enumerate(qas):
+            if qa.task in tasks:
+                encoder.prompt(qa.question, qa.history)
+                encoder.answer(qa.answer)
+                pairs.append((i, j))
+    return pairs
+
+
+def _note_read_skips(records: Any, skips: dict) -> None:
+    """Adds the records a pack reader skipped to the eval split's report."""
+    report = skips.setdefault(
+        "eval", {"split": "eval", "images": len(records), "skipped": {}, "unsupported": []}
+    )
+    report["skipped"] |= records.skipped
+
+
+def _from_rs_synth(dc: ml_collections.ConfigDict, data_dir: str) -> dict:
+    box_format = dc.get("box_format", "geochat")
+    task_names = tuple(dc.tasks)
+    unknown = [t for t in task_names if t not in tasks_lib.TASKS]
+    if not task_names:
+        raise ValueError(f"config.data.tasks is empty; choose from {tasks_lib.TASKS}")
+    if unknown:
+        raise ValueError(
+            f"config.data.tasks: unknown task(s) {unknown}; choose from {tasks_lib.TASKS}"
+        )
+    size = int(dc.image_size)
+    builder = _primary_then_all(
+        # The data seed is not config.seed: changing the training seed keeps the data.
+        lambda: prepare_rs_synth(data_dir, size, dc.num_train, dc.num_test, dc.seed),
+        "rs_jax_rs_synth",
+    )
+    corpus = tasks_lib.corpus_texts()
+    if set(task_names) & set(tasks_lib.GROUNDING_TASKS):
+        # Only then: other runs keep the tokenizer they were trained with.
+        corpus += tasks_lib.grounding_corpus(box_format)
+    return dict(
+        tasks=task_names,
+        kb_entries=scenes.kb_entries(),
+        corpus=corpus,
+        # Training draws a question of config.data.tasks from every image it visits.
+        train_records=[SynthRecords(builder, dc.train_split, box_format, task_names)],
+        train_weights=[1.0],
+        eval_records=SynthRecords(builder, dc.eval_split, box_format),
+        eval_sources=(EvalSource("rs_synth", sources_lib.Protocol.VQA, task_names),),
+        skips={},
+        manifest={},
+    )
+
+
+def _from_sources(dc: ml_collections.ConfigDict, data_dir: str) -> dict:
+    ctx, loaded = _load_sources(dc, data_dir, int(dc.image_size))
+    task_names, kb, corpus, eval_sources = _describe(loaded)
+    return dict(
+        tasks=task_names,
+        kb_entries=kb,
+        corpus=corpus,
         eval_sources=eval_sources,
-        skips=skips,
-        manifest=manifest,
+        manifest=training_manifest((cfg.name, train) for cfg, train, _ in loaded),
+        loaded=loaded,
+        ctx=ctx,
+    )
+
+
+def _from_pack(dc: ml_collections.ConfigDict, data_dir: str) -> dict:
+    """The data `rs-jax data pack` wrote from this config.data (rs_jax/data/packs.py)."""
+    pack = packs.Pack(dc.pack, dc)
+    info = pack.info
+    train = pack.record_sets("train", bool(dc.allow_skips))
+    ((_, _, eval_records),) = pack.record_sets("test", bool(dc.allow_skips))
+    return dict(
+        tasks=tuple(info["tasks"]),
+        kb_entries=[Entry.from_dict(e) for e in info["kb_entries"]],
+        corpus=pack.read_json(packs.CORPUS),
+        train_records=[records for _, _, records in train],
+        train_weights=[weight for _, weight, _ in train],
+        eval_records=eval_records,
+        eval_sources=tuple(
+            EvalSource(
+                s["name"],
+                sources_lib.Protocol(s["protocol"]),
+                tuple(s["tasks"]),
+                tuple(s["class_names"]),
+            )
+            for s in info["eval_sources"]
+        ),
+        skips={
+            role: info["splits"][split]["skipped"]
+            for role, split in (("train", "train"), ("eval", "test"))
+            if info["splits"][split]["skipped"]
+        },
+        manifest=pack.read_json(packs.MANIFEST),
     )

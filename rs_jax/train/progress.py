@@ -39,7 +39,7 @@ class ProgressLine:
 
     Call :meth:`update` after every step. Throughput is measured over the last printed
     interval only, and never includes the first step of the run, which is dominated by
-    compilation.
+    compilation. unit: what a step is (``record 500/4200 | ...`` for `unit="record"`).
     """
 
     def __init__(
@@ -50,8 +50,10 @@ class ProgressLine:
         *,
         print_fn: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        unit: str = "step",
     ) -> None:
         self.total_steps = total_steps
+        self.unit = unit
         self.every = max(int(every), 1)
         self._print = print_fn or (lambda line: print(line, file=sys.stdout, flush=True))
         self._clock = clock
@@ -78,10 +80,10 @@ class ProgressLine:
             return None
         values = {k: float(np.asarray(v)) for k, v in metrics.items()}  # syncs the device
         now = self._clock()
-        parts = [f"step {step}/{self.total_steps}"]
+        parts = [f"{self.unit} {step}/{self.total_steps}"]
         parts += [f"{k} {_format_metric(v)}" for k, v in values.items()]
         if is_first or self._mark_time is None:
-            parts.append(f"first step {now - self._start:.1f} s")
+            parts.append(f"first {self.unit} {now - self._start:.1f} s")
         else:
             elapsed = now - self._mark_time
             steps = step - self._mark_step
@@ -89,7 +91,8 @@ class ProgressLine:
             if elapsed > 0 and steps > 0:
                 s_per_step = elapsed / steps
                 parts.append(f"{examples_done / elapsed:.1f} ex/s")
-                parts.append(f"{s_per_step:.2f} s/step")
+                if s_per_step >= 0.005:  # else the rate says it all
+                    parts.append(f"{s_per_step:.2f} s/{self.unit}")
                 parts.append(f"ETA {format_duration((self.total_steps - step) * s_per_step)}")
         self._mark_time, self._mark_step, self._examples = now, step, 0
         line = " | ".join(parts)

@@ -23,7 +23,7 @@ from rs_jax.train.checkpointing import (
 # differs from the stored one (mesh, eval, where the data live and how they are read may
 # differ freely).
 COMPARED = ("model.", "data.")
-NOT_COMPARED = ("data.data_dir", "data.worker_count")
+NOT_COMPARED = ("data.data_dir", "data.worker_count", "data.pack")
 FINGERPRINTS = (KNOWLEDGE_SHA256, TOKENIZER_SHA256, DATA_SHA256)
 
 

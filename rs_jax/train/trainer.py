@@ -361,6 +361,7 @@ RESUMABLE = (
     "sharding_rules",
     "data.worker_count",
     "data.data_dir",
+    "data.pack",
     "init.",
 )
 

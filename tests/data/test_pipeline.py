@@ -9,6 +9,7 @@ from PIL import Image
 
 from configs.common import base_config
 from rs_jax.data import boxes, scenes
+from rs_jax.data.packs import SPLITS, PackWriter
 from rs_jax.data.pipeline import build_data
 from rs_jax.data.text import TextEncoder
 from rs_jax.eval.protocols import Scorer
@@ -24,8 +25,27 @@ def _config(data_dir, **data):
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return build_data(_config(tmp_path_factory.mktemp("data")), "/nonexistent-workdir")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def bundle(data_dir):
+    return build_data(_config(data_dir), "/nonexistent-workdir")
+
+
+@pytest.fixture(scope="module")
+def packed(bundle, data_dir, tmp_path_factory):
+    """The same data read from an ArrayRecord pack of them (rs_jax/data/packs.py)."""
+    out = tmp_path_factory.mktemp("pack")
+    writer = PackWriter(out, _config(data_dir).data, bundle)
+    for split in SPLITS:
+        writer.write(split)
+    return build_data(_config(data_dir, pack=str(out)), "/nonexistent-workdir")
+
+
+# The stream's contracts hold for data read from files and from a pack alike.
+BOTH = pytest.mark.parametrize("source", ["bundle", "packed"])
 
 
 def _check_batch(b, bundle, batch_size, size=32, prompt_len=TP):
@@ -109,7 +129,9 @@ def test_train_iterator_deterministic_and_seeded(bundle):
     assert not np.array_equal(a["image"], c["image"])
 
 
-def test_iterator_checkpoint_restores_stream(bundle):
+@BOTH
+def test_iterator_checkpoint_restores_stream(source, request):
+    bundle = request.getfixturevalue(source)
     it = bundle.train_iterator(seed=5)
     for _ in range(3):
         next(it)
@@ -122,7 +144,9 @@ def test_iterator_checkpoint_restores_stream(bundle):
             np.testing.assert_array_equal(want[k], got[k])
 
 
-def test_eval_batches_cover_every_pair_in_order(bundle):
+@BOTH
+def test_eval_batches_cover_every_pair_in_order(source, request):
+    bundle = request.getfixturevalue(source)
     batches = list(bundle.eval_batches(batch_size=16))
     n = bundle.num_eval_examples
     assert len(batches) == -(-n // 16)
@@ -138,7 +162,9 @@ def test_eval_batches_cover_every_pair_in_order(bundle):
     assert len(limited) == 1 and limited[0]["valid"].sum() == 5
 
 
-def test_multi_host_slicing(bundle, monkeypatch):
+@BOTH
+def test_multi_host_slicing(source, request, monkeypatch):
+    bundle = request.getfixturevalue(source)
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     per_host, train_parts = {}, {}
     for host in (0, 1):
@@ -242,7 +268,9 @@ def test_folder_pipeline(tmp_path):
     assert {p.name: p.read_bytes() for p in first.iterdir()} == kept
 
 
-def test_worker_processes_match_in_process_stream(bundle):
+@BOTH
+def test_worker_processes_match_in_process_stream(source, request):
+    bundle = request.getfixturevalue(source)
     expected = bundle.train_iterator(seed=9)
     for _ in range(2):
         next(expected)
