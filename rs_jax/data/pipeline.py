@@ -148,12 +148,15 @@ class DataBundle:
         ds = ds.to_iter_dataset(
             grain.ReadOptions(num_threads=min(8, os.cpu_count() or 1), prefetch_buffer_size=64)
         )
+        if self.worker_count > 0:
+            # Workers read, decode and encode examples; worker i makes examples i, i + n, ...
+            # and Grain takes them in turn, so the stream is the same for any worker count.
+            # (Batches made in the workers would each hold one worker's examples.)
+            _ensure_absl_flags_parsed()
+            ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.worker_count))
         if self.packing is not None:  # each host packs its own examples
             ds = pack(ds, self.packing, bins=per_host)
         ds = ds.batch(per_host, drop_remainder=True)
-        if self.worker_count > 0:
-            _ensure_absl_flags_parsed()
-            ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.worker_count))
         if self.host_retriever is not None:
             # Per batch in this process: one ScaNN call per level, nothing sent to workers.
             ds = ds.map(self.host_retriever.map_batch)
