@@ -59,7 +59,10 @@ def base_config() -> ml_collections.ConfigDict:
     # longest example: text before the image + visual tokens + max_prompt_len +
     # max_answer_len. Not with host retrieval or config.model.llm.moe_every.
     config.data.packing = ml_collections.ConfigDict(dict(slots=0, length=0))
-    config.data.worker_count = 0
+    # Processes that read and decode training examples beside the training loop (Grain
+    # workers; the stream is the same for any count). -1 = half the cores, at most 8;
+    # 0 = in the training process.
+    config.data.worker_count = -1
     # A pack of this data written by `rs-jax data pack` (local or gs://): read from there,
     # decoded lazily, instead of from the files ("" = the files; docs/data.md, "Packs").
     config.data.pack = ""

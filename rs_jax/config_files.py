@@ -298,10 +298,10 @@ def _check_data(data: ml_collections.ConfigDict) -> None:
     for key in ("batch_size", "image_size"):
         if key in data and data[key] <= 0:
             raise ConfigError(f"config.data.{key} must be positive, got {data[key]}")
-    if data.get("worker_count", 0) < 0:
+    if data.get("worker_count", 0) < -1:
         raise ConfigError(
-            f"config.data.worker_count must be >= 0 (0 = read in this process), got "
-            f"{data.worker_count}"
+            f"config.data.worker_count must be >= -1 (-1 = chosen from the cores, 0 = read "
+            f"in this process), got {data.worker_count}"
         )
     # Checked before the data are prepared, which they would otherwise stop half-way.
     for key in ("max_prompt_len", "max_answer_len"):

@@ -449,7 +449,7 @@ FAULTS = [
     bad("data.image_size", "8", r"config\.data\.image_size=8: .*at least 16"),
     bad("data.num_train", "0", r"config\.data\.num_train must be positive"),
     bad("data.num_test", "-3", r"config\.data\.num_test must be positive"),
-    bad("data.worker_count", "-1", r"config\.data\.worker_count must be >= 0"),
+    bad("data.worker_count", "-2", r"config\.data\.worker_count must be >= -1"),
     bad("data.seed", "-1", r"config\.data\.seed must be in \[0, 2\*\*32\), got -1"),
     bad("seed", "-1", r"config\.seed must be in \[0, 2\*\*32\), got -1"),
     bad("data.tasks", "", r"config\.data\.tasks is empty; choose from \('scene'"),

@@ -220,6 +220,14 @@ class DataBundle:
         return ex
 
 
+def worker_count(setting: int) -> int:
+    """config.data.worker_count, with -1 resolved: half the cores (the other half runs the
+    training loop and XLA's threads), at most 8."""
+    if setting >= 0:
+        return setting
+    return min(8, (os.cpu_count() or 1) // 2)
+
+
 def _ensure_absl_flags_parsed() -> None:
     # Grain worker processes read absl flags; unparsed flags raise inside the workers.
     from absl import flags
@@ -434,7 +442,7 @@ def build_data(config: ml_collections.ConfigDict, workdir: str) -> DataBundle:
         vocab_size=len(tok),
         image_size=int(dc.image_size),
         global_batch_size=int(dc.batch_size),
-        worker_count=int(dc.worker_count),
+        worker_count=worker_count(int(dc.worker_count)),
         encoder=encoder,
         eval_pairs=eval_pairs,
         **parts,

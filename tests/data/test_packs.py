@@ -17,6 +17,7 @@ from rs_jax.data.pipeline import build_data
 def _config(data_dir, **data):
     config = base_config()
     config.data.update(dict(num_train=40, num_test=6, batch_size=4, data_dir=str(data_dir)))
+    config.data.worker_count = 0
     config.data.update(data)
     return config
 

@@ -20,6 +20,7 @@ TP, TA = 24, 8
 def _config(data_dir, **data):
     config = base_config()
     config.data.update(dict(num_train=64, num_test=10, batch_size=8, data_dir=str(data_dir)))
+    config.data.worker_count = 0  # the worker test sets its own
     config.data.update(data)
     return config
 

@@ -510,6 +510,7 @@ def _sources_config(data_dir, srcs, **data):
             name="sources",
             image_size=SIZE,
             batch_size=8,
+            worker_count=0,
             data_dir=str(data_dir),
             max_prompt_len=64,
             max_answer_len=16,
