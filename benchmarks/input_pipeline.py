@@ -34,7 +34,7 @@ CHIPS_PER_V5P_HOST = 4
 
 def write_folder(root: Path, images: int) -> None:
     """A classification folder <root>/<split>/<scene>/<i>.jpg of rs_synth scenes."""
-    builder = prepare_rs_synth(str(root / "rendered"), 256, images, 8, seed=0)
+    builder = prepare_rs_synth(str(root / "rendered"), 256, images, max(64, images // 8), seed=0)
     for split in ("train", "test"):
         for i, ex in enumerate(builder.as_data_source(split)):
             folder = root / "folder" / split / scenes.SCENES[int(ex["scene"])]
