@@ -8,6 +8,7 @@ byte that still decodes would otherwise come back as a wrong weight.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import grain
@@ -147,6 +148,11 @@ def _first_mismatch(stored: dict[str, str], state: Any) -> str | None:
     return None
 
 
+def _first_line(e: Exception) -> str:
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {detail[:300]}"
+
+
 def _restore_args(target: jax.ShapeDtypeStruct) -> ocp.ArrayRestoreArgs:
     """Read into `target`'s sharding; a stored shape other than `target`'s is an error."""
     return ocp.ArrayRestoreArgs(
@@ -266,8 +272,6 @@ class Checkpointer:
                 partial_restore=partial,
             )
         }
-        if data_iterator is not None:
-            items[DATA_ITER] = grain.checkpoint.CheckpointRestore(data_iterator)
         step_dir = self.step_dir(step)
         if not step_dir.is_dir():
             raise CheckpointError(
@@ -281,8 +285,7 @@ class Checkpointer:
             # Orbax/tensorstore errors are deep and cryptic; say which directory is bad
             # and what to do. A config change must not be mistaken for corruption: the
             # advice to delete would then throw away a good checkpoint.
-            detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            detail = f"{type(e).__name__}: {detail[:300]}"
+            detail = _first_line(e)
             if any(marker in str(e) for marker in _MISMATCH_MARKERS):
                 raise CheckpointMismatchError(
                     f"Checkpoint {step_dir} does not match the state being restored "
@@ -299,7 +302,37 @@ class Checkpointer:
                 f"Checkpoint {step_dir} is damaged: {damaged} differs from what was saved "
                 f"(its content checksum does not match)."
             )
+        if data_iterator is not None:
+            self._restore_position(step, data_iterator)
         return restored[STATE]
+
+    def _restore_position(self, step: int, data_iterator: Any) -> None:
+        """Sets `data_iterator` to the position saved with `step`. A position that reads
+        but does not fit this input pipeline is a mismatch, not damage: the checkpoint is
+        good, and moving it aside as damaged would lose the run."""
+        step_dir = self.step_dir(step)
+        try:
+            saved = sorted((step_dir / DATA_ITER).glob("process_*.json"))
+            if not saved:
+                raise FileNotFoundError(f"no process_*.json in {step_dir / DATA_ITER}")
+            for path in saved:
+                json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise CheckpointCorruptError(
+                f"Checkpoint {step_dir} could not be restored ({_first_line(e)}): its "
+                f"data-stream position is missing or damaged."
+            ) from e
+        restore = {DATA_ITER: grain.checkpoint.CheckpointRestore(data_iterator)}
+        try:
+            self._manager.restore(step, args=ocp.args.Composite(**restore))
+        except Exception as e:
+            raise CheckpointMismatchError(
+                f"Checkpoint {step_dir} holds a data-stream position this input pipeline "
+                f"cannot take ({_first_line(e)}): the stream is built differently from the "
+                f"run that saved it (config.data's sources, packing or retrieval mode, or "
+                f"an rs-jax version that builds it otherwise). Resume with the config and "
+                f"version that wrote it, or use a fresh workdir."
+            ) from e
 
     def restore_params(self, step: int, abstract_params: Any) -> Any:
         """Only the parameters of ``step`` (no optimizer state is read or allocated), into

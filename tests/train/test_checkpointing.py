@@ -17,6 +17,7 @@ from rs_jax.train.checkpointing import (
     CheckpointCorruptError,
     Checkpointer,
     CheckpointError,
+    CheckpointMismatchError,
     content_checksums,
     warm_start,
 )
@@ -270,3 +271,28 @@ def test_config_change_is_not_reported_as_corruption(tmp_path):
             ckpt.restore(2, target)
         assert "does not match the state being restored" in str(info.value)
         assert "Delete" not in str(info.value)
+
+
+class _Twice(grain.experimental.FlatMapTransform):
+    def flat_map(self, element):
+        return [element, element]
+
+
+def test_a_changed_input_pipeline_is_a_mismatch_and_keeps_every_checkpoint(tmp_path):
+    """A position saved by another stream layout reads fine but does not fit: the good
+    checkpoints must not be taken for damaged ones and moved aside one after another."""
+    with Checkpointer(tmp_path, keep=3) as ckpt:
+        iterator = make_iterator()
+        for step in (2, 4):
+            next(iterator)
+            ckpt.save(step, {"w": jnp.zeros((4, 4))}, iterator)
+    saved = files_under(tmp_path / "checkpoints")
+    records = grain.MapDataset.range(100).shuffle(seed=0).to_iter_dataset()
+    flattened = iter(grain.experimental.FlatMapIterDataset(records, _Twice()).batch(4))
+    with Checkpointer(tmp_path) as ckpt, pytest.raises(CheckpointMismatchError) as info:
+        ckpt.restore_latest_good({"w": jax.ShapeDtypeStruct((4, 4), jnp.float32)}, flattened)
+    message = str(info.value)
+    assert str(tmp_path / "checkpoints" / "4") in message and "data-stream position" in message
+    assert "\n" not in message
+    assert files_under(tmp_path / "checkpoints") == saved
+    assert not (tmp_path / "corrupt_checkpoints").exists()
