@@ -48,8 +48,8 @@ from rs_jax.data.manifest import training_manifest
 from rs_jax.data.packing import Packing, pack
 from rs_jax.data.records import (
     ItemRecords,
-    RandomQuestion,
     SynthRecords,
+    VisitExamples,
     make_example,
 )
 from rs_jax.data.rs_synth import prepare_rs_synth
@@ -137,13 +137,15 @@ class DataBundle:
         streams = []
         for i, records in enumerate(self.train_records):
             ds = grain.MapDataset.source(records).seed(seed + i).shuffle().repeat(None)
-            # After repeat: every visit of an image draws a fresh (but reproducible) question.
-            streams.append(ds.random_map(RandomQuestion(self.tasks, self.encoder)))
+            # After repeat: every visit of an image draws a fresh (but reproducible) question,
+            # or trains every turn of a conversation from the one decoded image.
+            streams.append(ds.random_map(VisitExamples(self.tasks, self.encoder)))
         # Each step's rows come from the sources in proportion to their weights.
         ds = streams[0] if len(streams) == 1 else grain.MapDataset.mix(streams, self.train_weights)
         # Sliced last, so the global stream (order and questions) is the same for any number
-        # of hosts: host h reads rows h, h + n, ...; its batch of k rows is its part of the
-        # global batch of n * k rows (lazy: a host loads only its own images).
+        # of hosts: host h reads visits h, h + n, ... (lazy: a host loads only its own
+        # images). Where each visit is one example, its batch of k rows is its part of the
+        # global batch of n * k rows; a conversation's turns stay on the host that read it.
         ds = ds[jax.process_index() :: jax.process_count()]
         ds = ds.to_iter_dataset(
             grain.ReadOptions(num_threads=min(8, os.cpu_count() or 1), prefetch_buffer_size=64)
@@ -154,6 +156,7 @@ class DataBundle:
             # (Batches made in the workers would each hold one worker's examples.)
             _ensure_absl_flags_parsed()
             ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.worker_count))
+        ds = grain.experimental.FlatMapIterDataset(ds, _VisitInOrder())
         if self.packing is not None:  # each host packs its own examples
             ds = pack(ds, self.packing, bins=per_host)
         ds = ds.batch(per_host, drop_remainder=True)
@@ -218,6 +221,13 @@ class DataBundle:
         ex = make_example(record, qa, self.tasks.index(qa.task), self.encoder)
         ex["valid"] = np.int32(0)
         return ex
+
+
+class _VisitInOrder(grain.experimental.FlatMapTransform):
+    """A visit's examples (VisitExamples), one after another."""
+
+    def flat_map(self, examples: list[dict]) -> list[dict]:
+        return examples
 
 
 def worker_count(setting: int) -> int:

@@ -168,24 +168,41 @@ def make_example(
     }
 
 
-class RandomQuestion(grain.transforms.RandomMap):
-    """Picks one question per visit: a task uniformly among those the image has, then a
-    question of that task (and, where it has several references, one of them as the
-    answer). The rng comes from Grain (seed + position): deterministic."""
+class VisitExamples(grain.transforms.RandomMap):
+    """The examples of one visit of a record, all made from its one decoded image.
+
+    A conversation (questions with earlier rounds as history) trains every turn of the
+    tasks trained, in order, as LLaVA trains a whole conversation per visit. Any other
+    record gives one question: a task uniformly among those the image has, then a question
+    of that task (and, where it has several references, one of them as the answer). The
+    rng comes from Grain (seed + position): deterministic.
+    """
 
     def __init__(self, tasks: tuple[str, ...], encoder: TextEncoder):
         self.tasks = tasks
         self.encoder = encoder
 
-    def random_map(self, record: dict, rng: np.random.Generator) -> dict:
-        by_task: dict[str, list[tasks_lib.QA]] = {}
-        for qa in record["qas"]:
-            if qa.task in self.tasks:
-                by_task.setdefault(qa.task, []).append(qa)
-        if not by_task:
+    def random_map(self, record: dict, rng: np.random.Generator) -> list[dict]:
+        trained = [qa for qa in record["qas"] if qa.task in self.tasks]
+        if not trained:
             raise ValueError(f"Record has no question for tasks {self.tasks}")
-        names = sorted(by_task, key=self.tasks.index)
-        task = names[int(rng.integers(len(names)))]
-        qa = by_task[task][int(rng.integers(len(by_task[task])))]
-        answer = qa.references[int(rng.integers(len(qa.references)))] if qa.references else None
-        return make_example(record, qa, self.tasks.index(task), self.encoder, answer)
+        if not any(qa.history for qa in record["qas"]):
+            trained = [_one_question(trained, self.tasks, rng)]
+        return [
+            make_example(record, qa, self.tasks.index(qa.task), self.encoder, _answer(qa, rng))
+            for qa in trained
+        ]
+
+
+def _one_question(
+    qas: list[tasks_lib.QA], tasks: tuple[str, ...], rng: np.random.Generator
+) -> tasks_lib.QA:
+    by_task: dict[str, list[tasks_lib.QA]] = {}
+    for qa in qas:
+        by_task.setdefault(qa.task, []).append(qa)
+    task = sorted(by_task, key=tasks.index)[int(rng.integers(len(by_task)))]
+    return by_task[task][int(rng.integers(len(by_task[task])))]
+
+
+def _answer(qa: tasks_lib.QA, rng: np.random.Generator) -> str | None:
+    return qa.references[int(rng.integers(len(qa.references)))] if qa.references else None

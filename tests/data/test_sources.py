@@ -16,6 +16,7 @@ from PIL import Image
 from configs import common
 from configs.common import base_config
 from rs_jax.data import boxes, sources
+from rs_jax.data import records as records_lib
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data.images import Bands
 from rs_jax.data.pipeline import EvalSource, build_data
@@ -556,6 +557,26 @@ def test_instruct_end_to_end_second_round_prompt_holds_the_first(instruct_bundle
     answer = decode(batch["answer_ids"][first], batch["answer_mask"][first])
     assert answer.replace(" .", ".") == "two ships."
     assert batch["answer_ids"][second][batch["answer_mask"][second].sum() - 1] == b.eos_id
+
+
+def test_instruct_visit_trains_every_turn_from_one_decoded_image(instruct_bundle, monkeypatch):
+    b = instruct_bundle
+    it = b.train_iterator(seed=0)
+    batches = [next(it) for _ in range(2)]  # 16 examples: 8 visits of two rounds each
+    questions = np.concatenate([batch["question_text"] for batch in batches]).tolist()
+    assert questions == ["What is in the image?", "Where are they?"] * 8
+    images = np.concatenate([batch["image"] for batch in batches])
+    assert all((images[i] == images[i + 1]).all() for i in range(0, 16, 2))
+    assert len({images[i].tobytes() for i in range(0, 16, 2)}) == 8  # each conversation once
+    # Both rounds hold the array of the visit's one decode.
+    decoded = []
+    load_image = records_lib.load_image
+    monkeypatch.setattr(records_lib, "load_image", lambda *a: decoded.append(a) or load_image(*a))
+    record = b.train_records[0][3]
+    first, second = records_lib.VisitExamples(b.tasks, b.encoder).random_map(
+        record, np.random.default_rng(0)
+    )
+    assert len(decoded) == 1 and first["image"] is second["image"] is record["image"]
 
 
 # --- VQA JSON lines ------------------------------------------------------------------------------

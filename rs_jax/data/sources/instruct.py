@@ -15,7 +15,8 @@ a box in config.data.box_format ({<x1><y1><x2><y2>|<θ>} for "geochat") has task
 whatever the record says, so that it is scored by its boxes (docs/evaluation.md).
 
 Each assistant turn is one training example: the earlier rounds are its context (never
-scored) and only the reply is in the loss. The image placeholder `<image>` must appear
+scored) and only the reply is in the loss. A visit trains every turn from one decoded image
+(records.VisitExamples). The image placeholder `<image>` must appear
 exactly once, in a user turn; turns alternate human, gpt starting with human.
 """
 
