@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import bisect
 import collections
+import dataclasses
 import hashlib
 import io
 import json
-import logging
 import math
 import multiprocessing
 import os
@@ -37,8 +37,6 @@ from PIL import Image
 
 from rs_jax.data.tasks import QA
 from rs_jax.files import is_local, write_text_whole
-
-log = logging.getLogger(__name__)
 
 FORMAT = "rs-jax pack 1"
 INFO = "dataset_info.json"
@@ -117,11 +115,20 @@ def decode_record(raw: bytes) -> dict:
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class SkippedRecord:
+    """What reading a damaged record gives under allow_skips, in place of the record: it
+    travels with the stream (from a worker too) to the process that counts it."""
+
+    where: str
+    reason: str
+
+
 class PackRecords:
     """One record set of a pack as a record source ({"image", "qas", "kb_labels"} per
     index, decoded on access) over Grain's ArrayRecord source. A damaged record is a
-    CorruptRecordError naming its shard and record, or with allow_skips None (Grain's
-    datasets drop it), counted in `skipped` and logged."""
+    CorruptRecordError naming its shard and record, or with allow_skips a SkippedRecord
+    (its questions None), noted in `skipped`."""
 
     def __init__(self, shards: Sequence[str], counts: Sequence[int], allow_skips: bool):
         self.shards = list(shards)
@@ -165,17 +172,15 @@ class PackRecords:
                     "logged)"
                 ) from None
             self.skipped[where] = reason
-            log.warning(
-                "Skipped %s: %s (%d skipped in this process)", where, reason, len(self.skipped)
-            )
-            return None
+            return SkippedRecord(where, reason)
 
-    def __getitem__(self, index: int) -> dict | None:
+    def __getitem__(self, index: int) -> dict | SkippedRecord:
         return self._read(index, decode_record)
 
     def qas(self, index: int) -> list[QA] | None:
-        """Questions without decoding the image."""
-        return self._read(index, lambda raw: _qas(_header(raw)[0]))
+        """Questions without decoding the image (None for a damaged record)."""
+        qas = self._read(index, lambda raw: _qas(_header(raw)[0]))
+        return None if isinstance(qas, SkippedRecord) else qas
 
 
 def read_info(pack: epath.PathLike) -> dict | None:

@@ -27,6 +27,7 @@ not fit raise ValueError (never truncated). The text follows config.data.templat
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import os
@@ -59,6 +60,8 @@ from rs_jax.kb.schema import Entry, make_id
 log = logging.getLogger(__name__)
 
 TOKENIZER_VOCAB_SIZE = 1000
+# Visits read and handed over together by the training stream (train_iterator).
+VISITS_PER_READ = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +105,8 @@ class DataBundle:
     host_retriever: Any = dataclasses.field(default=None, repr=False)
     # Split -> what indexing left out (FolderDataset.report); empty for generated data.
     skips: dict[str, dict] = dataclasses.field(default_factory=dict)
+    # Damaged pack records the training stream skipped (allow_skips): record -> reason.
+    stream_skips: dict[str, str] = dataclasses.field(default_factory=dict)
     # Training rows packed with several examples (rs_jax/data/packing.py); None = one each.
     packing: Packing | None = None
     # Training image + texts -> digest (rs_jax/data/manifest.py); empty for generated data.
@@ -147,16 +152,22 @@ class DataBundle:
         # images). Where each visit is one example, its batch of k rows is its part of the
         # global batch of n * k rows; a conversation's turns stay on the host that read it.
         ds = ds[jax.process_index() :: jax.process_count()]
+        # Visits are read in runs of VISITS_PER_READ: a worker hands over a run at a time
+        # (each hand-over costs milliseconds), and the runs keep the stream's order.
+        ds = ds.batch(VISITS_PER_READ, batch_fn=list)
         ds = ds.to_iter_dataset(
-            grain.ReadOptions(num_threads=min(8, os.cpu_count() or 1), prefetch_buffer_size=64)
+            grain.ReadOptions(
+                num_threads=min(8, os.cpu_count() or 1),
+                prefetch_buffer_size=64 // VISITS_PER_READ,
+            )
         )
         if self.worker_count > 0:
-            # Workers read, decode and encode examples; worker i makes examples i, i + n, ...
-            # and Grain takes them in turn, so the stream is the same for any worker count.
-            # (Batches made in the workers would each hold one worker's examples.)
+            # Workers read, decode and encode; worker i makes runs i, i + n, ... and Grain
+            # takes them in turn, so the stream is the same for any worker count. (Batches
+            # made in the workers would each hold one worker's examples.)
             _ensure_absl_flags_parsed()
             ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.worker_count))
-        ds = grain.experimental.FlatMapIterDataset(ds, _VisitInOrder())
+        ds = grain.experimental.FlatMapIterDataset(ds, _VisitsInOrder(self.stream_skips))
         if self.packing is not None:  # each host packs its own examples
             ds = pack(ds, self.packing, bins=per_host)
         ds = ds.batch(per_host, drop_remainder=True)
@@ -187,7 +198,7 @@ class DataBundle:
                 if cached is None or cached[0] != rec_idx:
                     cached = (rec_idx, self.eval_records[rec_idx])
                 record = cached[1]
-                if record is None:  # a damaged pack record (allow_skips): a padding row
+                if isinstance(record, packs.SkippedRecord):  # (allow_skips): a padding row
                     _note_read_skips(self.eval_records, self.skips)
                     continue
                 qa = record["qas"][qa_idx]
@@ -215,7 +226,9 @@ class DataBundle:
     def _filler_example(self, pairs: list[tuple[int, int]]) -> dict:
         # A real example marked invalid keeps padding rows numerically ordinary for the model.
         (_, j), record = next(
-            (pair, r) for pair in pairs if (r := self.eval_records[pair[0]]) is not None
+            (pair, r)
+            for pair in pairs
+            if not isinstance(r := self.eval_records[pair[0]], packs.SkippedRecord)
         )
         qa = record["qas"][j]
         ex = make_example(record, qa, self.tasks.index(qa.task), self.encoder)
@@ -223,10 +236,26 @@ class DataBundle:
         return ex
 
 
-class _VisitInOrder(grain.experimental.FlatMapTransform):
-    """A visit's examples (VisitExamples), one after another."""
+class _VisitsInOrder(grain.experimental.FlatMapTransform):
+    """A run of visits' examples (VisitExamples), one after another; the damaged records
+    skipped under allow_skips are noted in `skipped` (record -> reason) and logged."""
 
-    def flat_map(self, examples: list[dict]) -> list[dict]:
+    def __init__(self, skipped: dict[str, str]):
+        self.skipped = skipped
+
+    def flat_map(self, visits: list[list[dict | packs.SkippedRecord]]) -> list[dict]:
+        examples = []
+        for example in itertools.chain.from_iterable(visits):
+            if isinstance(example, packs.SkippedRecord):
+                self.skipped[example.where] = example.reason
+                log.warning(
+                    "Skipped %s: %s (config.data.allow_skips; %d skipped in this run)",
+                    example.where,
+                    example.reason,
+                    len(self.skipped),
+                )
+            else:
+                examples.append(example)
         return examples
 
 

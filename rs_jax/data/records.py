@@ -13,6 +13,7 @@ import numpy as np
 from rs_jax.data import boxes, scenes, sources
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data.images import Bands, load_image
+from rs_jax.data.packs import SkippedRecord
 from rs_jax.data.rs_synth import prepare_rs_synth
 from rs_jax.data.text import TextEncoder
 
@@ -182,7 +183,11 @@ class VisitExamples(grain.transforms.RandomMap):
         self.tasks = tasks
         self.encoder = encoder
 
-    def random_map(self, record: dict, rng: np.random.Generator) -> list[dict]:
+    def random_map(
+        self, record: dict | SkippedRecord, rng: np.random.Generator
+    ) -> list[dict | SkippedRecord]:
+        if isinstance(record, SkippedRecord):  # counted where the stream is read
+            return [record]
         trained = [qa for qa in record["qas"] if qa.task in self.tasks]
         if not trained:
             raise ValueError(f"Record has no question for tasks {self.tasks}")

@@ -246,7 +246,7 @@ def _train(
         checkpointer.wait()
         checkpointer.close()
         writer.close()
-    return _summary(step, total, metrics, skipped, stopped_by, checkpointer)
+    return _summary(step, total, metrics, skipped, exp.data.stream_skips, stopped_by, checkpointer)
 
 
 def _resolved_config(exp: experiment_lib.Experiment) -> dict[str, Any]:
@@ -325,12 +325,22 @@ def _summary(
     total: int,
     metrics: dict[str, Any],
     skipped: list[int],
+    skipped_records: dict[str, str],
     stopped_by: str | None,
     checkpointer: Checkpointer,
 ) -> dict[str, Any]:
-    """The last step's metrics, the dropped steps, and whether a signal stopped the run."""
+    """The last step's metrics, the dropped steps, the damaged records this process's
+    stream skipped, and whether a signal stopped the run."""
     summary = {"step": step, **{k: float(v) for k, v in jax.device_get(metrics).items()}}
     summary["nonfinite_steps"] = len(skipped)
+    summary["skipped_records"] = len(skipped_records)
+    if skipped_records:
+        first = next(iter(skipped_records))
+        print(
+            f"Skipped {len(skipped_records)} damaged training record(s) "
+            f"(config.data.allow_skips), the first {first}: {skipped_records[first]}.",
+            flush=True,
+        )
     if skipped:
         print(
             f"Skipped {len(skipped)} step(s) whose loss or gradients were not finite "

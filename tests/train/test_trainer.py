@@ -345,3 +345,14 @@ def test_resuming_on_changed_training_texts_names_the_change():
             Stored({"seed": 0, TOKENIZER_SHA256: "a" * 64}), 4, resolved, {}, allowed
         )
     trainer_lib._check_resume(Stored({"seed": 0}), 4, resolved, {}, allowed)
+
+
+def test_the_summary_counts_and_names_the_records_the_stream_skipped(capsys):
+    skipped = {"train/pack-00000-of-00002 record 3": "RuntimeError: bad chunk", "x record 9": "y"}
+    summary = trainer_lib._summary(5, 5, {"loss": np.float32(1.5)}, [], skipped, None, None)
+    assert summary["skipped_records"] == 2 and summary["loss"] == 1.5
+    line = capsys.readouterr().out.strip()
+    assert line == (
+        "Skipped 2 damaged training record(s) (config.data.allow_skips), the first "
+        "train/pack-00000-of-00002 record 3: RuntimeError: bad chunk."
+    )
