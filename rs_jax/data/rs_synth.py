@@ -1,8 +1,8 @@
 """TFDS builder "rs_synth": synthetic aerial scenes with labels and RSVQA-style questions.
 
-Written as array_record (random access for Grain, no TensorFlow needed). The
-config name encodes image size, split sizes and seed, so datasets of different
-sizes never share a directory: <data_dir>/rs_synth/<config name>/<version>/.
+Written as array_record shard by shard (random access for Grain, no TensorFlow needed at
+any size). The config name encodes image size, split sizes and seed, so datasets of
+different sizes never share a directory: <data_dir>/rs_synth/<config name>/<version>/.
 Questions of the box tasks are not stored: they are made from the stored objects
 when read (records.py), in the run's config.data.box_format.
 """
@@ -10,15 +10,19 @@ when read (records.py), in the run's config.data.box_format.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+from tensorflow_datasets.core import hashing
 
 from rs_jax.data import scenes, tasks
 
+# Shards of about this many image bytes, rendered and held one at a time.
+_SHARD_BYTES = 128 << 20
 _DESCRIPTION = "Procedural synthetic aerial scenes (rs_jax.data.scenes) with RSVQA-style QA."
 
 
@@ -75,7 +79,7 @@ def render_example(seed: int, image_size: int) -> dict:
     }
 
 
-class RsSynth(tfds.core.GeneratorBasedBuilder):
+class RsSynth(tfds.core.ShardBasedBuilder):
     """Synthetic RS scenes; see rs_jax.data.scenes for the renderer."""
 
     VERSION = tfds.core.Version("1.1.0")
@@ -125,18 +129,34 @@ class RsSynth(tfds.core.GeneratorBasedBuilder):
         # Built directly: dataset_info_from_configs needs the builder to live in a package dir.
         return tfds.core.DatasetInfo(builder=self, description=_DESCRIPTION, features=features)
 
-    def _split_generators(self, dl_manager):
+    def _shard_iterators_per_split(self, dl_manager):
         cfg = self.builder_config
-        return {
-            "train": self._generate_examples("train", cfg.num_train),
-            "test": self._generate_examples("test", cfg.num_test),
-        }
+        # Shard by shard, never through TFDS's shuffling writer: it spills a split over
+        # 1 GB to disk with tf.io, which needs TensorFlow.
+        per_shard = max(_SHARD_BYTES // (3 * cfg.image_size**2), 1)
+        shards = {}
+        for split, num in (("train", cfg.num_train), ("test", cfg.num_test)):
+            order = _written_order(split, num)
+            chunks = [order[start : start + per_shard] for start in range(0, num, per_shard)]
+            shards[split] = [
+                functools.partial(self._generate_examples, split, chunk, f"{k + 1}/{len(chunks)}")
+                for k, chunk in enumerate(chunks)
+            ]
+        return shards
 
-    def _generate_examples(self, split: str, num: int):
+    def _generate_examples(self, split: str, indices: list[int], shard: str):
         cfg = self.builder_config
-        for i in range(num):
-            seed = scenes.example_seed(cfg.seed, split, i)
-            yield i, render_example(seed, cfg.image_size)
+        for i in tfds.core.utils.tqdm(
+            indices, desc=f"Rendering rs_synth {split} shard {shard}", unit=" examples", leave=False
+        ):
+            yield i, render_example(scenes.example_seed(cfg.seed, split, i), cfg.image_size)
+
+
+def _written_order(split: str, num: int) -> list[int]:
+    """The order TFDS's shuffling writer gave (md5 of the index, salted with the split):
+    data written before and after the builder wrote shard by shard reads the same."""
+    hasher = hashing.Hasher(split)
+    return sorted(range(num), key=hasher.hash_key)
 
 
 def prepare_rs_synth(

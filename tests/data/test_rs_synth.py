@@ -1,10 +1,11 @@
-"""TFDS rs_synth builder: array_record build, read-back, idempotence, size separation, and
-the stored objects read back as box questions."""
+"""TFDS rs_synth builder: array_record build, read-back, idempotence, size separation,
+shards, and the stored objects read back as box questions."""
 
 import os
 import pickle
 
 import numpy as np
+from tensorflow_datasets.core import shuffle as tfds_shuffle
 
 from rs_jax.data import boxes, records, rs_synth, scenes, tasks
 
@@ -86,3 +87,19 @@ def test_box_tasks_alone_keep_only_images_with_such_questions(tmp_path):
     assert [kept[i]["qas"] for i in range(len(kept))] == [every.qas(i) for i in with_box]
     again = pickle.loads(pickle.dumps(kept))  # as Grain workers get it, without re-reading
     assert len(again) == len(kept) and again[3]["qas"] == kept[3]["qas"]
+
+
+def test_a_split_over_many_shards_reads_as_one_and_never_spills_to_tensorflow(
+    tmp_path, monkeypatch
+):
+    one = rs_synth.prepare_rs_synth(str(tmp_path / "one"), image_size=32, num_train=23, num_test=2)
+    # TFDS's shuffling writer spills past this buffer with tf.io (no TensorFlow here).
+    monkeypatch.setattr(tfds_shuffle, "MAX_MEM_BUFFER_SIZE", 0)
+    monkeypatch.setattr(rs_synth, "_SHARD_BYTES", 3 * 32 * 32 * 5)
+    many = rs_synth.prepare_rs_synth(
+        str(tmp_path / "many"), image_size=32, num_train=23, num_test=2
+    )
+    assert (one.info.splits["train"].num_shards, many.info.splits["train"].num_shards) == (1, 5)
+    a, b = one.as_data_source("train"), many.as_data_source("train")
+    assert [int(a[i]["seed"]) for i in range(23)] == [int(b[i]["seed"]) for i in range(23)]
+    np.testing.assert_array_equal(a[22]["image"], b[22]["image"])
