@@ -1,5 +1,6 @@
-"""DOTA and DIOR annotation readers (rs_jax/data/sources/detection.py): hand-made files with
-known boxes, bad lines named, grounding questions; the shared samples when present."""
+"""DOTA and DIOR annotation readers and the "detection" format (rs_jax/data/sources/
+detection.py): hand-made files with known boxes, bad lines and files named, grounding
+questions by class or by description, scored by boxes; the shared samples when present."""
 
 import json
 import os
@@ -9,8 +10,14 @@ import pytest
 import shapely
 from PIL import Image
 
+from configs import common
+from rs_jax.data import sources
 from rs_jax.data.boxes import Box, parse
+from rs_jax.data.images import Bands
+from rs_jax.data.pipeline import EvalSource
+from rs_jax.data.sources import detection
 from rs_jax.data.sources.detection import grounding_questions, read_dior, read_dota
+from rs_jax.eval.protocols import Scorer
 
 SHARED = os.environ.get(
     "RS_JAX_SHARED_DATA",
@@ -155,3 +162,91 @@ def test_shared_dota_sample_agrees_with_annotations_jsonl():
         "[refer] where is the large vehicle?",
     ]
     assert [len(parse(q.answer, "geochat")) for q in questions] == [14, 50]
+
+
+# DIOR-RSVG: DIOR's annotation with a referring <description> per object.
+RSVG = DIOR.replace(
+    "<difficult>0</difficult>",
+    "<difficult>0</difficult><description>the  airplane at the top left</description>",
+)
+
+
+def _detection(path, **values):
+    return sources.SourceConfig.from_config(
+        "dets", dict(common.source("detection", str(path), **values))
+    )
+
+
+def _ctx(tmp_path, allow_skips=False):
+    return sources.LoadContext(
+        image_size=32, allow_skips=allow_skips, cache_dir=str(tmp_path / "checks"), bands=Bands()
+    )
+
+
+def test_detection_format_asks_where_each_class_is_and_scores_by_boxes(tmp_path):
+    # DOTA's layout: <split>/labelTxt/<stem>.txt beside <split>/images/<stem>.png.
+    for split, stems in (("train", ("p", "q")), ("test", ("r",))):
+        (tmp_path / split / "labelTxt").mkdir(parents=True)
+        (tmp_path / split / "images").mkdir()
+        for stem in stems:
+            _image(tmp_path / split / "images" / f"{stem}.png", 200, 100)
+            line = "10 10 50 10 50 30 10 30 plane 0" if stem != "q" else "1 1 9 1 9 9 1 9 ship 1"
+            (tmp_path / split / "labelTxt" / f"{stem}.txt").write_text(line + "\n")
+    src = _detection(
+        tmp_path / "{split}" / "labelTxt", image_root=str(tmp_path / "{split}" / "images")
+    )
+    assert src.protocol == "grounding"
+    train, test = sources.load(src, _ctx(tmp_path))
+    # q.png's only object is difficult: nothing to ask, so it is left out.
+    assert [os.path.basename(item.image) for item in train.items] == ["p.png"]
+    [item] = test.items
+    assert item.record == str(tmp_path / "test" / "labelTxt" / "r.txt")
+    [qa] = item.qas
+    assert (qa.question, qa.answer) == ("[refer] where is the plane?", "{<5><10><25><30>|<0>}")
+    scorer = Scorer([EvalSource("dets", "grounding", ("grounding",))])
+    scorer.add("grounding", "{<5><10><25><31>|<0>}", qa.answer, ())
+    assert scorer.results()["sources"]["dets"]["acc@0.5"] == 1.0
+
+
+def test_detection_format_asks_for_rsvg_descriptions(tmp_path):
+    (tmp_path / "a.xml").write_text(RSVG)
+    _image(tmp_path / "a.jpg", 400, 200)
+    src = _detection(tmp_path, questions="descriptions")
+    [item] = detection.load_split(src, "test", _ctx(tmp_path)).items
+    # The difficult bridge has a description too, but is not asked about.
+    assert [(q.question, q.answer) for q in item.qas] == [
+        ("[refer] the airplane at the top left", "{<10><10><30><30>|<0>}")
+    ]
+    classes = _detection(tmp_path)
+    [item] = detection.load_split(classes, "test", _ctx(tmp_path)).items
+    assert [q.question for q in item.qas] == ["[refer] where is the airplane?"]
+
+
+def test_detection_format_names_a_bad_file_or_skips_it_when_allowed(tmp_path):
+    (tmp_path / "a.xml").write_text(DIOR)
+    _image(tmp_path / "a.jpg", 400, 200)
+    (tmp_path / "b.xml").write_text(DIOR)  # no b.* image
+    (tmp_path / "c.txt").write_text("10 10 50 10 plane 0\n")
+    _image(tmp_path / "c.png", 100, 100)
+    src = _detection(tmp_path)
+    with pytest.raises(ValueError, match=r"b\.xml: no image b\.\* in .*allow_skips"):
+        detection.load_split(src, "test", _ctx(tmp_path))
+    split = detection.load_split(src, "test", _ctx(tmp_path, allow_skips=True))
+    assert [os.path.basename(item.image) for item in split.items] == ["a.jpg"]
+    assert split.skipped == {
+        str(tmp_path / "b.xml"): f"no image b.* in {tmp_path}",
+        str(tmp_path / "c.txt"): "line 1: expected 8 coordinates, a class and a difficult flag",
+    }
+    with pytest.raises(ValueError, match=r"config\.data\.sources\.dets\.questions='boxes'"):
+        detection.load_split(_detection(tmp_path, questions="boxes"), "test", _ctx(tmp_path))
+
+
+@needs_samples
+def test_shared_samples_as_a_detection_source(tmp_path):
+    # The samples' two folders stand in for two splits.
+    src = _detection(os.path.join(SAMPLES, "{split}"), train_split="dota", eval_split="dior")
+    dota, dior = sources.load(src, _ctx(tmp_path))
+    [item] = dota.items
+    assert [len(parse(q.answer, "geochat")) for q in item.qas] == [14, 50]
+    [item] = dior.items
+    assert [q.answer for q in item.qas] == ["{<17><30><86><84>|<0>}"]

@@ -20,7 +20,7 @@ from rs_jax.data import records as records_lib
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data.images import Bands
 from rs_jax.data.pipeline import EvalSource, build_data
-from rs_jax.data.sources import captions, classification, instruct, rsvqa, vqa_jsonl
+from rs_jax.data.sources import captions, classification, detection, instruct, rsvqa, vqa_jsonl
 from rs_jax.data.tasks import QA
 from rs_jax.eval.protocols import Scorer
 
@@ -704,12 +704,11 @@ def test_folder_bad_options_name_the_key(eurosat_like, tmp_path):
 
 
 def test_formats_are_the_modules_that_declare_one():
-    """Each format's module declares its name, keys, protocol and load (FORMAT); a module
-    without one (detection.py, a reader) is no format."""
+    """Each format's module declares its name, keys, protocol and load (FORMAT)."""
     found = sources.formats()
     modules = dict(
         folder=classification, rsvqa=rsvqa, vqa_jsonl=vqa_jsonl, captions=captions,
-        instruct=instruct,
+        instruct=instruct, detection=detection,
     )  # fmt: skip
     assert {name: f.name for name, f in found.items()} == {name: name for name in modules}
     assert all(found[name] is module.FORMAT for name, module in modules.items())
@@ -719,6 +718,7 @@ def test_formats_are_the_modules_that_declare_one():
         "vqa_jsonl": ("vqa", dict(image_root="", question_types=(), prompt_suffix="")),
         "captions": ("captioning", dict(image_root="", prompt="Describe the image.")),
         "instruct": ("vqa", dict(image_root="")),
+        "detection": ("grounding", dict(image_root="", questions="classes")),
     }
 
 

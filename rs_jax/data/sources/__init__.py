@@ -9,6 +9,8 @@ name, its own config keys, its evaluation protocol and its `load`; `formats()` f
   captions   RSICD / UCM-captions / Sydney-captions dataset_*.json, or captions JSONL
                                                                      sources/captions.py
   instruct   LLaVA / GeoChat conversation JSON (multi-turn)           sources/instruct.py
+  detection  DOTA labelTxt / DIOR, DIOR-R, DIOR-RSVG xml annotations -> grounding questions
+                                                                     sources/detection.py
 
 A bad record (a missing image, an unknown question type, a conversation without its image
 placeholder) is a ValueError naming the file and record, or with `allow_skips` a counted
@@ -67,8 +69,7 @@ class Format:
 
 @functools.cache
 def formats() -> dict[str, Format]:
-    """Every format by name: the `FORMAT` of each module of this package that has one (a
-    module without one, such as detection.py, is a reader the formats share)."""
+    """Every format by name: the `FORMAT` of each module of this package that has one."""
     found: dict[str, Format] = {}
     for module_info in pkgutil.iter_modules(__path__):
         module = importlib.import_module(f"{__name__}.{module_info.name}")

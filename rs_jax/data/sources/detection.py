@@ -1,14 +1,18 @@
-"""Object annotations of one image -> boxes with classes, and grounding questions about them.
+"""Object annotations -> boxes with classes, and grounding questions about them (format
+"detection"): a folder of annotation files, one per image.
 
   DOTA v1.0 labelTxt   optional "imagesource:..." and "gsd:..." lines, then one object a line:
-                       x1 y1 x2 y2 x3 y3 x4 y4 <class> <difficult>   (pixels, any corner order)
-  DIOR / DIOR-R .xml   Pascal VOC style: <size>, and per <object> a <name>, <difficult> and a
-                       <bndbox> (horizontal: xmin ymin xmax ymax) or a <robndbox> (oriented:
-                       four named corners)
+  (<stem>.txt)         x1 y1 x2 y2 x3 y3 x4 y4 <class> <difficult>   (pixels, any corner order)
+  DIOR / DIOR-R /      Pascal VOC style: <size>, and per <object> a <name>, <difficult> and a
+  DIOR-RSVG .xml       <bndbox> (horizontal: xmin ymin xmax ymax) or a <robndbox> (oriented:
+                       four named corners); DIOR-RSVG adds a referring <description>
 
 A quadrilateral becomes the minimum-area rotated rectangle around it (data/boxes.py:
 from_points), in the image scaled to the unit square. A bad line or element is a ValueError
-naming the file and the line or object.
+naming the file and the line or object. `path` is the folder of annotations (`{split}` in it
+names a folder per split); the image of `<stem>.txt|.xml` is `<image_root>/<stem>.<ext>`
+(default: the same folder). `questions`: "classes" asks where each class is (detection as
+grounding), "descriptions" asks for each described object by its description (DIOR-RSVG).
 """
 
 from __future__ import annotations
@@ -20,20 +24,24 @@ import numpy as np
 from etils import epath
 from PIL import Image
 
-from rs_jax.data import boxes
+from rs_jax.data import boxes, sources
+from rs_jax.data.images import IMAGE_EXTENSIONS
 from rs_jax.data.tasks import GROUNDING_TASK, QA
 
 _ROBNDBOX = ("left_top", "right_top", "right_bottom", "left_bottom")
+QUESTIONS = ("classes", "descriptions")
 
 
 @dataclasses.dataclass(frozen=True)
 class Object:
     """One annotated object: its class as the dataset spells it, its box, and whether the
-    dataset marks it difficult (DOTA, DIOR: left out of their detection scores)."""
+    dataset marks it difficult (DOTA, DIOR: left out of their detection scores), and its
+    referring expression where the dataset gives one (DIOR-RSVG), else ""."""
 
     name: str
     box: boxes.Box
     difficult: bool
+    description: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,21 +111,39 @@ def read_dior(path: str, image: str) -> Annotation:
         if not name:
             raise ValueError(f"{where}: no <name>")
         difficult = (element.findtext("difficult") or "0").strip() == "1"
-        objects.append(Object(name, _box(np.array(points), width, height, where), difficult))
+        description = " ".join((element.findtext("description") or "").split())
+        box = _box(np.array(points), width, height, where)
+        objects.append(Object(name, box, difficult, description))
     return Annotation(image, width, height, tuple(objects))
 
 
-def grounding_questions(annotation: Annotation, box_format: str) -> list[QA]:
-    """One question per class, "[refer] where is the <class>?", answered with the boxes of
-    all its objects that are not difficult, in file order (a class with only difficult
-    objects is not asked about). A format without angles (qwen) gets the horizontal box
-    around each rotated one."""
+def grounding_questions(
+    annotation: Annotation, box_format: str, questions: str = "classes"
+) -> list[QA]:
+    """questions="classes": one question per class, "[refer] where is the <class>?",
+    answered with the boxes of all its objects that are not difficult, in file order (a
+    class with only difficult objects is not asked about). "descriptions": one question per
+    described object, "[refer] <description>", answered with its box. A format without
+    angles (qwen) gets the horizontal box around each rotated one."""
     angles = boxes.writes_angle(box_format)
+
+    def written(box: boxes.Box) -> boxes.Box:
+        return box if angles or box.angle == 0 else box.horizontal()
+
+    if questions == "descriptions":
+        return [
+            QA(
+                f"[refer] {obj.description}",
+                boxes.render([written(obj.box)], box_format),
+                GROUNDING_TASK,
+            )
+            for obj in annotation.objects
+            if obj.description and not obj.difficult
+        ]
     by_class: dict[str, list[boxes.Box]] = {}
     for obj in annotation.objects:
         if not obj.difficult:
-            box = obj.box if angles or obj.box.angle == 0 else obj.box.horizontal()
-            by_class.setdefault(obj.name, []).append(box)
+            by_class.setdefault(obj.name, []).append(written(obj.box))
     return [
         QA(
             f"[refer] where is the {name.replace('-', ' ')}?",
@@ -126,3 +152,53 @@ def grounding_questions(annotation: Annotation, box_format: str) -> list[QA]:
         )
         for name, found in by_class.items()
     ]
+
+
+_READERS = {".txt": read_dota, ".xml": read_dior}
+
+
+def _image_of(stem: str, root: epath.Path) -> epath.Path | None:
+    return next(
+        (p for p in (root / f"{stem}{ext}" for ext in IMAGE_EXTENSIONS) if p.exists()), None
+    )
+
+
+def load_split(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
+    """Every annotation file of the split's folder with its image and questions; an image
+    without a question (no object, or only difficult ones) is left out."""
+    key = f"config.data.sources.{source.name}"
+    asked = source.options["questions"]
+    if asked not in QUESTIONS:
+        raise ValueError(f"{key}.questions={asked!r}; choose from {QUESTIONS}")
+    folder = epath.Path(source.split_path(split))
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{key}.path: {folder} is not a folder of annotations")
+    image_root = epath.Path(source.options["image_root"].replace("{split}", split) or folder)
+    bad = sources.BadRecords(ctx.allow_skips)
+    items = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in _READERS):
+        image = _image_of(path.stem, image_root)
+        if image is None:
+            bad(str(path), f"no image {path.stem}.* in {image_root}")
+            continue
+        try:
+            annotation = _READERS[path.suffix.lower()](str(path), str(image))
+        except (ValueError, OSError) as e:  # OSError: an image PIL cannot open (DOTA's size)
+            bad(str(path), str(e).removeprefix(str(path)).lstrip(": "))
+            continue
+        qas = grounding_questions(annotation, ctx.box_format, asked)
+        if qas:
+            items.append(sources.Item(str(image), tuple(qas), (), str(path)))
+    return sources.with_readable_images(
+        items, str(image_root), ctx, bad, read_from=f"{folder} (split {split!r})"
+    )
+
+
+FORMAT = sources.Format(
+    name="detection",
+    protocol=sources.Protocol.GROUNDING,
+    # image_root: "" = the annotations' folder ({split} is filled in). questions:
+    # "classes" or "descriptions" (QUESTIONS).
+    keys=dict(image_root="", questions="classes"),
+    load=sources.each_split(load_split),
+)
