@@ -26,6 +26,7 @@ BENCHMARKS = (
     "hf_import",
     "inference_memory",
     "log_every",
+    "input_pipeline",
 )
 
 
