@@ -50,6 +50,13 @@ def metrics_of(results: dict[str, Any]) -> dict[str, float]:
             for metric in ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr"):
                 if row.get(metric) is not None:
                     out[f"{name}/{metric}"] = row[metric]
+        boxes = row if row["protocol"] == "grounding" else row.get("grounding")
+        if boxes:
+            for metric in ("acc@0.5", "acc@0.25", "mean_iou"):
+                out[f"{name}/grounding {metric}"] = boxes[metric]
+            for size, r in boxes["by_size"].items():
+                if r["count"]:
+                    out[f"{name}/grounding acc@0.5 {size} (n={r['count']})"] = r["acc@0.5"]
     for level, row in results.get("retrieval", {}).items():
         out[f"retrieval/{level}_hit@1"] = row["hit@1"]
     return out
