@@ -147,7 +147,11 @@ class RsSynth(tfds.core.ShardBasedBuilder):
     def _generate_examples(self, split: str, indices: list[int], shard: str):
         cfg = self.builder_config
         for i in tfds.core.utils.tqdm(
-            indices, desc=f"Rendering rs_synth {split} shard {shard}", unit=" examples", leave=False
+            indices,
+            desc=f"Rendering rs_synth {split} shard {shard}",
+            unit=" examples",
+            leave=False,
+            mininterval=1.0,
         ):
             yield i, render_example(scenes.example_seed(cfg.seed, split, i), cfg.image_size)
 
