@@ -28,6 +28,8 @@ from typing import Any
 
 import common
 
+from rs_jax.data.tasks import BOX_TASKS, GROUNDING_TASK
+
 MARKER = ".rs_jax_accuracy_run"
 
 
@@ -50,13 +52,17 @@ def metrics_of(results: dict[str, Any]) -> dict[str, float]:
             for metric in ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr"):
                 if row.get(metric) is not None:
                     out[f"{name}/{metric}"] = row[metric]
-        boxes = row if row["protocol"] == "grounding" else row.get("grounding")
-        if boxes:
-            for metric in ("acc@0.5", "acc@0.25", "mean_iou"):
-                out[f"{name}/grounding {metric}"] = boxes[metric]
+        scored = (
+            {GROUNDING_TASK: row}
+            if row["protocol"] == "grounding"
+            else {t: row[t] for t in BOX_TASKS if t in row}
+        )
+        for box_task, boxes in scored.items():
+            for metric in ("acc@0.5", "acc@0.25", "mean_iou", "precision@0.5", "recall@0.5"):
+                out[f"{name}/{box_task} {metric}"] = boxes[metric]
             for size, r in boxes["by_size"].items():
                 if r["count"]:
-                    out[f"{name}/grounding acc@0.5 {size} (n={r['count']})"] = r["acc@0.5"]
+                    out[f"{name}/{box_task} acc@0.5 {size} (n={r['count']})"] = r["acc@0.5"]
     for level, row in results.get("retrieval", {}).items():
         out[f"retrieval/{level}_hit@1"] = row["hit@1"]
     return out

@@ -167,12 +167,12 @@ def test_grounding_synth_fits_its_longest_questions_and_boxes(tmp_path):
     from rs_jax.data.text import TextEncoder
 
     config = load_config("configs/grounding_synth.py")
-    assert set(config.data.tasks) == set(tasks.GROUNDING_TASKS)
-    corpus = tasks.corpus_texts() + tasks.grounding_corpus(config.data.box_format)
-    tok = tokenizer.load_tokenizer(tokenizer.train_tokenizer(corpus, str(tmp_path / "tok")))
     dc = config.data
+    assert tuple(config.data.tasks) == ("grounding", "region_caption")
+    corpus = tasks.corpus_texts() + tasks.grounding_corpus(config.data.box_format, dc.tasks)
+    tok = tokenizer.load_tokenizer(tokenizer.train_tokenizer(corpus, str(tmp_path / "tok")))
     encoder = TextEncoder(tok, dc.template, dc.max_prompt_len, dc.max_answer_len)
-    for text in tasks.grounding_corpus(dc.box_format):  # every question form; raises if long
+    for text in tasks.grounding_corpus(dc.box_format, dc.tasks):  # every form; raises if long
         encoder.prompt(text)
     widest = boxes.render([boxes.Box(0.1, 0.1, 1.0, 1.0)], dc.box_format)  # three-digit 100
     _, mask = encoder.answer(widest)

@@ -532,7 +532,7 @@ def _from_rs_synth(dc: ml_collections.ConfigDict, data_dir: str) -> dict:
     corpus = tasks_lib.corpus_texts()
     if set(task_names) & set(tasks_lib.GROUNDING_TASKS):
         # Only then: other runs keep the tokenizer they were trained with.
-        corpus += tasks_lib.grounding_corpus(box_format)
+        corpus += tasks_lib.grounding_corpus(box_format, task_names)
     return dict(
         tasks=task_names,
         kb_entries=scenes.kb_entries(),

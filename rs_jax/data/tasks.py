@@ -1,9 +1,9 @@
 """Question/answer generation (RSVQA-style task kinds) and answer normalisation.
 
 Tasks: "scene", "presence", "count", "comparison", "rural_urban", "caption" for
-synthetic scenes, "grounding" and "region_caption" about their objects' boxes
-(rs_jax/data/grounding_prompts.json), and a classification prompt (task "scene") for folder
-datasets.
+synthetic scenes; "grounding", "region_caption", "count_boxes" and "grounded_description"
+about their objects' boxes (rs_jax/data/grounding_prompts.json); and a classification
+prompt (task "scene") for folder datasets.
 Answers are short canonical strings; ``normalize_answer`` maps free-form model
 output onto the same canonical form before exact-match scoring.
 """
@@ -27,7 +27,9 @@ from rs_jax.data import boxes, scenes
 QA_TASKS: tuple[str, ...] = ("scene", "presence", "count", "comparison", "rural_urban", "caption")
 # The question type whose answers are boxes, in any source (scored by IoU: eval/protocols.py).
 GROUNDING_TASK = "grounding"
-GROUNDING_TASKS: tuple[str, ...] = (GROUNDING_TASK, "region_caption")
+# Every task whose answers are boxes, each scored by IoU on its own.
+BOX_TASKS: tuple[str, ...] = (GROUNDING_TASK, "count_boxes", "grounded_description")
+GROUNDING_TASKS: tuple[str, ...] = (GROUNDING_TASK, "region_caption", *BOX_TASKS[1:])
 TASKS: tuple[str, ...] = QA_TASKS + GROUNDING_TASKS
 
 GROUNDING_PROMPTS = json.loads(
@@ -140,13 +142,14 @@ def _plural(noun: str) -> str:
     return scenes.OBJECT_PLURALS[noun]
 
 
+def _counted(n: int, noun: str) -> str:
+    """``1 ship``, ``2 ships``."""
+    return f"{n} {noun if n == 1 else _plural(noun)}"
+
+
 def caption_from_labels(scene: str, counts: Mapping[str, int], landcovers: Sequence[str]) -> str:
     """Template caption, e.g. "a harbor scene with 2 ships and 1 building over water."."""
-    parts = [
-        f"{n} {obj if n == 1 else _plural(obj)}"
-        for obj in scenes.OBJECTS
-        if (n := counts.get(obj, 0)) > 0
-    ]
+    parts = [_counted(n, obj) for obj in scenes.OBJECTS if (n := counts.get(obj, 0)) > 0]
     text = f"{_a(scene)} scene"
     if parts:
         listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
@@ -205,7 +208,10 @@ def grounding_qas(
     order: a "grounding" question naming one of its objects, answered with that object's box
     (a lone object by its class, "the ship"; one of several by an attribute only it has,
     "the leftmost ship", or no question when none singles one out), then a "region_caption"
-    question giving one of its objects' box, answered with the class."""
+    question giving one of its objects' box, answered with the class. Then, drawing nothing
+    more from rng: per class a "count_boxes" question, answered with the count and every box
+    ("2 {...} {...}"), and one "grounded_description" of all objects, class by class
+    ("1 ship {...}, 2 buildings {...} {...}")."""
     by_class: dict[str, list[boxes.Box]] = {}
     for name, box in objects:
         by_class.setdefault(name, []).append(box)
@@ -223,6 +229,16 @@ def grounding_qas(
             qas.append(QA(question, boxes.render([target], box_format), GROUNDING_TASK))
         region = GROUNDING_PROMPTS["identify"].format(box=boxes.render([pick(found)], box_format))
         qas.append(QA(region, name, "region_caption"))
+    present = [(name, by_class[name]) for name in scenes.OBJECTS if name in by_class]
+    for name, found in present:
+        question = GROUNDING_PROMPTS["count"].format(objects=_plural(name))
+        qas.append(QA(question, f"{len(found)} {boxes.render(found, box_format)}", "count_boxes"))
+    if present:
+        description = ", ".join(
+            f"{_counted(len(found), name)} {boxes.render(found, box_format)}"
+            for name, found in present
+        )
+        qas.append(QA(GROUNDING_PROMPTS["describe"], description, "grounded_description"))
     return qas
 
 
@@ -239,9 +255,10 @@ def _singled_out(found: Sequence[boxes.Box]) -> dict[str, boxes.Box]:
     return out
 
 
-def grounding_corpus(box_format: str) -> list[str]:
+def grounding_corpus(box_format: str, trained: Sequence[str] = GROUNDING_TASKS) -> list[str]:
     """The box tasks' prompts and answers for the tokenizer: every question form and class,
-    and boxes using every grid value in box_format."""
+    and boxes using every grid value in box_format; the count and description prompts only
+    where those tasks are `trained` (a run of the other box tasks keeps its tokenizer)."""
     texts = [GROUNDING_PROMPTS["refer"].format(object=o) for o in scenes.OBJECTS]
     texts += [
         GROUNDING_PROMPTS["refer_attribute"].format(attribute=a, object=o)
@@ -252,6 +269,10 @@ def grounding_corpus(box_format: str) -> list[str]:
     edges = np.arange(grid) / grid
     unit = [boxes.Box(e, e, e + 1 / grid, e + 1 / grid) for e in edges]
     texts += [GROUNDING_PROMPTS["identify"].format(box=boxes.render([b], box_format)) for b in unit]
+    if "count_boxes" in trained:
+        texts += [GROUNDING_PROMPTS["count"].format(objects=_plural(o)) for o in scenes.OBJECTS]
+    if "grounded_description" in trained:
+        texts.append(GROUNDING_PROMPTS["describe"])
     return texts
 
 

@@ -17,6 +17,7 @@ from flax import nnx
 
 from rs_jax.data.boxes import parse
 from rs_jax.data.sources import Protocol
+from rs_jax.data.tasks import BOX_TASKS
 from rs_jax.eval.captions import METRICS as CAPTION_METRICS
 from rs_jax.eval.figures import Example, grounding_sheet
 from rs_jax.eval.generation import greedy_generate
@@ -280,8 +281,8 @@ def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) ->
                 print(
                     f"{name:<19} mean of types {r['mean_of_types']:.3f}  overall {r['overall']:.3f}"
                 )
-            if "grounding" in r:  # its questions of type grounding, scored by boxes
-                print(f"{name + ' boxes':<19} {_grounding_line(r['grounding'])}")
+            for box_task in (t for t in BOX_TASKS if t in r):  # its box answers, by IoU
+                print(f"{name + ' ' + box_task:<19} {_grounding_line(r[box_task])}")
         elif r["protocol"] == Protocol.GROUNDING and r["count"]:
             print(f"{name:<19} {_grounding_line(r)}")
         elif r["protocol"] == Protocol.CAPTIONING and r["count"]:

@@ -12,8 +12,9 @@ punctuation folded, number words as digits). Per source (DataBundle.eval_sources
 - "captioning": BLEU-1..4, METEOR, ROUGE-L and CIDEr of the generated caption against all
   of the image's references, through pycocoevalcap (rs_jax/eval/captions.py).
 - "grounding": boxes read from the answer in config.data.box_format (rs_jax/data/boxes.py),
-  scored by IoU against the reference's (rs_jax/eval/grounding.py). Questions of type
-  "grounding" in a vqa source are scored so too, under that source's "grounding" key.
+  scored by IoU against the reference's (rs_jax/eval/grounding.py). Questions of a box type
+  (tasks.BOX_TASKS: "grounding", "count_boxes", "grounded_description") in a vqa source are
+  scored so too, each under the source's key of that name.
 
 Exact-match accuracy of vqa and classification tasks is also gathered over all tasks
 ("tasks", "mean_accuracy", "overall_accuracy": the mean of tasks and the question-weighted
@@ -28,7 +29,7 @@ from typing import Any
 from etils import epath
 
 from rs_jax.data.sources import Protocol
-from rs_jax.data.tasks import GROUNDING_TASK
+from rs_jax.data.tasks import BOX_TASKS, GROUNDING_TASK
 from rs_jax.eval.captions import caption_scores, format_caption_table
 from rs_jax.eval.figures import confusion_matrix_figure
 from rs_jax.eval.grounding import GroundingScores, format_grounding_table
@@ -53,26 +54,35 @@ class Scorer:
         self.captions: dict[str, tuple[dict, dict]] = {
             s.name: ({}, {}) for s in eval_sources if s.protocol == Protocol.CAPTIONING
         }
-        self.grounding = {
-            s.name: GroundingScores(box_format)
-            for s in eval_sources
-            if s.protocol in (Protocol.GROUNDING, Protocol.VQA)
-        }
+        # (source, box task) -> its scores; a grounding source's tasks all count as one.
+        self.box_format = box_format
+        self.boxes: dict[tuple[str, str], GroundingScores] = {}
 
     def grounding_source(self, task: str) -> str | None:
         """The source whose answers to `task` are boxes, or None where they are text."""
+        return None if self._box_task(task) is None else self.source_of[task]
+
+    def _box_task(self, task: str) -> str | None:
+        """The box task `task` is scored as (its key in the source's results), or None."""
         name = self.source_of[task]
         if self.sources[name].protocol == Protocol.GROUNDING:
-            return name
-        return name if task.removeprefix(f"{name}/") == GROUNDING_TASK else None
+            return GROUNDING_TASK
+        bare = task.removeprefix(f"{name}/")
+        return bare if bare in BOX_TASKS else None
+
+    def _box_scores(self, name: str, box_task: str) -> GroundingScores:
+        key = (name, box_task)
+        if key not in self.boxes:
+            self.boxes[key] = GroundingScores(self.box_format)
+        return self.boxes[key]
 
     def add(self, task: str, prediction: str, answer: str, references: Sequence[str]) -> bool:
         """Scores one answer; the return value (shown with samples) is exact match, or for
         boxes a hit (GroundingScores.add)."""
         name = self.source_of[task]
         protocol = self.sources[name].protocol
-        if self.grounding_source(task) is not None:
-            return self.grounding[name].add(prediction, answer)
+        if (box_task := self._box_task(task)) is not None:
+            return self._box_scores(name, box_task).add(prediction, answer)
         if protocol == Protocol.CAPTIONING:
             predictions, refs = self.captions[name]
             key = len(predictions)
@@ -100,8 +110,9 @@ class Scorer:
                     "overall": s["overall_accuracy"],
                     "count": s["count"],
                 }
-                if self.grounding[name].answers:
-                    row["grounding"] = self.grounding[name].summary()
+                for box_task in BOX_TASKS:
+                    if (name, box_task) in self.boxes:
+                        row[box_task] = self.boxes[name, box_task].summary()
             elif source.protocol == Protocol.CLASSIFICATION:
                 row = self.classification[name].summary()
                 if figures_dir is not None and row["count"]:
@@ -113,7 +124,7 @@ class Scorer:
                         fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
                     row["figure"] = file
             elif source.protocol == Protocol.GROUNDING:
-                row = self.grounding[name].summary()
+                row = self._box_scores(name, GROUNDING_TASK).summary()
             else:
                 predictions, refs = self.captions[name]
                 row = caption_scores(predictions, refs) if predictions else {"count": 0}
@@ -144,9 +155,9 @@ def markdown(results: dict[str, Any], title: str | None = None) -> str:
             ]
             lines.append(f"| mean of types | {row['mean_of_types']:.3f} | |")
             lines.append(f"| overall (question-weighted) | {row['overall']:.3f} | {row['count']} |")
-            if "grounding" in row:
-                lines += ["", f"Questions of type {GROUNDING_TASK}:", ""]
-                lines.append(format_grounding_table(row["grounding"]))
+            for box_task in (t for t in BOX_TASKS if t in row):
+                lines += ["", f"Questions of type {box_task}:", ""]
+                lines.append(format_grounding_table(row[box_task]))
         elif row["protocol"] == Protocol.CLASSIFICATION:
             lines += ["| metric | value |", "|---|---|"]
             lines.append(f"| accuracy | {row['accuracy']:.3f} |")

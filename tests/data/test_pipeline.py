@@ -9,6 +9,7 @@ from PIL import Image
 
 from configs.common import base_config
 from rs_jax.data import boxes, scenes
+from rs_jax.data import tasks as tasks_lib
 from rs_jax.data.packs import SPLITS, PackWriter
 from rs_jax.data.pipeline import build_data
 from rs_jax.data.text import TextEncoder
@@ -296,10 +297,10 @@ def test_worker_processes_match_in_process_stream(source, request):
 
 @pytest.mark.parametrize("box_format", ["geochat", "qwen"])
 def test_box_tasks_encode_and_decode_their_boxes(tmp_path, box_format):
-    tasks = ("scene", "grounding", "region_caption")
+    tasks = ("scene", "grounding", "region_caption", "count_boxes", "grounded_description")
     config = _config(
         tmp_path, num_train=16, num_test=6, tasks=tasks, box_format=box_format,
-        max_prompt_len=40, max_answer_len=40,
+        max_prompt_len=40, max_answer_len=256,
     )  # fmt: skip
     bundle = build_data(config, "/unused")
     asked = {bundle.tasks[int(t)] for b in bundle.eval_batches(8) for t in b["task_id"]}
@@ -309,14 +310,16 @@ def test_box_tasks_encode_and_decode_their_boxes(tmp_path, box_format):
         for ids, mask, answer, task in zip(
             batch["answer_ids"], batch["answer_mask"], batch["answer_text"], batch["task_id"]
         ):
-            if bundle.tasks[int(task)] == "grounding":
+            if bundle.tasks[int(task)] in tasks_lib.BOX_TASKS:
                 text = bundle.tokenizer.decode(ids[mask > 0], skip_special_tokens=True)
                 assert boxes.parse(text, box_format) == boxes.parse(answer, box_format) != []
-    # rs_synth's one eval source scores "grounding" by boxes, "region_caption" exactly.
+    # rs_synth's one eval source scores the box tasks by boxes, "region_caption" exactly.
     scorer = Scorer(bundle.eval_sources, box_format)
     box = boxes.render([boxes.Box(0.1, 0.1, 0.5, 0.5)], box_format)
     assert scorer.add("grounding", box, box, (box,))
+    assert scorer.add("count_boxes", f"1 {box}", f"1 {box}", ())
     assert scorer.add("region_caption", "ship", "ship", ("ship",))
     result = scorer.results()["sources"]["rs_synth"]
     assert result["grounding"]["acc@0.5"] == 1.0 and result["grounding"]["count"] == 1
+    assert result["count_boxes"]["count"] == 1 and "grounded_description" not in result
     assert result["per_type"]["region_caption"]["accuracy"] == 1.0

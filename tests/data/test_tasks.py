@@ -140,6 +140,8 @@ def test_grounding_questions_name_their_box(annotated, box_format):
         assert {q.task for q in qas} <= set(tasks.GROUNDING_TASKS)
         assert sum(q.task == "region_caption" for q in qas) == sum(n > 0 for n in s.counts.values())
         for q in qas:
+            if q.task not in counts:
+                continue  # the several-box tasks: the next test
             counts[q.task] += 1
             if q.task == "region_caption":
                 [box] = boxes.parse(q.question, box_format)
@@ -165,11 +167,43 @@ def test_grounding_questions_name_their_box(annotated, box_format):
     assert min(counts.values()) > 100, counts
 
 
+@pytest.mark.parametrize("box_format", boxes.FORMATS)
+def test_count_and_description_answers_hold_every_box(annotated, box_format):
+    described = 0
+    for s, _ in annotated:
+        objects = _objects(s)
+        qas = tasks.grounding_qas(objects, box_format, np.random.default_rng(s.seed))
+        by_class = {}
+        for name, box in objects:
+            by_class.setdefault(name, []).append(_grid_box(box, box_format))
+        counted = [q for q in qas if q.task == "count_boxes"]
+        assert [_object_from(q.question) for q in counted] == [
+            n for n in scenes.OBJECTS if n in by_class
+        ]
+        for q in counted:
+            name = _object_from(q.question)
+            assert q.answer.split(" ", 1)[0] == str(len(by_class[name]))
+            assert boxes.parse(q.answer, box_format) == by_class[name]
+        [description] = [q for q in qas if q.task == "grounded_description"] or [None]
+        if not objects:
+            assert description is None
+            continue
+        described += 1
+        # Class by class in OBJECTS order, each with its count and boxes.
+        parts = description.answer.split(", ")
+        assert [_object_from(p) for p in parts] == [n for n in scenes.OBJECTS if n in by_class]
+        for part in parts:
+            name = _object_from(part)
+            assert part.split(" ", 1)[0] == str(len(by_class[name]))
+            assert boxes.parse(part, box_format) == by_class[name]
+    assert described > 100
+
+
 def test_grounding_corpus_covers_prompts_and_every_number(annotated):
     corpus = tasks.grounding_corpus("geochat")
     words = {w for text in corpus for w in re.findall(r"\w+", text)}
     assert {str(v) for v in range(101)} <= words
     for s, _ in annotated[:50]:
         for q in tasks.grounding_qas(_objects(s), "geochat", np.random.default_rng(0)):
-            if q.task == "grounding":
+            if q.task in ("grounding", "count_boxes", "grounded_description"):
                 assert q.question in corpus

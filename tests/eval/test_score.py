@@ -8,7 +8,7 @@ import pytest
 
 from rs_jax import cli
 from rs_jax.data.pipeline import EvalSource
-from rs_jax.eval.protocols import Scorer
+from rs_jax.eval.protocols import Scorer, markdown
 
 
 def _jsonl(path, rows):
@@ -200,3 +200,25 @@ def test_a_reference_without_a_box_names_its_line(tmp_path, capsys):
     assert cli.main(["score", "--protocol", "grounding", "--ref", ref, "--pred", pred]) == 2
     err = capsys.readouterr().err
     assert f"--ref {ref} line 1 (id 'x'): reference 'the airport' holds no geochat box" in err
+
+
+def test_each_box_task_of_a_vqa_source_is_scored_apart():
+    box_a, box_b = "{<10><10><30><30>|<0>}", "{<50><50><70><70>|<0>}"
+    results = _evaluator(
+        "vqa",
+        ("grounding", "count_boxes", "grounded_description", "presence"),
+        [
+            ("grounding", box_a, box_a, ()),
+            ("count_boxes", f"2 {box_a}", f"2 {box_a} {box_b}", ()),  # one box of two found
+            ("grounded_description", f"1 ship {box_b}", f"1 ship {box_b}", ()),
+            ("presence", "yes", "no", ()),
+        ],
+    )
+    row = results["sources"]["answers"]
+    assert set(row["per_type"]) == {"presence"}  # box answers are not matched as text
+    assert (row["grounding"]["acc@0.5"], row["grounding"]["count"]) == (1.0, 1)
+    assert row["count_boxes"]["boxes"] == {"matched": 1, "predicted": 1, "reference": 2}
+    assert (row["count_boxes"]["precision@0.5"], row["count_boxes"]["recall@0.5"]) == (1.0, 0.5)
+    assert row["grounded_description"]["acc@0.5"] == 1.0
+    text = markdown(results | {"step": 0, "model": "full"})
+    assert "Questions of type count_boxes:" in text and "Questions of type grounding:" in text
