@@ -255,7 +255,12 @@ class _VisitsInOrder(grain.experimental.FlatMapTransform):
                     len(self.skipped),
                 )
             else:
-                examples.append(example)
+                # From a worker, the arrays live in shared memory until the last one of the
+                # run is dropped; copied out, the run is freed now rather than at exit
+                # (where what is left is reported as leaked shared_memory objects).
+                examples.append(
+                    {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in example.items()}
+                )
         return examples
 
 

@@ -201,6 +201,7 @@ def _train(
     total = config.train.steps
     if start >= total:
         print(f"Already trained: step {start} >= config.train.steps={total}.", flush=True)
+        train_iter.close()
         checkpointer.close()
         return {"step": start}
     host_batch = next(train_iter)
@@ -243,6 +244,8 @@ def _train(
                 if stopped_by:
                     break
     finally:
+        # Now, not at exit: the data workers stop and what they have in flight is freed.
+        train_iter.close()
         checkpointer.wait()
         checkpointer.close()
         writer.close()
