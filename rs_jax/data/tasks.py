@@ -215,10 +215,11 @@ def grounding_qas(
     by_class: dict[str, list[boxes.Box]] = {}
     for name, box in objects:
         by_class.setdefault(name, []).append(box)
+    present = [(name, by_class[name]) for name in scenes.OBJECTS if name in by_class]
     pick = lambda seq: seq[int(rng.integers(len(seq)))]
     qas = []
-    for name in (n for n in scenes.OBJECTS if n in by_class):
-        found, question = by_class[name], None
+    for name, found in present:
+        question = None
         if len(found) == 1:
             question, target = GROUNDING_PROMPTS["refer"].format(object=name), found[0]
         elif singled := _singled_out(found):
@@ -229,15 +230,12 @@ def grounding_qas(
             qas.append(QA(question, boxes.render([target], box_format), GROUNDING_TASK))
         region = GROUNDING_PROMPTS["identify"].format(box=boxes.render([pick(found)], box_format))
         qas.append(QA(region, name, "region_caption"))
-    present = [(name, by_class[name]) for name in scenes.OBJECTS if name in by_class]
+    written = {name: boxes.render(found, box_format) for name, found in present}
     for name, found in present:
         question = GROUNDING_PROMPTS["count"].format(objects=_plural(name))
-        qas.append(QA(question, f"{len(found)} {boxes.render(found, box_format)}", "count_boxes"))
+        qas.append(QA(question, f"{len(found)} {written[name]}", "count_boxes"))
     if present:
-        description = ", ".join(
-            f"{_counted(len(found), name)} {boxes.render(found, box_format)}"
-            for name, found in present
-        )
+        description = ", ".join(f"{_counted(len(f), n)} {written[n]}" for n, f in present)
         qas.append(QA(GROUNDING_PROMPTS["describe"], description, "grounded_description"))
     return qas
 
