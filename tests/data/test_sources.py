@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import re
+import threading
 
 import ml_collections
 import numpy as np
@@ -568,10 +569,18 @@ def test_instruct_visit_trains_every_turn_from_one_decoded_image(instruct_bundle
     images = np.concatenate([batch["image"] for batch in batches])
     assert all((images[i] == images[i + 1]).all() for i in range(0, 16, 2))
     assert len({images[i].tobytes() for i in range(0, 16, 2)}) == 8  # each conversation once
-    # Both rounds hold the array of the visit's one decode.
+    it.close()
+    # Both rounds hold the array of the visit's one decode. (Counted in this thread: a
+    # read-ahead thread of the stream above may still be decoding.)
     decoded = []
-    load_image = records_lib.load_image
-    monkeypatch.setattr(records_lib, "load_image", lambda *a: decoded.append(a) or load_image(*a))
+    load_image, here = records_lib.load_image, threading.get_ident()
+
+    def counted(*args):
+        if threading.get_ident() == here:
+            decoded.append(args)
+        return load_image(*args)
+
+    monkeypatch.setattr(records_lib, "load_image", counted)
     record = b.train_records[0][3]
     first, second = records_lib.VisitExamples(b.tasks, b.encoder).random_map(
         record, np.random.default_rng(0)
