@@ -11,8 +11,8 @@ script did not make is refused (it never writes into a folder it did not create)
 "full" is the config as it is; any other name is passed as the config's `:variant`
 (e.g. `baseline`, `kb`). Extra `--config.KEY=VALUE` arguments go to every run.
 
-Two variants differ only where their means are further apart than the sum of their
-standard deviations; otherwise the summary says "no difference".
+Two variants differ only where their means are further apart than twice the larger of
+their standard deviations; otherwise the summary says "no difference".
 """
 
 from __future__ import annotations
@@ -34,11 +34,17 @@ MARKER = ".rs_jax_accuracy_run"
 
 
 def metrics_of(results: dict[str, Any]) -> dict[str, float]:
-    """The headline numbers of one eval.json, flat: overall and per-source scores."""
+    """The headline numbers of one eval.json, flat: overall, mean of tasks, each task's
+    accuracy, per-source scores, and the model's size and training FLOPs per example."""
     out = {
         "overall_accuracy": results["overall_accuracy"],
         "mean_accuracy": results["mean_accuracy"],
     }
+    for task, row in results.get("tasks", {}).items():
+        out[f"task/{task}"] = row["accuracy"]
+    if "parameters" in results:
+        out["parameters"] = results["parameters"]
+        out["train_gflops_per_example"] = results["train_flops_per_example"] / 1e9
     for name, row in results.get("sources", {}).items():
         if row["protocol"] == "classification":
             out[f"{name}/accuracy"] = row["accuracy"]
@@ -78,32 +84,31 @@ def run(cmd: list[str], log: Path) -> None:
         raise SystemExit(f"{' '.join(cmd[:3])} failed (exit {done.returncode}); {log}: {tail}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--variants", default="full,baseline")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--runs", default="runs/accuracy")
-    parser.add_argument("--out", required=True)
-    args, overrides = parser.parse_known_args()
-    bad = [o for o in overrides if not o.startswith("--config.")]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)}")
-    seeds = [int(s) for s in args.seeds.split(",")]
-    if len(seeds) < 3:
-        parser.error("--seeds: at least 3 seeds (accuracy claims give mean and spread)")
-    variants = [v for v in args.variants.split(",") if v]
+def sweep(
+    config: str,
+    variants: list[str],
+    seeds: list[int],
+    runs: str,
+    overrides: list[str],
+    *,
+    done: int = 0,
+    total: int | None = None,
+    start: float | None = None,
+) -> tuple[dict[str, dict[int, dict[str, float]]], dict[str, list[float]]]:
+    """Trains and evaluates every (variant, seed) of `config` not yet evaluated: the
+    metrics of each run (metrics_of) and the seconds of those run now, per variant.
+    done/total/start: where the progress line counts from when this is part of a larger
+    grid."""
     rs_jax = str(Path(sys.executable).with_name("rs-jax"))
-    name = Path(args.config).stem
-
+    name = Path(config).stem
     per_run: dict[str, dict[int, dict[str, float]]] = {v: {} for v in variants}
     seconds: dict[str, list[float]] = {v: [] for v in variants}
-    total, done = len(variants) * len(seeds), 0
-    start = time.perf_counter()
+    total = total or len(variants) * len(seeds)
+    start = start or time.perf_counter()
     for seed in seeds:
         for variant in variants:
-            workdir = Path(args.runs) / name / variant / f"seed{seed}"
-            spec = args.config if variant == "full" else f"{args.config}:{variant}"
+            workdir = Path(runs) / name / variant / f"seed{seed}"
+            spec = config if variant == "full" else f"{config}:{variant}"
             common_args = ["--config", spec, "--workdir", str(workdir), f"--config.seed={seed}"]
             eval_json = workdir / "eval.json"
             if not eval_json.exists():
@@ -118,43 +123,80 @@ def main() -> int:
                 seconds[variant].append(time.perf_counter() - t0)
             per_run[variant][seed] = metrics_of(json.loads(eval_json.read_text()))
             done += 1
-            elapsed = time.perf_counter() - start
-            eta = elapsed / done * (total - done)
-            print(f"[{done}/{total}] {variant} seed {seed}: overall "
-                  f"{per_run[variant][seed]['overall_accuracy']:.3f} | "
-                  f"{elapsed / 60:.1f} min | ETA {eta / 60:.1f} min", flush=True)  # fmt: skip
+            overall = per_run[variant][seed]["overall_accuracy"]
+            common.progress(
+                done, total, f"{name} {variant} seed {seed}: overall {overall:.3f}", start
+            )
+    return per_run, seconds
 
-    stats = {
+
+def statistics_of(
+    per_run: dict[str, dict[int, dict[str, float]]], seeds: list[int]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """{variant: {metric: {"mean", "std", "seeds": [the value of each seed]}}}."""
+    return {
         v: {
             key: {
                 "mean": statistics.mean(runs[s][key] for s in seeds),
                 "std": statistics.stdev(runs[s][key] for s in seeds),
-                "runs": [runs[s][key] for s in seeds],
+                "seeds": [runs[s][key] for s in seeds],
             }
             for key in runs[seeds[0]]
         }
         for v, runs in per_run.items()
     }
-    keys = list(stats[variants[0]])
-    rows = [
-        [key]
-        + [
-            f"{stats[v][key]['mean']:.3f} ± {stats[v][key]['std']:.3f}" if key in stats[v] else "-"
-            for v in variants
-        ]
-        for key in keys
-    ]
-    verdicts = []
-    for other in variants[1:]:
-        for key in keys:
-            a, b = stats[variants[0]].get(key), stats[other].get(key)
-            if a and b and abs(a["mean"] - b["mean"]) > a["std"] + b["std"]:
-                higher = variants[0] if a["mean"] > b["mean"] else other
-                verdicts.append(f"{key}: {higher} higher ({variants[0]} vs {other})")
+
+
+def differences(stats: dict[str, dict[str, dict[str, Any]]], reference: str) -> list[str]:
+    """The metrics in which a variant's mean differs from `reference`'s by more than twice
+    the larger of their standard deviations (the rest are no difference)."""
+    found = []
+    for other in (v for v in stats if v != reference):
+        for key, a in stats[reference].items():
+            b = stats[other].get(key)
+            if b and abs(a["mean"] - b["mean"]) > 2 * max(a["std"], b["std"]):
+                higher = reference if a["mean"] > b["mean"] else other
+                found.append(f"{key}: {higher} higher ({reference} vs {other})")
+    return found
+
+
+def cell(stat: dict[str, Any] | None) -> str:
+    return "-" if stat is None else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def parse_seeds(parser: argparse.ArgumentParser, text: str) -> list[int]:
+    seeds = [int(s) for s in text.split(",")]
+    if len(seeds) < 3:
+        parser.error("--seeds: at least 3 seeds (accuracy claims give mean and spread)")
+    return seeds
+
+
+def config_overrides(parser: argparse.ArgumentParser, overrides: list[str]) -> list[str]:
+    bad = [o for o in overrides if not o.startswith("--config.")]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    return overrides
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--variants", default="full,baseline")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--runs", default="runs/accuracy")
+    parser.add_argument("--out", required=True)
+    args, overrides = parser.parse_known_args()
+    overrides = config_overrides(parser, overrides)
+    seeds = parse_seeds(parser, args.seeds)
+    variants = [v for v in args.variants.split(",") if v]
+    per_run, seconds = sweep(args.config, variants, seeds, args.runs, overrides)
+    stats = statistics_of(per_run, seeds)
+    rows = [[key] + [cell(stats[v].get(key)) for v in variants] for key in stats[variants[0]]]
     summary = common.table(["metric", *variants], rows) + [
         "",
         f"Mean ± standard deviation over seeds {seeds}; `{args.config}` {' '.join(overrides)}.",
-        "Differences beyond the spread: " + ("; ".join(verdicts) or "none (no difference)"),
+        "Differences beyond the spread: "
+        + ("; ".join(differences(stats, variants[0])) or "none (no difference)"),
     ]
     result = {
         "config": args.config,

@@ -136,8 +136,15 @@ def source(format: str, path: str, **values: Any) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(fields | values)
 
 
+# The rungs of the ablation grid (benchmarks/ablation.py; at most one at a time): the
+# baseline, then each part of the method alone on it, then a baseline as large as the full
+# model. The config as it is, is the full model.
+ABLATIONS = ("baseline", "levels", "retrieval", "experts", "wide")
 # The real-data configs' variants (configs/eurosat.py, configs/ucm_mixture.py).
-REAL_DATA_ARGS = dict(baseline=False, kb=False)
+REAL_DATA_ARGS = dict.fromkeys(ABLATIONS, False) | dict(kb=False)
+# `wide`: the baseline's MLPs widened until it has the full model's parameters (within 2%
+# without the embeddings, which both share; tests/test_config_files.py checks it).
+WIDE_MLP_DIMS = dict(vision=576, llm=656)
 
 
 def from_scratch_64px(config: ml_collections.ConfigDict, arg: ml_collections.ConfigDict) -> None:
@@ -153,8 +160,29 @@ def from_scratch_64px(config: ml_collections.ConfigDict, arg: ml_collections.Con
     config.train.log_every = 100
     if arg.kb:
         config.model.kb.update(source=str(REPO / "runs" / "kb"), dim=384, top_k=5)
-    if arg.baseline:
+    ablate(config, arg)
+
+
+def ablate(config: ml_collections.ConfigDict, arg: ml_collections.ConfigDict) -> None:
+    """One rung of the ablation grid, ABLATIONS (docs/ablation.md). levels: the tapped
+    levels alone (no retrieval, no experts). retrieval / experts: that part alone, on one
+    level holding every patch token of the last block, as the baseline's; retrieval takes
+    the coarsest level's KB cues. wide: the baseline with wider MLPs."""
+    chosen = [name for name in ABLATIONS if arg[name]]
+    if len(chosen) > 1:
+        raise ValueError(f"choose at most one of the variants {', '.join(chosen)}")
+    model = config.model
+    if arg.baseline or arg.wide:
         make_baseline(config)
+    if arg.wide:
+        model.vision.mlp_dim = WIDE_MLP_DIMS["vision"]
+        model.llm.mlp_dim = WIDE_MLP_DIMS["llm"]
+    if arg.levels:
+        model.update(semantic_augmentation=False, semantic_experts=False)
+    if arg.retrieval or arg.experts:
+        grid = config.data.image_size // model.vision.patch_size
+        model.levels = ((model.levels[0][0], -1, grid),)
+        model.update(semantic_augmentation=arg.retrieval, semantic_experts=arg.experts)
 
 
 def make_baseline(config: ml_collections.ConfigDict) -> None:

@@ -177,3 +177,47 @@ def test_grounding_synth_fits_its_longest_questions_and_boxes(tmp_path):
     widest = boxes.render([boxes.Box(0.1, 0.1, 1.0, 1.0)], dc.box_format)  # three-digit 100
     _, mask = encoder.answer(widest)
     assert mask.sum() <= config.eval.max_new_tokens  # generation can write it whole
+
+
+def _non_embedding_parameters(config) -> int:
+    """Parameters of the model `config` builds, but the token embeddings (the same in every
+    variant of a config)."""
+    import jax
+    import numpy as np
+
+    from rs_jax.data.scenes import kb_entries
+    from rs_jax.train import experiment
+
+    config.unlock()
+    config.model.llm.vocab_size = 256  # a planned model has no tokenizer
+    exp = experiment.plan(config, kb_entries(), devices=jax.devices()[:1])
+    leaves = jax.tree_util.tree_leaves_with_path(exp.state["params"])
+    return sum(
+        int(np.prod(x.shape)) for path, x in leaves if "embedding" not in jax.tree_util.keystr(path)
+    )
+
+
+@pytest.mark.parametrize("config_file", ["configs/eurosat.py", "configs/ucm_mixture.py"])
+def test_the_ablation_rungs_switch_one_part_each_and_wide_matches_the_full_size(config_file):
+    from rs_jax.models.config import ModelConfig
+
+    def model(arg=None):
+        config = load_config(config_file + (f":{arg}" if arg else ""))
+        return ModelConfig.from_config(config.model, config.data.image_size)
+
+    full = model()
+    assert (full.variant, full.visual_tokens) == ("full", 1 + 4 + 16)
+    assert (model("baseline").variant, model("wide").variant) == ("baseline", "baseline")
+    assert (model("levels").variant, model("levels").levels) == ("levels", full.levels)
+    for arg, variant in (("retrieval", "levels + augmentation"), ("experts", "levels + experts")):
+        alone = model(arg)
+        assert alone.variant == variant
+        # One level: every patch token of the last block, as the baseline sees them.
+        assert [(lv.block, lv.grid) for lv in alone.levels] == [(3, 8)]
+        assert alone.visual_tokens == model("baseline").visual_tokens == 64
+    specs = {"baseline": ":baseline", "wide": ":wide", "full": ""}
+    sizes = {k: _non_embedding_parameters(load_config(config_file + s)) for k, s in specs.items()}
+    assert sizes["baseline"] < 0.6 * sizes["full"]
+    assert sizes["wide"] == pytest.approx(sizes["full"], rel=0.02)
+    with pytest.raises(ValueError, match="choose at most one of the variants levels, experts"):
+        load_config(f"{config_file}:levels,experts")

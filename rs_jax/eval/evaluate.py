@@ -7,6 +7,7 @@ a source with the predicted boxes in red and the reference in green)."""
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -24,6 +25,7 @@ from rs_jax.eval.generation import greedy_generate
 from rs_jax.eval.metrics import format_table
 from rs_jax.eval.protocols import Scorer, markdown
 from rs_jax.files import is_local, write_text_whole
+from rs_jax.models.flops import train_flops_per_example
 from rs_jax.models.retrieval import hits_at_k
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.charts import expert_usage_figure
@@ -106,7 +108,7 @@ def _restore_latest(
 class _Tally:
     """What evaluation gathers batch by batch besides the scorer's answers."""
 
-    level_names: list[str]
+    level_names: list[str]  # the levels that retrieve
     hits: dict[str, np.ndarray]  # level -> [hit@1, hit@k, labelled] rows
     expert_counts: Any = 0.0
     # Per batch: the share of expert assignments over capacity.
@@ -141,7 +143,7 @@ def _generate_and_score(
 ) -> _Tally:
     """Answers to every eval question, scored, with retrieval and routing gathered."""
     eval_step = make_eval_step(exp)
-    level_names = [] if exp.model_config.baseline else list(exp.model_config.level_names)
+    level_names = list(exp.model_config.level_names) if exp.model_config.retrieves else []
     tally = _Tally(level_names, hits={name: np.zeros(3) for name in level_names})
     batches = list(exp.data.eval_batches(config.eval.batch_size, config.eval.num_examples))
     progress = ProgressLine(len(batches), 0, max(len(batches) // 5, 1))
@@ -202,9 +204,15 @@ def _results(
     workdir: epath.Path,
 ) -> dict[str, Any]:
     """eval.json's content; the pictures are written to workdir on the way."""
+    data = config.data
+    text_tokens = len(exp.data.encoder.prefix_ids) + data.max_prompt_len + data.max_answer_len
     results: dict[str, Any] = {
         "step": step,
-        "model": "baseline" if config.model.baseline else "full",
+        "model": exp.model_config.variant,
+        "parameters": sum(int(np.prod(x.shape)) for x in jax.tree.leaves(exp.state["params"])),
+        "train_flops_per_example": train_flops_per_example(
+            exp.model_config, text_tokens, data.max_answer_len
+        ),
     }
     results |= scorer.results(workdir)
     for source, examples in tally.drawn.items():
@@ -229,8 +237,8 @@ def _results(
         for name, h in tally.hits.items()
         if h[2] > 0
     }
-    if tally.level_names:
-        results |= _expert_usage(tally, workdir)
+    if exp.model_config.has_semantic_experts:
+        results |= _expert_usage(tally, exp.model_config.level_names, workdir)
     results["samples"] = tally.samples
     if exp.data.skips:  # what indexing left out: an eval never silently scores fewer images
         results["data"] = data = exp.data.skips["eval"]
@@ -243,12 +251,12 @@ def _results(
     return results
 
 
-def _expert_usage(tally: _Tally, workdir: epath.Path) -> dict[str, Any]:
+def _expert_usage(tally: _Tally, level_names: Sequence[str], workdir: epath.Path) -> dict[str, Any]:
     """Each level's share of tokens per expert and the share dropped over capacity; the
     usage is drawn to workdir/expert_usage.png."""
     counts = np.asarray(tally.expert_counts)
     usage = counts / np.maximum(counts.sum(-1, keepdims=True), 1)
-    expert_usage = {name: usage[i].tolist() for i, name in enumerate(tally.level_names)}
+    expert_usage = {name: usage[i].tolist() for i, name in enumerate(level_names)}
     fig = expert_usage_figure(expert_usage)
     with (workdir / "expert_usage.png").open("wb") as f:
         fig.savefig(f, format="png", dpi=100)
@@ -297,7 +305,7 @@ def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) ->
             f"{len(data['skipped'])} unreadable and {len(data['unsupported'])} unsupported "
             f"files (listed in eval.json)"
         )
-    print(f"(written to eval.json, eval.md{'' if config.model.baseline else ', expert_usage.png'})")
+    print(f"(written to eval.json, eval.md{', expert_usage.png' * ('expert_usage' in results)})")
 
 
 def _grounding_line(r: dict[str, Any]) -> str:

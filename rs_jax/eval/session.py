@@ -139,12 +139,12 @@ class Session:
         }
         if self.exp.data.host_retriever is not None:
             batch = self.exp.data.host_retriever.map_batch(batch)
-        baseline = self.exp.model_config.baseline
+        model_config = self.exp.model_config
         with jax.set_mesh(self.exp.mesh):
             sharded = self.exp.shard_batch(batch)
             out = jax.device_get(self._eval_step(self.params, sharded))
             counts = None
-            if not baseline:
+            if model_config.has_semantic_experts:
                 if len(questions) == 1:
                     # Every row is the same question: the batch's counts are the row's, scaled.
                     counts = np.asarray(out["expert_counts"])[None]
@@ -154,16 +154,17 @@ class Session:
                     counts = np.asarray(jax.device_get(self._row_counts(self.params, sharded)))
         seconds = (time.perf_counter() - start) / len(questions)
         answers = []
-        level_names = self.exp.model_config.level_names
+        level_names = model_config.level_names
         tokenizer = self.exp.data.tokenizer
         for row in range(len(questions)):
             text = tokenizer.decode(out["answers"][row], skip_special_tokens=True)
             retrieved, usage = {}, {}
-            if not baseline:
+            if model_config.retrieves:
                 entries = self.exp.knowledge.entries
                 for level, name in enumerate(level_names):
                     ids, scores = out[f"ids/{level}"][row], out[f"scores/{level}"][row]
                     retrieved[name] = [(entries[i].name, float(s)) for i, s in zip(ids, scores)]
+            if counts is not None:
                 shares = counts[row] / np.maximum(counts[row].sum(-1, keepdims=True), 1)
                 usage = {n: shares[i].tolist() for i, n in enumerate(level_names)}
             answers.append(Answer(text, pixels[row], retrieved, usage, seconds))

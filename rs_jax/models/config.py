@@ -515,13 +515,18 @@ class DecoderConfig:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """`config.model`: the whole network. `baseline` turns it into plain LLaVA-1.5 (every
-    patch token of the last ViT block, MLP projector, no KB, no experts)."""
+    patch token of the last ViT block, MLP projector, no KB, no experts); the method's two
+    parts can also be switched off one at a time (the ablation grid, docs/ablation.md)."""
 
     vision: VisionConfig
     # Semantic levels, coarse to fine; their number is the length of config.model.levels.
     levels: tuple[LevelConfig, ...]
     experts: ExpertsConfig
     baseline: bool = False
+    # Each level's tokens cross-attend to [KB cues retrieved with the prompt; prompt].
+    semantic_augmentation: bool = True
+    # The level-grouped mixture of experts on the visual tokens.
+    semantic_experts: bool = True
     kb: KnowledgeConfig = dataclasses.field(default_factory=KnowledgeConfig)
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     llm: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
@@ -549,12 +554,32 @@ class ModelConfig:
             "cuDNN's fused attention runs in bfloat16: set config.model.dtype='bfloat16'",
         )
         kb = self.kb
-        if kb.retrieval == "host" and not kb.source and not self.baseline:
+        if kb.retrieval == "host" and not kb.source and self.retrieves:
             raise ModelConfigError(
                 "config.model.kb.retrieval='host' searches a built KB's ScaNN index: set "
                 "config.model.kb.source to a directory made by `rs-jax kb build` (or use "
                 "retrieval='device')"
             )
+
+    @property
+    def retrieves(self) -> bool:
+        """Whether the levels retrieve knowledge-base cues (and so need a KB)."""
+        return not self.baseline and self.semantic_augmentation
+
+    @property
+    def has_semantic_experts(self) -> bool:
+        return not self.baseline and self.semantic_experts
+
+    @property
+    def variant(self) -> str:
+        """What the network is, for logs and reports: "baseline", "full", or the levels
+        with the parts that are on ("levels", "levels + augmentation", "levels + experts")."""
+        if self.baseline:
+            return "baseline"
+        if self.semantic_augmentation and self.semantic_experts:
+            return "full"
+        parts = ["augmentation"] * self.semantic_augmentation + ["experts"] * self.semantic_experts
+        return " + ".join(["levels", *parts])
 
     @property
     def level_names(self) -> tuple[str, ...]:
@@ -590,8 +615,10 @@ class ModelConfig:
         precision = Precision.from_config(model)
         vision = VisionConfig.from_config(model["vision"], image_size)
         levels = LevelConfig.from_config(model["levels"], vision)
+        # A run stored before the part switches existed has both parts.
+        switches = {key: bool(model.get(key, _keys(cls)[key])) for key in _SWITCHES}
         return cls(
-            baseline=bool(model["baseline"]),
+            **switches,
             vision=vision,
             levels=levels,
             kb=KnowledgeConfig.from_config(model["kb"]),
@@ -603,11 +630,14 @@ class ModelConfig:
         )
 
 
+_SWITCHES = ("baseline", "semantic_augmentation", "semantic_experts")
+
+
 def model_defaults() -> dict[str, Any]:
     """`config.model` with every key at its default (configs/common.py's): the fields of the
     dataclasses above, laid out as the config names them."""
     return (
-        dict(baseline=_keys(ModelConfig)["baseline"])
+        {key: _keys(ModelConfig)[key] for key in _SWITCHES}
         | Precision().to_config()
         | StackConfig().to_config()
         | dict(

@@ -10,6 +10,8 @@ pixels -> ViT (the tapped blocks) -> levels, coarse to fine (block + pooling gri
 
 `baseline=True` is plain LLaVA-1.5: last-block patch tokens, MLP projector, no KB, no experts
 (config.model.llm.moe_every is ignored: its routing needs the levels).
+`semantic_augmentation=False` / `semantic_experts=False` drop one part of the method and
+keep the rest (the ablation grid).
 """
 
 from collections.abc import Sequence
@@ -31,8 +33,9 @@ from rs_jax.models.vision import VisionEncoder, pool_to_grid
 
 class VisualOutput(NamedTuple):
     tokens: jax.Array  # [B, V, D_llm] visual tokens for the decoder
-    retrieved: tuple[Retrieved, ...]  # one per level, coarse to fine (empty for the baseline)
-    routing: RoutingStats | None  # the semantic experts'
+    # One per level, coarse to fine (empty without semantic augmentation).
+    retrieved: tuple[Retrieved, ...]
+    routing: RoutingStats | None  # the semantic experts' (None without them)
     # The decoder's visual-token MoE blocks, stacked on a leading block axis; filled by
     # RSVLM.__call__ (encode leaves it None).
     llm_routing: RoutingStats | None = None
@@ -62,15 +65,16 @@ class RSVLM(nnx.Module):
         self.projector = Mlp(vision_width, llm_width, llm_width, precision=precision, rngs=rngs)
         if cfg.baseline:
             return
-        self.kb = KnowledgeBase(kb_entry_levels, cfg.kb, precision, table=kb_table, rngs=rngs)
-        self.augment = nnx.List(
-            [
-                SemanticAugmentation(
-                    vision_width, llm_width, cfg.kb, cfg.augment.num_heads, precision, rngs=rngs
-                )
-                for _ in cfg.levels
-            ]
-        )
+        if cfg.semantic_augmentation:
+            self.kb = KnowledgeBase(kb_entry_levels, cfg.kb, precision, table=kb_table, rngs=rngs)
+            self.augment = nnx.List(
+                [
+                    SemanticAugmentation(
+                        vision_width, llm_width, cfg.kb, cfg.augment.num_heads, precision, rngs=rngs
+                    )
+                    for _ in cfg.levels
+                ]
+            )
 
         def level_embed(width):
             return param(
@@ -82,7 +86,8 @@ class RSVLM(nnx.Module):
             )
 
         self.vision_level_embed = level_embed(vision_width)
-        self.experts = SemanticExperts(vision_width, cfg.experts, precision, rngs=rngs)
+        if cfg.semantic_experts:
+            self.experts = SemanticExperts(vision_width, cfg.experts, precision, rngs=rngs)
         self.llm_level_embed = level_embed(llm_width)
 
     def token_levels(self) -> np.ndarray:
@@ -115,28 +120,44 @@ class RSVLM(nnx.Module):
             return VisualOutput(self.projector(self.vision(pixels, (last,))[last]), (), None)
 
         hidden = self.vision(pixels, [level.block for level in cfg.levels])
-        prompt_embeds = self.llm.embed(prompt_ids)
+        level_tokens = [pool_to_grid(hidden[level.block], level.grid) for level in cfg.levels]
+        retrieved = []
+        if cfg.semantic_augmentation:
+            level_tokens, retrieved = self._augment(level_tokens, prompt_ids, prompt_mask, kb_ids)
+
+        token_levels = self.token_levels()
+        level_embed = self.vision_level_embed[...][token_levels].astype(cfg.precision.dtype)
+        tokens = jnp.concatenate(level_tokens, axis=1) + level_embed
+        routing = None
+        if cfg.semantic_experts:
+            tokens, routing = self.experts(tokens, token_levels, jitter_key=jitter_key)
+        level_embed = self.llm_level_embed[...][token_levels].astype(cfg.precision.dtype)
+        return VisualOutput(self.projector(tokens) + level_embed, tuple(retrieved), routing)
+
+    def _augment(
+        self,
+        level_tokens: list[jax.Array],
+        prompt_ids: jax.Array,
+        prompt_mask: jax.Array,
+        kb_ids: jax.Array | None,
+    ) -> tuple[list[jax.Array], list[Retrieved]]:
+        """Each level's tokens [B, g*g, D_vis] cross-attend to [its top-k KB cues; prompt]."""
+        cfg = self.cfg
         if kb_ids is not None and kb_ids.shape[1:] != (len(cfg.levels), cfg.kb.top_k):
             raise ValueError(
                 f"kb_ids has shape {kb_ids.shape}, expected [B, {len(cfg.levels)}, "
                 f"{cfg.kb.top_k}] (levels, config.model.kb.top_k)"
             )
-        level_tokens, retrieved = [], []
-        for i, (level, augment) in enumerate(zip(cfg.levels, self.augment, strict=True)):
-            tokens = pool_to_grid(hidden[level.block], level.grid)
+        prompt_embeds = self.llm.embed(prompt_ids)
+        augmented, retrieved = [], []
+        for i, (level, tokens) in enumerate(zip(cfg.levels, level_tokens, strict=True)):
             ids = None if kb_ids is None else kb_ids[:, i]
-            tokens, found = augment(
+            tokens, found = self.augment[i](
                 tokens, prompt_embeds, prompt_mask, self.kb, level.kb_level, ids
             )
-            level_tokens.append(tokens)
+            augmented.append(tokens)
             retrieved.append(found)
-
-        token_levels = self.token_levels()
-        level_embed = self.vision_level_embed[...][token_levels].astype(cfg.precision.dtype)
-        tokens = jnp.concatenate(level_tokens, axis=1) + level_embed
-        tokens, routing = self.experts(tokens, token_levels, jitter_key=jitter_key)
-        level_embed = self.llm_level_embed[...][token_levels].astype(cfg.precision.dtype)
-        return VisualOutput(self.projector(tokens) + level_embed, tuple(retrieved), routing)
+        return augmented, retrieved
 
     def text_before_image(self, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
         """Embedded template text before the image [B, P, D_llm] and its mask [B, P] (P = 0
@@ -251,7 +272,7 @@ def example_rows(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
 
 
 def _check_levels(cfg: ModelConfig, kb_entry_levels: Sequence[str]) -> None:
-    if cfg.baseline:
+    if not cfg.retrieves:
         return
     entry_levels = np.asarray([str(level) for level in kb_entry_levels])
     for i, level in enumerate(cfg.levels):

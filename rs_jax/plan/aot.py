@@ -24,7 +24,7 @@ from flax import nnx
 
 from rs_jax import sharding
 from rs_jax.config_files import ConfigError
-from rs_jax.plan import flops
+from rs_jax.models import flops
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train import report
 

@@ -91,7 +91,7 @@ class Experiment:
 
     def shard_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         """Host batch -> global arrays, with kb_labels turned into KB rows per model level."""
-        if "kb_labels" in batch and not self.model_config.baseline:
+        if "kb_labels" in batch and self.model_config.retrieves:
             labels = batch["kb_labels"]  # [..., M]: [B, M], or [B, K, M] packed
             rows = relabel(
                 labels.reshape(-1, labels.shape[-1]),
@@ -111,7 +111,7 @@ class Experiment:
         # A planned experiment has no tokenizer: its template text before the image is unknown.
         before = (b, 0 if self.data is None else len(self.data.encoder.prefix_ids))
         labels = (b, MAX_KB_LABELS)
-        if not self.model_config.baseline:
+        if self.model_config.retrieves:
             labels = (b, len(self.model_config.levels), MAX_KB_LABELS)
         shapes = {
             "image": ((b, size, size, 3), jnp.uint8),
@@ -298,7 +298,7 @@ def load_knowledge(
     in host retrieval mode the retriever over its ScaNN index."""
     table, retriever = None, None
     entries = data.kb_entries
-    if config.model.kb.source and not model_config.baseline:
+    if config.model.kb.source and model_config.retrieves:
         host = config.model.kb.retrieval == "host"
         built = BuiltKB.load(
             config.model.kb.source,
@@ -313,7 +313,7 @@ def load_knowledge(
             retriever = HostRetriever(
                 built, model_config.kb_levels, model_config.kb.top_k, query_fn
             )
-    if not model_config.baseline:
+    if model_config.retrieves:
         kb_levels = {e.level for e in entries}
         for i, level in enumerate(model_config.levels):
             if level.kb_level not in kb_levels:
@@ -332,7 +332,7 @@ def load_knowledge(
     knowledge = Knowledge(
         entries=entries, table=table, row_of_label=row_of_label, retriever=retriever
     )
-    if config.model.kb.source and not model_config.baseline:
+    if config.model.kb.source and model_config.retrieves:
         knowledge.source = str(config.model.kb.source)
     return knowledge
 
@@ -348,7 +348,7 @@ def _check_kb_source(model: ModelConfig) -> None:
             f"config.model.kb.source={source!r}: retrieval='host' reads the KB's ScaNN "
             f"index, which must be on this host (copy it here, or use retrieval='device')"
         )
-    if not model.baseline and not epath.Path(source).is_dir():
+    if model.retrieves and not epath.Path(source).is_dir():
         raise ConfigError(
             f"config.model.kb.source={source!r}: no such folder (expected a directory made "
             f"by `rs-jax kb build`)"

@@ -299,7 +299,7 @@ def _compile_step(
     config = exp.config
     precision, accum = exp.model_config.precision, config.train.grad_accum_steps
     print(
-        f"Training {'baseline' if config.model.baseline else 'full'} model: "
+        f"Training {exp.model_config.variant} model: "
         f"mesh {dict(exp.mesh.shape)}, global batch {config.data.batch_size}"
         + (f" in {accum} micro-batches" if accum > 1 else "")
         + f", compute {jnp.dtype(precision.dtype).name}, weights "

@@ -6,6 +6,7 @@ import collections
 import json
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -71,6 +72,7 @@ class FixedRetriever:
     tally[level] = [hit@1, hit@k, labelled] over valid rows, by set membership."""
 
     def __init__(self, exp):
+        self.exp = exp
         self.row_of_label = exp.knowledge.row_of_label
         self.k = exp.model_config.kb.top_k
         self.levels = [(level.name, level.kb_level) for level in exp.model_config.levels]
@@ -122,7 +124,7 @@ def evaluate_with(monkeypatch, run, rows):
 
 def test_reference_answers_score_one_with_counts_and_chance(monkeypatch, run):
     _, _, references = run
-    results, _ = evaluate_with(monkeypatch, run, lambda b: jnp.ones_like(b["valid"], bool))
+    results, retriever = evaluate_with(monkeypatch, run, lambda b: jnp.ones_like(b["valid"], bool))
     per_task = collections.Counter(task for task, _ in references)
     answers = collections.defaultdict(collections.Counter)
     for task, answer in references:
@@ -134,7 +136,11 @@ def test_reference_answers_score_one_with_counts_and_chance(monkeypatch, run):
         assert row["count"] == per_task[task], task
         assert row["chance"] == pytest.approx(max(answers[task].values()) / per_task[task])
     assert results["overall_accuracy"] == results["mean_accuracy"] == 1.0
-    assert results["step"] == 0
+    assert (results["step"], results["model"]) == (0, "full")
+    # The model's size is that of the parameters restored (what the checkpoint holds).
+    params = retriever.exp.state["params"]
+    assert results["parameters"] == sum(np.prod(x.shape) for x in jax.tree.leaves(params)) > 0
+    assert results["train_flops_per_example"] > 3 * 2 * results["parameters"]
     samples = results["samples"]
     assert len(samples) == 12 and all(s["correct"] for s in samples)
     # The decoded text is the reference itself, not merely equal after normalisation.

@@ -27,6 +27,22 @@ def test_output_shapes(baseline, single_device_mesh):
         assert float(visual.routing.expert_counts.sum()) == 8 * 21 * config.model.experts.top_k
 
 
+@pytest.mark.parametrize("augmentation, experts", [(False, False), (True, False), (False, True)])
+def test_a_part_switched_off_is_gone_and_the_rest_trains(augmentation, experts, single_device_mesh):
+    config = tiny_config()
+    config.model.update(semantic_augmentation=augmentation, semantic_experts=experts)
+    model = make_model(config, single_device_mesh)
+    parts = set(nnx.state(model, nnx.Param).keys())
+    assert {"kb", "augment"} <= parts if augmentation else not parts & {"kb", "augment"}
+    assert ("experts" in parts) == experts
+    _, visual = nnx.jit(lambda m, b: m(b))(model, jax.tree.map(jnp.asarray, random_batch()))
+    assert visual.tokens.shape == (8, 1 + 4 + 16, 32)  # the levels stay
+    assert len(visual.retrieved) == (3 if augmentation else 0)
+    assert (visual.routing is not None) == experts
+    losses = fit(config, single_device_mesh, [random_batch()], steps=25, learning_rate=3e-3)
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
 @pytest.mark.parametrize("baseline", [False, True])
 def test_few_steps_on_fixed_batch_lower_the_loss(baseline, single_device_mesh):
     config = tiny_config("baseline" if baseline else None)

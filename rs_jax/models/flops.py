@@ -25,10 +25,11 @@ def forward_flops(cfg: ModelConfig, text_tokens: int, answer_tokens: int) -> flo
     vit_block = _attention_block(patches, patches, vision.width, vision.width, vision.width)
     flops += depth * (vit_block + 2 * 2 * patches * vision.width * vision.mlp_dim)
     visual = cfg.visual_tokens
-    if not cfg.baseline:
+    if cfg.has_semantic_experts:
         experts = cfg.experts
         active = experts.top_k + experts.shared_experts
         flops += 2 * 3 * visual * vision.width * experts.mlp_dim * active  # SwiGLU experts
+    if cfg.retrieves:
         for level in cfg.levels:  # the knowledge cross-attention over top-k cues + prompt
             tokens = level.grid**2
             context = cfg.kb.top_k + text_tokens
