@@ -9,20 +9,21 @@ baseline (LLaVA-1.5), levels (the tapped levels alone), retrieval (KB cues on th
 baseline's tokens), experts (the semantic experts on the baseline's tokens), full, wide (the
 baseline widened to the full model's parameters). Each run is benchmarks/accuracy.py's:
 `rs-jax train` then `rs-jax eval` in <runs>/<config>/<variant>/seed<k>, not repeated once
-evaluated, so an interrupted grid continues where it stopped. --datasets / --variants run
-part of the grid; the datasets of an earlier --out that this run does not redo are kept.
+evaluated. --datasets / --variants run part of the grid.
 
 The JSON holds {"datasets": {dataset: {variant: {metric: {"mean", "std", "seeds"}}}}}:
 overall, mean of tasks, each task and source, the parameter count and the training FLOPs
-per example. A variant differs from another only where their means are further apart
-than twice the larger standard deviation; the summary says which do.
+per example, over the seeds run so far; and "runs", every finished run's metrics, saved as
+each run ends. A grid continues from its --out wherever it is run next (another machine,
+a later session): runs already there are not repeated. A variant differs from another only
+where both have 3 seeds and their means are further apart than twice the larger standard
+deviation; the summary says which do.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -59,6 +60,22 @@ def table(stats: dict[str, dict[str, dict]], variants: list[str]) -> list[str]:
     return common.table(header + headlines, rows)
 
 
+def summary_of(results: dict[str, dict], overrides: list[str]) -> list[str]:
+    lines = []
+    for dataset, stats in results.items():
+        shown = [v for v in VARIANTS if v in stats]
+        refs = [ref for ref in ("baseline", "full") if ref in stats]
+        found = [f for ref in refs for f in accuracy.differences(stats, ref)]
+        found = [f for f in found if not f.startswith(("parameters", "train_gflops"))]
+        lines += [f"### {dataset}", "", *table(stats, shown), ""]
+        lines += ["Differences beyond the spread: " + ("; ".join(found) or "none"), ""]
+    lines.append(
+        f"Mean ± standard deviation over the seeds run ({accuracy.MIN_SEEDS} needed for a "
+        f"difference to be claimed); {' '.join(overrides) or 'no overrides'}."
+    )
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
@@ -71,48 +88,61 @@ def main() -> int:
     seeds = accuracy.parse_seeds(parser, args.seeds)
     datasets = [d for d in args.datasets.split(",") if d]
     variants = [v for v in args.variants.split(",") if v]
-    for name, known in (("--datasets", DATASETS), ("--variants", VARIANTS)):
-        unknown = [x for x in (datasets if name == "--datasets" else variants) if x not in known]
+    for name, chosen, known in (
+        ("--datasets", datasets, DATASETS),
+        ("--variants", variants, VARIANTS),
+    ):
+        unknown = [x for x in chosen if x not in known]
         if unknown:
             parser.error(f"{name}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
 
     out = Path(args.out)
     earlier = json.loads(out.read_text()) if out.exists() else {}
-    if earlier and "datasets" not in earlier:
+    if earlier and "runs" not in earlier:
         parser.error(f"--out {out} exists and is no ablation grid; it is left as it is")
-    results = {d: s for d, s in earlier.get("datasets", {}).items() if d not in datasets}
-    minutes = {d: m for d, m in earlier.get("minutes_per_run", {}).items() if d in results}
+    if earlier and earlier.get("overrides", []) != overrides:
+        parser.error(
+            f"--out {out} holds runs with overrides {earlier['overrides']}, not {overrides}"
+        )
+    # Every finished run's metrics, {dataset: {variant: {seed: metrics}}}: a grid spread
+    # over several machines or sessions continues from its result file.
+    runs = earlier.get("runs", {})
+
+    def save(final: bool) -> None:
+        results = {
+            dataset: accuracy.statistics_of(
+                {v: {int(s): m for s, m in by_seed.items()} for v, by_seed in variants_run.items()},
+                sorted({int(s) for by_seed in variants_run.values() for s in by_seed}),
+            )
+            for dataset, variants_run in runs.items()
+        }
+        result = {
+            "datasets": results,
+            "configs": {d: DATASETS[d] for d in results},
+            "overrides": overrides,
+            "runs": runs,
+        }
+        if not final:  # a run finished: kept, quietly
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result | {"environment": common.environment()}, indent=2))
+        else:
+            common.write(result, out, summary_of(results, overrides))
+
     total, start = len(datasets) * len(variants) * len(seeds), time.perf_counter()
     for i, dataset in enumerate(datasets):
-        done = i * len(variants) * len(seeds)
-        per_run, seconds = accuracy.sweep(
-            DATASETS[dataset], variants, seeds, args.runs, overrides,
-            done=done, total=total, start=start,
-        )  # fmt: skip
-        results[dataset] = accuracy.statistics_of(per_run, seeds)
-        minutes[dataset] = {v: statistics.mean(s) / 60 for v, s in seconds.items() if s}
+        done_runs = runs.setdefault(dataset, {})
 
-    summary = []
-    for dataset, stats in results.items():
-        shown = [v for v in VARIANTS if v in stats]
-        found = [f for ref in ("baseline", "full") for f in accuracy.differences(stats, ref)]
-        found = [f for f in found if not f.startswith(("parameters", "train_gflops"))]
-        summary += [f"### {dataset}", "", *table(stats, shown), ""]
-        summary.append(
-            "Differences beyond the spread: " + ("; ".join(found) or "none (no difference)")
-        )
-        summary.append("")
-    summary.append(
-        f"Mean ± standard deviation over seeds {seeds}; {' '.join(overrides) or 'no overrides'}."
-    )
-    result = {
-        "datasets": results,
-        "configs": {d: DATASETS[d] for d in results},
-        "seeds": seeds,
-        "overrides": overrides,
-        "minutes_per_run": minutes,
-    }
-    common.write(result, out, summary)
+        def record(variant: str, seed: int, metrics: dict, done_runs=done_runs) -> None:
+            done_runs.setdefault(variant, {})[str(seed)] = metrics
+            save(final=False)
+
+        known = {v: {int(s): m for s, m in done_runs.get(v, {}).items()} for v in variants}
+        accuracy.sweep(
+            DATASETS[dataset], variants, seeds, args.runs, overrides,
+            known=known, on_run=record, done=i * len(variants) * len(seeds), total=total,
+            start=start,
+        )  # fmt: skip
+    save(final=True)
     return 0
 
 

@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ import common
 from rs_jax.data.tasks import BOX_TASKS, GROUNDING_TASK
 
 MARKER = ".rs_jax_accuracy_run"
+MIN_SEEDS = 3  # a difference is claimed only between variants run with this many seeds
 
 
 def metrics_of(results: dict[str, Any]) -> dict[str, float]:
@@ -91,14 +93,17 @@ def sweep(
     runs: str,
     overrides: list[str],
     *,
+    known: dict[str, dict[int, dict[str, float]]] | None = None,
+    on_run: Callable[[str, int, dict[str, float]], None] | None = None,
     done: int = 0,
     total: int | None = None,
     start: float | None = None,
 ) -> tuple[dict[str, dict[int, dict[str, float]]], dict[str, list[float]]]:
     """Trains and evaluates every (variant, seed) of `config` not yet evaluated: the
     metrics of each run (metrics_of) and the seconds of those run now, per variant.
-    done/total/start: where the progress line counts from when this is part of a larger
-    grid."""
+    known: metrics of runs evaluated elsewhere (an earlier result file), not run again;
+    on_run(variant, seed, metrics) is called as each run's metrics arrive. done/total/start:
+    where the progress line counts from when this is part of a larger grid."""
     rs_jax = str(Path(sys.executable).with_name("rs-jax"))
     name = Path(config).stem
     per_run: dict[str, dict[int, dict[str, float]]] = {v: {} for v in variants}
@@ -111,7 +116,8 @@ def sweep(
             spec = config if variant == "full" else f"{config}:{variant}"
             common_args = ["--config", spec, "--workdir", str(workdir), f"--config.seed={seed}"]
             eval_json = workdir / "eval.json"
-            if not eval_json.exists():
+            earlier = (known or {}).get(variant, {}).get(seed)
+            if earlier is None and not eval_json.exists():
                 if workdir.exists() and not (workdir / MARKER).exists():
                     raise SystemExit(f"{workdir} exists and was not made by this script")
                 workdir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +127,11 @@ def sweep(
                 run([rs_jax, "train", *common_args, *overrides], log)
                 run([rs_jax, "eval", *common_args, *overrides], log)
                 seconds[variant].append(time.perf_counter() - t0)
-            per_run[variant][seed] = metrics_of(json.loads(eval_json.read_text()))
+            if earlier is None:
+                earlier = metrics_of(json.loads(eval_json.read_text()))
+            per_run[variant][seed] = earlier
+            if on_run is not None:
+                on_run(variant, seed, earlier)
             done += 1
             overall = per_run[variant][seed]["overall_accuracy"]
             common.progress(
@@ -133,18 +143,21 @@ def sweep(
 def statistics_of(
     per_run: dict[str, dict[int, dict[str, float]]], seeds: list[int]
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """{variant: {metric: {"mean", "std", "seeds": [the value of each seed]}}}."""
-    return {
-        v: {
-            key: {
-                "mean": statistics.mean(runs[s][key] for s in seeds),
-                "std": statistics.stdev(runs[s][key] for s in seeds),
-                "seeds": [runs[s][key] for s in seeds],
+    """{variant: {metric: {"mean", "std", "seeds": [the value of each seed run]}}}, over
+    the `seeds` each variant has run (std None below two)."""
+    stats = {}
+    for v, runs in per_run.items():
+        ran = [s for s in seeds if s in runs]
+        if ran:
+            stats[v] = {
+                key: {
+                    "mean": statistics.mean(values := [runs[s][key] for s in ran]),
+                    "std": statistics.stdev(values) if len(values) > 1 else None,
+                    "seeds": values,
+                }
+                for key in runs[ran[0]]
             }
-            for key in runs[seeds[0]]
-        }
-        for v, runs in per_run.items()
-    }
+    return stats
 
 
 def differences(stats: dict[str, dict[str, dict[str, Any]]], reference: str) -> list[str]:
@@ -154,19 +167,26 @@ def differences(stats: dict[str, dict[str, dict[str, Any]]], reference: str) -> 
     for other in (v for v in stats if v != reference):
         for key, a in stats[reference].items():
             b = stats[other].get(key)
-            if b and abs(a["mean"] - b["mean"]) > 2 * max(a["std"], b["std"]):
+            if not b or min(len(a["seeds"]), len(b["seeds"])) < MIN_SEEDS:
+                continue
+            if abs(a["mean"] - b["mean"]) > 2 * max(a["std"], b["std"]):
                 higher = reference if a["mean"] > b["mean"] else other
                 found.append(f"{key}: {higher} higher ({reference} vs {other})")
     return found
 
 
 def cell(stat: dict[str, Any] | None) -> str:
-    return "-" if stat is None else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+    if stat is None:
+        return "-"
+    if stat["std"] is None:
+        return f"{stat['mean']:.3f} (1 seed)"
+    shown = f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+    return shown if len(stat["seeds"]) >= MIN_SEEDS else f"{shown} ({len(stat['seeds'])} seeds)"
 
 
 def parse_seeds(parser: argparse.ArgumentParser, text: str) -> list[int]:
     seeds = [int(s) for s in text.split(",")]
-    if len(seeds) < 3:
+    if len(seeds) < MIN_SEEDS:
         parser.error("--seeds: at least 3 seeds (accuracy claims give mean and spread)")
     return seeds
 

@@ -122,6 +122,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.batch_size = 100
     config.eval.max_new_tokens = 6
     config.eval.num_examples = -1  # -1 = the whole eval split
+    # "random": each level's cues are drawn at random from its KB entries instead of
+    # retrieved (does the model use them?); written to <workdir>/eval_random_cues.
+    config.eval.cues = "retrieved"
     return config
 
 

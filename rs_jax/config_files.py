@@ -355,6 +355,10 @@ def _check_eval(evaluation: ml_collections.ConfigDict) -> None:
     for key in ("batch_size", "max_new_tokens"):
         if key in evaluation and evaluation[key] <= 0:
             raise ConfigError(f"config.eval.{key} must be positive, got {evaluation[key]}")
+    if evaluation.get("cues", "retrieved") not in ("retrieved", "random"):
+        raise ConfigError(
+            f"config.eval.cues must be 'retrieved' or 'random', got {evaluation.cues!r}"
+        )
     if evaluation.get("num_examples", -1) != -1 and evaluation.num_examples < 1:
         raise ConfigError(
             f"config.eval.num_examples must be positive, or -1 for all, got "

@@ -20,11 +20,12 @@ from rs_jax.data.boxes import parse
 from rs_jax.data.sources import Protocol
 from rs_jax.data.tasks import BOX_TASKS
 from rs_jax.eval.captions import METRICS as CAPTION_METRICS
-from rs_jax.eval.figures import Example, grounding_sheet
+from rs_jax.eval.figures import Example, answers_by_hit_figure, grounding_sheet
 from rs_jax.eval.generation import greedy_generate
 from rs_jax.eval.metrics import format_table
 from rs_jax.eval.protocols import Scorer, markdown
 from rs_jax.files import is_local, write_text_whole
+from rs_jax.models.config import ModelConfig
 from rs_jax.models.flops import train_flops_per_example
 from rs_jax.models.retrieval import hits_at_k
 from rs_jax.train import experiment as experiment_lib
@@ -74,14 +75,24 @@ def make_eval_step(exp: experiment_lib.Experiment):
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Scores the latest checkpoint in `workdir` on the eval split; writes eval.json,
-    eval.md and the pictures there, prints the tables and returns the results."""
+    eval.md and the pictures there (with config.eval.cues="random", in
+    <workdir>/eval_random_cues), prints the tables and returns the results."""
+    cues = config.eval.get("cues", "retrieved")
+    model = ModelConfig.from_config(config.model, config.data.image_size)
+    if cues == "random" and not model.retrieves:
+        raise ValueError(
+            f"config.eval.cues='random' replaces retrieved cues, but this {model.variant} "
+            "model retrieves none"
+        )
     exp, params, step = _restore_latest(config, workdir)
+    out_dir = epath.Path(workdir) / ("eval_random_cues" if cues == "random" else "")
+    out_dir.mkdir(exist_ok=True)
     box_format = config.data.get("box_format", "geochat")
     scorer = Scorer(exp.data.eval_sources, box_format)
     tally = _generate_and_score(config, exp, params, scorer, box_format)
-    results = _results(config, exp, step, scorer, tally, epath.Path(workdir))
-    write_text_whole(epath.Path(workdir) / "eval.json", json.dumps(results, indent=2))
-    write_text_whole(epath.Path(workdir) / "eval.md", markdown(results))
+    results = _results(config, exp, step, scorer, tally, out_dir)
+    write_text_whole(out_dir / "eval.json", json.dumps(results, indent=2))
+    write_text_whole(out_dir / "eval.md", markdown(results))
     _print_report(results, config)
     return results
 
@@ -110,6 +121,9 @@ class _Tally:
 
     level_names: list[str]  # the levels that retrieve
     hits: dict[str, np.ndarray]  # level -> [hit@1, hit@k, labelled] rows
+    # Level -> [[wrong, right] answers when hit@1 missed, [wrong, right] when it hit], over
+    # labelled rows scored by exact match.
+    answers_by_hit: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     expert_counts: Any = 0.0
     # Per batch: the share of expert assignments over capacity.
     dropped: list[float] = dataclasses.field(default_factory=list)
@@ -118,8 +132,11 @@ class _Tally:
     drawn: dict[str, list[Example]] = dataclasses.field(default_factory=dict)
     scored: int = 0  # valid rows: padding rows of the last batch do not count
 
-    def add_retrieval_and_routing(self, out: dict[str, Any], valid: np.ndarray) -> None:
-        """One batch's retrieval hits per level and expert counts."""
+    def add_retrieval_and_routing(
+        self, out: dict[str, Any], valid: np.ndarray, right: np.ndarray, exact: np.ndarray
+    ) -> None:
+        """One batch's retrieval hits per level, answers by hit, and expert counts. right /
+        exact [B]: the row's answer is right / is scored by exact match."""
         for level, name in enumerate(self.level_names):
             labelled = out[f"labelled/{level}"] & valid
             self.hits[name] += [
@@ -127,6 +144,10 @@ class _Tally:
                 (out[f"hit@k/{level}"] & labelled).sum(),
                 labelled.sum(),
             ]
+            counted = labelled & exact
+            table = self.answers_by_hit.setdefault(name, np.zeros((2, 2), int))
+            hit = out[f"hit@1/{level}"][counted].astype(int)
+            np.add.at(table, (hit, right[counted].astype(int)), 1)
         # Padded rows of the last batch are routed too; their share is at most one batch.
         self.expert_counts = self.expert_counts + out.get("expert_counts", 0.0)
         if "dropped_fraction" in out:
@@ -147,16 +168,36 @@ def _generate_and_score(
     tally = _Tally(level_names, hits={name: np.zeros(3) for name in level_names})
     batches = list(exp.data.eval_batches(config.eval.batch_size, config.eval.num_examples))
     progress = ProgressLine(len(batches), 0, max(len(batches) // 5, 1))
+    random_cues = (
+        np.random.default_rng(config.seed) if config.eval.get("cues") == "random" else None
+    )
     with jax.set_mesh(exp.mesh):
         for i, batch in enumerate(batches, start=1):
+            if random_cues is not None:
+                batch = {**batch, "kb_ids": _random_cues(exp, len(batch["valid"]), random_cues)}
             out = jax.device_get(eval_step(params, exp.shard_batch(batch)))
             texts = exp.data.tokenizer.batch_decode(out["answers"], skip_special_tokens=True)
             valid = batch["valid"] > 0
+            right, exact = np.zeros_like(valid), np.zeros_like(valid)
             for row in np.flatnonzero(valid):
-                _score_answer(exp, scorer, tally, batch, row, texts[row], box_format)
-            tally.add_retrieval_and_routing(out, valid)
+                right[row] = _score_answer(exp, scorer, tally, batch, row, texts[row], box_format)
+                exact[row] = scorer.exact_match(exp.data.tasks[batch["task_id"][row]])
+            tally.add_retrieval_and_routing(out, valid, right, exact)
             progress.update(i, {}, int(valid.sum()))
     return tally
+
+
+def _random_cues(exp: experiment_lib.Experiment, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """KB rows [rows, L, k] drawn at random from each level's entries, without repeats in a
+    row: what the model would see if retrieval told it nothing."""
+    model = exp.model_config
+    entry_levels = np.array([entry.level for entry in exp.knowledge.entries])
+    ids = np.zeros((rows, len(model.levels), model.kb.top_k), np.int32)
+    for i, level in enumerate(model.levels):
+        members = np.flatnonzero(entry_levels == level.kb_level)
+        order = np.argsort(rng.random((rows, len(members))), axis=1)[:, : model.kb.top_k]
+        ids[:, i] = members[order]
+    return ids
 
 
 def _score_answer(
@@ -167,9 +208,9 @@ def _score_answer(
     row: int,
     prediction: str,
     box_format: str,
-) -> None:
-    """Scores the answer of one row; the first box answers of a source are kept to draw,
-    the first answers of all as samples."""
+) -> bool:
+    """Scores the answer of one row (returns whether it is right); the first box answers of
+    a source are kept to draw, the first answers of all as samples."""
     task = exp.data.tasks[batch["task_id"][row]]
     answer = str(batch["answer_text"][row])
     hit = scorer.add(task, prediction, answer, batch["references"][row])
@@ -193,6 +234,7 @@ def _score_answer(
                 "correct": bool(hit),
             }
         )
+    return bool(hit)
 
 
 def _results(
@@ -237,6 +279,9 @@ def _results(
         for name, h in tally.hits.items()
         if h[2] > 0
     }
+    if results["retrieval"]:
+        results["cues"] = config.eval.get("cues", "retrieved")
+        results |= _answers_by_hit(tally, results["retrieval"], workdir)
     if exp.model_config.has_semantic_experts:
         results |= _expert_usage(tally, exp.model_config.level_names, workdir)
     results["samples"] = tally.samples
@@ -249,6 +294,27 @@ def _results(
             )
     results["notes"] = notes
     return results
+
+
+def _answers_by_hit(
+    tally: _Tally, retrieval: dict[str, dict[str, Any]], workdir: epath.Path
+) -> dict[str, str]:
+    """Per level, the accuracy of the exact-match answers when the level's top cue is a
+    ground-truth entry and when it is not (into `retrieval`); drawn to
+    workdir/retrieval_answers.png."""
+    for name, table in tally.answers_by_hit.items():
+        if name in retrieval:
+            keys = ("answers_when_missed", "answers_when_hit@1")
+            for key, (wrong, right) in zip(keys, table, strict=True):
+                count = int(wrong + right)
+                retrieval[name][key] = {
+                    "accuracy": float(right / count) if count else None,
+                    "count": count,
+                }
+    fig = answers_by_hit_figure(retrieval)
+    with (workdir / "retrieval_answers.png").open("wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    return {"retrieval_figure": "retrieval_answers.png"}
 
 
 def _expert_usage(tally: _Tally, level_names: Sequence[str], workdir: epath.Path) -> dict[str, Any]:
@@ -269,11 +335,17 @@ def _expert_usage(tally: _Tally, level_names: Sequence[str], workdir: epath.Path
 def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) -> None:
     print(f"\nEvaluation at step {results['step']} ({results['model']} model)")
     print(format_table(results))
+    if results.get("cues") == "random":
+        print("retrieval: cues drawn at random from each level's entries (config.eval.cues)")
     for name, r in results.get("retrieval", {}).items():
-        print(
-            f"retrieval {name:<10} "
-            + "  ".join(f"{k} {v:.3f}" for k, v in r.items() if k != "labelled")
-        )
+        hits = [f"{k} {v:.3f}" for k, v in r.items() if k.startswith("hit@")]
+        answers = [
+            f"{r[k]['accuracy']:.3f} {when} (n={r[k]['count']})"
+            for k, when in (("answers_when_hit@1", "when hit@1"), ("answers_when_missed", "missed"))
+            if r.get(k, {}).get("accuracy") is not None
+        ]
+        shown = "  ".join(hits) + (f"  | answers right {', '.join(answers)}" if answers else "")
+        print(f"retrieval {name:<10} {shown}")
     for name, usage in results.get("expert_usage", {}).items():
         print(f"experts   {name:<10} " + " ".join(f"{u:.2f}" for u in usage))
     if "expert_dropped_fraction" in results:
@@ -305,7 +377,10 @@ def _print_report(results: dict[str, Any], config: ml_collections.ConfigDict) ->
             f"{len(data['skipped'])} unreadable and {len(data['unsupported'])} unsupported "
             f"files (listed in eval.json)"
         )
-    print(f"(written to eval.json, eval.md{', expert_usage.png' * ('expert_usage' in results)})")
+    figures = [results[key] for key in ("retrieval_figure",) if key in results]
+    figures += ["expert_usage.png"] * ("expert_usage" in results)
+    where = " in eval_random_cues/" if results.get("cues") == "random" else ""
+    print(f"(written to eval.json, eval.md{''.join(', ' + f for f in figures)}{where})")
 
 
 def _grounding_line(r: dict[str, Any]) -> str:

@@ -1,8 +1,8 @@
 """Evaluation pictures: the confusion matrix of a classification run; boxes drawn on images
 (grounding answers against their references)."""
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -57,6 +57,30 @@ def confusion_matrix_figure(
         for (row, col), count in np.ndenumerate(counts):
             colour = "white" if shares[row, col] > 0.5 else "black"
             ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=fontsize)
+    return fig
+
+
+def answers_by_hit_figure(retrieval: Mapping[str, Mapping[str, Any]]) -> Figure:
+    """Per retrieving level, two bars: answer accuracy when the level's top cue was a
+    ground-truth entry and when it was not, each labelled with its count. `retrieval` is
+    eval.json's "retrieval" ({level: {"answers_when_hit@1": {"accuracy", "count"},
+    "answers_when_missed": {...}}}); a bar without answers is left out."""
+    levels = list(retrieval)
+    fig = Figure(figsize=(1.8 * len(levels) + 2.5, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    bars = ((-0.2, "answers_when_hit@1", "tab:green"), (0.2, "answers_when_missed", "tab:red"))
+    for offset, key, colour in bars:
+        for i, level in enumerate(levels):
+            row = retrieval[level].get(key) or {"accuracy": None, "count": 0}
+            if row["accuracy"] is None:
+                continue
+            ax.bar(i + offset, row["accuracy"], 0.4, color=colour, label=key if i == 0 else None)
+            ax.text(i + offset, row["accuracy"], f"n={row['count']}", ha="center", va="bottom")
+    ax.set_xticks(np.arange(len(levels)), levels)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("answer accuracy (exact match)")
+    ax.set_title("answers when the top cue is right (green) or wrong (red)")
+    ax.legend(["top cue right", "top cue wrong"], loc="upper right", fontsize=8)
     return fig
 
 

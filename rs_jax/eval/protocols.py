@@ -62,6 +62,12 @@ class Scorer:
         """The source whose answers to `task` are boxes, or None where they are text."""
         return None if self._box_task(task) is None else self.source_of[task]
 
+    def exact_match(self, task: str) -> bool:
+        """Whether answers to `task` are scored right or wrong by exact match (not captions,
+        not boxes)."""
+        protocol = self.sources[self.source_of[task]].protocol
+        return self._box_task(task) is None and protocol != Protocol.CAPTIONING
+
     def _box_task(self, task: str) -> str | None:
         """The box task `task` is scored as (its key in the source's results), or None."""
         name = self.source_of[task]

@@ -22,21 +22,23 @@ REPO = Path(__file__).resolve().parents[2]
 NUM_TEST = 3  # images; about 8 questions each: two eval batches of 16, the last padded
 
 
+def run_overrides(workdir):
+    """The `run` fixture's config overrides."""
+    return [
+        f"data.data_dir={Path(workdir) / 'data'}",
+        "data.num_train=8",
+        f"data.num_test={NUM_TEST}",
+        # The oracle hands back the whole answer row: generation must be as long.
+        "eval.max_new_tokens=8",
+        "data.max_answer_len=8",
+    ]
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A tiny config and a workdir holding its freshly initialised state as step 0."""
     workdir = tmp_path_factory.mktemp("eval")
-    config = load_config(
-        str(REPO / "configs/tiny.py"),
-        [
-            f"data.data_dir={workdir / 'data'}",
-            "data.num_train=8",
-            f"data.num_test={NUM_TEST}",
-            # The oracle hands back the whole answer row: generation must be as long.
-            "eval.max_new_tokens=8",
-            "data.max_answer_len=8",
-        ],
-    )
+    config = load_config(str(REPO / "configs/tiny.py"), run_overrides(workdir))
     exp = experiment_lib.setup(config, str(workdir))
     checkpointer = Checkpointer(workdir)
     checkpointer.save(0, exp.state)
@@ -177,11 +179,18 @@ def test_every_third_row_answered_and_retrieval_hit_rates(monkeypatch, run):
     k = config.model.kb.top_k
     assert set(results["retrieval"]) == set(retriever.tally)
     for name, (hit_1, hit_k, labelled) in retriever.tally.items():
-        assert results["retrieval"][name] == {
+        row = results["retrieval"][name]
+        assert {key: row[key] for key in ("hit@1", f"hit@{k}", "labelled")} == {
             "hit@1": pytest.approx(hit_1 / labelled),
             f"hit@{k}": pytest.approx(hit_k / labelled),
             "labelled": labelled,
         }, name
+        # The oracle answers exactly the rows whose first cue is right: answers are right
+        # whenever the level's top cue is, and wrong whenever it is not.
+        assert row["answers_when_hit@1"] == {"accuracy": 1.0, "count": hit_1}, name
+        assert row["answers_when_missed"] == {"accuracy": 0.0, "count": labelled - hit_1}, name
+    assert results["cues"] == "retrieved"
+    assert (Path(run[1]) / results["retrieval_figure"]).stat().st_size > 0
     # Every image has a scene: all questions labelled, a third of them hit first, two
     # thirds within k; the case distinguishes hit@1 from hit@k.
     hit_1, hit_k, labelled = retriever.tally["scene"]
@@ -192,6 +201,35 @@ def test_every_third_row_answered_and_retrieval_hit_rates(monkeypatch, run):
         assert len(shares) == config.model.experts.experts_per_level
         assert sum(shares) == pytest.approx(1.0)
     assert 0.0 <= results["expert_dropped_fraction"] <= 1.0
+
+
+def test_random_cues_are_level_entries_and_their_results_go_to_their_own_folder(run):
+    config, workdir, _ = run
+    main = Path(workdir) / "eval.json"  # the retrieved-cue results, if any: left as they are
+
+    def main_results():
+        return main.read_bytes() if main.exists() else None
+
+    before = main_results()
+    shuffled = load_config(
+        str(REPO / "configs/tiny.py"), [*run_overrides(workdir), "eval.cues=random"]
+    )
+    exp = experiment_lib.setup(shuffled, str(workdir), abstract=True)
+    ids = evaluate_lib._random_cues(exp, 64, np.random.default_rng(0))
+    levels = np.array([entry.level for entry in exp.knowledge.entries])
+    for i, level in enumerate(exp.model_config.levels):
+        members = set(np.flatnonzero(levels == level.kb_level))
+        assert set(ids[:, i].ravel()) == members  # every entry of the level drawn, no other
+        assert all(len(set(row)) == len(row) for row in ids[:, i])  # no repeats in a row
+    results = evaluate_lib.evaluate(shuffled, workdir)
+    assert results["cues"] == "random"
+    written = json.loads((Path(workdir) / "eval_random_cues" / "eval.json").read_text())
+    assert written == results
+    assert main_results() == before
+    with pytest.raises(ValueError, match="config.eval.cues='random' replaces retrieved cues"):
+        evaluate_lib.evaluate(
+            load_config(str(REPO / "configs/tiny.py:baseline"), ["eval.cues=random"]), workdir
+        )
 
 
 def _write_mixture(root: Path) -> None:

@@ -54,3 +54,25 @@ def test_sheet_is_a_png_of_tiles_with_the_boxes():
     assert tuple(pixels[int(0.25 * TILE), TILE + int(0.5 * TILE)]) == REFERENCE
     assert not (pixels[:TILE, TILE:] == PREDICTED).all(-1).any()  # no answer, no red
     assert (pixels[TILE:] < 100).all(-1).any()  # the question written under the tiles
+
+
+def test_answers_by_hit_bars_are_the_accuracies_by_level():
+    from rs_jax.eval.figures import answers_by_hit_figure
+
+    retrieval = {
+        "scene": {
+            "answers_when_hit@1": {"accuracy": 0.8, "count": 40},
+            "answers_when_missed": {"accuracy": 0.25, "count": 8},
+        },
+        # No answer missed the object level's top cue: its red bar is left out.
+        "object": {
+            "answers_when_hit@1": {"accuracy": 0.5, "count": 48},
+            "answers_when_missed": {"accuracy": None, "count": 0},
+        },
+    }
+    fig = answers_by_hit_figure(retrieval)
+    (ax,) = fig.axes
+    bars = sorted((round(p.get_x() + p.get_width() / 2, 2), p.get_height()) for p in ax.patches)
+    assert bars == [(-0.2, 0.8), (0.2, 0.25), (0.8, 0.5)]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["scene", "object"]
+    assert {t.get_text() for t in ax.texts} == {"n=40", "n=8", "n=48"}
