@@ -92,6 +92,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict(model_defaults())
 
     config.train = ml_collections.ConfigDict()
+    # "answer": the assistant's (answer tokens, with the auxiliary losses). "align":
+    # alignment pretraining of the ViT and its levels' queries against the KB's embeddings
+    # (configs/align_pretrain.py; rs_jax/train/losses.py).
+    config.train.objective = "answer"
     config.train.steps = 2500
     config.train.learning_rate = 1e-3
     config.train.warmup_steps = 100

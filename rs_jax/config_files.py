@@ -260,6 +260,15 @@ def _check_train(train: ml_collections.ConfigDict) -> None:
     for key in ("steps", "log_every", "checkpoint_every", "keep_checkpoints"):
         if key in train and train[key] <= 0:
             raise ConfigError(f"config.train.{key} must be positive, got {train[key]}")
+    if train.get("objective", "answer") not in ("answer", "align"):
+        raise ConfigError(
+            f"config.train.objective must be 'answer' or 'align', got {train.objective!r}"
+        )
+    if train.get("objective") == "align" and train.get("grad_accum_steps", 1) > 1:
+        raise ConfigError(
+            "config.train.objective='align' scores every image against the whole batch's "
+            "texts: set config.train.grad_accum_steps=1 (micro-batches would see fewer)"
+        )
     if train.get("on_nonfinite", "stop") not in ("stop", "skip"):
         raise ConfigError(
             f"config.train.on_nonfinite must be 'stop' or 'skip', got {train.on_nonfinite!r}"

@@ -135,6 +135,8 @@ def test_validation_rejects_nonsense():
         ("eval.max_new_tokens=0", "config.eval.max_new_tokens must be positive"),
         ("eval.num_examples=0", "config.eval.num_examples must be positive, or -1 for all"),
         ("eval.num_examples=-5", "config.eval.num_examples must be positive, or -1 for all"),
+        ("eval.cues=shuffled", "config.eval.cues must be 'retrieved' or 'random'"),
+        ("train.objective=contrast", "config.train.objective must be 'answer' or 'align'"),
     ],
 )
 def test_values_out_of_range_name_their_key(override, message):
@@ -221,3 +223,8 @@ def test_the_ablation_rungs_switch_one_part_each_and_wide_matches_the_full_size(
     assert sizes["wide"] == pytest.approx(sizes["full"], rel=0.02)
     with pytest.raises(ValueError, match="choose at most one of the variants levels, experts"):
         load_config(f"{config_file}:levels,experts")
+
+
+def test_alignment_takes_whole_batches():
+    with pytest.raises(ConfigError, match="set config.train.grad_accum_steps=1"):
+        load_config(DEMO, ["train.objective=align", "train.grad_accum_steps=2"])

@@ -24,6 +24,7 @@ from rs_jax.eval.figures import Example, answers_by_hit_figure, grounding_sheet
 from rs_jax.eval.generation import greedy_generate
 from rs_jax.eval.metrics import format_table
 from rs_jax.eval.protocols import Scorer, markdown
+from rs_jax.eval.zero_shot import zero_shot
 from rs_jax.files import is_local, write_text_whole
 from rs_jax.models.config import ModelConfig
 from rs_jax.models.flops import train_flops_per_example
@@ -89,11 +90,35 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     out_dir.mkdir(exist_ok=True)
     box_format = config.data.get("box_format", "geochat")
     scorer = Scorer(exp.data.eval_sources, box_format)
+    if config.train.get("objective", "answer") == "align":
+        return _evaluate_alignment(config, exp, params, step, scorer, out_dir)
     tally = _generate_and_score(config, exp, params, scorer, box_format)
     results = _results(config, exp, step, scorer, tally, out_dir)
     write_text_whole(out_dir / "eval.json", json.dumps(results, indent=2))
     write_text_whole(out_dir / "eval.md", markdown(results))
     _print_report(results, config)
+    return results
+
+
+def _evaluate_alignment(
+    config: ml_collections.ConfigDict,
+    exp: experiment_lib.Experiment,
+    params: Any,
+    step: int,
+    scorer: Scorer,
+    out_dir: epath.Path,
+) -> dict[str, Any]:
+    """An aligned model answers nothing yet: its eval is zero-shot classification."""
+    results = {"step": step, "model": exp.model_config.variant, "objective": "align"}
+    results["zero_shot"] = zero_shot(config, exp, params, scorer)
+    lines = [f"# Zero-shot classification at step {step}", ""]
+    lines += ["| source | accuracy | images | classes |", "|---|---|---|---|"]
+    for source, r in results["zero_shot"].items():
+        accuracy = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        lines.append(f"| {source} | {accuracy} | {r['count']} | {r['classes']} |")
+    write_text_whole(out_dir / "eval.json", json.dumps(results, indent=2))
+    write_text_whole(out_dir / "eval.md", "\n".join(lines) + "\n")
+    print("\n".join(lines[2:]) + "\n(written to eval.json, eval.md)")
     return results
 
 

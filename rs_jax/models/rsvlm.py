@@ -114,7 +114,7 @@ class RSVLM(nnx.Module):
         takes its own top-k on device).
         """
         cfg = self.cfg
-        pixels = image.astype(jnp.float32) / 127.5 - 1.0
+        pixels = _pixels(image)
         if cfg.baseline:
             last = cfg.vision.depth - 1
             return VisualOutput(self.projector(self.vision(pixels, (last,))[last]), (), None)
@@ -133,6 +133,22 @@ class RSVLM(nnx.Module):
             tokens, routing = self.experts(tokens, token_levels, jitter_key=jitter_key)
         level_embed = self.llm_level_embed[...][token_levels].astype(cfg.precision.dtype)
         return VisualOutput(self.projector(tokens) + level_embed, tuple(retrieved), routing)
+
+    def image_queries(self, image: jax.Array) -> list[jax.Array]:
+        """image uint8 [B, H, W, 3] -> each level's retrieval query [B, Dk] without a prompt,
+        coarse to fine: what alignment pretraining matches to the KB (train/losses.py)."""
+        cfg = self.cfg
+        if not cfg.retrieves:
+            raise ValueError(
+                f"the {cfg.variant} model has no retrieval queries to align: alignment "
+                "needs config.model.semantic_augmentation=True and baseline=False"
+            )
+        pixels = _pixels(image)
+        hidden = self.vision(pixels, [level.block for level in cfg.levels])
+        return [
+            augment.query(pool_to_grid(hidden[level.block], level.grid))
+            for level, augment in zip(cfg.levels, self.augment, strict=True)
+        ]
 
     def _augment(
         self,
@@ -255,6 +271,11 @@ class RSVLM(nnx.Module):
         predicting = batch["answer_position"].reshape(rows, -1, 1)  # [B, K * Ta, 1]
         answer_hidden = jnp.take_along_axis(hidden, predicting, axis=1)
         return answer_hidden.reshape(-1, answer_len, width), routing
+
+
+def _pixels(image: jax.Array) -> jax.Array:
+    """uint8 [B, H, W, 3] -> float32 in [-1, 1]."""
+    return image.astype(jnp.float32) / 127.5 - 1.0
 
 
 def example_rows(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:

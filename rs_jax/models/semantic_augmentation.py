@@ -36,6 +36,14 @@ class SemanticAugmentation(nnx.Module):
         self.norm = LayerNorm(width, precision=precision, rngs=rngs)
         self.cross_attn = Attention(width, num_heads, precision=precision, rngs=rngs)
 
+    def query(self, tokens: jax.Array, prompt_mean: jax.Array | None = None) -> jax.Array:
+        """The retrieval query [B, Dk] of a level's tokens [B, n, D] and the prompt's mean
+        [B, D] after prompt_proj (None: no prompt, as in alignment pretraining)."""
+        image = tokens.astype(jnp.float32).mean(1)
+        if prompt_mean is None:
+            prompt_mean = jnp.zeros_like(image)
+        return self.query_proj(jnp.concatenate([image, prompt_mean.astype(image.dtype)], -1))
+
     def __call__(
         self,
         tokens: jax.Array,
@@ -48,11 +56,7 @@ class SemanticAugmentation(nnx.Module):
         """ids [B, k]: host-retrieved KB rows to use instead of this level's own top-k."""
         tokens = _replicate_features(tokens)
         prompt = _replicate_features(self.prompt_proj(prompt_embeds))
-        query = self.query_proj(
-            jnp.concatenate(
-                [tokens.astype(jnp.float32).mean(1), masked_mean(prompt, prompt_mask)], axis=-1
-            )
-        )
+        query = self.query(tokens, masked_mean(prompt, prompt_mask))
         retrieved = kb.retrieve(query, kb_level, ids)
         # Weighting cues by their retrieval probability lets the answer loss reach the query.
         weights = retrieved.scores.shape[-1] * jax.nn.softmax(retrieved.scores, axis=-1)

@@ -2,9 +2,10 @@
 
 Every image is scored against every text of the batch: logit = exp(t) * cos(image, text) +
 b, and each pair is a binary problem, positive where the two carry the same label (an
-image and the embedding of its class name or description; labels < 0 match nothing). The
-loss is the sum of -log sigmoid(sign * logit) over all pairs, divided by the number of
-images (Zhai et al. 2023, "Sigmoid Loss for Language Image Pre-Training").
+image and the embedding of its class name or description). The loss is the sum of
+-log sigmoid(sign * logit) over all pairs, divided by the number of images (Zhai et al.
+2023, "Sigmoid Loss for Language Image Pre-Training"). An image or text whose label is < 0
+(no label at this level, a padding row) takes part in no pair and is not counted.
 
 `chunked_sigmoid_loss` computes the same number as big_vision does on a pod: each device
 keeps its own images and passes its texts around the ring of data-parallel devices
@@ -38,9 +39,13 @@ def _pair_loss_sum(
     """Summed sigmoid loss of every (image, text) pair: images [Bi, D], texts [Bt, D]
     (unit length), labels [Bi] / [Bt]."""
     logits = jnp.exp(log_temperature) * jnp.einsum("id,td->it", images, texts) + bias
-    match = (image_labels[:, None] == text_labels[None, :]) & (image_labels[:, None] >= 0)
-    signs = jnp.where(match, 1.0, -1.0)
-    return -jnp.sum(jax.nn.log_sigmoid(signs * logits))
+    signs = jnp.where(image_labels[:, None] == text_labels[None, :], 1.0, -1.0)
+    counted = (image_labels[:, None] >= 0) & (text_labels[None, :] >= 0)
+    return -jnp.sum(jnp.where(counted, jax.nn.log_sigmoid(signs * logits), 0.0))
+
+
+def _labelled(labels: jax.Array) -> jax.Array:
+    return jnp.sum(labels >= 0).astype(jnp.float32)
 
 
 def sigmoid_loss(
@@ -55,7 +60,7 @@ def sigmoid_loss(
     total = _pair_loss_sum(
         normalize(images), normalize(texts), image_labels, text_labels, log_temperature, bias
     )
-    return total / images.shape[0]
+    return total / jnp.maximum(_labelled(image_labels), 1.0)
 
 
 def chunked_sigmoid_loss(
@@ -66,12 +71,15 @@ def chunked_sigmoid_loss(
     log_temperature: jax.Array,
     bias: jax.Array,
     *,
-    mesh: jax.sharding.Mesh,
+    mesh: jax.sharding.Mesh | jax.sharding.AbstractMesh,
     axes: tuple[str, ...],
 ) -> jax.Array:
     """`sigmoid_loss`, with the batch split over the mesh `axes` (the data-parallel ones):
     each device scores its images against one device's texts at a time, the texts moving
-    one step around the ring between chunks. Equal to the whole loss up to float rounding."""
+    one step around the ring between chunks. Equal to the whole loss up to float rounding.
+    Without a mesh or axes (eager code), the whole loss."""
+    if mesh.empty or not axes:
+        return sigmoid_loss(images, texts, image_labels, text_labels, log_temperature, bias)
     ring = math.prod(mesh.shape[a] for a in axes)
     if images.shape[0] % ring or texts.shape[0] % ring:
         raise ValueError(
@@ -94,7 +102,8 @@ def chunked_sigmoid_loss(
         total = jax.lax.pcast(jnp.zeros((), jnp.float32), axes, to="varying")
         carry = (texts, text_labels, total)
         _, _, total = jax.lax.fori_loop(0, ring, chunk, carry)
-        return jax.lax.psum(total, axes) / (images.shape[0] * ring)
+        labelled = jax.lax.psum(_labelled(image_labels), axes)
+        return jax.lax.psum(total, axes) / jnp.maximum(labelled, 1.0)
 
     batch = P(axes)
     return jax.shard_map(

@@ -1,4 +1,6 @@
-"""The training objective: answer cross-entropy + MoE auxiliary losses + retrieval loss.
+"""The training objectives. "answer": answer cross-entropy + MoE auxiliary losses +
+retrieval loss. "align" (alignment pretraining): each level's image query against the KB
+embedding of its ground-truth entry, by the sigmoid loss over the batch.
 
 The answer loss projects only the positions that predict answer tokens onto the vocabulary,
 and does so in vocabulary chunks (`vocab_chunk`), so [B, T, V] float32 logits are never
@@ -17,6 +19,13 @@ from rs_jax.models.experts import RoutingStats
 from rs_jax.models.layers import matmul
 from rs_jax.models.retrieval import hits_at_k, retrieval_loss
 from rs_jax.models.rsvlm import RSVLM, example_rows
+from rs_jax.sharding import mesh_axes
+from rs_jax.train.contrastive import chunked_sigmoid_loss
+
+# The sigmoid loss's bias, fixed at SigLIP's initial value (SigLIP learns it; fixed here, the
+# aligned model's parameters are exactly the assistant's). Its temperature is the KB's
+# learned retrieval scale, exp(kb.logit_scale), which starts at SigLIP's 10.
+ALIGN_BIAS = -10.0
 
 
 def vocab_cross_entropy(
@@ -166,3 +175,42 @@ def expert_usage_from_metrics(
         if shares:
             usage[name] = shares
     return usage
+
+
+def alignment_loss(model: RSVLM, batch: dict[str, jax.Array]) -> tuple[jax.Array, dict]:
+    """Alignment pretraining: for each level, the prompt-free queries of the batch's images
+    [B, Dk] against the KB rows of their ground-truth entries at that level (the first of
+    kb_labels), positive where two share an entry; chunked around the data-parallel
+    devices. The levels' losses are averaged over those with a labelled image."""
+    cfg = model.cfg
+    batch = example_rows(batch)
+    table = model.kb.table()
+    scale = model.kb.logit_scale[...]
+    mesh = jax.sharding.get_abstract_mesh()
+    axes = batch_axes(batch["image"].shape[0])
+    metrics, losses, weights = {}, [], []
+    for level, (name, query) in enumerate(
+        zip(cfg.level_names, model.image_queries(batch["image"]), strict=True)
+    ):
+        entry = jnp.where(batch["valid"] > 0, batch["kb_labels"][:, level, 0], -1)
+        texts = jnp.take(table, jnp.maximum(entry, 0), axis=0)
+        loss = chunked_sigmoid_loss(
+            query, texts, entry, entry, scale, jnp.float32(ALIGN_BIAS), mesh=mesh, axes=axes
+        )
+        metrics[f"align/{name}_loss"] = loss
+        losses.append(loss)
+        weights.append((entry >= 0).any().astype(jnp.float32))
+    weights = jnp.stack(weights)
+    loss = (jnp.stack(losses) * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+    metrics |= {"loss": loss, "align/temperature": jnp.exp(scale)}
+    return loss, metrics
+
+
+def batch_axes(batch: int) -> tuple[str, ...]:
+    """The mesh axes the batch is split over ('act_batch'), those that divide it."""
+    mesh = jax.sharding.get_abstract_mesh()
+    axes: list[str] = []
+    for axis in () if mesh.empty else mesh_axes("act_batch"):
+        if batch % (math.prod(mesh.shape[a] for a in axes) * mesh.shape[axis]) == 0:
+            axes.append(axis)
+    return tuple(axes)

@@ -28,7 +28,7 @@ from rs_jax.train.checkpointing import (
     Checkpointer,
 )
 from rs_jax.train.lock import WorkdirLock
-from rs_jax.train.losses import compute_loss, expert_usage_from_metrics
+from rs_jax.train.losses import alignment_loss, compute_loss, expert_usage_from_metrics
 from rs_jax.train.preemption import StopSignals
 from rs_jax.train.progress import MetricWriter, ProgressLine
 
@@ -50,8 +50,11 @@ def make_grad_fn(exp: experiment_lib.Experiment):
 
     def grads_and_metrics(params, batch, key, num_tokens=None):
         def loss_fn(p):
+            model = nnx.merge(graphdef, p)
+            if train.get("objective", "answer") == "align":
+                return alignment_loss(model, batch)
             return compute_loss(
-                nnx.merge(graphdef, p),
+                model,
                 batch,
                 vocab_chunk=vocab_chunk,
                 jitter_key=key,

@@ -17,22 +17,23 @@ def numpy_sigmoid_loss(images, texts, image_labels, text_labels, log_t, bias):
     total = 0.0
     for i, image in enumerate(images):
         for j, text in enumerate(texts):
+            if image_labels[i] < 0 or text_labels[j] < 0:
+                continue  # no label: in no pair
             logit = np.exp(log_t) * float(image @ text) + bias
-            positive = image_labels[i] >= 0 and image_labels[i] == text_labels[j]
-            sign = 1.0 if positive else -1.0
+            sign = 1.0 if image_labels[i] == text_labels[j] else -1.0
             total += np.log1p(np.exp(-sign * logit))  # -log sigmoid(sign * logit)
-    return total / len(images)
+    return total / np.sum(image_labels >= 0)
 
 
 def _batch(seed, n=16, dim=8):
     rng = np.random.default_rng(seed)
     images = rng.normal(size=(n, dim)).astype(np.float32)
     texts = rng.normal(size=(n, dim)).astype(np.float32)
-    # Classes shared by several images, and an image without a label (matches nothing).
+    # Classes shared by several images; an image and a text without a label.
     labels = rng.integers(0, 5, n).astype(np.int32)
-    image_labels = labels.copy()
-    image_labels[3] = -1
-    return images, texts, image_labels, labels
+    image_labels, text_labels = labels.copy(), labels.copy()
+    image_labels[3] = text_labels[9] = -1
+    return images, texts, image_labels, text_labels
 
 
 @pytest.mark.parametrize("log_t, bias", [(np.log(10.0), -10.0), (0.5, 1.5)])
