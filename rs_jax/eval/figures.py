@@ -66,7 +66,7 @@ def answers_by_hit_figure(retrieval: Mapping[str, Mapping[str, Any]]) -> Figure:
     eval.json's "retrieval" ({level: {"answers_when_hit@1": {"accuracy", "count"},
     "answers_when_missed": {...}}}); a bar without answers is left out."""
     levels = list(retrieval)
-    fig = Figure(figsize=(1.8 * len(levels) + 2.5, 3.6), layout="constrained")
+    fig = Figure(figsize=(max(1.8 * len(levels) + 2.5, 5.0), 3.6), layout="constrained")
     ax = fig.add_subplot()
     bars = ((-0.2, "answers_when_hit@1", "tab:green"), (0.2, "answers_when_missed", "tab:red"))
     for offset, key, colour in bars:
@@ -79,7 +79,7 @@ def answers_by_hit_figure(retrieval: Mapping[str, Mapping[str, Any]]) -> Figure:
     ax.set_xticks(np.arange(len(levels)), levels)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("answer accuracy (exact match)")
-    ax.set_title("answers when the top cue is right (green) or wrong (red)")
+    ax.set_title("answers by whether the level's top cue is right")
     ax.legend(["top cue right", "top cue wrong"], loc="upper right", fontsize=8)
     return fig
 
