@@ -211,6 +211,19 @@ def mesh_axes(logical_axis: str) -> tuple[str, ...]:
     return tuple(a for a in axes if a in mesh.axis_names)
 
 
+def dividing_batch_axes(batch: int, also: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The mesh axes a batch of `batch` rows is split over inside shard_map: those of the
+    'act_batch' rule (then `also`) whose sizes, multiplied up, divide it; () without a mesh."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return ()
+    axes: list[str] = []
+    for a in mesh_axes("act_batch") + also:
+        if a not in axes and batch % (math.prod(mesh.shape[x] for x in axes) * mesh.shape[a]) == 0:
+            axes.append(a)
+    return tuple(axes)
+
+
 def logical_to_mesh(rules: Rules, logical_axes: Sequence[str | None]) -> PartitionSpec:
     """`resolve`, with every name required to have a rule (parameters, batches)."""
     _check_known(rules, logical_axes, f"{tuple(logical_axes)}")

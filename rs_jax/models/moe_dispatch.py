@@ -282,18 +282,14 @@ def _local_dropless(
 def _token_axes(batch: int, experts: tuple[str, ...]) -> tuple[str, ...]:
     """Mesh axes to split the batch over inside shard_map: the 'act_batch' rule's axes that
     divide it, always including the expert axes (each expert peer needs its own tokens)."""
-    mesh = jax.sharding.get_abstract_mesh()
-    axes: list[str] = []
-    for a in sharding.mesh_axes("act_batch") + experts:
-        if a not in axes and batch % (math.prod(mesh.shape[x] for x in axes) * mesh.shape[a]) == 0:
-            axes.append(a)
-    missing = [a for a in experts if a not in axes]
+    axes = sharding.dividing_batch_axes(batch, experts)
+    missing = tuple(a for a in experts if a not in axes)
     if missing:
         raise ValueError(
             f"dropless expert dispatch: batch {batch} is not divisible by the mesh axes "
-            f"{axes + missing} it is split over; make the batch a multiple of them"
+            f"{list(axes + missing)} it is split over; make the batch a multiple of them"
         )
-    return tuple(axes)
+    return axes
 
 
 def dropless_ffn(

@@ -19,7 +19,7 @@ from rs_jax.models.experts import RoutingStats
 from rs_jax.models.layers import matmul
 from rs_jax.models.retrieval import hits_at_k, retrieval_loss
 from rs_jax.models.rsvlm import RSVLM, example_rows
-from rs_jax.sharding import mesh_axes
+from rs_jax.sharding import dividing_batch_axes
 from rs_jax.train.contrastive import chunked_sigmoid_loss
 
 # The sigmoid loss's bias, fixed at SigLIP's initial value (SigLIP learns it; fixed here, the
@@ -187,7 +187,7 @@ def alignment_loss(model: RSVLM, batch: dict[str, jax.Array]) -> tuple[jax.Array
     table = model.kb.table()
     scale = model.kb.logit_scale[...]
     mesh = jax.sharding.get_abstract_mesh()
-    axes = batch_axes(batch["image"].shape[0])
+    axes = dividing_batch_axes(batch["image"].shape[0])
     metrics, losses, weights = {}, [], []
     for level, (name, query) in enumerate(
         zip(cfg.level_names, model.image_queries(batch["image"]), strict=True)
@@ -204,13 +204,3 @@ def alignment_loss(model: RSVLM, batch: dict[str, jax.Array]) -> tuple[jax.Array
     loss = (jnp.stack(losses) * weights).sum() / jnp.maximum(weights.sum(), 1.0)
     metrics |= {"loss": loss, "align/temperature": jnp.exp(scale)}
     return loss, metrics
-
-
-def batch_axes(batch: int) -> tuple[str, ...]:
-    """The mesh axes the batch is split over ('act_batch'), those that divide it."""
-    mesh = jax.sharding.get_abstract_mesh()
-    axes: list[str] = []
-    for axis in () if mesh.empty else mesh_axes("act_batch"):
-        if batch % (math.prod(mesh.shape[a] for a in axes) * mesh.shape[axis]) == 0:
-            axes.append(axis)
-    return tuple(axes)
