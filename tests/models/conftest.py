@@ -1,4 +1,5 @@
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -112,8 +113,14 @@ def fit(config, mesh, batches: list[dict], steps: int, learning_rate: float) -> 
     static = ("b1", "b2", "eps", "eps_root", "weight_decay")
     tx = optax.inject_hyperparams(optax.adamw, static_args=static)(learning_rate=learning_rate)
     batches = [jax.tree.map(jnp.asarray, batch) for batch in batches]
+    # The state leaves the step sharded as it came in: left to propagation, some specs come
+    # out different and the second step compiles the program again.
+    replicated = jax.NamedSharding(mesh, jax.P())
+    state = (params, tx.init(params))
+    shardings = jax.tree.map(lambda x: x.sharding if x.committed else replicated, state)
+    params, opt_state = jax.device_put(state, shardings)
 
-    @jax.jit
+    @functools.partial(jax.jit, out_shardings=(*shardings, None))
     def step(params, opt_state, batch):
         def loss_fn(p):
             return compute_loss(nnx.merge(graphdef, p), batch)[0]
@@ -122,7 +129,7 @@ def fit(config, mesh, batches: list[dict], steps: int, learning_rate: float) -> 
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    opt_state, losses = tx.init(params), []
+    losses = []
     with jax.set_mesh(mesh):
         for i in range(steps):
             params, opt_state, loss = step(params, opt_state, batches[i % len(batches)])
