@@ -21,7 +21,15 @@ from rs_jax.data import records as records_lib
 from rs_jax.data import tasks as tasks_lib
 from rs_jax.data.images import Bands
 from rs_jax.data.pipeline import EvalSource, build_data
-from rs_jax.data.sources import captions, classification, detection, instruct, rsvqa, vqa_jsonl
+from rs_jax.data.sources import (
+    captions,
+    classification,
+    detection,
+    instruct,
+    referring,
+    rsvqa,
+    vqa_jsonl,
+)
 from rs_jax.data.tasks import QA
 from rs_jax.eval.protocols import Scorer
 
@@ -717,7 +725,7 @@ def test_formats_are_the_modules_that_declare_one():
     found = sources.formats()
     modules = dict(
         folder=classification, rsvqa=rsvqa, vqa_jsonl=vqa_jsonl, captions=captions,
-        instruct=instruct, detection=detection,
+        instruct=instruct, detection=detection, referring=referring,
     )  # fmt: skip
     assert {name: f.name for name, f in found.items()} == {name: name for name in modules}
     assert all(found[name] is module.FORMAT for name, module in modules.items())
@@ -728,6 +736,7 @@ def test_formats_are_the_modules_that_declare_one():
         "captions": ("captioning", dict(image_root="", prompt="Describe the image.")),
         "instruct": ("vqa", dict(image_root="")),
         "detection": ("grounding", dict(image_root="", questions="classes")),
+        "referring": ("grounding", dict(image_root="")),
     }
 
 

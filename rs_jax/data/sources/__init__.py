@@ -11,6 +11,8 @@ name, its own config keys, its evaluation protocol and its `load`; `formats()` f
   instruct   LLaVA / GeoChat conversation JSON (multi-turn)           sources/instruct.py
   detection  DOTA labelTxt / DIOR, DIOR-R, DIOR-RSVG xml annotations -> grounding questions
                                                                      sources/detection.py
+  referring  one referring expression and its box per record (VRSBench's evaluation JSON)
+                                                                     sources/referring.py
 
 A bad record (a missing image, an unknown question type, a conversation without its image
 placeholder) is a ValueError naming the file and record, or with `allow_skips` a counted

@@ -64,8 +64,7 @@ def _karpathy_record(row: dict, where: str, bad: sources.BadRecords) -> CaptionR
 def load_split(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
     jsonl = source.path.endswith(".jsonl")
     if jsonl:
-        path, numbered = rows_of_split(source, split)
-        rows = [(f"line {n}", r) for n, r in numbered]
+        path, rows = rows_of_split(source, split)
     else:
         path, rows = _karpathy_rows(source, split)
     root, prompt = source.image_root(), source.options["prompt"]

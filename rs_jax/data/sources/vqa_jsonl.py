@@ -29,21 +29,31 @@ class VqaRecord(sources.Record):
     label: sources.Text | None = None
 
 
-def rows_of_split(source: sources.SourceConfig, split: str) -> tuple[str, list[tuple[int, dict]]]:
-    """(file, [(line, row)]) of one split of a JSONL source: the `{split}` file, or the lines
-    whose "split" is `split`."""
+def rows_of_split(source: sources.SourceConfig, split: str) -> tuple[str, list[tuple[str, dict]]]:
+    """(file, [(where, row)]) of one split: the `{split}` file, or the rows whose "split" is
+    `split`. The file is JSON lines (where = "line N"), or, named *.json, one JSON list of
+    objects (where = "record N", from 1)."""
     path = source.split_path(split)
     what = f"config.data.sources.{source.name}.path"
-    rows = list(sources.read_jsonl(path, what))
+    if path.endswith(".json"):
+        records = sources.read_json(path, what)
+        if not isinstance(records, list):
+            raise ValueError(f"{what}: {path} holds a JSON {type(records).__name__}, not a list")
+        rows = [(f"record {i}", row) for i, row in enumerate(records, start=1)]
+        for where, row in rows:
+            if not isinstance(row, dict):
+                raise ValueError(f"{what}: {path} {where}: expected an object")
+    else:
+        rows = [(f"line {n}", row) for n, row in sources.read_jsonl(path, what)]
     if "{split}" in source.path:
         return path, rows
-    for number, row in rows:
+    for where, row in rows:
         if "split" not in row:
             raise ValueError(
-                f'{path} line {number}: no "split" (a file without one per line needs '
+                f'{path} {where}: no "split" (a file without one per record needs '
                 f"{{split}} in {what})"
             )
-    return path, [(n, r) for n, r in rows if r["split"] == split]
+    return path, [(where, r) for where, r in rows if r["split"] == split]
 
 
 def load_split(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
@@ -53,8 +63,9 @@ def load_split(source: sources.SourceConfig, split: str, ctx: sources.LoadContex
     bad = sources.BadRecords(ctx.allow_skips)
     qas: dict[str, list[tasks_lib.QA]] = collections.defaultdict(list)
     labels, records, aliases = {}, {}, {}
-    for number, row in rows:
-        record = sources.parse_record(VqaRecord, row, f"{path} line {number}", bad)
+    for where, row in rows:
+        where = f"{path} {where}"
+        record = sources.parse_record(VqaRecord, row, where, bad)
         if record is None:
             continue
         kind = record.question_type
@@ -63,7 +74,7 @@ def load_split(source: sources.SourceConfig, split: str, ctx: sources.LoadContex
         image = sources.image_path(root, record.image)
         question = record.question + (f" {suffix}" if suffix else "")
         qas[image].append(tasks_lib.QA(question, str(record.answer), kind))
-        records.setdefault(image, f"{path} line {number}")
+        records.setdefault(image, where)
         if record.label:
             labels[image] = tasks_lib.class_display_name(record.label)
             aliases[labels[image]] = [record.label]
