@@ -68,6 +68,7 @@ LONGEST_FIRST = (
     "tests/train/test_experiment.py",
     "tests/models/test_semantic_experts.py",
     "tests/eval/test_evaluate.py",
+    "tests/eval/test_zero_shot.py",
     "tests/eval/test_generation.py",
 )
 

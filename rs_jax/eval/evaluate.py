@@ -112,10 +112,15 @@ def _evaluate_alignment(
     results = {"step": step, "model": exp.model_config.variant, "objective": "align"}
     results["zero_shot"] = zero_shot(config, exp, params, scorer)
     lines = [f"# Zero-shot classification at step {step}", ""]
-    lines += ["| source | accuracy | images | classes |", "|---|---|---|---|"]
+    lines += [
+        "| source | accuracy (KB descriptions) | accuracy (name prompts) | images | classes |",
+        "|---|---|---|---|---|",
+    ]
     for source, r in results["zero_shot"].items():
-        accuracy = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
-        lines.append(f"| {source} | {accuracy} | {r['count']} | {r['classes']} |")
+        accuracy, names = (
+            "-" if v is None else f"{v:.3f}" for v in (r["accuracy"], r["accuracy_names"])
+        )
+        lines.append(f"| {source} | {accuracy} | {names} | {r['count']} | {r['classes']} |")
     write_text_whole(out_dir / "eval.json", json.dumps(results, indent=2))
     write_text_whole(out_dir / "eval.md", "\n".join(lines) + "\n")
     print("\n".join(lines[2:]) + "\n(written to eval.json, eval.md)")

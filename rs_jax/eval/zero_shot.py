@@ -4,13 +4,18 @@ image's prompt-free level query against the KB embeddings of the classes, by cos
 For every eval source the candidates are the KB entries that are the first ground-truth
 entry of one of its eval images at some level (for a classification folder: its classes,
 each at its KB level), each scored by cosine with the image's query of that level; an image
-is right when its best candidate is one of its ground-truth entries. The class texts are
-the KB embeddings the alignment trained against (docs/alignment.md).
+is right when its best candidate is one of its ground-truth entries. Two texts per class:
+the KB embedding the alignment trained against ("accuracy"), and a prompt ensemble of the
+entry's name ("accuracy_names": zero_shot_prompts.json, each prompt embedded by the built
+KB's encoder, the unit embeddings averaged as CLIP does); docs/alignment.md.
 """
 
 from __future__ import annotations
 
 import collections
+import json
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -19,8 +24,13 @@ import numpy as np
 from flax import nnx
 
 from rs_jax.eval.protocols import Scorer
+from rs_jax.kb.store import BuiltKB
 from rs_jax.train import experiment as experiment_lib
 from rs_jax.train.progress import ProgressLine
+
+PROMPTS: tuple[str, ...] = tuple(
+    json.loads(Path(__file__).with_name("zero_shot_prompts.json").read_text())["prompts"]
+)
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -35,13 +45,21 @@ def zero_shot_predictions(queries: np.ndarray, candidates: np.ndarray) -> np.nda
     return np.argmax(np.einsum("ncd,cd->nc", unit(queries), unit(candidates)), axis=-1)
 
 
+def name_embeddings(encoder: Any, names: Sequence[str], prompts: Sequence[str] = PROMPTS):
+    """names [C] -> [C, D] unit vectors: each name's prompts embedded, unit-normalised,
+    averaged and normalised again (CLIP's prompt ensembles)."""
+    texts = [prompt.format(name) for name in names for prompt in prompts]
+    embedded = unit(encoder.encode(texts)).reshape(len(names), len(prompts), -1)
+    return unit(embedded.mean(axis=1))
+
+
 def zero_shot(
     config: ml_collections.ConfigDict,
     exp: experiment_lib.Experiment,
     params: Any,
     scorer: Scorer,
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """{source: {"accuracy", "count", "classes"}} over the eval split."""
+    """{source: {"accuracy", "accuracy_names", "count", "classes"}} over the eval split."""
     graphdef = exp.graphdef
 
     @jax.jit
@@ -65,7 +83,19 @@ def zero_shot(
                 source[0].append(level_queries[row])
                 source[1].append(labels[row])
             progress.update(i, {}, int((batch["valid"] > 0).sum()))
-    return {name: _score(np.stack(q), np.stack(ls), table) for name, (q, ls) in gathered.items()}
+    stacked = {name: (np.stack(q), np.stack(ls)) for name, (q, ls) in gathered.items()}
+    candidates = sorted(
+        {int(r) for _, ls in stacked.values() for r in ls[:, :, 0].ravel() if r >= 0}
+    )
+    names = np.zeros_like(table, dtype=np.float64)
+    if candidates:
+        encoder = experiment_lib.load_kb_encoder(BuiltKB.load(exp.knowledge.source))
+        entries = [exp.knowledge.entries[r].name for r in candidates]
+        names[candidates] = name_embeddings(encoder, entries)
+    return {
+        name: _score(q, ls, table) | {"accuracy_names": _score(q, ls, names)["accuracy"]}
+        for name, (q, ls) in stacked.items()
+    }
 
 
 def _score(queries: np.ndarray, labels: np.ndarray, table: np.ndarray) -> dict[str, Any]:

@@ -309,7 +309,7 @@ def load_knowledge(
         entries, table = built.entries, built.embeddings
         if host:
             if query_fn is None:
-                query_fn = prompt_query(_load_kb_encoder(built))
+                query_fn = prompt_query(load_kb_encoder(built))
             retriever = HostRetriever(
                 built, model_config.kb_levels, model_config.kb.top_k, query_fn
             )
@@ -355,7 +355,7 @@ def _check_kb_source(model: ModelConfig) -> None:
         )
 
 
-def _load_kb_encoder(built: BuiltKB):
+def load_kb_encoder(built: BuiltKB):
     """The sentence encoder the built KB was embedded with (checked by fingerprint)."""
     from rs_jax.convert.hf_bert import load_sentence_encoder
 
