@@ -398,8 +398,9 @@ def warm_start(params: Any, source: epath.PathLike) -> tuple[epath.Path, list[st
         if not steps:
             raise CheckpointError(f"{setting}={str(source)!r}: no checkpoint there")
         step_dir = max(steps, key=lambda p: int(p.name))
-    checkpointer = ocp.PyTreeCheckpointer()
-    tree = checkpointer.metadata(step_dir / STATE).item_metadata.tree["params"]
+    # The item's own metadata: the Checkpointer's would look for the step's metadata file
+    # inside the item and log a warning that it is missing.
+    tree = ocp.PyTreeCheckpointHandler().metadata(step_dir / STATE).tree["params"]
 
     def stored(path: tuple) -> tuple[tuple[str, ...], Any] | None:
         """(key path, metadata) of a parameter in the stored tree (a variable may be stored
@@ -432,7 +433,7 @@ def warm_start(params: Any, source: epath.PathLike) -> tuple[epath.Path, list[st
         node[keys[-1]] = jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=sharding)
     if not target:
         raise CheckpointError(f"{setting}={str(source)!r}: {step_dir} shares no parameter")
-    restored = checkpointer.restore(
+    restored = ocp.PyTreeCheckpointer().restore(
         step_dir / STATE,
         args=ocp.args.PyTreeRestore(
             {"params": target},
