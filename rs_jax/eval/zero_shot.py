@@ -87,13 +87,15 @@ def zero_shot(
     candidates = sorted(
         {int(r) for _, ls in stacked.values() for r in ls[:, :, 0].ravel() if r >= 0}
     )
-    names = np.zeros_like(table, dtype=np.float64)
-    if candidates:
+    names = None  # a learned table has no encoder to embed the names with
+    if candidates and exp.knowledge.table is not None:
         encoder = experiment_lib.load_kb_encoder(BuiltKB.load(exp.knowledge.source))
+        names = np.zeros_like(table, dtype=np.float64)
         entries = [exp.knowledge.entries[r].name for r in candidates]
         names[candidates] = name_embeddings(encoder, entries)
     return {
-        name: _score(q, ls, table) | {"accuracy_names": _score(q, ls, names)["accuracy"]}
+        name: _score(q, ls, table)
+        | {"accuracy_names": None if names is None else _score(q, ls, names)["accuracy"]}
         for name, (q, ls) in stacked.items()
     }
 
