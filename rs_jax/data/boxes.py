@@ -116,6 +116,12 @@ def grid_size(box_format: str) -> int:
     return _FORMATS[box_format][0]
 
 
+def written_in(box: Box, box_format: str) -> Box:
+    """`box` as `box_format` can write it: the horizontal box around a rotated one where the
+    format has no angle (qwen), else the box itself."""
+    return box if box.angle == 0 or writes_angle(box_format) else box.horizontal()
+
+
 def parse(text: str, box_format: str) -> list[Box]:
     """Every box written in `text`, in order. Text that is no well-formed box (a number off
     the grid, an empty box, a broken bracket) is not a box: an answer holding only such

@@ -320,6 +320,33 @@ def read_jsonl(path: str, what: str) -> Iterator[tuple[int, dict]]:
             yield number, row
 
 
+def rows_of_split(source: SourceConfig, split: str) -> tuple[str, list[tuple[str, dict]]]:
+    """(file, [(where, row)]) of one split: the `{split}` file, or the rows whose "split" is
+    `split`. The file is JSON lines (where = "line N"), or, named *.json, one JSON list of
+    objects (where = "record N", from 1)."""
+    path = source.split_path(split)
+    what = f"config.data.sources.{source.name}.path"
+    if path.endswith(".json"):
+        records = read_json(path, what)
+        if not isinstance(records, list):
+            raise ValueError(f"{what}: {path} holds a JSON {type(records).__name__}, not a list")
+        rows = [(f"record {i}", row) for i, row in enumerate(records, start=1)]
+        for where, row in rows:
+            if not isinstance(row, dict):
+                raise ValueError(f"{what}: {path} {where}: expected an object")
+    else:
+        rows = [(f"line {n}", row) for n, row in read_jsonl(path, what)]
+    if "{split}" in source.path:
+        return path, rows
+    for where, row in rows:
+        if "split" not in row:
+            raise ValueError(
+                f'{path} {where}: no "split" (a file without one per record needs '
+                f"{{split}} in {what})"
+            )
+    return path, [(where, r) for where, r in rows if r["split"] == split]
+
+
 def image_path(image_root: str, name: str) -> str:
     """`name` under `image_root`, unless it is absolute or a URL (gs://...)."""
     if os.path.isabs(name) or not is_local(name):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from rs_jax.data import sources
 from rs_jax.data import tasks as tasks_lib
-from rs_jax.data.sources.vqa_jsonl import rows_of_split
 
 
 class CaptionRecord(sources.Record):
@@ -64,7 +63,7 @@ def _karpathy_record(row: dict, where: str, bad: sources.BadRecords) -> CaptionR
 def load_split(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
     jsonl = source.path.endswith(".jsonl")
     if jsonl:
-        path, rows = rows_of_split(source, split)
+        path, rows = sources.rows_of_split(source, split)
     else:
         path, rows = _karpathy_rows(source, split)
     root, prompt = source.image_root(), source.options["prompt"]

@@ -125,16 +125,11 @@ def grounding_questions(
     class with only difficult objects is not asked about). "descriptions": one question per
     described object, "[refer] <description>", answered with its box. A format without
     angles (qwen) gets the horizontal box around each rotated one."""
-    angles = boxes.writes_angle(box_format)
-
-    def written(box: boxes.Box) -> boxes.Box:
-        return box if angles or box.angle == 0 else box.horizontal()
-
     if questions == "descriptions":
         return [
             QA(
                 f"[refer] {obj.description}",
-                boxes.render([written(obj.box)], box_format),
+                boxes.render([boxes.written_in(obj.box, box_format)], box_format),
                 GROUNDING_TASK,
             )
             for obj in annotation.objects
@@ -143,7 +138,7 @@ def grounding_questions(
     by_class: dict[str, list[boxes.Box]] = {}
     for obj in annotation.objects:
         if not obj.difficult:
-            by_class.setdefault(obj.name, []).append(written(obj.box))
+            by_class.setdefault(obj.name, []).append(boxes.written_in(obj.box, box_format))
     return [
         QA(
             f"[refer] where is the {name.replace('-', ' ')}?",

@@ -21,7 +21,6 @@ import collections
 import pydantic
 
 from rs_jax.data import boxes, sources
-from rs_jax.data.sources.vqa_jsonl import rows_of_split
 from rs_jax.data.tasks import GROUNDING_TASK, QA
 
 
@@ -36,7 +35,7 @@ class ReferringRecord(sources.Record):
 
 
 def load_split(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
-    path, rows = rows_of_split(source, split)
+    path, rows = sources.rows_of_split(source, split)
     root = source.image_root()
     bad = sources.BadRecords(ctx.allow_skips)
     qas: dict[str, list[QA]] = collections.defaultdict(list)
@@ -52,11 +51,8 @@ def load_split(source: sources.SourceConfig, split: str, ctx: sources.LoadContex
                 where, f'"ground_truth" {record.ground_truth!r} is not one box {{<x1><y1><x2><y2>}}'
             )
             continue
-        [box] = found
-        if box.angle and not boxes.writes_angle(ctx.box_format):
-            box = box.horizontal()
         image = sources.image_path(root, record.image)
-        answer = boxes.render([box], ctx.box_format)
+        answer = boxes.render([boxes.written_in(found[0], ctx.box_format)], ctx.box_format)
         qas[image].append(QA(f"[refer] {record.question}", answer, GROUNDING_TASK))
         records.setdefault(image, where)
     items = [sources.Item(image, tuple(q), (), records[image]) for image, q in qas.items()]

@@ -29,35 +29,8 @@ class VqaRecord(sources.Record):
     label: sources.Text | None = None
 
 
-def rows_of_split(source: sources.SourceConfig, split: str) -> tuple[str, list[tuple[str, dict]]]:
-    """(file, [(where, row)]) of one split: the `{split}` file, or the rows whose "split" is
-    `split`. The file is JSON lines (where = "line N"), or, named *.json, one JSON list of
-    objects (where = "record N", from 1)."""
-    path = source.split_path(split)
-    what = f"config.data.sources.{source.name}.path"
-    if path.endswith(".json"):
-        records = sources.read_json(path, what)
-        if not isinstance(records, list):
-            raise ValueError(f"{what}: {path} holds a JSON {type(records).__name__}, not a list")
-        rows = [(f"record {i}", row) for i, row in enumerate(records, start=1)]
-        for where, row in rows:
-            if not isinstance(row, dict):
-                raise ValueError(f"{what}: {path} {where}: expected an object")
-    else:
-        rows = [(f"line {n}", row) for n, row in sources.read_jsonl(path, what)]
-    if "{split}" in source.path:
-        return path, rows
-    for where, row in rows:
-        if "split" not in row:
-            raise ValueError(
-                f'{path} {where}: no "split" (a file without one per record needs '
-                f"{{split}} in {what})"
-            )
-    return path, [(where, r) for where, r in rows if r["split"] == split]
-
-
 def load_split(source: sources.SourceConfig, split: str, ctx: sources.LoadContext) -> sources.Split:
-    path, rows = rows_of_split(source, split)
+    path, rows = sources.rows_of_split(source, split)
     opts, root = source.options, source.image_root()
     keep, suffix = opts["question_types"], opts["prompt_suffix"]
     bad = sources.BadRecords(ctx.allow_skips)
